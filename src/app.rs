@@ -1,0 +1,200 @@
+//! `App`: binds the listener, starts the fake Webex in demo mode, builds the router and its
+//! layers, and serves until shutdown.
+
+use crate::config::{Config, Mode};
+use crate::device_flows::DeviceFlows;
+use crate::error::render_error_pages;
+use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
+use crate::secret::Secret;
+use crate::state::AppState;
+use crate::tokens::{RefreshLocks, unix_now};
+use crate::webex::{Credentials, WebexClient};
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::from_fn_with_state;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+use tracing::Level;
+
+/// Pending device sign-ins the server accepts before answering 503.
+pub const MAX_PENDING_FLOWS: usize = 10_000;
+/// A session nobody used for this long is gone (the access token lives 14 days).
+const SESSION_INACTIVITY: time::Duration = time::Duration::days(14);
+/// Form posts here are tiny; anything bigger is refused.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    fake: Option<FakeWebex>,
+}
+
+impl App {
+    /// Binds `LISTEN_ADDR` and builds the app.
+    pub async fn build(config: Config) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("LISTEN_ADDR: cannot bind {}: {e}", config.listen_addr),
+            )
+        })?;
+        Self::with_listener(config, listener).await
+    }
+
+    /// Builds the app on a listener the caller bound (tests bind `127.0.0.1:0`).
+    pub async fn with_listener(config: Config, listener: TcpListener) -> io::Result<Self> {
+        let (api_base, creds, fake) = match &config.mode {
+            Mode::Live {
+                client_id,
+                client_secret,
+            } => (
+                config.api_base.clone(),
+                Credentials {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                },
+                None,
+            ),
+            Mode::Demo => {
+                let fake = FakeWebex::spawn(FakeConfig {
+                    redirect_uris: vec![config.redirect_uri.to_string()],
+                    ..FakeConfig::default()
+                })
+                .await?;
+                let base = url::Url::parse(&fake.base_url()).map_err(io::Error::other)?;
+                let creds = Credentials {
+                    client_id: DEMO_CLIENT_ID.to_owned(),
+                    client_secret: Secret::new(DEMO_CLIENT_SECRET),
+                };
+                (base, creds, Some(fake))
+            }
+        };
+        let webex = WebexClient::new(
+            api_base,
+            creds,
+            config.connect_timeout,
+            config.request_timeout,
+        )
+        .map_err(io::Error::other)?;
+        let state = AppState {
+            config: Arc::new(config),
+            webex,
+            flows: DeviceFlows::new(MAX_PENDING_FLOWS),
+            refresh_locks: RefreshLocks::default(),
+        };
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            fake,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The embedded fake Webex, in demo mode.
+    pub fn fake(&self) -> Option<&FakeWebex> {
+        self.fake.as_ref()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let flows = self.state.flows.clone();
+        let janitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let purged = flows.purge(unix_now());
+                if purged > 0 {
+                    tracing::debug!(purged, "forgot expired device flows");
+                }
+            }
+        });
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        janitor.abort();
+        result
+    }
+}
+
+/// The router with its layers. The order matters (the last `.layer` is the outermost):
+/// trace → body limit → error pages → sessions → panic catcher → routes, so that error pages
+/// are rendered for everything inside, including a failed session save or a panic, and
+/// logged inside the request's span.
+pub fn router(state: AppState) -> Router {
+    let sessions = SessionManagerLayer::new(MemoryStore::default())
+        .with_name("webex_oauth_session")
+        // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
+        // or the callback could never find its state (tower-sessions defaults to Strict).
+        .with_same_site(SameSite::Lax)
+        .with_http_only(true)
+        .with_secure(state.config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(SESSION_INACTIVITY));
+    crate::routes::router(state.clone())
+        .layer(CatchPanicLayer::new())
+        .layer(sessions)
+        .layer(from_fn_with_state(state, render_error_pages))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: the query of /oauth carries the authorization code.
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,223 @@
+//! The authorization-code flow with PKCE (the Flask sample's GRANT button), and sign-out.
+//!
+//! 1. `GET /login` makes a random `state` and PKCE verifier, keeps both in this session, and
+//!    sends the browser to Webex's `/authorize` with the state and the verifier's S256 challenge.
+//! 2. The user approves (or declines) on Webex, which sends the browser to `GET /oauth`.
+//! 3. `/oauth` checks the state against this session's (constant time, single use), exchanges
+//!    the code plus verifier for tokens, stores them server-side, cycles the session id, and
+//!    goes to `/granted`.
+//!
+//! Up to [`MAX_PENDING_LOGINS`] logins may be pending per session, so two tabs can each
+//! sign in; each state is good for [`LOGIN_TTL_SECS`].
+
+use crate::device_flows::FLOW_KEY;
+use crate::error::{AppError, Result};
+use crate::secret::Secret;
+use crate::state::AppState;
+use crate::tokens::{self, Grant, TokenSet, unix_now};
+use crate::webex::oauth::random_token;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tower_sessions::Session;
+
+/// Session key of the pending logins.
+const LOGINS_KEY: &str = "oauth.pending";
+const MAX_PENDING_LOGINS: usize = 5;
+const LOGIN_TTL_SECS: u64 = 600;
+
+/// One login between `/login` and `/oauth`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PendingLogin {
+    state: Secret,
+    verifier: Secret,
+    started_at: u64,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login))
+        .route("/oauth", get(callback))
+        .route("/logout", post(logout))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let redirect_uri = &state.config.redirect_uri;
+    // The session cookie is per host: a login started on 127.0.0.1 would come back on
+    // localhost without it. Move to the redirect URI's origin first.
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        if !host.eq_ignore_ascii_case(&authority(redirect_uri)) {
+            let target = format!("{}/login", state.config.public_origin());
+            return Ok(Redirect::to(&target).into_response());
+        }
+    }
+
+    let now = unix_now();
+    let login = PendingLogin {
+        state: random_token(),
+        verifier: random_token(),
+        started_at: now,
+    };
+    let mut pending: Vec<PendingLogin> = session.get(LOGINS_KEY).await?.unwrap_or_default();
+    pending.retain(|p| p.started_at + LOGIN_TTL_SECS > now);
+    if pending.len() >= MAX_PENDING_LOGINS {
+        pending.remove(0);
+    }
+    let url = state.webex.authorize_url(
+        redirect_uri.as_str(),
+        &state.config.scopes,
+        &login.state,
+        &login.verifier,
+    );
+    pending.push(login);
+    session.insert(LOGINS_KEY, pending).await?;
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+/// `host[:port]` of a URL, as a browser sends it in `Host`.
+fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// The callback's query, read by hand so that nothing a caller sends can make it fail.
+#[derive(Default)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+fn parse_callback(query: Option<&str>) -> Result<Callback> {
+    let mut callback = Callback::default();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let slot = match &*key {
+            "code" => &mut callback.code,
+            "state" => &mut callback.state,
+            "error" => &mut callback.error,
+            "error_description" => &mut callback.error_description,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(AppError::BadRequest(format!(
+                "The callback repeats the parameter {key:?}."
+            )));
+        }
+        *slot = Some(value.into_owned());
+    }
+    Ok(callback)
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let callback = parse_callback(query.as_deref())?;
+    let Some(returned_state) = callback.state.filter(|s| !s.is_empty()) else {
+        return Err(AppError::BadRequest(
+            "The callback has no state parameter.".into(),
+        ));
+    };
+
+    // Find this session's pending login with that state, and remove it: a state works once.
+    let now = unix_now();
+    let mut pending: Vec<PendingLogin> = session.get(LOGINS_KEY).await?.unwrap_or_default();
+    let found = pending.iter().position(|p| {
+        bool::from(p.state.expose().as_bytes().ct_eq(returned_state.as_bytes()))
+            && p.started_at + LOGIN_TTL_SECS > now
+    });
+    let Some(index) = found else {
+        return Err(AppError::BadRequest(
+            "This sign-in was not started in this browser, was already used, or is too old.".into(),
+        ));
+    };
+    let login = pending.remove(index);
+    if pending.is_empty() {
+        session.remove::<Vec<PendingLogin>>(LOGINS_KEY).await?;
+    } else {
+        session.insert(LOGINS_KEY, pending).await?;
+    }
+
+    if let Some(error) = callback.error {
+        let error = short_code(&error);
+        return Err(if error == "access_denied" {
+            AppError::Denied(
+                "You declined to grant this integration access to your Webex account.".into(),
+            )
+        } else {
+            AppError::BadRequest(format!("Webex did not grant access ({error})."))
+        });
+    }
+    let Some(code) = callback.code.filter(|c| !c.is_empty()).map(Secret::new) else {
+        return Err(AppError::BadRequest("The callback has no code.".into()));
+    };
+
+    let response = state
+        .webex
+        .exchange_code(&code, &login.verifier, state.config.redirect_uri.as_str())
+        .await?;
+    tokens::store_new_login(&session, &TokenSet::new(response, Grant::AuthorizationCode)).await?;
+    tracing::info!("signed in with the authorization code flow");
+    Ok(Redirect::to("/granted").into_response())
+}
+
+/// An error code from the URL, made safe to show: printable ASCII, bounded.
+fn short_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect()
+}
+
+/// Cancels any device flow, forgets the session (server-side too), back to the start.
+async fn logout(State(state): State<AppState>, session: Session) -> Result<Response> {
+    if let Some(flow) = session.get::<String>(FLOW_KEY).await? {
+        state.flows.cancel(&flow);
+    }
+    session.flush().await?;
+    Ok(Redirect::to("/?notice=signed-out").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_query_parsing_never_fails_on_odd_input_but_refuses_repeats() {
+        let c = parse_callback(Some("code=a%20b&state=s&x=1&error_description=%FF%FE")).unwrap();
+        assert_eq!(
+            (c.code.as_deref(), c.state.as_deref()),
+            (Some("a b"), Some("s"))
+        );
+        assert!(parse_callback(None).unwrap().state.is_none());
+        assert!(parse_callback(Some("&&==&%%%")).is_ok());
+        assert!(parse_callback(Some("state=a&state=b")).is_err());
+    }
+
+    #[test]
+    fn error_codes_are_cleaned_before_display() {
+        assert_eq!(short_code("access_denied<script>"), "access_deniedscript");
+        assert_eq!(short_code(&"x".repeat(500)).len(), 64);
+    }
+
+    #[test]
+    fn authority_matches_what_browsers_send() {
+        let url = url::Url::parse("http://localhost:10060/oauth").unwrap();
+        assert_eq!(authority(&url), "localhost:10060");
+        let url = url::Url::parse("https://app.example.com/oauth").unwrap();
+        assert_eq!(authority(&url), "app.example.com");
+    }
+}

@@ -1,0 +1,142 @@
+//! The device authorization grant (the Flask sample's Sign-In button), Webex's way.
+//!
+//! 1. `POST /sign-in` asks Webex's `/device/authorize` for a user code, records the flow (a new
+//!    one replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
+//! 2. `GET /sign-in` shows the QR code of `verification_uri_complete`, the user code and a
+//!    countdown; `static/app.js` asks `GET /device/status` every 2 s.
+//! 3. The user approves on another device; the poller gets the tokens.
+//! 4. The next `/device/status` or `/sign-in` request moves the tokens into the session (once),
+//!    cycles the session id, and the page goes on to `/granted`.
+//!
+//! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
+//! can show another session's flow.
+
+use crate::device_flows::{FLOW_KEY, FlowRecord, FlowStatus};
+use crate::error::Result;
+use crate::state::AppState;
+use crate::templates::{SignInTemplate, render};
+use crate::tokens::{self, unix_now};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_sessions::Session;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sign-in", post(start).get(show))
+        .route("/sign-in/cancel", post(cancel))
+        .route("/device/status", get(status))
+}
+
+async fn start(State(state): State<AppState>, session: Session) -> Result<Response> {
+    if let Some(old) = session.get::<String>(FLOW_KEY).await? {
+        state.flows.cancel(&old);
+        session.remove::<String>(FLOW_KEY).await?;
+    }
+    state.flows.check_capacity()?;
+    let auth = state
+        .webex
+        .device_authorize(&state.config.device_scopes)
+        .await?;
+    let id = state.flows.start(state.webex.clone(), auth)?;
+    session.insert(FLOW_KEY, id).await?;
+    tracing::info!("device flow started");
+    Ok(Redirect::to("/sign-in").into_response())
+}
+
+/// What this session's flow looks like now. Claims the tokens when the flow was granted.
+enum Current {
+    None,
+    SignedIn,
+    Flow(FlowRecord),
+}
+
+async fn current(state: &AppState, session: &Session) -> Result<Current> {
+    let Some(id) = session.get::<String>(FLOW_KEY).await? else {
+        return Ok(if tokens::has_tokens(session).await? {
+            Current::SignedIn
+        } else {
+            Current::None
+        });
+    };
+    if let Some(tokens) = state.flows.take_tokens(&id) {
+        session.remove::<String>(FLOW_KEY).await?;
+        tokens::store_new_login(session, &tokens).await?;
+        tracing::info!("signed in with the device flow");
+        return Ok(Current::SignedIn);
+    }
+    match state.flows.get(&id) {
+        Some(record) => Ok(Current::Flow(record)),
+        None => {
+            // Cancelled, purged, or claimed by a concurrent request.
+            session.remove::<String>(FLOW_KEY).await?;
+            Ok(if tokens::has_tokens(session).await? {
+                Current::SignedIn
+            } else {
+                Current::None
+            })
+        }
+    }
+}
+
+async fn show(State(state): State<AppState>, session: Session) -> Result<Response> {
+    let record = match current(&state, &session).await? {
+        Current::None => return Ok(Redirect::to("/").into_response()),
+        Current::SignedIn => return Ok(Redirect::to("/granted").into_response()),
+        Current::Flow(record) => record,
+    };
+    let status = record.status;
+    let status_text = match status {
+        FlowStatus::Pending if record.slowed_down => {
+            "Webex asked us to slow down; still waiting for approval."
+        }
+        FlowStatus::Pending => "Waiting for approval on your other device…",
+        FlowStatus::Granted => "Approved. Signing you in…",
+        FlowStatus::Denied => "The sign-in was denied on the other device.",
+        FlowStatus::Expired => "The code expired before it was approved.",
+        FlowStatus::Error => "Webex could not complete the sign-in.",
+    };
+    Ok(render(&SignInTemplate {
+        demo: state.config.is_demo(),
+        expires_in: if status.is_final() {
+            0
+        } else {
+            record.expires_in(unix_now())
+        },
+        lifetime: record.lifetime_secs.max(1),
+        user_code: record.user_code,
+        verification_uri: record.verification_uri,
+        verification_uri_complete: record.verification_uri_complete,
+        qr_data_uri: record.qr_data_uri,
+        status: status.as_str(),
+        status_text,
+        finished: status.is_final(),
+    }))
+}
+
+async fn status(State(state): State<AppState>, session: Session) -> Result<Response> {
+    Ok(match current(&state, &session).await? {
+        Current::None => (StatusCode::NOT_FOUND, Json(json!({ "status": "none" }))).into_response(),
+        Current::SignedIn => {
+            Json(json!({ "status": "granted", "expires_in": 0, "slowed_down": false }))
+                .into_response()
+        }
+        Current::Flow(record) => Json(json!({
+            "status": record.status,
+            "expires_in": if record.status.is_final() { 0 } else { record.expires_in(unix_now()) },
+            "slowed_down": record.slowed_down,
+        }))
+        .into_response(),
+    })
+}
+
+async fn cancel(State(state): State<AppState>, session: Session) -> Result<Response> {
+    if let Some(id) = session.remove::<String>(FLOW_KEY).await? {
+        state.flows.cancel(&id);
+        tracing::info!("device flow cancelled");
+    }
+    Ok(Redirect::to("/").into_response())
+}

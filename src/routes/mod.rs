@@ -1,0 +1,22 @@
+//! The pages, one module per flow; `router()` merges them.
+
+pub mod account;
+pub mod auth_code;
+pub mod device;
+pub mod home;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::Router;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(home::router())
+        .merge(auth_code::router())
+        .merge(device::router())
+        .merge(account::router())
+        .merge(crate::assets::router())
+        .fallback(|| async { AppError::NotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .with_state(state)
+}

@@ -1,0 +1,113 @@
+//! One askama struct per page; every page extends `templates/base.html`.
+//!
+//! Every struct carries `demo` so the shared header can show the mode. Askama escapes every
+//! `{{ }}` in `.html` templates, so room titles and profile fields are always shown as text.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+/// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
+/// error page, which could fail the same way).
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error: a page failed to render.",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /`: the two flows, as two buttons.
+#[derive(Template)]
+#[template(path = "index.html")]
+pub struct IndexTemplate {
+    pub demo: bool,
+    /// A one-line notice above the buttons, e.g. "Your sign-in expired; sign in again."
+    pub notice: Option<&'static str>,
+    /// The session already holds tokens: the page also links to /granted.
+    pub signed_in: bool,
+}
+
+/// `GET /granted`: what to do with the tokens.
+#[derive(Template)]
+#[template(path = "granted.html")]
+pub struct GrantedTemplate {
+    pub demo: bool,
+    /// "authorization code" or "device sign-in".
+    pub via: &'static str,
+    /// The scopes Webex granted, space-separated ("" when Webex did not say).
+    pub scope: String,
+    /// When the access token expires, in words ("in 13 days", "in 42 minutes").
+    pub expires_in_words: String,
+}
+
+/// One row of the spaces table.
+pub struct RoomRow {
+    pub title: String,
+    /// "group" or "direct" (as Webex says it).
+    pub kind: String,
+    /// Webex's ISO 8601 timestamp, shown as given ("" when absent).
+    pub last_activity: String,
+}
+
+/// `GET /spaces`: every room of the user.
+#[derive(Template)]
+#[template(path = "spaces.html")]
+pub struct SpacesTemplate {
+    pub demo: bool,
+    pub rooms: Vec<RoomRow>,
+}
+
+/// `GET /sign-in`: the pending device flow.
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInTemplate {
+    pub demo: bool,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    /// `data:image/png;base64,...` of the QR code of `verification_uri_complete`.
+    pub qr_data_uri: String,
+    /// Seconds left before the code expires.
+    pub expires_in: u64,
+    /// The code's whole lifetime in seconds (for the progress bar).
+    pub lifetime: u64,
+    /// Machine status, as `/device/status` says it: pending, granted, denied, expired, error.
+    pub status: &'static str,
+    /// Human status line for that status.
+    pub status_text: &'static str,
+    /// The flow has ended (denied, expired, error): show "start again" instead of the QR code.
+    pub finished: bool,
+}
+
+/// `GET /whoami`: the profile from `/people/me`.
+#[derive(Template)]
+#[template(path = "whoami.html")]
+pub struct WhoamiTemplate {
+    pub demo: bool,
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub emails: Vec<String>,
+    pub org_id: Option<String>,
+    pub status: Option<String>,
+    /// The whole `/people/me` JSON, pretty-printed.
+    pub raw_json: String,
+}
+
+/// Every failure: what happened, what to do next.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorTemplate {
+    pub demo: bool,
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+    pub next_step: String,
+    pub tracking_id: Option<String>,
+}

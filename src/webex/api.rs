@@ -1,0 +1,218 @@
+//! `/rooms` (one page at a time, following `Link: rel="next"`) and `/people/me`.
+
+use super::{WebexClient, WebexError, decode, send};
+use crate::secret::Secret;
+use reqwest::header::LINK;
+use serde::Deserialize;
+use url::Url;
+
+/// One room, as much of it as the spaces page shows. Webex may omit any of these.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub last_activity: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomsBody {
+    items: Vec<Room>,
+}
+
+/// One page of `/rooms` and where the next one is, if anywhere.
+#[derive(Debug)]
+pub struct RoomsPage {
+    pub items: Vec<Room>,
+    pub next: Option<Url>,
+}
+
+/// The profile fields the page shows, plus the whole JSON.
+#[derive(Debug)]
+pub struct Person {
+    pub display_name: String,
+    pub avatar: Option<String>,
+    pub emails: Vec<String>,
+    pub org_id: Option<String>,
+    pub status: Option<String>,
+    pub raw: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PersonFields {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    avatar: Option<String>,
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    org_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl WebexClient {
+    /// The first page of the user's rooms (100 a page, Webex's default).
+    pub fn rooms_url(&self) -> Url {
+        let mut url = self.endpoint("rooms");
+        url.query_pairs_mut().append_pair("max", "100");
+        url
+    }
+
+    /// Fetches one page of `/rooms` at `url` (the first page, or a `next` link used verbatim).
+    #[tracing::instrument(skip_all)]
+    pub async fn rooms_page(&self, token: &Secret, url: &Url) -> Result<RoomsPage, WebexError> {
+        let response = send(self.http.get(url.clone()).bearer_auth(token.expose())).await?;
+        let next = next_link(
+            response
+                .headers()
+                .get_all(LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            url,
+        );
+        let body: RoomsBody = decode(response, "room list").await?;
+        Ok(RoomsPage {
+            items: body.items,
+            next,
+        })
+    }
+
+    /// `/people/me`.
+    #[tracing::instrument(skip_all)]
+    pub async fn people_me(&self, token: &Secret) -> Result<Person, WebexError> {
+        let response = send(
+            self.http
+                .get(self.endpoint("people/me"))
+                .bearer_auth(token.expose()),
+        )
+        .await?;
+        let raw: serde_json::Value = decode(response, "profile").await?;
+        let fields: PersonFields =
+            serde_json::from_value(raw.clone()).map_err(|_| WebexError::Decode {
+                what: "profile",
+                tracking_id: None,
+            })?;
+        Ok(Person {
+            display_name: fields
+                .display_name
+                .unwrap_or_else(|| "(no display name)".into()),
+            // Only http(s) avatars go into an <img src>.
+            avatar: fields
+                .avatar
+                .filter(|a| a.starts_with("https://") || a.starts_with("http://")),
+            emails: fields.emails,
+            org_id: fields.org_id,
+            status: fields.status,
+            raw,
+        })
+    }
+}
+
+/// The `rel="next"` target of RFC 8288 `Link` header values, resolved against the page's URL.
+pub fn next_link<'a>(values: impl Iterator<Item = &'a str>, base: &Url) -> Option<Url> {
+    for value in values {
+        let mut rest = value;
+        while let Some(start) = rest.find('<') {
+            let after = &rest[start + 1..];
+            let end = after.find('>')?;
+            let target = &after[..end];
+            let params_and_more = &after[end + 1..];
+            // This link's parameters run to the next link (`, <`), or to the end.
+            let params = match params_and_more.find('<') {
+                Some(next) => &params_and_more[..next],
+                None => params_and_more,
+            };
+            if params.split(';').any(is_rel_next) {
+                return base.join(target.trim()).ok();
+            }
+            rest = params_and_more;
+        }
+    }
+    None
+}
+
+fn is_rel_next(param: &str) -> bool {
+    let Some((name, value)) = param.split_once('=') else {
+        return false;
+    };
+    name.trim().eq_ignore_ascii_case("rel")
+        && value
+            .trim()
+            .trim_end_matches(',')
+            .trim()
+            .trim_matches('"')
+            .split_whitespace()
+            .any(|rel| rel.eq_ignore_ascii_case("next"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(value: &str) -> Option<String> {
+        let base = Url::parse("https://webexapis.com/v1/rooms?max=100").unwrap();
+        next_link(std::iter::once(value), &base).map(String::from)
+    }
+
+    #[test]
+    fn finds_next_among_several_links() {
+        assert_eq!(
+            next(r#"<https://webexapis.com/v1/rooms?cursor=abc>; rel="next""#).as_deref(),
+            Some("https://webexapis.com/v1/rooms?cursor=abc")
+        );
+        assert_eq!(
+            next(r#"<https://a/first>; rel="first", <https://a/next?x=1,2>; rel="next", <https://a/prev>; rel=prev"#).as_deref(),
+            Some("https://a/next?x=1,2")
+        );
+        assert_eq!(
+            next("<https://a/n>;rel=next").as_deref(),
+            Some("https://a/n")
+        );
+        assert_eq!(
+            next(r#"<https://a/n>; title="x"; REL="prev next""#).as_deref(),
+            Some("https://a/n")
+        );
+    }
+
+    #[test]
+    fn relative_targets_resolve_against_the_page() {
+        assert_eq!(
+            next(r#"</v1/rooms?cursor=2>; rel="next""#).as_deref(),
+            Some("https://webexapis.com/v1/rooms?cursor=2")
+        );
+    }
+
+    #[test]
+    fn malformed_or_other_links_give_none() {
+        for value in [
+            "",
+            "garbage",
+            "<https://a/unclosed; rel=next",
+            r#"<https://a/p>; rel="prev""#,
+            r#"<https://a/p>; rel="nextpage""#,
+            r#"https://a/n; rel="next""#,
+            "<>; rel",
+            "<<<>>>",
+        ] {
+            assert_eq!(next(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn room_json_tolerates_missing_fields() {
+        let body: RoomsBody = serde_json::from_str(
+            r#"{"items":[{"id":"x"},{"title":"t","type":"group","lastActivity":"2026"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(body.items.len(), 2);
+        assert!(body.items[0].title.is_none());
+        assert!(serde_json::from_str::<RoomsBody>(r#"{"items":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<RoomsBody>("{}").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Our HTTP client for the Webex endpoints: one shared `reqwest::Client`, the base URL injected.
+//!
+//! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
+//! (`/device/authorize`, `/device/token`) and [`api`] (`/rooms`, `/people/me`). Every reply is
+//! classified by [`error::WebexError`] before anyone reads it.
+
+pub mod api;
+pub mod device;
+pub mod error;
+pub mod oauth;
+
+pub use error::WebexError;
+
+use crate::secret::Secret;
+use reqwest::Response;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use url::Url;
+
+/// The integration's credentials (demo mode uses the fake's).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// The one Webex client of the process. Cloning it is cheap (reqwest's client is an `Arc`), and
+/// every clone shares one connection pool.
+#[derive(Clone, Debug)]
+pub struct WebexClient {
+    http: reqwest::Client,
+    base: Url,
+    creds: Credentials,
+}
+
+impl WebexClient {
+    /// `base` is `WEBEX_API_BASE` (e.g. `https://webexapis.com/v1`); every endpoint URL derives from it.
+    pub fn new(
+        base: Url,
+        creds: Credentials,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, WebexError> {
+        let http = reqwest::Client::builder()
+            // OAuth endpoints must never be followed to another place: a redirect would carry our
+            // form body (codes, secrets) wherever it points (SSRF and leak).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .user_agent(concat!("webex-oauth-axum/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| WebexError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { http, base, creds })
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// `{base}/{path}`: the base may or may not end in `/`.
+    pub fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut segments = match url.path_segments_mut() {
+                Ok(segments) => segments,
+                // A base that cannot be a base (e.g. `mailto:`) is refused by config; keep it as is.
+                Err(()) => return self.base.clone(),
+            };
+            segments.pop_if_empty();
+            segments.extend(path.split('/'));
+        }
+        url
+    }
+
+    /// True when `url` is on the same scheme, host and port as the base: the only place a
+    /// bearer token may be sent.
+    pub fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.base.origin()
+    }
+}
+
+/// Sends a request and turns transport failures into [`WebexError`].
+async fn send(request: reqwest::RequestBuilder) -> Result<Response, WebexError> {
+    request.send().await.map_err(WebexError::from_transport)
+}
+
+/// Reads a 2xx JSON body as `T`, or classifies the failure.
+async fn decode<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+) -> Result<T, WebexError> {
+    let status = response.status();
+    let tracking_id = error::tracking_id(response.headers());
+    if !status.is_success() {
+        return Err(WebexError::from_response(response).await);
+    }
+    let body = response.bytes().await.map_err(WebexError::from_transport)?;
+    serde_json::from_slice(&body).map_err(|err| {
+        tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+        WebexError::Decode { what, tracking_id }
+    })
+}
+
+/// The token JSON of `/access_token` and `/device/token`.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: Secret,
+    pub expires_in: u64,
+    #[serde(default)]
+    pub refresh_token: Option<Secret>,
+    #[serde(default)]
+    pub refresh_token_expires_in: Option<u64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
