@@ -6,12 +6,14 @@ use crate::device_flows::DeviceFlows;
 use crate::error::render_error_pages;
 use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::secret::Secret;
+use crate::security;
 use crate::state::AppState;
 use crate::tokens::{RefreshLocks, unix_now};
 use crate::webex::{Credentials, WebexClient};
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::from_fn_with_state;
+use axum::http::HeaderValue;
+use axum::middleware::{from_fn, from_fn_with_state};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -92,7 +94,9 @@ impl App {
             flows: DeviceFlows::new(MAX_PENDING_FLOWS),
             refresh_locks: RefreshLocks::default(),
         };
-        let router = router(state.clone());
+        // The fake serves the demo avatar from its own origin.
+        let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
+        let router = router(state.clone(), &avatar_origins);
         Ok(Self {
             listener,
             router,
@@ -144,10 +148,12 @@ impl App {
 }
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → body limit → error pages → sessions → panic catcher → routes, so that error pages
-/// are rendered for everything inside, including a failed session save or a panic, and
-/// logged inside the request's span.
-pub fn router(state: AppState) -> Router {
+/// trace → security headers → body limit → error pages → cross-site check → sessions →
+/// panic catcher → routes, so that error pages are rendered for everything inside, including
+/// a failed session save or a panic, logged inside the request's span, and carry the headers.
+pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
+    let csp = HeaderValue::from_str(&security::content_security_policy(avatar_origins))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     let sessions = SessionManagerLayer::new(MemoryStore::default())
         .with_name("webex_oauth_session")
         // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
@@ -159,8 +165,10 @@ pub fn router(state: AppState) -> Router {
     crate::routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)
+        .layer(from_fn(security::same_origin_posts))
         .layer(from_fn_with_state(state, render_error_pages))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(from_fn(move |request, next| security::security_headers(csp.clone(), request, next)))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: the query of /oauth carries the authorization code.

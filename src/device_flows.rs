@@ -201,6 +201,11 @@ impl DeviceFlows {
         self.len() == 0
     }
 
+    /// Number of poller tasks still running.
+    pub fn active_pollers(&self) -> usize {
+        self.lock().pollers.len()
+    }
+
     /// Forgets flows whose code expired long ago (abandoned pages, unclaimed grants).
     pub fn purge(&self, now: u64) -> usize {
         let mut inner = self.lock();

@@ -29,6 +29,9 @@ pub enum AppError {
     /// 403: the user declined at Webex.
     #[error("{0}")]
     Denied(String),
+    /// 403: a POST from another site.
+    #[error("cross-site request refused")]
+    CrossSite,
     /// 404.
     #[error("no such page")]
     NotFound,
@@ -128,6 +131,12 @@ impl AppError {
                 "Access was not granted",
                 message.clone(),
                 "If that was a mistake, go back to the start page and click GRANT again.",
+            ),
+            Self::CrossSite => ErrorPage::new(
+                S::FORBIDDEN,
+                "Request refused",
+                "This form was sent from another site, so it was refused.",
+                "Go back to the start page and use its buttons.",
             ),
             Self::NotFound => ErrorPage::for_status(S::NOT_FOUND),
             Self::MethodNotAllowed => ErrorPage::for_status(S::METHOD_NOT_ALLOWED),

@@ -6,6 +6,7 @@
 //! - [`config`]: the environment contract (`WEBEX_*`, `LISTEN_ADDR`, `SESSION_STORE`), checked at start-up.
 //! - [`state`]: the one cheap-to-clone state every handler draws from.
 //! - [`error`]: `AppError`, every failure as an HTML page with the right status.
+//! - [`security`]: security headers and the cross-site POST check.
 //! - [`secret`]: `Secret`, a string whose `Debug`/`Display` never show the value.
 //! - [`tokens`]: the token set kept in the session, refresh-before-expiry and refresh-once-on-401.
 //! - [`device_flows`]: pending device sign-ins and the tokio task that polls each one.
@@ -25,6 +26,7 @@ pub mod fake_webex;
 pub mod qr;
 pub mod routes;
 pub mod secret;
+pub mod security;
 pub mod state;
 pub mod templates;
 pub mod tokens;

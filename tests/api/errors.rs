@@ -1,0 +1,209 @@
+//! Upstream faults on each endpoint give the right page, and never a raw body.
+
+use crate::helpers::{TestApp, browser, quick_device_fake, text};
+use reqwest::StatusCode;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
+
+/// The page for `fault` injected on `endpoint`, reached by `visit`.
+async fn page_for(
+    app: &TestApp,
+    endpoint: Endpoint,
+    fault: Fault,
+    path: &str,
+) -> (StatusCode, String) {
+    app.fake.inject(endpoint, fault);
+    let response = app.get(path).await;
+    let status = response.status();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/html"),
+        "{path}: {content_type}"
+    );
+    (status, text(response).await)
+}
+
+#[tokio::test]
+async fn token_endpoint_faults_give_the_right_page() {
+    let cases = [
+        (Fault::Status(500), StatusCode::BAD_GATEWAY),
+        (Fault::HtmlStatus(502), StatusCode::BAD_GATEWAY),
+        (Fault::InvalidJson, StatusCode::BAD_GATEWAY),
+        (Fault::MissingFields, StatusCode::BAD_GATEWAY),
+        (
+            Fault::Delay(Duration::from_secs(3)),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            Fault::RateLimited { retry_after: 5 },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    ];
+    let app = TestApp::spawn().await;
+    for (fault, want) in cases {
+        let callback = app.authorize(&app.client, "accept").await;
+        app.fake.inject(Endpoint::AccessToken, fault.clone());
+        let response = app.client.get(&callback).send().await.unwrap();
+        assert_eq!(response.status(), want, "{fault:?}");
+        let body = text(response).await;
+        assert!(
+            body.contains("<html") && !body.contains("<html>502"),
+            "{fault:?}: no raw body"
+        );
+        assert_eq!(
+            app.get("/granted").await.status(),
+            StatusCode::SEE_OTHER,
+            "{fault:?}: no tokens"
+        );
+    }
+}
+
+#[tokio::test]
+async fn webex_errors_show_the_tracking_id() {
+    let app = TestApp::spawn().await;
+    app.login().await;
+    let (status, body) = page_for(&app, Endpoint::Rooms, Fault::Status(500), "/spaces").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("ROUTER_"), "the trackingId is on the page");
+}
+
+#[tokio::test]
+async fn rooms_and_people_faults_give_the_right_page() {
+    let app = TestApp::spawn().await;
+    app.login().await;
+    for path in ["/spaces", "/whoami"] {
+        let endpoint = if path == "/spaces" {
+            Endpoint::Rooms
+        } else {
+            Endpoint::PeopleMe
+        };
+        for (fault, want) in [
+            (Fault::Status(500), StatusCode::BAD_GATEWAY),
+            (Fault::HtmlStatus(503), StatusCode::BAD_GATEWAY),
+            (Fault::InvalidJson, StatusCode::BAD_GATEWAY),
+            (Fault::MissingFields, StatusCode::BAD_GATEWAY),
+            (
+                Fault::Delay(Duration::from_secs(3)),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (Fault::Forbidden, StatusCode::FORBIDDEN),
+        ] {
+            let (status, body) = page_for(&app, endpoint, fault.clone(), path).await;
+            assert_eq!(status, want, "{path} {fault:?}");
+            if want == StatusCode::FORBIDDEN {
+                assert!(
+                    body.contains("scope"),
+                    "the 403 page names the scope problem"
+                );
+            }
+        }
+        // Still fine afterwards.
+        assert_eq!(app.get(path).await.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn pagination_failures_and_tricks() {
+    let app = TestApp::spawn().await;
+    app.login().await;
+    // A failing second page is an error, not half a list.
+    app.fake.inject(Endpoint::Rooms, Fault::Pass);
+    let (status, _) = page_for(&app, Endpoint::Rooms, Fault::Status(500), "/spaces").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    // An empty page that still links on is followed.
+    let before = app.fake.count(Counter::RoomsCalls);
+    let (status, body) = page_for(&app, Endpoint::Rooms, Fault::EmptyPageWithNext, "/spaces").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Design review"));
+    assert_eq!(app.fake.count(Counter::RoomsCalls) - before, 3);
+
+    // A next link to another host is not followed (it would get the token).
+    let before = app.fake.count(Counter::RoomsCalls);
+    let (status, _) = page_for(&app, Endpoint::Rooms, Fault::ForeignNextLink, "/spaces").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.fake.count(Counter::RoomsCalls) - before, 1);
+}
+
+#[tokio::test]
+async fn an_empty_room_list_shows_the_empty_state() {
+    let fake = FakeConfig {
+        room_count: 0,
+        ..FakeConfig::default()
+    };
+    let app = TestApp::spawn_with(fake, |_| {}).await;
+    app.login().await;
+    let response = app.get("/spaces").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(text(response).await.contains("not in any spaces"));
+}
+
+#[tokio::test]
+async fn device_authorize_faults_give_the_right_page() {
+    let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
+    for (fault, want) in [
+        (Fault::Status(500), StatusCode::BAD_GATEWAY),
+        (Fault::Status(400), StatusCode::BAD_GATEWAY),
+        (Fault::InvalidJson, StatusCode::BAD_GATEWAY),
+        (Fault::MissingFields, StatusCode::BAD_GATEWAY),
+        (
+            Fault::Delay(Duration::from_secs(3)),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            Fault::RateLimited { retry_after: 5 },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    ] {
+        app.fake.inject(Endpoint::DeviceAuthorize, fault.clone());
+        let response = app.post("/sign-in").await;
+        assert_eq!(response.status(), want, "{fault:?}");
+        assert!(text(response).await.contains("<html"));
+        assert!(app.state.flows.is_empty(), "{fault:?}: no flow recorded");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_webex_is_a_503_page() {
+    // A port that was just free: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = TestApp::spawn_with(FakeConfig::default(), |config| {
+        config.api_base = url::Url::parse(&format!("http://{closed}/v1")).unwrap();
+    })
+    .await;
+    let response = app.post("/sign-in").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(response).await.contains("unreachable"));
+}
+
+#[tokio::test]
+async fn a_slow_webex_for_one_user_does_not_slow_the_others() {
+    let app = TestApp::spawn().await;
+    app.login().await;
+    app.fake
+        .inject(Endpoint::Rooms, Fault::Delay(Duration::from_secs(1)));
+    let slow = {
+        let (client, url) = (app.client.clone(), app.url("/spaces"));
+        tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+    };
+    let other = browser();
+    let started = tokio::time::Instant::now();
+    for path in ["/healthz", "/"] {
+        let response =
+            tokio::time::timeout(Duration::from_millis(900), other.get(app.url(path)).send())
+                .await
+                .expect("answered while /rooms is slow")
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}

@@ -1,0 +1,9 @@
+//! Integration tests over real HTTP: the app and the fake Webex on random loopback ports, and a
+//! cookie-keeping client that does not follow redirects (so each hop is checked).
+
+mod auth_code;
+mod device;
+mod errors;
+mod helpers;
+mod pages;
+mod tokens;
