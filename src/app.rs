@@ -148,7 +148,7 @@ impl App {
 }
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → security headers → body limit → error pages → cross-site check → sessions →
+/// trace → security headers → error pages → body limit → cross-site check → sessions →
 /// panic catcher → routes, so that error pages are rendered for everything inside, including
 /// a failed session save or a panic, logged inside the request's span, and carry the headers.
 pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
@@ -166,8 +166,8 @@ pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(sessions)
         .layer(from_fn(security::same_origin_posts))
-        .layer(from_fn_with_state(state, render_error_pages))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state, render_error_pages))
         .layer(from_fn(move |request, next| security::security_headers(csp.clone(), request, next)))
         .layer(
             TraceLayer::new_for_http()

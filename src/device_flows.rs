@@ -176,9 +176,7 @@ impl DeviceFlows {
     /// Takes the tokens of a granted flow, exactly once, and forgets the flow.
     pub fn take_tokens(&self, id: &str) -> Option<TokenSet> {
         let mut inner = self.lock();
-        if inner.records.get(id)?.tokens.is_none() {
-            return None;
-        }
+        inner.records.get(id)?.tokens.as_ref()?;
         inner.pollers.remove(id);
         inner.records.remove(id)?.tokens
     }

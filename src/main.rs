@@ -15,11 +15,11 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("webex_oauth_axum=info,tower_http=info,warn")),
         )
         .init();
-    if let Err(err) = dotenv {
-        if !err.not_found() {
-            tracing::error!("cannot read .env: {err}");
-            return ExitCode::from(2);
-        }
+    if let Err(err) = dotenv
+        && !err.not_found()
+    {
+        tracing::error!("cannot read .env: {err}");
+        return ExitCode::from(2);
     }
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -45,11 +45,8 @@ pub async fn security_headers(csp: HeaderValue, request: Request, next: Next) ->
 /// older browsers, a `Referer`) on this server's own host. SameSite=Lax already keeps the
 /// session cookie off cross-site POSTs; this check also covers same-site neighbours.
 pub async fn same_origin_posts(request: Request, next: Next) -> Response {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) || is_same_origin(request.headers())
-    {
+    // Only POST changes anything here; other methods fall through to their 405 page.
+    if request.method() != Method::POST || is_same_origin(request.headers()) {
         return next.run(request).await;
     }
     tracing::warn!(method = %request.method(), "cross-site request refused");

@@ -53,11 +53,11 @@ async fn login(
     let redirect_uri = &state.config.redirect_uri;
     // The session cookie is per host: a login started on 127.0.0.1 would come back on
     // localhost without it. Move to the redirect URI's origin first.
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        if !host.eq_ignore_ascii_case(&authority(redirect_uri)) {
-            let target = format!("{}/login", state.config.public_origin());
-            return Ok(Redirect::to(&target).into_response());
-        }
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+        && !host.eq_ignore_ascii_case(&authority(redirect_uri))
+    {
+        let target = format!("{}/login", state.config.public_origin());
+        return Ok(Redirect::to(&target).into_response());
     }
 
     let now = unix_now();

@@ -51,7 +51,7 @@ async fn start(State(state): State<AppState>, session: Session) -> Result<Respon
 enum Current {
     None,
     SignedIn,
-    Flow(FlowRecord),
+    Flow(Box<FlowRecord>),
 }
 
 async fn current(state: &AppState, session: &Session) -> Result<Current> {
@@ -69,7 +69,7 @@ async fn current(state: &AppState, session: &Session) -> Result<Current> {
         return Ok(Current::SignedIn);
     }
     match state.flows.get(&id) {
-        Some(record) => Ok(Current::Flow(record)),
+        Some(record) => Ok(Current::Flow(Box::new(record))),
         None => {
             // Cancelled, purged, or claimed by a concurrent request.
             session.remove::<String>(FLOW_KEY).await?;

@@ -44,8 +44,10 @@ pub struct Person {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PersonFields {
-    #[serde(default)]
-    display_name: Option<String>,
+    /// Required: a profile without an id or a name is not a profile.
+    #[serde(rename = "id")]
+    _id: String,
+    display_name: String,
     #[serde(default)]
     avatar: Option<String>,
     #[serde(default)]
@@ -99,9 +101,7 @@ impl WebexClient {
                 tracking_id: None,
             })?;
         Ok(Person {
-            display_name: fields
-                .display_name
-                .unwrap_or_else(|| "(no display name)".into()),
+            display_name: fields.display_name,
             // Only http(s) avatars go into an <img src>.
             avatar: fields
                 .avatar
@@ -201,6 +201,21 @@ mod tests {
             "<<<>>>",
         ] {
             assert_eq!(next(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn person_json_needs_id_and_display_name_and_tolerates_the_rest() {
+        let ok: PersonFields =
+            serde_json::from_str(r#"{"id":"p","displayName":"Ada","extra":[1]}"#).unwrap();
+        assert!(ok.avatar.is_none() && ok.emails.is_empty());
+        for bad in [
+            r#"{"unexpected":true}"#,
+            r#"{"id":"p"}"#,
+            r#"{"displayName":"Ada"}"#,
+            r#"{"id":"p","displayName":"A","emails":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<PersonFields>(bad).is_err(), "{bad}");
         }
     }
 
