@@ -41,9 +41,15 @@ pub async fn security_headers(csp: HeaderValue, request: Request, next: Next) ->
     response
 }
 
-/// Refuses state-changing requests from other sites: a POST must carry an `Origin` (or, from
-/// older browsers, a `Referer`) on this server's own host. SameSite=Lax already keeps the
-/// session cookie off cross-site POSTs; this check also covers same-site neighbours.
+/// Refuses state-changing requests from other sites. SameSite=Lax already keeps the session
+/// cookie off cross-site POSTs; this check also covers same-site neighbours (another port or
+/// subdomain). The same order as Go's `CrossOriginProtection`:
+/// 1. `Sec-Fetch-Site` (every current browser sends it): only `same-origin` passes;
+/// 2. else `Origin` (older browsers) must name our host;
+/// 3. else `Referer`. With none of them, the request is refused.
+///
+/// `Origin` alone cannot be the check: with `Referrer-Policy: no-referrer`, browsers send
+/// `Origin: null` even on same-origin form posts.
 pub async fn same_origin_posts(request: Request, next: Next) -> Response {
     // Only POST changes anything here; other methods fall through to their 405 page.
     if request.method() != Method::POST || is_same_origin(request.headers()) {
@@ -54,16 +60,26 @@ pub async fn same_origin_posts(request: Request, next: Next) -> Response {
 }
 
 fn is_same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+    let value = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = value("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    let Some(host) = value(header::HOST.as_str()) else {
         return false;
     };
-    let source = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| url::Url::parse(v).ok());
-    let Some(source) = source else {
-        return false;
+    let source = match value(header::ORIGIN.as_str()) {
+        Some(origin) => origin,
+        None => match value(header::REFERER.as_str()) {
+            Some(referer) => referer,
+            None => return false,
+        },
+    };
+    let Ok(source) = url::Url::parse(source) else {
+        return false; // includes "null"
     };
     let authority = match (source.host_str(), source.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -108,6 +124,21 @@ mod tests {
             "origin",
             "http://localhost:10060"
         )])));
+        // Sec-Fetch-Site decides when present, whatever Origin says.
+        assert!(is_same_origin(&headers(&[
+            ("host", "localhost:10060"),
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            ("host", "localhost:10060"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://localhost:10060")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            ("host", "localhost:10060"),
+            ("sec-fetch-site", "cross-site")
+        ])));
         // Origin wins over Referer.
         assert!(!is_same_origin(&headers(&[
             ("host", "localhost:10060"),

@@ -238,6 +238,16 @@ async fn cross_site_posts_are_refused() {
         StatusCode::OK,
         "still signed in"
     );
+    // What a current browser sends on a same-origin form post under Referrer-Policy: no-referrer.
+    let response = app
+        .client
+        .post(app.url("/sign-in/cancel"))
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Origin", "null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
     // Same-origin Referer (no Origin) is accepted.
     let response = app
         .client

@@ -1,0 +1,345 @@
+//! Browser tests: headless Chromium, driven through chromium-driver, walks both flows in demo mode.
+//!
+//! Run with `cargo test --features e2e --test e2e` after `apt-get install chromium chromium-driver`.
+//! Each page visited is saved to `target/e2e-screenshots/`.
+#![cfg(feature = "e2e")]
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use webex_oauth_axum::App;
+use webex_oauth_axum::config::Config;
+use webex_oauth_axum::fake_webex::FakeWebex;
+
+/// Long enough for a cold Chromium on a busy 2-core machine; every wait is bounded by it.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// chromium-driver on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    profiles: Vec<tempdir::TempDir>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod tempdir {
+    /// A directory removed when dropped (one Chromium profile each).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "webex-oauth-e2e-{tag}-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&path).expect("create a profile directory");
+            Self(path)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+async fn start_driver() -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (apt-get install chromium-driver)");
+    let url = format!("http://127.0.0.1:{port}");
+    let status = format!("{url}/status");
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(response) = reqwest::get(&status).await
+            && response.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver {
+        child,
+        url,
+        profiles: Vec::new(),
+    }
+}
+
+/// A new browser (its own profile, so its own cookies) on `driver`.
+async fn browser(driver: &mut Driver, tag: &str) -> Client {
+    let profile = tempdir::TempDir::new(tag);
+    let args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--window-size=1280,900".to_owned(),
+        format!("--user-data-dir={}", profile.0.display()),
+    ];
+    driver.profiles.push(profile);
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// The app in demo mode on a free loopback port; device codes poll every second.
+struct Demo {
+    base: String,
+    fake: FakeWebex,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn demo() -> Demo {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let redirect = format!("{base}/oauth");
+    let config =
+        Config::from_lookup(|key| (key == "WEBEX_REDIRECT_URI").then(|| redirect.clone())).unwrap();
+    let app = App::with_listener(config, listener).await.unwrap();
+    let fake = app.fake().unwrap().clone();
+    fake.set_device_interval(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    Demo {
+        base,
+        fake,
+        _stop: stop,
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} within {DEADLINE:?}: {e}"))
+}
+
+async fn click(browser: &Client, css: &str) {
+    wait_for(browser, css).await.click().await.unwrap();
+}
+
+/// Waits until the browser's path is `path` (the page moved on by itself or by a click).
+async fn wait_for_path(browser: &Client, path: &str) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "still on {url} instead of {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+            && text.contains(needle)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{css} never said {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads the sign-in page's QR code image back into text.
+async fn decode_qr(browser: &Client) -> String {
+    use base64::Engine;
+    let src = wait_for(browser, "#qr")
+        .await
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap();
+    let data = src
+        .strip_prefix("data:image/png;base64,")
+        .expect("a PNG data URI");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let image = image::load_from_memory(&png).unwrap().to_luma8();
+    let (width, height) = image.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(width as usize, height as usize, |x, y| {
+            image.get_pixel(x as u32, y as u32)[0]
+        });
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code on the page");
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn authorization_code_story() {
+    let app = demo().await;
+    let mut driver = start_driver().await;
+    let b = browser(&mut driver, "grant").await;
+
+    b.goto(&app.base).await.unwrap();
+    wait_for(&b, "#grant").await;
+    shot(&b, "01-landing").await;
+    click(&b, "#grant").await;
+
+    wait_for(&b, "#accept").await;
+    shot(&b, "02-consent").await;
+    click(&b, "#accept").await;
+
+    wait_for_path(&b, "/granted").await;
+    wait_for(&b, "#spaces").await;
+    shot(&b, "03-granted").await;
+    click(&b, "#spaces").await;
+
+    wait_for_path(&b, "/spaces").await;
+    let body = wait_for(&b, "main").await.text().await.unwrap();
+    assert!(
+        body.contains("<script>alert(\"x\")</script> & friends"),
+        "the hostile title shows as text"
+    );
+    assert!(body.contains("東京オフィス"));
+    let alert = b
+        .execute(
+            "return document.querySelectorAll('main script').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(alert, json!(0), "no script element came from a room title");
+    shot(&b, "04-spaces").await;
+
+    b.goto(&format!("{}/no/such/page", app.base)).await.unwrap();
+    wait_for_text(&b, "main", "Page not found").await;
+    shot(&b, "08-error").await;
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn device_story_with_a_phone_approving_the_qr_code() {
+    let app = demo().await;
+    let mut driver = start_driver().await;
+    let laptop = browser(&mut driver, "laptop").await;
+    let phone = browser(&mut driver, "phone").await;
+
+    laptop.goto(&app.base).await.unwrap();
+    click(&laptop, "#sign-in").await;
+    wait_for_path(&laptop, "/sign-in").await;
+    let qr_text = decode_qr(&laptop).await;
+    let user_code = app.fake.last_user_code().unwrap();
+    assert_eq!(
+        Some(qr_text.clone()),
+        app.fake.verification_uri_complete(&user_code)
+    );
+    let shown = wait_for(&laptop, "#user-code").await.text().await.unwrap();
+    assert_eq!(shown.trim(), user_code);
+    shot(&laptop, "05-sign-in").await;
+
+    phone.goto(&qr_text).await.unwrap();
+    wait_for(&phone, "#approve").await;
+    shot(&phone, "06-phone-approve").await;
+    click(&phone, "#approve").await;
+
+    // The laptop's page moves on by itself (app.js polls /device/status).
+    wait_for_path(&laptop, "/granted").await;
+    click(&laptop, "#profile").await;
+    wait_for_path(&laptop, "/whoami").await;
+    wait_for_text(&laptop, "main", "Ada Lovelace").await;
+    shot(&laptop, "07-profile").await;
+    laptop.close().await.unwrap();
+    phone.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn denied_and_expired_device_stories_offer_start_again() {
+    let app = demo().await;
+    let mut driver = start_driver().await;
+    let laptop = browser(&mut driver, "laptop2").await;
+    let phone = browser(&mut driver, "phone2").await;
+
+    // Denied on the phone: the laptop says so, and "Start again" gives a fresh code.
+    laptop.goto(&app.base).await.unwrap();
+    click(&laptop, "#sign-in").await;
+    let qr_text = decode_qr(&laptop).await;
+    phone.goto(&qr_text).await.unwrap();
+    click(&phone, "#deny").await;
+    wait_for_text(&laptop, "#status", "denied").await;
+    shot(&laptop, "09-denied").await;
+    let first = app.fake.last_user_code().unwrap();
+    click(&laptop, "#start-again").await;
+    wait_for(&laptop, "#qr").await;
+    assert_ne!(app.fake.last_user_code().unwrap(), first);
+
+    // Expired: a code that lives 3 seconds.
+    app.fake.set_device_expires_in(3);
+    click(&laptop, "#cancel").await;
+    wait_for_path(&laptop, "/").await;
+    click(&laptop, "#sign-in").await;
+    wait_for_text(&laptop, "#status", "expired").await;
+    shot(&laptop, "10-expired").await;
+    wait_for(&laptop, "#start-again").await;
+    laptop.close().await.unwrap();
+    phone.close().await.unwrap();
+}
