@@ -24,13 +24,17 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer};
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_moka_store::MokaStore;
 use tracing::Level;
 
-/// Pending device sign-ins the server accepts before answering 503.
-pub const MAX_PENDING_FLOWS: usize = 10_000;
-/// A session nobody used for this long is gone (the access token lives 14 days).
-const SESSION_INACTIVITY: time::Duration = time::Duration::days(14);
+/// A session nobody used for this long is gone (see `tokens::TOUCH_EVERY_SECS`).
+pub const SESSION_INACTIVITY: time::Duration = time::Duration::days(30);
+/// The in-memory store keeps at most this many sessions (least used go first), so a flood of
+/// `/login` requests cannot grow memory without bound.
+const MAX_MEMORY_SESSIONS: u64 = 100_000;
+/// Longest query string accepted (the OAuth callback's is about 200 bytes).
+const MAX_QUERY_BYTES: usize = 4096;
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -88,10 +92,11 @@ impl App {
             config.request_timeout,
         )
         .map_err(io::Error::other)?;
+        let flows = DeviceFlows::new(config.max_pending_flows);
         let state = AppState {
             config: Arc::new(config),
             webex,
-            flows: DeviceFlows::new(MAX_PENDING_FLOWS),
+            flows,
             refresh_locks: RefreshLocks::default(),
         };
         // The fake serves the demo avatar from its own origin.
@@ -148,13 +153,15 @@ impl App {
 }
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → security headers → error pages → body limit → cross-site check → sessions →
+/// trace → security headers → error pages → query limit → body limit → cross-site check → sessions →
 /// panic catcher → routes, so that error pages are rendered for everything inside, including
 /// a failed session save or a panic, logged inside the request's span, and carry the headers.
 pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
     let csp = HeaderValue::from_str(&security::content_security_policy(avatar_origins))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
-    let sessions = SessionManagerLayer::new(MemoryStore::default())
+    // Moka evicts each session at its own expiry date and caps the count; tower-sessions'
+    // MemoryStore never deletes expired sessions.
+    let sessions = SessionManagerLayer::new(MokaStore::new(Some(MAX_MEMORY_SESSIONS)))
         .with_name("webex_oauth_session")
         // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
         // or the callback could never find its state (tower-sessions defaults to Strict).
@@ -167,6 +174,7 @@ pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
         .layer(sessions)
         .layer(from_fn(security::same_origin_posts))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(from_fn(|request, next| security::limit_query(MAX_QUERY_BYTES, request, next)))
         .layer(from_fn_with_state(state, render_error_pages))
         .layer(from_fn(move |request, next| security::security_headers(csp.clone(), request, next)))
         .layer(

@@ -10,6 +10,7 @@ pub const DEFAULT_SCOPES: &str = "spark:all";
 pub const DEFAULT_DEVICE_SCOPES: &str = "meeting:recordings_read spark:all spark:kms";
 pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
+pub const DEFAULT_MAX_PENDING_DEVICE_FLOWS: usize = 10_000;
 
 /// Live against real Webex, or demo on the embedded fake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
     pub session_store: SessionStore,
+    /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
+    pub max_pending_flows: usize,
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -144,6 +147,20 @@ impl Config {
             }
         };
 
+        let max_pending_flows = match get("MAX_PENDING_DEVICE_FLOWS") {
+            None => DEFAULT_MAX_PENDING_DEVICE_FLOWS,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        "MAX_PENDING_DEVICE_FLOWS",
+                        format!("{raw:?} is not a positive whole number"),
+                    )
+                })?,
+        };
+
         Ok(Self {
             mode,
             redirect_uri,
@@ -152,6 +169,7 @@ impl Config {
             api_base,
             listen_addr,
             session_store,
+            max_pending_flows,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
         })
@@ -230,6 +248,7 @@ mod tests {
         assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
         assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
         assert_eq!(c.session_store, SessionStore::Memory);
+        assert_eq!(c.max_pending_flows, 10_000);
         assert!(!c.secure_cookies());
         assert_eq!(c.public_origin(), "http://localhost:10060");
     }
@@ -258,6 +277,8 @@ mod tests {
             ("LISTEN_ADDR", "localhost"),
             ("SESSION_STORE", "postgres://x"),
             ("WEBEX_SCOPES", "spark:all \"x"),
+            ("MAX_PENDING_DEVICE_FLOWS", "0"),
+            ("MAX_PENDING_DEVICE_FLOWS", "lots"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{value}");

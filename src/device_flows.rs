@@ -112,15 +112,10 @@ impl DeviceFlows {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new flow when too many are pending.
+    /// Refuses a new flow when too many are pending (early, before asking Webex for a code).
     pub fn check_capacity(&self) -> Result<(), AppError> {
-        let pending = self
-            .lock()
-            .records
-            .values()
-            .filter(|r| r.status == FlowStatus::Pending)
-            .count();
-        if pending >= self.max_pending {
+        // A flow is pending exactly while its poller runs: O(1), no scan.
+        if self.active_pollers() >= self.max_pending {
             return Err(AppError::Busy);
         }
         Ok(())
@@ -152,6 +147,10 @@ impl DeviceFlows {
         let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
         let device_code = record.device_code.clone();
         let mut inner = self.lock();
+        // Checked again under the lock: concurrent sign-ins cannot overshoot the cap.
+        if inner.pollers.len() >= self.max_pending {
+            return Err(AppError::Busy);
+        }
         inner.records.insert(id.clone(), record);
         let task = tokio::spawn(poll(
             self.clone(),

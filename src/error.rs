@@ -29,6 +29,9 @@ pub enum AppError {
     /// 403: the user declined at Webex.
     #[error("{0}")]
     Denied(String),
+    /// 414: a query string longer than we accept.
+    #[error("query string too long")]
+    QueryTooLong,
     /// 403: a POST from another site.
     #[error("cross-site request refused")]
     CrossSite,
@@ -137,6 +140,12 @@ impl AppError {
                 "Request refused",
                 "This form was sent from another site, so it was refused.",
                 "Go back to the start page and use its buttons.",
+            ),
+            Self::QueryTooLong => ErrorPage::new(
+                S::URI_TOO_LONG,
+                "Address too long",
+                "The address of this request is longer than this server accepts.",
+                "Go back to the start page.",
             ),
             Self::NotFound => ErrorPage::for_status(S::NOT_FOUND),
             Self::MethodNotAllowed => ErrorPage::for_status(S::METHOD_NOT_ALLOWED),

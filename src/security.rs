@@ -41,6 +41,15 @@ pub async fn security_headers(csp: HeaderValue, request: Request, next: Next) ->
     response
 }
 
+/// Refuses requests whose query string is longer than `max` bytes (414, with the error page).
+pub async fn limit_query(max: usize, request: Request, next: Next) -> Response {
+    if request.uri().query().is_some_and(|q| q.len() > max) {
+        tracing::warn!(path = request.uri().path(), "query string too long");
+        return AppError::QueryTooLong.into_response();
+    }
+    next.run(request).await
+}
+
 /// Refuses state-changing requests from other sites. SameSite=Lax already keeps the session
 /// cookie off cross-site POSTs; this check also covers same-site neighbours (another port or
 /// subdomain). The same order as Go's `CrossOriginProtection`:

@@ -23,6 +23,11 @@ use tower_sessions::Session;
 
 /// Session key of the [`TokenSet`].
 pub const TOKENS_KEY: &str = "webex.tokens";
+/// Session key of when a signed-in request last renewed the session's expiry (Unix seconds).
+const TOUCHED_KEY: &str = "session.touched";
+/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day,
+/// not on every request.
+pub const TOUCH_EVERY_SECS: u64 = 86_400;
 /// Refresh when the access token expires within this margin.
 const REFRESH_MARGIN_SECS: u64 = 60;
 /// The longest `Retry-After` we wait out inside a request.
@@ -102,6 +107,7 @@ impl TokenSet {
 /// Stores a new token set after a sign-in, under a new session id (against session fixation).
 pub async fn store_new_login(session: &Session, tokens: &TokenSet) -> Result<(), AppError> {
     session.insert(TOKENS_KEY, tokens).await?;
+    session.insert(TOUCHED_KEY, unix_now()).await?;
     session.cycle_id().await?;
     Ok(())
 }
@@ -179,6 +185,11 @@ impl FromRequestParts<AppState> for Authed {
             .get::<TokenSet>(TOKENS_KEY)
             .await?
             .ok_or(AppError::NotSignedIn)?;
+        let now = unix_now();
+        let touched: Option<u64> = session.get(TOUCHED_KEY).await?;
+        if touched.is_none_or(|t| now.saturating_sub(t) >= TOUCH_EVERY_SECS) {
+            session.insert(TOUCHED_KEY, now).await?;
+        }
         Ok(Self {
             session,
             tokens,

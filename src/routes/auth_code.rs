@@ -165,10 +165,24 @@ async fn callback(
         return Err(AppError::BadRequest("The callback has no code.".into()));
     };
 
-    let response = state
+    let response = match state
         .webex
         .exchange_code(&code, &login.verifier, state.config.redirect_uri.as_str())
-        .await?;
+        .await
+    {
+        Ok(response) => response,
+        // A code Webex does not know, or one already used: a bad callback, not a Webex fault.
+        Err(err) if err.oauth_code() == Some("invalid_grant") => {
+            tracing::warn!(
+                tracking_id = err.tracking_id(),
+                "Webex refused the authorization code"
+            );
+            return Err(AppError::BadRequest(
+                "Webex refused the authorization code (expired or already used).".into(),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
     tokens::store_new_login(&session, &TokenSet::new(response, Grant::AuthorizationCode)).await?;
     tracing::info!("signed in with the authorization code flow");
     Ok(Redirect::to("/granted").into_response())

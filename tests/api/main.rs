@@ -4,6 +4,7 @@
 mod auth_code;
 mod device;
 mod errors;
+mod fuzz;
 mod helpers;
 mod pages;
 mod tokens;

@@ -258,3 +258,42 @@ async fn cross_site_posts_are_refused() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn an_overlong_query_is_a_414_page() {
+    let app = TestApp::spawn().await;
+    let response = app.get(&format!("/oauth?state={}", "a".repeat(5000))).await;
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    assert!(text(response).await.contains("Address too long"));
+    assert_eq!(
+        app.get("/oauth?state=short").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn past_the_pending_flow_cap_new_sign_ins_get_a_503_page() {
+    let app = TestApp::spawn_with(quick_device_fake(), |config| config.max_pending_flows = 2).await;
+    let (first, second, third) = (browser(), browser(), browser());
+    app.start_device_flow_as(&first).await;
+    app.start_device_flow_as(&second).await;
+    let response = app.post_as(&third, "/sign-in").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(response).await.contains("Too many sign-ins"));
+    assert_eq!(
+        app.fake.count(Counter::DeviceAuthorizations),
+        2,
+        "Webex was not asked for a third code"
+    );
+    // One session restarting its own flow is not blocked by the cap.
+    assert_eq!(
+        app.post_as(&first, "/sign-in").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // When a flow ends, room frees up.
+    app.post_as(&second, "/sign-in/cancel").await;
+    assert_eq!(
+        app.post_as(&third, "/sign-in").await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
