@@ -7,4 +7,5 @@ mod errors;
 mod fuzz;
 mod helpers;
 mod pages;
+mod soak;
 mod tokens;
