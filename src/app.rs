@@ -1,14 +1,15 @@
 //! `App`: binds the listener, starts the fake Webex in demo mode, builds the router and its
 //! layers, and serves until shutdown.
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, SessionStore as StoreConfig};
 use crate::device_flows::DeviceFlows;
 use crate::error::render_error_pages;
 use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::secret::Secret;
 use crate::security;
 use crate::state::AppState;
-use crate::tokens::{RefreshLocks, unix_now};
+use crate::store::{self, FlowStore, LEASE_RENEW};
+use crate::tokens::RefreshLocks;
 use crate::webex::{Credentials, WebexClient};
 use axum::Router;
 use axum::extract::Request;
@@ -24,8 +25,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 use tower_sessions_moka_store::MokaStore;
+use tower_sessions_sqlx_store::SqliteStore;
 use tracing::Level;
 
 /// A session nobody used for this long is gone (see `tokens::TOUCH_EVERY_SECS`).
@@ -43,6 +46,16 @@ pub struct App {
     router: Router,
     state: AppState,
     fake: Option<FakeWebex>,
+    sessions: Sessions,
+}
+
+/// The session store behind `SESSION_STORE`.
+enum Sessions {
+    /// Moka evicts each session at its own expiry date and caps the count; tower-sessions'
+    /// MemoryStore never deletes expired sessions.
+    Memory(MokaStore),
+    /// Expired rows are deleted by the store's own task, started by `run_until`.
+    Sqlite(SqliteStore),
 }
 
 impl App {
@@ -92,7 +105,25 @@ impl App {
             config.request_timeout,
         )
         .map_err(io::Error::other)?;
-        let flows = DeviceFlows::new(config.max_pending_flows);
+        // The store first: one that cannot be opened stops start-up with a line naming the key.
+        let (flow_store, sessions) = match &config.session_store {
+            StoreConfig::Memory => (
+                FlowStore::memory(),
+                Sessions::Memory(MokaStore::new(Some(MAX_MEMORY_SESSIONS))),
+            ),
+            StoreConfig::Sqlite(path) => {
+                let pool = store::open_sqlite(path)
+                    .await
+                    .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
+                let sessions = SqliteStore::new(pool.clone());
+                sessions
+                    .migrate()
+                    .await
+                    .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
+                (FlowStore::Sqlite(pool), Sessions::Sqlite(sessions))
+            }
+        };
+        let flows = DeviceFlows::new(flow_store, webex.clone(), config.max_pending_flows);
         let state = AppState {
             config: Arc::new(config),
             webex,
@@ -101,12 +132,16 @@ impl App {
         };
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
-        let router = router(state.clone(), &avatar_origins);
+        let router = match &sessions {
+            Sessions::Memory(store) => router(state.clone(), store.clone(), &avatar_origins),
+            Sessions::Sqlite(store) => router(state.clone(), store.clone(), &avatar_origins),
+        };
         Ok(Self {
             listener,
             router,
             state,
             fake,
+            sessions,
         })
     }
 
@@ -128,26 +163,48 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then lets in-flight requests finish and stops this
+    /// instance's device pollers (their flows stay in the store for the next start).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let flows = self.state.flows.clone();
-        let janitor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+        let housekeeping = tokio::spawn(async move {
+            // Adopt the flows nobody polls (all of them, right after a restart), and forget
+            // flows that expired long ago.
+            let mut tick = tokio::time::interval(LEASE_RENEW);
+            for round in 0u64.. {
                 tick.tick().await;
-                let purged = flows.purge(unix_now());
-                if purged > 0 {
-                    tracing::debug!(purged, "forgot expired device flows");
+                if let Err(err) = flows.adopt_orphans().await {
+                    tracing::warn!(%err, "cannot look for orphaned device flows");
+                }
+                if round % 20 == 0 {
+                    match flows.purge().await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
+                        Err(err) => tracing::warn!(%err, "cannot purge expired device flows"),
+                    }
                 }
             }
         });
+        let deletion = match &self.sessions {
+            Sessions::Sqlite(store) => Some(tokio::spawn(
+                store
+                    .clone()
+                    .continuously_delete_expired(Duration::from_secs(60)),
+            )),
+            Sessions::Memory(_) => None,
+        };
+        let flows = self.state.flows.clone();
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
-        janitor.abort();
+        housekeeping.abort();
+        if let Some(task) = deletion {
+            task.abort();
+        }
+        flows.stop_pollers();
         result
     }
 }
@@ -156,12 +213,14 @@ impl App {
 /// trace → security headers → error pages → query limit → body limit → cross-site check → sessions →
 /// panic catcher → routes, so that error pages are rendered for everything inside, including
 /// a failed session save or a panic, logged inside the request's span, and carry the headers.
-pub fn router(state: AppState, avatar_origins: &[String]) -> Router {
+pub fn router<S: SessionStore + Clone>(
+    state: AppState,
+    store: S,
+    avatar_origins: &[String],
+) -> Router {
     let csp = HeaderValue::from_str(&security::content_security_policy(avatar_origins))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
-    // Moka evicts each session at its own expiry date and caps the count; tower-sessions'
-    // MemoryStore never deletes expired sessions.
-    let sessions = SessionManagerLayer::new(MokaStore::new(Some(MAX_MEMORY_SESSIONS)))
+    let sessions = SessionManagerLayer::new(store)
         .with_name("webex_oauth_session")
         // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
         // or the callback could never find its state (tower-sessions defaults to Strict).

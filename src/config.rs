@@ -24,11 +24,16 @@ pub enum Mode {
     },
 }
 
-/// Where sessions live.
+/// Where sessions and device flows live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionStore {
+    /// In this process: lost on restart.
     Memory,
+    /// A SQLite file (created, with its folder, mode 0600): survives restarts.
+    Sqlite(std::path::PathBuf),
 }
+
+pub const DEFAULT_SESSION_STORE: &str = "sqlite://data/sessions.db";
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -137,14 +142,18 @@ impl Config {
             )
         })?;
 
-        let session_store = match get("SESSION_STORE").as_deref() {
-            None | Some("memory") => SessionStore::Memory,
-            Some(other) => {
-                return Err(invalid(
-                    "SESSION_STORE",
-                    format!("{other:?} is not supported; use \"memory\""),
-                ));
-            }
+        let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
+        let session_store = match store.as_str() {
+            "memory" => SessionStore::Memory,
+            other => match other.strip_prefix("sqlite://") {
+                Some(path) if !path.is_empty() => SessionStore::Sqlite(path.into()),
+                _ => {
+                    return Err(invalid(
+                        "SESSION_STORE",
+                        format!("{other:?} is not supported; use \"memory\" or \"sqlite://PATH\""),
+                    ));
+                }
+            },
         };
 
         let max_pending_flows = match get("MAX_PENDING_DEVICE_FLOWS") {
@@ -247,7 +256,10 @@ mod tests {
         );
         assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
         assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
-        assert_eq!(c.session_store, SessionStore::Memory);
+        assert_eq!(
+            c.session_store,
+            SessionStore::Sqlite("data/sessions.db".into())
+        );
         assert_eq!(c.max_pending_flows, 10_000);
         assert!(!c.secure_cookies());
         assert_eq!(c.public_origin(), "http://localhost:10060");
@@ -276,6 +288,7 @@ mod tests {
             ("WEBEX_API_BASE", "https://user:pw@webexapis.com/v1"),
             ("LISTEN_ADDR", "localhost"),
             ("SESSION_STORE", "postgres://x"),
+            ("SESSION_STORE", "sqlite://"),
             ("WEBEX_SCOPES", "spark:all \"x"),
             ("MAX_PENDING_DEVICE_FLOWS", "0"),
             ("MAX_PENDING_DEVICE_FLOWS", "lots"),
@@ -297,5 +310,12 @@ mod tests {
         assert_eq!(c.scopes, "spark:all spark:kms");
         let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
         assert!(c.secure_cookies());
+        let c = config(&[("SESSION_STORE", "memory")]).unwrap();
+        assert_eq!(c.session_store, SessionStore::Memory);
+        let c = config(&[("SESSION_STORE", "sqlite:///var/lib/app/s.db")]).unwrap();
+        assert_eq!(
+            c.session_store,
+            SessionStore::Sqlite("/var/lib/app/s.db".into())
+        );
     }
 }

@@ -16,10 +16,11 @@
 use crate::error::AppError;
 use crate::qr;
 use crate::secret::Secret;
-use crate::tokens::{Grant, TokenSet, unix_now};
+use crate::store::{FlowStore, LEASE_RENEW, StoreError};
+use crate::tokens::{Grant, TokenSet, unix_now_ms};
 use crate::webex::WebexClient;
 use crate::webex::device::{DeviceAuthorization, PollReply};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,9 +35,9 @@ const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 const MAX_TRANSIENT_FAILURES: u32 = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Finished or abandoned flows are forgotten this long after their code expired.
-const KEEP_AFTER_EXPIRY_SECS: u64 = 600;
+const KEEP_AFTER_EXPIRY: Duration = Duration::from_secs(600);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowStatus {
     Pending,
@@ -62,8 +63,9 @@ impl FlowStatus {
     }
 }
 
-/// One device sign-in: what the page shows, where the poller is, and the tokens once granted.
-#[derive(Clone, Debug)]
+/// One device sign-in: what the page shows and where the poller is. Plain data, so any store
+/// can hold it; the tokens, once granted, are kept beside it and taken exactly once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FlowRecord {
     pub device_code: Secret,
     pub user_code: String,
@@ -72,57 +74,81 @@ pub struct FlowRecord {
     /// The QR code of `verification_uri_complete`, rendered once when the flow starts.
     pub qr_data_uri: String,
     pub lifetime_secs: u64,
-    /// Unix seconds.
-    pub expires_at: u64,
+    /// Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// The current interval (it only grows), and whether Webex asked us to slow down.
     pub interval_secs: u64,
     pub slowed_down: bool,
+    /// Unix milliseconds before which nobody may poll this flow (survives a handover).
+    pub next_poll_at_ms: u64,
     pub status: FlowStatus,
-    pub tokens: Option<TokenSet>,
 }
 
 impl FlowRecord {
-    pub fn expires_in(&self, now: u64) -> u64 {
-        self.expires_at.saturating_sub(now)
+    /// Seconds until the code expires, rounded up (0 once it has), so a page counting down
+    /// never reaches 0 before the code is really gone.
+    pub fn expires_in(&self) -> u64 {
+        self.expires_at_ms
+            .saturating_sub(unix_now_ms())
+            .div_ceil(1000)
+    }
+
+    /// The status the pages show: a pending code past its expiry is expired, even before its
+    /// poller has woken up to record it.
+    pub fn shown_status(&self) -> FlowStatus {
+        if self.status == FlowStatus::Pending && unix_now_ms() >= self.expires_at_ms {
+            FlowStatus::Expired
+        } else {
+            self.status
+        }
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    records: HashMap<String, FlowRecord>,
-    pollers: HashMap<String, AbortHandle>,
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        AppError::Session(err.to_string())
+    }
 }
 
-/// The registry of flows. Cloning is cheap; clones share the registry.
+/// The flows of every instance sharing the store, and the pollers of this instance.
+/// Cloning is cheap; clones share everything.
 #[derive(Clone)]
 pub struct DeviceFlows {
-    inner: Arc<Mutex<Inner>>,
+    store: FlowStore,
+    /// This instance's lease-holder name (random per process).
+    owner: Arc<str>,
+    pollers: Arc<Mutex<HashMap<String, AbortHandle>>>,
+    webex: WebexClient,
     max_pending: usize,
 }
 
 impl DeviceFlows {
     /// `max_pending`: past this many pending flows, new sign-ins get a 503 page.
-    pub fn new(max_pending: usize) -> Self {
+    pub fn new(store: FlowStore, webex: WebexClient, max_pending: usize) -> Self {
         Self {
-            inner: Arc::default(),
+            store,
+            owner: crate::webex::oauth::random_token().expose().into(),
+            pollers: Arc::default(),
+            webex,
             max_pending,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+        self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new flow when too many are pending (early, before asking Webex for a code).
-    pub fn check_capacity(&self) -> Result<(), AppError> {
-        // A flow is pending exactly while its poller runs: O(1), no scan.
-        if self.active_pollers() >= self.max_pending {
+    /// Refuses a new flow when too many are pending (before asking Webex for a code). Under
+    /// concurrent sign-ins the count may overshoot by at most the number in flight.
+    pub async fn check_capacity(&self) -> Result<(), AppError> {
+        if self.store.count_pending().await? >= self.max_pending {
             return Err(AppError::Busy);
         }
         Ok(())
     }
 
     /// Records a flow Webex just started and spawns its poller. Returns the new flow id.
-    pub fn start(&self, webex: WebexClient, auth: DeviceAuthorization) -> Result<String, AppError> {
+    pub async fn start(&self, auth: DeviceAuthorization) -> Result<String, AppError> {
         let verification_uri_complete = auth
             .verification_uri_complete
             .clone()
@@ -130,6 +156,7 @@ impl DeviceFlows {
         let qr_data_uri =
             qr::png_data_uri(&verification_uri_complete).map_err(AppError::Internal)?;
         let interval_secs = auth.interval.unwrap_or(DEFAULT_INTERVAL).max(1);
+        let now = unix_now_ms();
         let record = FlowRecord {
             device_code: auth.device_code,
             user_code: auth.user_code,
@@ -137,109 +164,114 @@ impl DeviceFlows {
             verification_uri_complete,
             qr_data_uri,
             lifetime_secs: auth.expires_in,
-            expires_at: unix_now().saturating_add(auth.expires_in),
+            expires_at_ms: now.saturating_add(auth.expires_in.saturating_mul(1000)),
             interval_secs,
             slowed_down: false,
+            next_poll_at_ms: now + interval_secs * 1000,
             status: FlowStatus::Pending,
-            tokens: None,
         };
         let id = crate::webex::oauth::random_token().expose().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
-        let device_code = record.device_code.clone();
-        let mut inner = self.lock();
-        // Checked again under the lock: concurrent sign-ins cannot overshoot the cap.
-        if inner.pollers.len() >= self.max_pending {
-            return Err(AppError::Busy);
-        }
-        inner.records.insert(id.clone(), record);
-        let task = tokio::spawn(poll(
-            self.clone(),
-            webex,
-            id.clone(),
-            device_code,
-            Duration::from_secs(interval_secs),
-            deadline,
-        ));
-        inner.pollers.insert(id.clone(), task.abort_handle());
+        self.store.insert(&id, &record, &self.owner).await?;
+        self.spawn_poller(&id, false);
         Ok(id)
     }
 
-    /// A copy of the flow without its tokens, for the pages.
-    pub fn get(&self, id: &str) -> Option<FlowRecord> {
-        self.lock().records.get(id).map(|r| FlowRecord {
-            tokens: None,
-            ..r.clone()
-        })
+    fn spawn_poller(&self, id: &str, takeover: bool) {
+        let mut pollers = self.pollers();
+        if pollers.contains_key(id) {
+            return;
+        }
+        let (flows, id_owned) = (self.clone(), id.to_owned());
+        let task = tokio::spawn(async move {
+            poll(&flows, &id_owned, takeover).await;
+            flows.pollers().remove(&id_owned);
+        });
+        pollers.insert(id.to_owned(), task.abort_handle());
+    }
+
+    /// Polls the flows nobody polls: after a restart, or when the instance that polled them died
+    /// (its lease lapsed). Run every [`LEASE_RENEW`] by the app.
+    pub async fn adopt_orphans(&self) -> Result<usize, StoreError> {
+        let mut adopted = 0;
+        for id in self.store.orphans().await? {
+            if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
+                tracing::info!("taking over a device flow nobody was polling");
+                self.spawn_poller(&id, true);
+                adopted += 1;
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// The flow, for the pages.
+    pub async fn get(&self, id: &str) -> Result<Option<FlowRecord>, AppError> {
+        Ok(self.store.get(id).await?)
     }
 
     /// Takes the tokens of a granted flow, exactly once, and forgets the flow.
-    pub fn take_tokens(&self, id: &str) -> Option<TokenSet> {
-        let mut inner = self.lock();
-        inner.records.get(id)?.tokens.as_ref()?;
-        inner.pollers.remove(id);
-        inner.records.remove(id)?.tokens
+    pub async fn take_tokens(&self, id: &str) -> Result<Option<TokenSet>, AppError> {
+        Ok(self.store.take_tokens(id).await?)
     }
 
-    /// Stops the poller and forgets the flow.
-    pub fn cancel(&self, id: &str) {
-        let mut inner = self.lock();
-        if let Some(task) = inner.pollers.remove(id) {
+    /// Stops the poller and forgets the flow (a poller on another instance notices within
+    /// [`LEASE_RENEW`], when its next write finds the flow gone).
+    pub async fn cancel(&self, id: &str) -> Result<(), AppError> {
+        if let Some(task) = self.pollers().remove(id) {
             task.abort();
         }
-        inner.records.remove(id);
+        Ok(self.store.delete(id).await?)
     }
 
-    /// Number of flows known (pending or finished but not yet claimed or purged).
-    pub fn len(&self) -> usize {
-        self.lock().records.len()
+    /// Number of flows recorded (pending or finished but not yet claimed or purged).
+    pub async fn len(&self) -> usize {
+        self.store.len().await.unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
     }
 
-    /// Number of poller tasks still running.
+    /// Stops this instance's pollers (at shutdown); their leases lapse and another instance,
+    /// or this one after a restart, takes the flows over.
+    pub fn stop_pollers(&self) {
+        for (_, task) in self.pollers().drain() {
+            task.abort();
+        }
+    }
+
+    /// Number of poller tasks running in this instance.
     pub fn active_pollers(&self) -> usize {
-        self.lock().pollers.len()
+        self.pollers().len()
     }
 
-    /// Forgets flows whose code expired long ago (abandoned pages, unclaimed grants).
-    pub fn purge(&self, now: u64) -> usize {
-        let mut inner = self.lock();
-        let stale: Vec<String> = inner
-            .records
-            .iter()
-            .filter(|(_, r)| r.expires_at.saturating_add(KEEP_AFTER_EXPIRY_SECS) < now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &stale {
-            inner.records.remove(id);
-            if let Some(task) = inner.pollers.remove(id) {
-                task.abort();
+    /// Forgets flows whose code expired long ago.
+    pub async fn purge(&self) -> Result<usize, StoreError> {
+        self.store.purge(KEEP_AFTER_EXPIRY).await
+    }
+
+    /// Sleeps until `until`, renewing the lease on the way. False when the lease was lost
+    /// (another instance polls the flow now) or the flow is gone.
+    async fn sleep_holding_lease(&self, id: &str, until: Instant) -> bool {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            tokio::time::sleep_until(until.min(now + LEASE_RENEW)).await;
+            match self.store.lease(id, &self.owner).await {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot renew a device flow's lease; another instance will take it over");
+                    return false;
+                }
             }
         }
-        stale.len()
     }
+}
 
-    /// Applies `change` to the flow if it still exists; false when it was cancelled.
-    fn update(&self, id: &str, change: impl FnOnce(&mut FlowRecord)) -> bool {
-        match self.lock().records.get_mut(id) {
-            Some(record) => {
-                change(record);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn finish(&self, id: &str, status: FlowStatus, tokens: Option<TokenSet>) {
-        let mut inner = self.lock();
-        inner.pollers.remove(id);
-        if let Some(record) = inner.records.get_mut(id) {
-            record.status = status;
-            record.tokens = tokens;
-        }
-    }
+fn instant_at(unix_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(unix_ms.saturating_sub(unix_now_ms()))
 }
 
 /// What the poller does after a reply.
@@ -299,62 +331,89 @@ impl PollState {
     }
 }
 
-/// The poller task of one flow.
-async fn poll(
-    flows: DeviceFlows,
-    webex: WebexClient,
-    id: String,
-    device_code: Secret,
-    interval: Duration,
-    deadline: Instant,
-) {
-    let mut state = PollState::new(interval);
-    let mut wait = interval;
+/// The poller task of one flow. `takeover`: the flow was polled by another instance (or before
+/// a restart), whose last poll may not have been recorded: wait a whole interval first.
+async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
+    let mut record = match flows.store.get(id).await {
+        Ok(Some(record)) if record.status == FlowStatus::Pending => record,
+        _ => return,
+    };
+    let deadline = instant_at(record.expires_at_ms);
+    let mut state = PollState::new(Duration::from_secs(record.interval_secs));
+    state.slowed_down = record.slowed_down;
+    let mut next = instant_at(record.next_poll_at_ms);
+    if takeover {
+        next = next.max(Instant::now() + state.interval);
+    }
     loop {
-        tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
-        if Instant::now() >= deadline {
-            tracing::info!("device code expired before approval");
-            flows.finish(&id, FlowStatus::Expired, None);
-            return;
+        if !flows.sleep_holding_lease(id, next.min(deadline)).await {
+            return; // cancelled, or another instance polls it now
         }
-        let reply = webex.device_poll(&device_code).await;
-        match state.decide(&reply) {
-            Step::Wait(next) => {
-                match &reply {
-                    PollReply::SlowDown => tracing::info!(
-                        interval_secs = state.interval.as_secs(),
-                        "Webex asked us to slow down"
-                    ),
-                    PollReply::Transient(err) => {
-                        tracing::warn!(error = %err, failures = state.transient_failures, "device poll failed; backing off")
+        let (status, tokens) = if Instant::now() >= deadline {
+            tracing::info!("device code expired before approval");
+            (FlowStatus::Expired, None)
+        } else {
+            let reply = flows.webex.device_poll(&record.device_code).await;
+            match state.decide(&reply) {
+                Step::Wait(wait) => {
+                    match &reply {
+                        PollReply::SlowDown => tracing::info!(
+                            interval_secs = state.interval.as_secs(),
+                            "Webex asked us to slow down"
+                        ),
+                        PollReply::Transient(err) => {
+                            tracing::warn!(error = %err, failures = state.transient_failures, "device poll failed; backing off")
+                        }
+                        PollReply::RateLimited(_) => {
+                            tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
+                        }
+                        _ => {}
                     }
-                    PollReply::RateLimited(_) => {
-                        tracing::warn!(wait_secs = next.as_secs(), "device poll rate limited")
+                    next = Instant::now() + wait;
+                    let changed = record.interval_secs != state.interval.as_secs()
+                        || record.slowed_down != state.slowed_down;
+                    record.interval_secs = state.interval.as_secs();
+                    record.slowed_down = state.slowed_down;
+                    record.next_poll_at_ms = unix_now_ms() + wait.as_millis() as u64;
+                    // A pending reply at the same interval changes nothing a page shows; the
+                    // lease renewal records that we are alive. Write only what changed.
+                    if (changed || wait != state.interval) && !write(flows, id, &record, None).await
+                    {
+                        return;
                     }
-                    _ => {}
+                    continue;
                 }
-                let (interval_secs, slowed_down) = (state.interval.as_secs(), state.slowed_down);
-                if !flows.update(&id, |r| {
-                    r.interval_secs = interval_secs;
-                    r.slowed_down = slowed_down;
-                }) {
-                    return; // cancelled meanwhile
-                }
-                wait = next;
-            }
-            Step::Finish(status) => {
-                let tokens = match reply {
-                    PollReply::Granted(response) => Some(TokenSet::new(response, Grant::Device)),
+                Step::Finish(status) => match reply {
+                    PollReply::Granted(response) => {
+                        (status, Some(TokenSet::new(response, Grant::Device)))
+                    }
                     PollReply::Failed(err) | PollReply::Transient(err) => {
                         tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
-                        None
+                        (status, None)
                     }
-                    _ => None,
-                };
-                tracing::info!(status = status.as_str(), "device flow finished");
-                flows.finish(&id, status, tokens);
-                return;
+                    _ => (status, None),
+                },
             }
+        };
+        tracing::info!(status = status.as_str(), "device flow finished");
+        record.status = status;
+        write(flows, id, &record, tokens.as_ref()).await;
+        return;
+    }
+}
+
+/// Writes the poller's state; false when the flow is gone or no longer ours.
+async fn write(
+    flows: &DeviceFlows,
+    id: &str,
+    record: &FlowRecord,
+    tokens: Option<&TokenSet>,
+) -> bool {
+    match flows.store.update(id, record, tokens, &flows.owner).await {
+        Ok(written) => written,
+        Err(err) => {
+            tracing::warn!(%err, "cannot record a device flow's state");
+            false
         }
     }
 }

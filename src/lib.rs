@@ -5,6 +5,7 @@
 //! - [`app`]: binds the listener, builds the router and its layers, runs until shutdown.
 //! - [`config`]: the environment contract (`WEBEX_*`, `LISTEN_ADDR`, `SESSION_STORE`), checked at start-up.
 //! - [`state`]: the one cheap-to-clone state every handler draws from.
+//! - [`store`]: where device flows live beside the sessions (memory or SQLite), with leases.
 //! - [`error`]: `AppError`, every failure as an HTML page with the right status.
 //! - [`security`]: security headers and the cross-site POST check.
 //! - [`secret`]: `Secret`, a string whose `Debug`/`Display` never show the value.
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod secret;
 pub mod security;
 pub mod state;
+pub mod store;
 pub mod templates;
 pub mod tokens;
 pub mod webex;

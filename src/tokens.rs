@@ -61,9 +61,13 @@ pub struct TokenSet {
 }
 
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl TokenSet {

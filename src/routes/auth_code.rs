@@ -199,7 +199,7 @@ fn short_code(code: &str) -> String {
 /// Cancels any device flow, forgets the session (server-side too), back to the start.
 async fn logout(State(state): State<AppState>, session: Session) -> Result<Response> {
     if let Some(flow) = session.get::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&flow);
+        state.flows.cancel(&flow).await?;
     }
     session.flush().await?;
     Ok(Redirect::to("/?notice=signed-out").into_response())

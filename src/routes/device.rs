@@ -15,7 +15,7 @@ use crate::device_flows::{FLOW_KEY, FlowRecord, FlowStatus};
 use crate::error::Result;
 use crate::state::AppState;
 use crate::templates::{SignInTemplate, render};
-use crate::tokens::{self, unix_now};
+use crate::tokens;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,15 +33,15 @@ pub fn router() -> Router<AppState> {
 
 async fn start(State(state): State<AppState>, session: Session) -> Result<Response> {
     if let Some(old) = session.get::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&old);
+        state.flows.cancel(&old).await?;
         session.remove::<String>(FLOW_KEY).await?;
     }
-    state.flows.check_capacity()?;
+    state.flows.check_capacity().await?;
     let auth = state
         .webex
         .device_authorize(&state.config.device_scopes)
         .await?;
-    let id = state.flows.start(state.webex.clone(), auth)?;
+    let id = state.flows.start(auth).await?;
     session.insert(FLOW_KEY, id).await?;
     tracing::info!("device flow started");
     Ok(Redirect::to("/sign-in").into_response())
@@ -62,13 +62,13 @@ async fn current(state: &AppState, session: &Session) -> Result<Current> {
             Current::None
         });
     };
-    if let Some(tokens) = state.flows.take_tokens(&id) {
+    if let Some(tokens) = state.flows.take_tokens(&id).await? {
         session.remove::<String>(FLOW_KEY).await?;
         tokens::store_new_login(session, &tokens).await?;
         tracing::info!("signed in with the device flow");
         return Ok(Current::SignedIn);
     }
-    match state.flows.get(&id) {
+    match state.flows.get(&id).await? {
         Some(record) => Ok(Current::Flow(Box::new(record))),
         None => {
             // Cancelled, purged, or claimed by a concurrent request.
@@ -88,7 +88,7 @@ async fn show(State(state): State<AppState>, session: Session) -> Result<Respons
         Current::SignedIn => return Ok(Redirect::to("/granted").into_response()),
         Current::Flow(record) => record,
     };
-    let status = record.status;
+    let status = record.shown_status();
     let status_text = match status {
         FlowStatus::Pending if record.slowed_down => {
             "Webex asked us to slow down; still waiting for approval."
@@ -104,7 +104,7 @@ async fn show(State(state): State<AppState>, session: Session) -> Result<Respons
         expires_in: if status.is_final() {
             0
         } else {
-            record.expires_in(unix_now())
+            record.expires_in()
         },
         lifetime: record.lifetime_secs.max(1),
         user_code: record.user_code,
@@ -125,8 +125,8 @@ async fn status(State(state): State<AppState>, session: Session) -> Result<Respo
                 .into_response()
         }
         Current::Flow(record) => Json(json!({
-            "status": record.status,
-            "expires_in": if record.status.is_final() { 0 } else { record.expires_in(unix_now()) },
+            "status": record.shown_status(),
+            "expires_in": if record.shown_status().is_final() { 0 } else { record.expires_in() },
             "slowed_down": record.slowed_down,
         }))
         .into_response(),
@@ -135,7 +135,7 @@ async fn status(State(state): State<AppState>, session: Session) -> Result<Respo
 
 async fn cancel(State(state): State<AppState>, session: Session) -> Result<Response> {
     if let Some(id) = session.remove::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&id);
+        state.flows.cancel(&id).await?;
         tracing::info!("device flow cancelled");
     }
     Ok(Redirect::to("/").into_response())

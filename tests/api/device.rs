@@ -53,7 +53,7 @@ async fn sign_in_shows_the_qr_code_and_user_code_then_approval_signs_in() {
     assert_eq!(profile.status(), StatusCode::OK);
     assert!(text(profile).await.contains("Ada Lovelace"));
     assert!(
-        app.state.flows.is_empty(),
+        app.state.flows.is_empty().await,
         "the tokens left the flow record for the session"
     );
 }
@@ -156,7 +156,7 @@ async fn a_new_sign_in_cancels_the_old_poller_and_cancel_stops_it() {
     let first = app.start_device_flow_as(&app.client).await;
     let second = app.start_device_flow_as(&app.client).await;
     assert_eq!(app.state.flows.active_pollers(), 1);
-    assert_eq!(app.state.flows.len(), 1);
+    assert_eq!(app.state.flows.len().await, 1);
     let cancel = app.post("/sign-in/cancel").await;
     assert_eq!(cancel.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.state.flows.active_pollers(), 0);
@@ -195,7 +195,7 @@ async fn logout_cancels_a_pending_flow() {
     assert_eq!(app.state.flows.active_pollers(), 1);
     app.post("/logout").await;
     assert_eq!(app.state.flows.active_pollers(), 0);
-    assert!(app.state.flows.is_empty());
+    assert!(app.state.flows.is_empty().await);
 }
 
 #[tokio::test]

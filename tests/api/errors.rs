@@ -163,7 +163,10 @@ async fn device_authorize_faults_give_the_right_page() {
         let response = app.post("/sign-in").await;
         assert_eq!(response.status(), want, "{fault:?}");
         assert!(text(response).await.contains("<html"));
-        assert!(app.state.flows.is_empty(), "{fault:?}: no flow recorded");
+        assert!(
+            app.state.flows.is_empty().await,
+            "{fault:?}: no flow recorded"
+        );
     }
 }
 

@@ -68,7 +68,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The "browser": keeps cookies, never follows redirects.
     pub client: Client,
-    _stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A new browser: its own cookie jar, no redirects followed.
@@ -103,6 +104,7 @@ impl TestApp {
             "WEBEX_CLIENT_SECRET" => Some(client_secret.clone()),
             "WEBEX_REDIRECT_URI" => Some(redirect_uri.clone()),
             "WEBEX_API_BASE" => Some(api_base.clone()),
+            "SESSION_STORE" => Some("memory".into()),
             _ => None,
         })
         .unwrap();
@@ -137,7 +139,7 @@ impl TestApp {
         let addr = app.local_addr().unwrap();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async {
+        let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
         }));
         Self {
@@ -146,8 +148,31 @@ impl TestApp {
             fake,
             state,
             client: browser(),
-            _stop: stop,
+            stop,
+            server,
         }
+    }
+
+    /// Stops the server as a restart would (its pollers stop, the store stays), and starts it
+    /// again on a new port with the same configuration and the same browser.
+    pub async fn restart(self) -> Self {
+        let config = (*self.state.config).clone();
+        let (fake, client) = (self.fake.clone(), self.client.clone());
+        self.stop().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut app = Self::serve(config, listener, fake).await;
+        app.client = client;
+        app
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

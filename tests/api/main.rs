@@ -8,4 +8,5 @@ mod fuzz;
 mod helpers;
 mod pages;
 mod soak;
+mod stores;
 mod tokens;

@@ -54,6 +54,7 @@ impl Server {
             .env("WEBEX_API_BASE", fake.base_url())
             .env("WEBEX_REDIRECT_URI", format!("{base}/oauth"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SESSION_STORE", "memory")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
