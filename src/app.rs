@@ -28,6 +28,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 use tower_sessions_moka_store::MokaStore;
+use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::SqliteStore;
 use tracing::Level;
 
@@ -56,6 +57,8 @@ enum Sessions {
     Memory(MokaStore),
     /// Expired rows are deleted by the store's own task, started by `run_until`.
     Sqlite(SqliteStore),
+    /// Each session is a key that expires with the session.
+    Redis(RedisStore<fred::prelude::Pool>),
 }
 
 impl App {
@@ -122,9 +125,19 @@ impl App {
                     .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
                 (FlowStore::Sqlite(pool), Sessions::Sqlite(sessions))
             }
+            StoreConfig::Redis(url) => {
+                let pool = store::open_redis(url)
+                    .await
+                    .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
+                (
+                    FlowStore::Redis(pool.clone()),
+                    Sessions::Redis(RedisStore::new(pool)),
+                )
+            }
         };
-        let flows = DeviceFlows::new(flow_store, webex.clone(), config.max_pending_flows);
+        let flows = DeviceFlows::new(flow_store.clone(), webex.clone(), config.max_pending_flows);
         let state = AppState {
+            store: flow_store,
             config: Arc::new(config),
             webex,
             flows,
@@ -135,6 +148,7 @@ impl App {
         let router = match &sessions {
             Sessions::Memory(store) => router(state.clone(), store.clone(), &avatar_origins),
             Sessions::Sqlite(store) => router(state.clone(), store.clone(), &avatar_origins),
+            Sessions::Redis(store) => router(state.clone(), store.clone(), &avatar_origins),
         };
         Ok(Self {
             listener,
@@ -194,7 +208,7 @@ impl App {
                     .clone()
                     .continuously_delete_expired(Duration::from_secs(60)),
             )),
-            Sessions::Memory(_) => None,
+            Sessions::Memory(_) | Sessions::Redis(_) => None,
         };
         let flows = self.state.flows.clone();
         let result = axum::serve(self.listener, self.router)

@@ -31,6 +31,8 @@ pub enum SessionStore {
     Memory,
     /// A SQLite file (created, with its folder, mode 0600): survives restarts.
     Sqlite(std::path::PathBuf),
+    /// `redis://HOST:PORT[/DB]`: shared by several instances.
+    Redis(String),
 }
 
 pub const DEFAULT_SESSION_STORE: &str = "sqlite://data/sessions.db";
@@ -145,12 +147,23 @@ impl Config {
         let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
         let session_store = match store.as_str() {
             "memory" => SessionStore::Memory,
+            redis if redis.starts_with("redis://") => {
+                let url = Url::parse(redis).map_err(|e| {
+                    invalid("SESSION_STORE", format!("{redis:?} is not a URL ({e})"))
+                })?;
+                if url.host().is_none() {
+                    return Err(invalid("SESSION_STORE", format!("{redis:?} has no host")));
+                }
+                SessionStore::Redis(redis.to_owned())
+            }
             other => match other.strip_prefix("sqlite://") {
                 Some(path) if !path.is_empty() => SessionStore::Sqlite(path.into()),
                 _ => {
                     return Err(invalid(
                         "SESSION_STORE",
-                        format!("{other:?} is not supported; use \"memory\" or \"sqlite://PATH\""),
+                        format!(
+                            "{other:?} is not supported; use memory, sqlite://PATH or redis://HOST:PORT[/DB]"
+                        ),
                     ));
                 }
             },
@@ -289,6 +302,7 @@ mod tests {
             ("LISTEN_ADDR", "localhost"),
             ("SESSION_STORE", "postgres://x"),
             ("SESSION_STORE", "sqlite://"),
+            ("SESSION_STORE", "redis://"),
             ("WEBEX_SCOPES", "spark:all \"x"),
             ("MAX_PENDING_DEVICE_FLOWS", "0"),
             ("MAX_PENDING_DEVICE_FLOWS", "lots"),

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::device_flows::DeviceFlows;
+use crate::store::FlowStore;
 use crate::tokens::RefreshLocks;
 use crate::webex::WebexClient;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The one Webex client (one connection pool) of the process.
     pub webex: WebexClient,
+    /// The store shared by every instance (device flows, cross-instance refresh locks).
+    pub store: FlowStore,
     /// Pending device sign-ins and their pollers.
     pub flows: DeviceFlows,
     /// One refresh at a time per session.

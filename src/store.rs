@@ -1,4 +1,4 @@
-//! Where device flows live beside the sessions: memory, or the SQLite file (`SESSION_STORE`).
+//! Where device flows live beside the sessions: memory, the SQLite file, or Redis (`SESSION_STORE`).
 //!
 //! A flow is plain data ([`FlowRecord`], JSON in SQLite) keyed by its flow id, plus a lease (which
 //! instance polls it, until when) and, once granted, the tokens, which are taken exactly once.
@@ -7,6 +7,10 @@
 
 use crate::device_flows::{FlowRecord, FlowStatus};
 use crate::tokens::TokenSet;
+use fred::prelude::{
+    Builder, ClientLike, Config as RedisConfig, Expiration, KeysInterface, LuaInterface,
+    Pool as RedisPool, ReconnectPolicy, SetOptions, SetsInterface,
+};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::collections::HashMap;
@@ -18,10 +22,72 @@ use std::time::Duration;
 pub const LEASE: Duration = Duration::from_secs(10);
 pub const LEASE_RENEW: Duration = Duration::from_secs(3);
 
+/// How long a refresh lock (Redis) is held at most, should its holder die mid-refresh; a
+/// request waits at most this long for another instance's refresh.
+pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub enum FlowStore {
     Memory(Arc<Mutex<HashMap<String, MemoryFlow>>>),
     Sqlite(SqlitePool),
+    Redis(RedisPool),
+}
+
+/// Redis keys, all under one prefix.
+mod key {
+    pub const PENDING: &str = "webex-oauth:flows:pending";
+    pub fn flow(id: &str) -> String {
+        format!("webex-oauth:flow:{id}")
+    }
+    pub fn lease(id: &str) -> String {
+        format!("webex-oauth:flow-lease:{id}")
+    }
+    pub fn tokens(id: &str) -> String {
+        format!("webex-oauth:flow-tokens:{id}")
+    }
+    pub fn lock(name: &str) -> String {
+        format!("webex-oauth:lock:{name}")
+    }
+}
+
+/// Connects to `redis://HOST:PORT[/DB]`. Commands time out after 5 s (a page then says the
+/// store is unavailable) and the pool reconnects for ever, so the app recovers when Redis does.
+pub async fn open_redis(url: &str) -> std::result::Result<RedisPool, String> {
+    let config =
+        RedisConfig::from_url(url).map_err(|e| format!("{url:?} is not a Redis URL: {e}"))?;
+    let pool = Builder::from_config(config)
+        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
+        .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(5))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_pool(4)
+        .map_err(|e| format!("cannot set up Redis: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(5), pool.init())
+        .await
+        .map_err(|_| format!("cannot reach Redis at {url}"))?
+        .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+    Ok(pool)
+}
+
+/// A lock held in Redis, released when dropped (best effort; it also expires by itself).
+pub struct SharedLock {
+    pool: RedisPool,
+    key: String,
+    owner: String,
+}
+
+impl Drop for SharedLock {
+    fn drop(&mut self) {
+        let (pool, key, owner) = (self.pool.clone(), self.key.clone(), self.owner.clone());
+        tokio::spawn(async move {
+            let _: std::result::Result<i64, _> = pool
+                .eval(
+                    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+                    vec![key],
+                    vec![owner],
+                )
+                .await;
+        });
+    }
 }
 
 pub struct MemoryFlow {
@@ -102,6 +168,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<fred::error::Error> for StoreError {
+    fn from(err: fred::error::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(err: serde_json::Error) -> Self {
         Self(err.to_string())
@@ -149,6 +221,28 @@ impl FlowStore {
                 .execute(pool)
                 .await?;
             }
+            Self::Redis(pool) => {
+                let keep = keep_ms(record);
+                let _: () = pool
+                    .set(
+                        key::flow(id),
+                        serde_json::to_string(record)?,
+                        Some(Expiration::PX(keep)),
+                        None,
+                        false,
+                    )
+                    .await?;
+                let _: () = pool
+                    .set(
+                        key::lease(id),
+                        owner,
+                        Some(Expiration::PX(LEASE.as_millis() as i64)),
+                        None,
+                        false,
+                    )
+                    .await?;
+                let _: () = pool.sadd(key::PENDING, id).await?;
+            }
         }
         Ok(())
     }
@@ -165,6 +259,10 @@ impl FlowStore {
                     Some(row) => Ok(Some(serde_json::from_str(row.get::<&str, _>(0))?)),
                     None => Ok(None),
                 }
+            }
+            Self::Redis(pool) => {
+                let json: Option<String> = pool.get(key::flow(id)).await?;
+                Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
             }
         }
     }
@@ -214,6 +312,28 @@ impl FlowStore {
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
+            Self::Redis(pool) => {
+                // One script, so the lease check and the writes are atomic.
+                let written: i64 = pool
+                    .eval(
+                        "if redis.call('get', KEYS[2]) ~= ARGV[1] or redis.call('exists', KEYS[1]) == 0 then return 0 end
+                         redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
+                         if ARGV[3] ~= '' then redis.call('set', KEYS[3], ARGV[3], 'PX', ARGV[5]) end
+                         if ARGV[4] ~= 'pending' then redis.call('srem', KEYS[4], ARGV[6]) end
+                         return 1",
+                        vec![key::flow(id), key::lease(id), key::tokens(id), key::PENDING.to_owned()],
+                        vec![
+                            owner.to_owned(),
+                            serde_json::to_string(record)?,
+                            tokens.map(serde_json::to_string).transpose()?.unwrap_or_default(),
+                            record.status.as_str().to_owned(),
+                            keep_ms(record).to_string(),
+                            id.to_owned(),
+                        ],
+                    )
+                    .await?;
+                Ok(written == 1)
+            }
         }
     }
 
@@ -239,6 +359,18 @@ impl FlowStore {
                     None => Ok(None),
                 }
             }
+            Self::Redis(pool) => {
+                let json: Option<String> = pool
+                    .eval(
+                        "local t = redis.call('get', KEYS[1])
+                         if t then redis.call('del', KEYS[1], KEYS[2], KEYS[3]) end
+                         return t",
+                        vec![key::tokens(id), key::flow(id), key::lease(id)],
+                        Vec::<String>::new(),
+                    )
+                    .await?;
+                Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+            }
         }
     }
 
@@ -252,6 +384,12 @@ impl FlowStore {
                     .bind(id)
                     .execute(pool)
                     .await?;
+            }
+            Self::Redis(pool) => {
+                let _: () = pool
+                    .del(vec![key::flow(id), key::lease(id), key::tokens(id)])
+                    .await?;
+                let _: () = pool.srem(key::PENDING, id).await?;
             }
         }
         Ok(())
@@ -293,6 +431,25 @@ impl FlowStore {
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
+            Self::Redis(pool) => {
+                // SET NX PX, or a renewal by the holder: one script, atomic.
+                let taken: i64 = pool
+                    .eval(
+                        "if redis.call('sismember', KEYS[2], ARGV[3]) == 0 then return 0 end
+                         local holder = redis.call('get', KEYS[1])
+                         if holder and holder ~= ARGV[1] then return 0 end
+                         redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                         return 1",
+                        vec![key::lease(id), key::PENDING.to_owned()],
+                        vec![
+                            owner.to_owned(),
+                            LEASE.as_millis().to_string(),
+                            id.to_owned(),
+                        ],
+                    )
+                    .await?;
+                Ok(taken == 1)
+            }
         }
     }
 
@@ -321,6 +478,17 @@ impl FlowStore {
                 .await?;
                 Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
             }
+            Self::Redis(pool) => {
+                let ids: Vec<String> = pool.smembers(key::PENDING).await?;
+                let mut orphans = Vec::new();
+                for id in ids.into_iter().take(1000) {
+                    let held: bool = pool.exists(key::lease(&id)).await?;
+                    if !held {
+                        orphans.push(id);
+                    }
+                }
+                Ok(orphans)
+            }
         }
     }
 
@@ -339,10 +507,11 @@ impl FlowStore {
                     .await?;
                 Ok(row.get::<i64, _>(0).max(0) as usize)
             }
+            Self::Redis(pool) => Ok(pool.scard::<i64, _>(key::PENDING).await?.max(0) as usize),
         }
     }
 
-    /// Number of flows recorded (any state).
+    /// Number of flows recorded (any state; Redis: pending ones).
     pub async fn len(&self) -> Result<usize> {
         match self {
             Self::Memory(map) => Ok(Self::mem(map).len()),
@@ -352,6 +521,7 @@ impl FlowStore {
                     .await?;
                 Ok(row.get::<i64, _>(0).max(0) as usize)
             }
+            Self::Redis(_) => self.count_pending().await,
         }
     }
 
@@ -372,6 +542,57 @@ impl FlowStore {
                     .await?;
                 Ok(done.rows_affected() as usize)
             }
+            Self::Redis(pool) => {
+                // Records expire by themselves (PX); drop pending entries whose record is gone.
+                let ids: Vec<String> = pool.smembers(key::PENDING).await?;
+                let mut purged = 0;
+                for id in ids {
+                    let alive: bool = pool.exists(key::flow(&id)).await?;
+                    if !alive {
+                        let _: () = pool.srem(key::PENDING, &id).await?;
+                        purged += 1;
+                    }
+                }
+                Ok(purged)
+            }
         }
     }
+
+    /// Across instances (Redis), one holder of `name` at a time: waits up to [`REFRESH_LOCK`].
+    /// `None` for memory and SQLite, which one process owns (the in-process lock suffices).
+    pub async fn shared_lock(&self, name: &str, owner: &str) -> Result<Option<SharedLock>> {
+        let Self::Redis(pool) = self else {
+            return Ok(None);
+        };
+        let key = key::lock(name);
+        let until = tokio::time::Instant::now() + REFRESH_LOCK;
+        loop {
+            let set: Option<String> = pool
+                .set(
+                    &key,
+                    owner,
+                    Some(Expiration::PX(REFRESH_LOCK.as_millis() as i64)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+            if set.is_some() {
+                return Ok(Some(SharedLock {
+                    pool: pool.clone(),
+                    key,
+                    owner: owner.to_owned(),
+                }));
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(StoreError("another instance holds the refresh lock".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// How long Redis keeps a flow's keys: until its code expired, plus the grace for the page.
+fn keep_ms(record: &FlowRecord) -> i64 {
+    let grace = 10 * 60 * 1000;
+    (record.expires_at_ms.saturating_sub(now_ms()) + grace) as i64
 }

@@ -253,7 +253,15 @@ impl Authed {
             .id()
             .map(|id| id.to_string())
             .ok_or(AppError::NotSignedIn)?;
+        // One refresh at a time per session: in this process, then across instances (Redis).
         let _guard = self.state.refresh_locks.lock(&key).await;
+        let owner = crate::webex::oauth::random_token();
+        let _shared = self
+            .state
+            .store
+            .shared_lock(&format!("refresh:{key}"), owner.expose())
+            .await
+            .map_err(|e| AppError::Session(e.to_string()))?;
         // Another request may have refreshed while we waited: read what the store has now.
         self.session.load().await?;
         let current = self

@@ -7,6 +7,8 @@ mod errors;
 mod fuzz;
 mod helpers;
 mod pages;
+#[cfg(feature = "e2e")]
+mod redis;
 mod soak;
 mod stores;
 mod tokens;
