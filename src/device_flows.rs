@@ -1,8 +1,10 @@
 //! Pending device sign-ins, and the tokio task that polls `/device/token` for each one.
 //!
-//! A flow is plain data ([`FlowRecord`]) keyed by an unguessable flow id that only the owning
-//! session knows; the poller task's handle is kept beside it, never inside the session. The
-//! poller is a pure decision function ([`PollState::decide`]) plus a bounded loop ([`poll`]):
+//! A flow is plain data ([`FlowRecord`]) in the store ([`crate::store`]: memory, SQLite or
+//! Redis), keyed by an unguessable flow id that only the owning session knows. One instance
+//! polls it at a time, holding its lease; the task's handle stays in that process, never in
+//! the session or the store. The poller is a pure decision function ([`PollState::decide`])
+//! plus a bounded loop ([`poll`]):
 //! - the first poll comes after `interval`, and no poll ever comes sooner than the interval;
 //! - `slow_down` adds 5 s to the interval for this and every later poll (RFC 8628 §3.5);
 //! - `access_denied` ends the flow as denied; `expired_token`/`invalid_grant`, or our own
@@ -11,7 +13,7 @@
 //! - 429 waits `Retry-After` (never less than the interval) and goes on.
 //!
 //! The task always ends: every path either finishes the flow or sleeps toward the deadline.
-//! It is aborted by a new sign-in, a cancel or a logout.
+//! It is aborted by a new sign-in, a cancel or a logout, and stops when it loses its lease.
 
 use crate::error::AppError;
 use crate::qr;
@@ -101,12 +103,6 @@ impl FlowRecord {
         } else {
             self.status
         }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(err: StoreError) -> Self {
-        AppError::Session(err.to_string())
     }
 }
 

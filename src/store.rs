@@ -162,6 +162,13 @@ fn create_private_file(_: &Path) -> std::result::Result<(), String> {
 #[error("flow store: {0}")]
 pub struct StoreError(String);
 
+/// A store failure on a page is a 503 ("sessions are unavailable").
+impl From<StoreError> for crate::error::AppError {
+    fn from(err: StoreError) -> Self {
+        Self::Session(err.to_string())
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         Self(err.to_string())

@@ -260,8 +260,7 @@ impl Authed {
             .state
             .store
             .shared_lock(&format!("refresh:{key}"), owner.expose())
-            .await
-            .map_err(|e| AppError::Session(e.to_string()))?;
+            .await?;
         // Another request may have refreshed while we waited: read what the store has now.
         self.session.load().await?;
         let current = self
