@@ -37,6 +37,22 @@ pub enum SessionStore {
 
 pub const DEFAULT_SESSION_STORE: &str = "sqlite://data/sessions.db";
 
+impl std::fmt::Display for SessionStore {
+    /// For the start-up log (a Redis URL may hold a password: only its host is shown).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory (lost on restart)"),
+            Self::Sqlite(path) => write!(f, "SQLite file {}", path.display()),
+            Self::Redis(url) => {
+                let host = Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned));
+                write!(f, "Redis at {}", host.unwrap_or_default())
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `WEBEX_CLIENT_ID` / `WEBEX_CLIENT_SECRET`.

@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
         ),
         _ => tracing::info!("live mode: Webex at {}", config.api_base),
     }
+    tracing::info!("sessions and device flows: {}", config.session_store);
     tracing::info!("listening on {listening}; open {}/", config.public_origin());
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
