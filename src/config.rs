@@ -347,5 +347,12 @@ mod tests {
             c.session_store,
             SessionStore::Sqlite("/var/lib/app/s.db".into())
         );
+        let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap();
+        assert_eq!(
+            c.session_store,
+            SessionStore::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        let c = config(&[("SESSION_STORE", "redis://:hunter2@cache.internal:6379/0")]).unwrap();
+        assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
     }
 }
