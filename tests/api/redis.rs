@@ -22,14 +22,9 @@ impl Drop for Redis {
     }
 }
 
-async fn redis() -> Redis {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
+/// redis-server on `port`, on loopback, keeping nothing on disk.
+fn spawn_redis(port: u16) -> Child {
+    Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -42,7 +37,17 @@ async fn redis() -> Redis {
         ])
         .stdout(Stdio::null())
         .spawn()
-        .expect("redis-server is installed (apt-get install redis-server)");
+        .expect("redis-server is installed (apt-get install redis-server)")
+}
+
+async fn redis() -> Redis {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = spawn_redis(port);
     let redis = Redis {
         child,
         url: format!("redis://127.0.0.1:{port}"),
@@ -216,20 +221,7 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
 
     // Redis comes back (empty: no persistence): the server serves again without a restart.
     let port = redis.url.rsplit(':').next().unwrap().to_owned();
-    redis.child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    redis.child = spawn_redis(port.parse().unwrap());
     wait_for(
         "the server to use Redis again",
         Duration::from_secs(20),
