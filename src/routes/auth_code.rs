@@ -202,7 +202,7 @@ async fn logout(State(state): State<AppState>, session: Session) -> Result<Respo
         state.flows.cancel(&flow).await?;
     }
     session.flush().await?;
-    Ok(Redirect::to("/?notice=signed-out").into_response())
+    Ok(Redirect::to("/").into_response())
 }
 
 #[cfg(test)]

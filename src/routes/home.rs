@@ -26,7 +26,6 @@ async fn index(
         Some("notice=reauth") => {
             Some("Your Webex sign-in has expired or was revoked. Please sign in again.")
         }
-        Some("notice=signed-out") => Some("You are signed out."),
         _ => None,
     };
     Ok(render(&IndexTemplate {

@@ -205,6 +205,7 @@ async fn the_session_id_changes_at_login_and_logout_forgets_it() {
 
     let out = app.post("/logout").await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&out), "/");
     assert_eq!(app.get("/spaces").await.status(), StatusCode::SEE_OTHER);
 }
 
