@@ -26,7 +26,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
-use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
+use tower_sessions::{CachingSessionStore, Expiry, SessionManagerLayer, SessionStore};
 use tower_sessions_moka_store::MokaStore;
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::SqliteStore;
@@ -55,8 +55,12 @@ enum Sessions {
     /// Moka evicts each session at its own expiry date and caps the count; tower-sessions'
     /// MemoryStore never deletes expired sessions.
     Memory(MokaStore),
-    /// Expired rows are deleted by the store's own task, started by `run_until`.
-    Sqlite(SqliteStore),
+    /// A memory cache in front of the file; expired rows are deleted by the store's own task,
+    /// started by `run_until`.
+    Sqlite {
+        cached: CachingSessionStore<MokaStore, SqliteStore>,
+        sqlite: SqliteStore,
+    },
     /// Each session is a key that expires with the session.
     Redis(RedisStore<fred::prelude::Pool>),
 }
@@ -118,12 +122,18 @@ impl App {
                 let pool = store::open_sqlite(path)
                     .await
                     .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
-                let sessions = SqliteStore::new(pool.clone());
-                sessions
+                let sqlite = SqliteStore::new(pool.clone());
+                sqlite
                     .migrate()
                     .await
                     .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
-                (FlowStore::Sqlite(pool), Sessions::Sqlite(sessions))
+                // Reads come from memory; writes go to both. One instance owns the file, so
+                // the cache cannot go stale.
+                let cached = CachingSessionStore::new(
+                    MokaStore::new(Some(MAX_MEMORY_SESSIONS)),
+                    sqlite.clone(),
+                );
+                (FlowStore::Sqlite(pool), Sessions::Sqlite { cached, sqlite })
             }
             StoreConfig::Redis(url) => {
                 let pool = store::open_redis(url)
@@ -147,7 +157,9 @@ impl App {
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let router = match &sessions {
             Sessions::Memory(store) => router(state.clone(), store.clone(), &avatar_origins),
-            Sessions::Sqlite(store) => router(state.clone(), store.clone(), &avatar_origins),
+            Sessions::Sqlite { cached, .. } => {
+                router(state.clone(), cached.clone(), &avatar_origins)
+            }
             Sessions::Redis(store) => router(state.clone(), store.clone(), &avatar_origins),
         };
         Ok(Self {
@@ -185,11 +197,14 @@ impl App {
     ) -> io::Result<()> {
         let flows = self.state.flows.clone();
         let housekeeping = tokio::spawn(async move {
-            // Adopt the flows nobody polls (all of them, right after a restart), and forget
-            // flows that expired long ago.
+            // Keep this instance's leases, adopt the flows nobody polls (all of them, right
+            // after a restart), and forget flows that expired long ago.
             let mut tick = tokio::time::interval(LEASE_RENEW);
             for round in 0u64.. {
                 tick.tick().await;
+                if let Err(err) = flows.renew_leases().await {
+                    tracing::warn!(%err, "cannot renew the device flows' leases");
+                }
                 if let Err(err) = flows.adopt_orphans().await {
                     tracing::warn!(%err, "cannot look for orphaned device flows");
                 }
@@ -203,8 +218,8 @@ impl App {
             }
         });
         let deletion = match &self.sessions {
-            Sessions::Sqlite(store) => Some(tokio::spawn(
-                store
+            Sessions::Sqlite { sqlite, .. } => Some(tokio::spawn(
+                sqlite
                     .clone()
                     .continuously_delete_expired(Duration::from_secs(60)),
             )),

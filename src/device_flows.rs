@@ -18,7 +18,7 @@
 use crate::error::AppError;
 use crate::qr;
 use crate::secret::Secret;
-use crate::store::{FlowStore, LEASE_RENEW, StoreError};
+use crate::store::{FlowStore, StoreError};
 use crate::tokens::{Grant, TokenSet, unix_now_ms};
 use crate::webex::WebexClient;
 use crate::webex::device::{DeviceAuthorization, PollReply};
@@ -186,7 +186,7 @@ impl DeviceFlows {
     }
 
     /// Polls the flows nobody polls: after a restart, or when the instance that polled them died
-    /// (its lease lapsed). Run every [`LEASE_RENEW`] by the app.
+    /// (its lease lapsed). Run every [`crate::store::LEASE_RENEW`] by the app.
     pub async fn adopt_orphans(&self) -> Result<usize, StoreError> {
         let mut adopted = 0;
         for id in self.store.orphans().await? {
@@ -210,7 +210,7 @@ impl DeviceFlows {
     }
 
     /// Stops the poller and forgets the flow (a poller on another instance notices within
-    /// [`LEASE_RENEW`], when its next write finds the flow gone).
+    /// [`crate::store::LEASE_RENEW`], when its next write finds the flow gone).
     pub async fn cancel(&self, id: &str) -> Result<(), AppError> {
         if let Some(task) = self.pollers().remove(id) {
             task.abort();
@@ -245,22 +245,24 @@ impl DeviceFlows {
         self.store.purge(KEEP_AFTER_EXPIRY).await
     }
 
-    /// Sleeps until `until`, renewing the lease on the way. False when the lease was lost
-    /// (another instance polls the flow now) or the flow is gone.
+    /// Extends the leases of this instance's running pollers (every [`crate::store::LEASE_RENEW`]).
+    pub async fn renew_leases(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> = self.pollers().keys().cloned().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.store.renew_leases(&self.owner, &ids).await
+    }
+
+    /// Sleeps until `until` (one timer), then checks that this instance still holds the lease.
+    /// False when it lost it (another instance polls the flow now) or the flow is gone.
     async fn sleep_holding_lease(&self, id: &str, until: Instant) -> bool {
-        loop {
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            tokio::time::sleep_until(until.min(now + LEASE_RENEW)).await;
-            match self.store.lease(id, &self.owner).await {
-                Ok(true) => {}
-                Ok(false) => return false,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot renew a device flow's lease; another instance will take it over");
-                    return false;
-                }
+        tokio::time::sleep_until(until).await;
+        match self.store.holds(id, &self.owner).await {
+            Ok(held) => held,
+            Err(err) => {
+                tracing::warn!(%err, "cannot check a device flow's lease; another instance will take it over");
+                false
             }
         }
     }

@@ -12,7 +12,9 @@ use fred::prelude::{
     Pool as RedisPool, ReconnectPolicy, SetOptions, SetsInterface,
 };
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -111,6 +113,9 @@ pub async fn open_sqlite(path: &Path) -> std::result::Result<SqlitePool, String>
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
+        // In WAL mode, NORMAL keeps the database consistent after a crash and skips an fsync
+        // per commit (the last commits may be lost on power failure, not corrupted).
+        .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
@@ -137,6 +142,15 @@ pub async fn open_sqlite(path: &Path) -> std::result::Result<SqlitePool, String>
             path.display()
         )
     })?;
+    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
+    // columns only; without the index they would scan every row and its large data column.
+    sqlx::query(
+        "create index if not exists device_flows_pending
+         on device_flows (status, expires_at_ms, lease_until_ms)",
+    )
+    .execute(&pool)
+    .await
+    .map_err(|e| format!("cannot index device_flows in {}: {e}", path.display()))?;
     Ok(pool)
 }
 
@@ -456,6 +470,81 @@ impl FlowStore {
                     )
                     .await?;
                 Ok(taken == 1)
+            }
+        }
+    }
+
+    /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
+    /// the backend allows. Run every [`LEASE_RENEW`] by the app, so pollers themselves only
+    /// sleep and check.
+    pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> Result<()> {
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as u64;
+        match self {
+            Self::Memory(map) => {
+                let mut map = Self::mem(map);
+                for id in ids {
+                    if let Some(flow) = map.get_mut(id)
+                        && let Some((holder, lease_until)) = &mut flow.lease
+                        && holder == owner
+                        && *lease_until >= now
+                    {
+                        *lease_until = until;
+                    }
+                }
+            }
+            Self::Sqlite(pool) => {
+                sqlx::query(
+                    "update device_flows set lease_until_ms = ?
+                     where lease_owner = ? and status = 'pending' and lease_until_ms >= ?",
+                )
+                .bind(until as i64)
+                .bind(owner)
+                .bind(now as i64)
+                .execute(pool)
+                .await?;
+            }
+            Self::Redis(pool) => {
+                for id in ids {
+                    let _: i64 = pool
+                        .eval(
+                            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0",
+                            vec![key::lease(id)],
+                            vec![owner.to_owned(), LEASE.as_millis().to_string()],
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `owner` still holds the lease of this pending flow (a read, no write).
+    pub async fn holds(&self, id: &str, owner: &str) -> Result<bool> {
+        let now = now_ms();
+        match self {
+            Self::Memory(map) => Ok(Self::mem(map).get(id).is_some_and(|f| {
+                f.record.status == FlowStatus::Pending
+                    && f.lease
+                        .as_ref()
+                        .is_some_and(|(o, until)| o == owner && *until >= now)
+            })),
+            Self::Sqlite(pool) => {
+                let row = sqlx::query(
+                    "select 1 from device_flows
+                     where id = ? and status = 'pending' and lease_owner = ? and lease_until_ms >= ?",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now as i64)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.is_some())
+            }
+            Self::Redis(pool) => {
+                let holder: Option<String> = pool.get(key::lease(id)).await?;
+                let pending: bool = pool.sismember(key::PENDING, id).await?;
+                Ok(pending && holder.as_deref() == Some(owner))
             }
         }
     }

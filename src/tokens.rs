@@ -117,7 +117,8 @@ pub async fn store_new_login(session: &Session, tokens: &TokenSet) -> Result<(),
 }
 
 pub async fn has_tokens(session: &Session) -> Result<bool, AppError> {
-    Ok(session.get::<TokenSet>(TOKENS_KEY).await?.is_some())
+    // Presence only: no need to decode the token set.
+    Ok(session.get_value(TOKENS_KEY).await?.is_some())
 }
 
 /// One async mutex per session id that is refreshing or waiting to; entries go away when the

@@ -31,8 +31,10 @@ impl Drop for Driver {
     /// Kills chromedriver and the browsers it started (its process group), even when a test
     /// panicked before closing its browser.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
+        // pkill -g, not `kill -KILL -PGID`: procps' kill can read a negative number as a
+        // signal option and then hit far more than this group.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-g", &self.child.id().to_string()])
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -15,6 +15,7 @@ use crate::secret::Secret;
 use reqwest::Response;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -30,8 +31,9 @@ pub struct Credentials {
 #[derive(Clone, Debug)]
 pub struct WebexClient {
     http: reqwest::Client,
-    base: Url,
-    creds: Credentials,
+    // Behind `Arc`s: the client is cloned into the state of every request.
+    base: Arc<Url>,
+    creds: Arc<Credentials>,
 }
 
 impl WebexClient {
@@ -51,7 +53,11 @@ impl WebexClient {
             .user_agent(concat!("webex-oauth-axum/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| WebexError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { http, base, creds })
+        Ok(Self {
+            http,
+            base: Arc::new(base),
+            creds: Arc::new(creds),
+        })
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -60,12 +66,12 @@ impl WebexClient {
 
     /// `{base}/{path}`: the base may or may not end in `/`.
     pub fn endpoint(&self, path: &str) -> Url {
-        let mut url = self.base.clone();
+        let mut url = (*self.base).clone();
         {
             let mut segments = match url.path_segments_mut() {
                 Ok(segments) => segments,
                 // A base that cannot be a base (e.g. `mailto:`) is refused by config; keep it as is.
-                Err(()) => return self.base.clone(),
+                Err(()) => return (*self.base).clone(),
             };
             segments.pop_if_empty();
             segments.extend(path.split('/'));
