@@ -7,7 +7,7 @@ use crate::error::render_error_pages;
 use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::secret::Secret;
 use crate::security;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::{self, FlowStore, LEASE_RENEW};
 use crate::tokens::RefreshLocks;
 use crate::webex::{Credentials, WebexClient};
@@ -146,13 +146,13 @@ impl App {
             }
         };
         let flows = DeviceFlows::new(flow_store.clone(), webex.clone(), config.max_pending_flows);
-        let state = AppState {
+        let state = AppState::new(Shared {
             store: flow_store,
             config: Arc::new(config),
             webex,
             flows,
             refresh_locks: RefreshLocks::default(),
-        };
+        });
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let router = match &sessions {

@@ -1,14 +1,18 @@
-//! `AppState`: the one cheap-to-clone state every handler draws from.
+//! `AppState`: the one state every handler draws from; cloning it is one reference count.
 
 use crate::config::Config;
 use crate::device_flows::DeviceFlows;
 use crate::store::FlowStore;
 use crate::tokens::RefreshLocks;
 use crate::webex::WebexClient;
+use std::ops::Deref;
 use std::sync::Arc;
 
+/// Cloned into every request (router, extractors, middleware), so it is a single `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub config: Arc<Config>,
     /// The one Webex client (one connection pool) of the process.
     pub webex: WebexClient,
@@ -18,4 +22,18 @@ pub struct AppState {
     pub flows: DeviceFlows,
     /// One refresh at a time per session.
     pub refresh_locks: RefreshLocks,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
