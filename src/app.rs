@@ -3,7 +3,6 @@
 
 use crate::config::{Config, Mode, SessionStore as StoreConfig};
 use crate::device_flows::DeviceFlows;
-use crate::error::render_error_pages;
 use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::secret::Secret;
 use crate::security;
@@ -14,7 +13,7 @@ use crate::webex::{Credentials, WebexClient};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -37,8 +36,6 @@ pub const SESSION_INACTIVITY: time::Duration = time::Duration::days(30);
 /// The in-memory store keeps at most this many sessions (least used go first), so a flood of
 /// `/login` requests cannot grow memory without bound.
 const MAX_MEMORY_SESSIONS: u64 = 100_000;
-/// Longest query string accepted (the OAuth callback's is about 200 bytes).
-const MAX_QUERY_BYTES: usize = 4096;
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -146,21 +143,22 @@ impl App {
             }
         };
         let flows = DeviceFlows::new(flow_store.clone(), webex.clone(), config.max_pending_flows);
+        // The fake serves the demo avatar from its own origin.
+        let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
+        let csp = HeaderValue::from_str(&security::content_security_policy(&avatar_origins))
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
         let state = AppState::new(Shared {
+            csp,
             store: flow_store,
             config: Arc::new(config),
             webex,
             flows,
             refresh_locks: RefreshLocks::default(),
         });
-        // The fake serves the demo avatar from its own origin.
-        let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let router = match &sessions {
-            Sessions::Memory(store) => router(state.clone(), store.clone(), &avatar_origins),
-            Sessions::Sqlite { cached, .. } => {
-                router(state.clone(), cached.clone(), &avatar_origins)
-            }
-            Sessions::Redis(store) => router(state.clone(), store.clone(), &avatar_origins),
+            Sessions::Memory(store) => router(state.clone(), store.clone()),
+            Sessions::Sqlite { cached, .. } => router(state.clone(), cached.clone()),
+            Sessions::Redis(store) => router(state.clone(), store.clone()),
         };
         Ok(Self {
             listener,
@@ -239,16 +237,11 @@ impl App {
 }
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → security headers → error pages → query limit → body limit → cross-site check → sessions →
-/// panic catcher → routes, so that error pages are rendered for everything inside, including
-/// a failed session save or a panic, logged inside the request's span, and carry the headers.
-pub fn router<S: SessionStore + Clone>(
-    state: AppState,
-    store: S,
-    avatar_origins: &[String],
-) -> Router {
-    let csp = HeaderValue::from_str(&security::content_security_policy(avatar_origins))
-        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+/// trace → guard (query limit, cross-site check, error pages, security headers) → body limit →
+/// sessions → panic catcher → routes, so that error pages are rendered for everything inside,
+/// including a failed session save or a panic, logged inside the request's span, and carry
+/// the headers.
+pub fn router<S: SessionStore + Clone>(state: AppState, store: S) -> Router {
     let sessions = SessionManagerLayer::new(store)
         .with_name("webex_oauth_session")
         // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
@@ -260,11 +253,8 @@ pub fn router<S: SessionStore + Clone>(
     crate::routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)
-        .layer(from_fn(security::same_origin_posts))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(from_fn(|request, next| security::limit_query(MAX_QUERY_BYTES, request, next)))
-        .layer(from_fn_with_state(state, render_error_pages))
-        .layer(from_fn(move |request, next| security::security_headers(csp.clone(), request, next)))
+        .layer(from_fn_with_state(state, security::guard))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: the query of /oauth carries the authorization code.

@@ -1,16 +1,14 @@
 //! `AppError`: every failure becomes an HTML page with the right status, and is logged once.
 //!
 //! A handler returns `Err(AppError)`; `into_response` logs it (inside the request's span) and
-//! leaves an [`ErrorPage`] in the response's extensions; the [`render_error_pages`] middleware,
-//! which knows the mode, turns it into `templates/error.html`. The same middleware gives HTML
+//! leaves an [`ErrorPage`] in the response's extensions; [`error_page`], run on every response
+//! by the guard middleware, which knows the mode, turns it into `templates/error.html`. The same middleware gives HTML
 //! pages to axum's own plain-text rejections (bad query, body too large, 404, 405).
 
 use crate::state::AppState;
 use crate::templates::{ErrorTemplate, render};
 use crate::webex::WebexError;
-use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -263,13 +261,9 @@ impl IntoResponse for AppError {
 }
 
 /// Renders [`ErrorPage`]s, and gives an HTML page to any other error response that has none
-/// (axum's rejections are plain text; the JSON API keeps its JSON).
-pub async fn render_error_pages(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
+/// (axum's rejections are plain text; the JSON API keeps its JSON). Called by
+/// [`crate::security::guard`] on every response.
+pub fn error_page(state: &AppState, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -1,7 +1,8 @@
 //! Browser-facing defences: security headers on every response, and the cross-site POST check.
 
-use crate::error::AppError;
-use axum::extract::Request;
+use crate::error::{AppError, error_page};
+use crate::state::AppState;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,13 +21,45 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
     )
 }
 
-/// Adds the security headers; pages get `Cache-Control: no-store` (they may show user data),
-/// unless a route set its own caching (the static assets).
-pub async fn security_headers(csp: HeaderValue, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Longest query string accepted (the OAuth callback's is about 200 bytes).
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// Everything around a request, in one middleware (one boxed future a request, not four):
+/// 1. refuses a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403);
+/// 2. runs the request;
+/// 3. gives every error response its HTML page ([`error_page`]);
+/// 4. adds the security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries
+///    the code), `nosniff`, and `Cache-Control: no-store` on pages (they may show user data)
+///    unless a route set its own caching (the static assets).
+///
+/// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
+/// this also covers same-site neighbours (another port or subdomain). In the order of Go's
+/// `CrossOriginProtection`: `Sec-Fetch-Site` (every current browser sends it) must be
+/// `same-origin`; else `Origin`, else `Referer`, must name our host; with none, refused.
+/// `Origin` alone cannot be the check: under `Referrer-Policy: no-referrer`, browsers send
+/// `Origin: null` even on same-origin form posts.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let refused = if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.len() > MAX_QUERY_BYTES)
+    {
+        tracing::warn!(path = request.uri().path(), "query string too long");
+        Some(AppError::QueryTooLong)
+    } else if request.method() == Method::POST && !is_same_origin(request.headers()) {
+        // Only POST changes anything here; other methods fall through to their 405 page.
+        tracing::warn!(method = %request.method(), "cross-site request refused");
+        Some(AppError::CrossSite)
+    } else {
+        None
+    };
+    let response = match refused {
+        Some(err) => err.into_response(),
+        None => next.run(request).await,
+    };
+    let mut response = error_page(&state, response);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    // The callback URL carries the code: never send it on as a Referer.
+    headers.insert(header::CONTENT_SECURITY_POLICY, state.csp.clone());
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -39,33 +72,6 @@ pub async fn security_headers(csp: HeaderValue, request: Request, next: Next) ->
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
-}
-
-/// Refuses requests whose query string is longer than `max` bytes (414, with the error page).
-pub async fn limit_query(max: usize, request: Request, next: Next) -> Response {
-    if request.uri().query().is_some_and(|q| q.len() > max) {
-        tracing::warn!(path = request.uri().path(), "query string too long");
-        return AppError::QueryTooLong.into_response();
-    }
-    next.run(request).await
-}
-
-/// Refuses state-changing requests from other sites. SameSite=Lax already keeps the session
-/// cookie off cross-site POSTs; this check also covers same-site neighbours (another port or
-/// subdomain). The same order as Go's `CrossOriginProtection`:
-/// 1. `Sec-Fetch-Site` (every current browser sends it): only `same-origin` passes;
-/// 2. else `Origin` (older browsers) must name our host;
-/// 3. else `Referer`. With none of them, the request is refused.
-///
-/// `Origin` alone cannot be the check: with `Referrer-Policy: no-referrer`, browsers send
-/// `Origin: null` even on same-origin form posts.
-pub async fn same_origin_posts(request: Request, next: Next) -> Response {
-    // Only POST changes anything here; other methods fall through to their 405 page.
-    if request.method() != Method::POST || is_same_origin(request.headers()) {
-        return next.run(request).await;
-    }
-    tracing::warn!(method = %request.method(), "cross-site request refused");
-    AppError::CrossSite.into_response()
 }
 
 fn is_same_origin(headers: &HeaderMap) -> bool {

@@ -5,6 +5,7 @@ use crate::device_flows::DeviceFlows;
 use crate::store::FlowStore;
 use crate::tokens::RefreshLocks;
 use crate::webex::WebexClient;
+use axum::http::HeaderValue;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct Shared {
     pub flows: DeviceFlows,
     /// One refresh at a time per session.
     pub refresh_locks: RefreshLocks,
+    /// The Content-Security-Policy header every response gets (it names the avatar hosts).
+    pub csp: HeaderValue,
 }
 
 impl AppState {
