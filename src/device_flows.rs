@@ -87,9 +87,12 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
-    /// Seconds until the code expires, rounded up (0 once it has), so a page counting down
-    /// never reaches 0 before the code is really gone.
+    /// Seconds the page counts down: until the code expires, rounded up so the page never
+    /// reaches 0 before the code is really gone; 0 once the flow has ended.
     pub fn expires_in(&self) -> u64 {
+        if self.shown_status().is_final() {
+            return 0;
+        }
         self.expires_at_ms
             .saturating_sub(unix_now_ms())
             .div_ceil(1000)

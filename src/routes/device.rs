@@ -101,11 +101,7 @@ async fn show(State(state): State<AppState>, session: Session) -> Result<Respons
     };
     Ok(render(&SignInTemplate {
         demo: state.config.is_demo(),
-        expires_in: if status.is_final() {
-            0
-        } else {
-            record.expires_in()
-        },
+        expires_in: record.expires_in(),
         lifetime: record.lifetime_secs.max(1),
         user_code: record.user_code,
         verification_uri: record.verification_uri,
@@ -126,7 +122,7 @@ async fn status(State(state): State<AppState>, session: Session) -> Result<Respo
         }
         Current::Flow(record) => Json(json!({
             "status": record.shown_status(),
-            "expires_in": if record.shown_status().is_final() { 0 } else { record.expires_in() },
+            "expires_in": record.expires_in(),
             "slowed_down": record.slowed_down,
         }))
         .into_response(),
