@@ -26,7 +26,7 @@ pub enum Mode {
 
 /// Where sessions and device flows live.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionStore {
+pub enum StoreConfig {
     /// In this process: lost on restart.
     Memory,
     /// A SQLite file (created, with its folder, mode 0600): survives restarts.
@@ -37,7 +37,7 @@ pub enum SessionStore {
 
 pub const DEFAULT_SESSION_STORE: &str = "sqlite://data/sessions.db";
 
-impl std::fmt::Display for SessionStore {
+impl std::fmt::Display for StoreConfig {
     /// For the start-up log (a Redis URL may hold a password: only its host is shown).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -68,7 +68,7 @@ pub struct Config {
     /// `LISTEN_ADDR`: the address to bind.
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
-    pub session_store: SessionStore,
+    pub session_store: StoreConfig,
     /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
     pub max_pending_flows: usize,
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
@@ -162,7 +162,7 @@ impl Config {
 
         let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
         let session_store = match store.as_str() {
-            "memory" => SessionStore::Memory,
+            "memory" => StoreConfig::Memory,
             redis if redis.starts_with("redis://") => {
                 let url = Url::parse(redis).map_err(|e| {
                     invalid("SESSION_STORE", format!("{redis:?} is not a URL ({e})"))
@@ -170,10 +170,10 @@ impl Config {
                 if url.host().is_none() {
                     return Err(invalid("SESSION_STORE", format!("{redis:?} has no host")));
                 }
-                SessionStore::Redis(redis.to_owned())
+                StoreConfig::Redis(redis.to_owned())
             }
             other => match other.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => SessionStore::Sqlite(path.into()),
+                Some(path) if !path.is_empty() => StoreConfig::Sqlite(path.into()),
                 _ => {
                     return Err(invalid(
                         "SESSION_STORE",
@@ -287,7 +287,7 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
         assert_eq!(
             c.session_store,
-            SessionStore::Sqlite("data/sessions.db".into())
+            StoreConfig::Sqlite("data/sessions.db".into())
         );
         assert_eq!(c.max_pending_flows, 10_000);
         assert!(!c.secure_cookies());
@@ -341,16 +341,16 @@ mod tests {
         let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
         assert!(c.secure_cookies());
         let c = config(&[("SESSION_STORE", "memory")]).unwrap();
-        assert_eq!(c.session_store, SessionStore::Memory);
+        assert_eq!(c.session_store, StoreConfig::Memory);
         let c = config(&[("SESSION_STORE", "sqlite:///var/lib/app/s.db")]).unwrap();
         assert_eq!(
             c.session_store,
-            SessionStore::Sqlite("/var/lib/app/s.db".into())
+            StoreConfig::Sqlite("/var/lib/app/s.db".into())
         );
         let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap();
         assert_eq!(
             c.session_store,
-            SessionStore::Redis("redis://127.0.0.1:6379/2".into())
+            StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
         );
         let c = config(&[("SESSION_STORE", "redis://:hunter2@cache.internal:6379/0")]).unwrap();
         assert_eq!(c.session_store.to_string(), "Redis at cache.internal");

@@ -1,11 +1,14 @@
 //! `AppError`: every failure becomes an HTML page with the right status, and is logged once.
 //!
 //! A handler returns `Err(AppError)`; `into_response` logs it (inside the request's span) and
-//! leaves an [`ErrorPage`] in the response's extensions; [`error_page`], run on every response
-//! by the guard middleware, which knows the mode, turns it into `templates/error.html`. The same middleware gives HTML
-//! pages to axum's own plain-text rejections (bad query, body too large, 404, 405).
+//! leaves an [`ErrorPage`] in the response's extensions. [`render_error_page`], which the guard
+//! middleware calls on every response, turns that into `templates/error.html`, and gives the
+//! same page to axum's own plain-text rejections (bad query, body too large, 404, 405).
+//! Lower layers return their own errors ([`StoreError`], [`FlowError`], [`WebexError`]); the
+//! `From` impls here convert them at the edge, keeping the cause as the error's source.
 
-use crate::state::AppState;
+use crate::pollers::FlowError;
+use crate::store::StoreError;
 use crate::templates::{ErrorTemplate, render};
 use crate::webex::WebexError;
 use axum::http::{StatusCode, header};
@@ -42,9 +45,12 @@ pub enum AppError {
     /// 503: too many device sign-ins pending on this server.
     #[error("too many device sign-ins are pending")]
     Busy,
-    /// 503: the session store failed.
-    #[error("session store: {0}")]
-    Session(String),
+    /// 503: the session layer failed (its store did not answer, or a record did not decode).
+    #[error("session: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    /// 503: the flow store or the refresh lock failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// 502/503/504/403, depending on what Webex did.
     #[error(transparent)]
     Webex(#[from] WebexError),
@@ -53,9 +59,13 @@ pub enum AppError {
     Internal(String),
 }
 
-impl From<tower_sessions::session::Error> for AppError {
-    fn from(err: tower_sessions::session::Error) -> Self {
-        Self::Session(err.to_string())
+impl From<FlowError> for AppError {
+    fn from(err: FlowError) -> Self {
+        match err {
+            FlowError::Busy => Self::Busy,
+            FlowError::Qr(problem) => Self::Internal(problem),
+            FlowError::Store(err) => Self::Store(err),
+        }
     }
 }
 
@@ -117,10 +127,18 @@ impl ErrorPage {
     }
 }
 
+/// What a failure answers: a redirect (no page to show), or an error page.
+enum Outcome {
+    Redirect(&'static str),
+    Page(ErrorPage),
+}
+
 impl AppError {
-    fn page(&self) -> ErrorPage {
+    fn outcome(&self) -> Outcome {
         use StatusCode as S;
-        match self {
+        Outcome::Page(match self {
+            Self::NotSignedIn => return Outcome::Redirect("/"),
+            Self::SignInAgain => return Outcome::Redirect("/?notice=reauth"),
             Self::BadRequest(message) => ErrorPage::new(
                 S::BAD_REQUEST,
                 "Sign-in failed",
@@ -153,20 +171,19 @@ impl AppError {
                 "This server has too many device sign-ins waiting for approval.",
                 "Try again in a few minutes.",
             ),
-            Self::Session(_) => ErrorPage::new(
+            Self::Session(_) | Self::Store(_) => ErrorPage::new(
                 S::SERVICE_UNAVAILABLE,
                 "Sessions are unavailable",
                 "The session store did not answer.",
                 "Try again in a moment.",
             ),
             Self::Internal(_) => ErrorPage::for_status(S::INTERNAL_SERVER_ERROR),
-            Self::NotSignedIn | Self::SignInAgain => ErrorPage::for_status(S::UNAUTHORIZED),
             Self::Webex(err) => {
                 let mut page = webex_page(err);
                 page.tracking_id = err.tracking_id().map(str::to_owned);
                 page
             }
-        }
+        })
     }
 }
 
@@ -239,15 +256,15 @@ fn webex_page(err: &WebexError) -> ErrorPage {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        match self {
-            Self::NotSignedIn => return Redirect::to("/").into_response(),
-            Self::SignInAgain => {
-                tracing::info!("refresh token refused; the user must sign in again");
-                return Redirect::to("/?notice=reauth").into_response();
+        let page = match self.outcome() {
+            Outcome::Redirect(to) => {
+                if matches!(self, Self::SignInAgain) {
+                    tracing::info!("refresh token refused; the user must sign in again");
+                }
+                return Redirect::to(to).into_response();
             }
-            _ => {}
-        }
-        let page = self.page();
+            Outcome::Page(page) => page,
+        };
         // The Display of every variant is safe to log: no variant carries a token or a body.
         if page.status.is_server_error() {
             tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), error = %self, "request failed");
@@ -261,9 +278,9 @@ impl IntoResponse for AppError {
 }
 
 /// Renders [`ErrorPage`]s, and gives an HTML page to any other error response that has none
-/// (axum's rejections are plain text; the JSON API keeps its JSON). Called by
-/// [`crate::security::guard`] on every response.
-pub fn error_page(state: &AppState, response: Response) -> Response {
+/// (axum's rejections are plain text; the JSON API keeps its JSON). The guard middleware calls
+/// it on every response; `demo` shows the mode in the page's header.
+pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -285,7 +302,7 @@ pub fn error_page(state: &AppState, response: Response) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     let mut page_response = render(&ErrorTemplate {
-        demo: state.config.is_demo(),
+        demo,
         status: page.status.as_u16(),
         title: page.title,
         message: page.message,

@@ -1,38 +1,34 @@
 //! webex-oauth-axum: Webex's two Flask OAuth samples (authorization code + PKCE, and the device
 //! authorization grant) ported to one Axum server, with a demo mode on an embedded fake Webex.
 //!
-//! Map of the crate (one line a module):
-//! - [`app`]: binds the listener, builds the router and its layers, runs until shutdown.
-//! - [`config`]: the environment contract (`WEBEX_*`, `LISTEN_ADDR`, `SESSION_STORE`), checked at start-up.
-//! - [`state`]: the one cheap-to-clone state every handler draws from.
-//! - [`store`]: where device flows live beside the sessions (memory or SQLite), with leases.
-//! - [`error`]: `AppError`, every failure as an HTML page with the right status.
-//! - [`security`]: security headers and the cross-site POST check.
-//! - [`secret`]: `Secret`, a string whose `Debug`/`Display` never show the value.
-//! - [`tokens`]: the token set kept in the session, refresh-before-expiry and refresh-once-on-401.
-//! - [`device_flows`]: pending device sign-ins and the tokio task that polls each one.
-//! - [`webex`]: our HTTP client for the Webex endpoints (OAuth, device grant, rooms, people).
-//! - [`routes`]: the pages, one module per flow.
-//! - [`templates`]: one askama struct per page.
-//! - [`qr`]: text to a QR code PNG data URI.
-//! - [`assets`]: the CSS, JS and images under `static/`, compiled into the binary.
-//! - [`fake_webex`]: a faithful fake of the Webex endpoints, for demo mode and the tests.
+//! Layers, data flowing one way (each module only uses those below it):
+//! - [`app`]: the wiring: fake (demo) → store → state → router → serve.
+//! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages.
+//! - `state` (what every request shares) and `error` (`AppError`, the error page).
+//! - `pollers`: device sign-ins and the task that polls each one.
+//! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
+//! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
+//! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
+//! - leaves: [`config`], `secret`, `clock`, `qr`, `templates`.
+//! - [`fake_webex`]: a faithful fake of the Webex endpoints, self-contained (demo mode, tests).
+//! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark.
 
-pub mod app;
-pub mod assets;
+mod app;
+mod clock;
 pub mod config;
-pub mod device_flows;
-pub mod error;
+mod device_flow;
+mod error;
 pub mod fake_webex;
-pub mod qr;
-pub mod routes;
-pub mod secret;
-pub mod security;
-pub mod state;
-pub mod store;
-pub mod templates;
-pub mod tokens;
-pub mod webex;
+mod pollers;
+mod qr;
+mod secret;
+mod state;
+mod store;
+mod templates;
+pub mod test_support;
+mod tokens;
+mod web;
+mod webex;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, Mode, StoreConfig};

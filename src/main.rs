@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
-use webex_oauth_axum::config::Mode;
 use webex_oauth_axum::{App, Config};
 
 #[tokio::main]
@@ -35,14 +34,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = &app.state().config;
+    let config = app.config();
     let listening = app.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    match (&config.mode, app.fake()) {
-        (Mode::Demo, Some(fake)) => tracing::info!(
+    match app.fake() {
+        Some(fake) => tracing::info!(
             "demo mode: an embedded fake Webex answers at {} (set WEBEX_CLIENT_ID for real Webex)",
             fake.base_url()
         ),
-        _ => tracing::info!("live mode: Webex at {}", config.api_base),
+        None => tracing::info!("live mode: Webex at {}", config.api_base),
     }
     tracing::info!("sessions and device flows: {}", config.session_store);
     tracing::info!("listening on {listening}; open {}/", config.public_origin());

@@ -1,7 +1,19 @@
-//! `Secret`: a string (token, code, client secret) whose `Debug` and `Display` print `[redacted]`.
+//! `Secret`: a string (token, code, client secret) whose `Debug` and `Display` print `[redacted]`,
+//! and [`random_token`], the unguessable values (state, PKCE verifier, ids) are made of.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// 32 random bytes, base64url without padding (43 characters): used for `state`, the PKCE
+/// verifier (whose alphabet, [A-Za-z0-9-_], fits RFC 7636's) and flow ids.
+pub fn random_token() -> Secret {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Secret::new(URL_SAFE_NO_PAD.encode(bytes))
+}
 
 /// A value that must never reach a log line, a URL or a page.
 ///
@@ -51,5 +63,17 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
+    }
+
+    #[test]
+    fn random_tokens_are_43_url_safe_chars_and_differ() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.expose().len(), 43);
+        assert!(
+            a.expose()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
     }
 }

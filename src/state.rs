@@ -1,42 +1,87 @@
-//! `AppState`: the one state every handler draws from; cloning it is one reference count.
+//! [`AppState`]: what every request shares, cloned as one reference count; handlers ask for
+//! the piece they use (`State<WebexClient>`, `State<DeviceFlows>`, …) through `FromRef`.
 
 use crate::config::Config;
-use crate::device_flows::DeviceFlows;
-use crate::store::FlowStore;
-use crate::tokens::RefreshLocks;
+use crate::pollers::DeviceFlows;
+use crate::store::RefreshLocks;
 use crate::webex::WebexClient;
+use axum::extract::FromRef;
 use axum::http::HeaderValue;
-use std::ops::Deref;
 use std::sync::Arc;
 
 /// Cloned into every request (router, extractors, middleware), so it is a single `Arc`.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Inner>);
 
-pub struct Shared {
-    pub config: Arc<Config>,
+struct Inner {
+    config: Arc<Config>,
     /// The one Webex client (one connection pool) of the process.
-    pub webex: WebexClient,
-    /// The store shared by every instance (device flows, cross-instance refresh locks).
-    pub store: FlowStore,
+    webex: WebexClient,
     /// Pending device sign-ins and their pollers.
-    pub flows: DeviceFlows,
-    /// One refresh at a time per session.
-    pub refresh_locks: RefreshLocks,
+    flows: DeviceFlows,
+    /// One refresh at a time per session (across instances with Redis).
+    refresh_locks: RefreshLocks,
     /// The Content-Security-Policy header every response gets (it names the avatar hosts).
-    pub csp: HeaderValue,
+    csp: HeaderValue,
 }
 
 impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
+    pub fn new(
+        config: Arc<Config>,
+        webex: WebexClient,
+        flows: DeviceFlows,
+        refresh_locks: RefreshLocks,
+        csp: HeaderValue,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            webex,
+            flows,
+            refresh_locks,
+            csp,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn webex(&self) -> &WebexClient {
+        &self.0.webex
+    }
+
+    pub fn flows(&self) -> &DeviceFlows {
+        &self.0.flows
+    }
+
+    pub fn refresh_locks(&self) -> &RefreshLocks {
+        &self.0.refresh_locks
+    }
+
+    pub fn csp(&self) -> &HeaderValue {
+        &self.0.csp
+    }
+
+    /// Pages show a "demo mode" banner when this is true.
+    pub fn is_demo(&self) -> bool {
+        self.0.config.is_demo()
     }
 }
 
-impl Deref for AppState {
-    type Target = Shared;
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.config.clone()
+    }
+}
 
-    fn deref(&self) -> &Shared {
-        &self.0
+impl FromRef<AppState> for WebexClient {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.webex.clone()
+    }
+}
+
+impl FromRef<AppState> for DeviceFlows {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.flows.clone()
     }
 }

@@ -1,10 +1,15 @@
-//! `/rooms` (one page at a time, following `Link: rel="next"`) and `/people/me`.
+//! `/rooms` (page by page, following `Link: rel="next"` only to Webex's own origin, at most
+//! [`MAX_ROOM_PAGES`]) and `/people/me`.
 
 use super::{WebexClient, WebexError, decode, send};
 use crate::secret::Secret;
 use reqwest::header::LINK;
 use serde::Deserialize;
+use std::sync::Mutex;
 use url::Url;
+
+/// At 100 rooms a page: 10,000 rooms. Past that we stop rather than loop on a broken cursor.
+pub const MAX_ROOM_PAGES: usize = 100;
 
 /// One room, as much of it as the spaces page shows. Webex may omit any of these.
 #[derive(Debug, Deserialize)]
@@ -24,10 +29,59 @@ struct RoomsBody {
 }
 
 /// One page of `/rooms` and where the next one is, if anywhere.
-#[derive(Debug)]
-pub struct RoomsPage {
-    pub items: Vec<Room>,
-    pub next: Option<Url>,
+struct RoomsPage {
+    items: Vec<Room>,
+    next: Option<Url>,
+}
+
+/// The user's rooms, page by page: `while let Some(rooms) = pages.next(&token).await? { … }`.
+/// A failed page can be asked for again (after a token refresh); it is not skipped.
+///
+/// `next` takes `&self` (the cursor sits behind a mutex, never held across an await) so that
+/// it can be called from the plain `Fn` closure a token-refreshing retry loop takes.
+pub struct RoomPages<'a> {
+    client: &'a WebexClient,
+    cursor: Mutex<Cursor>,
+}
+
+struct Cursor {
+    next: Option<Url>,
+    fetched: usize,
+}
+
+impl RoomPages<'_> {
+    /// The next page's rooms; `None` after the last page, or at [`MAX_ROOM_PAGES`].
+    pub async fn next(&self, token: &Secret) -> Result<Option<Vec<Room>>, WebexError> {
+        let url = {
+            let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+            if cursor.next.is_some() && cursor.fetched >= MAX_ROOM_PAGES {
+                tracing::warn!(pages = MAX_ROOM_PAGES, "stopped following /rooms pages");
+                cursor.next = None;
+            }
+            match &cursor.next {
+                Some(url) => url.clone(),
+                None => return Ok(None),
+            }
+        };
+        let page = self.client.rooms_page(token, &url).await?;
+        if let Some(next) = &page.next
+            && !self.client.same_origin(next)
+        {
+            // The next link gets our bearer token: it must point where the first page did.
+            tracing::warn!(
+                host = next.host_str(),
+                "Webex sent a next link to another host; not following it"
+            );
+            return Err(WebexError::Decode {
+                what: "pagination link (it points to another host)",
+                tracking_id: None,
+            });
+        }
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        cursor.fetched = cursor.fetched.saturating_add(1);
+        cursor.next = page.next;
+        Ok(Some(page.items))
+    }
 }
 
 /// The profile fields the page shows, plus the whole JSON.
@@ -59,16 +113,22 @@ struct PersonFields {
 }
 
 impl WebexClient {
-    /// The first page of the user's rooms (100 a page, Webex's default).
-    pub fn rooms_url(&self) -> Url {
-        let mut url = self.endpoint("rooms");
-        url.query_pairs_mut().append_pair("max", "100");
-        url
+    /// Every room of the user, page by page (100 a page, Webex's default).
+    pub fn room_pages(&self) -> RoomPages<'_> {
+        let mut first = self.endpoint("rooms");
+        first.query_pairs_mut().append_pair("max", "100");
+        RoomPages {
+            client: self,
+            cursor: Mutex::new(Cursor {
+                next: Some(first),
+                fetched: 0,
+            }),
+        }
     }
 
     /// Fetches one page of `/rooms` at `url` (the first page, or a `next` link used verbatim).
     #[tracing::instrument(skip_all)]
-    pub async fn rooms_page(&self, token: &Secret, url: &Url) -> Result<RoomsPage, WebexError> {
+    async fn rooms_page(&self, token: &Secret, url: &Url) -> Result<RoomsPage, WebexError> {
         let response = send(self.http.get(url.clone()).bearer_auth(token.expose())).await?;
         let next = next_link(
             response

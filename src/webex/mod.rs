@@ -4,10 +4,10 @@
 //! (`/device/authorize`, `/device/token`) and [`api`] (`/rooms`, `/people/me`). Every reply is
 //! classified by [`error::WebexError`] before anyone reads it.
 
-pub mod api;
+mod api;
 pub mod device;
-pub mod error;
-pub mod oauth;
+mod error;
+mod oauth;
 
 pub use error::WebexError;
 
@@ -60,12 +60,8 @@ impl WebexClient {
         })
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.creds
-    }
-
     /// `{base}/{path}`: the base may or may not end in `/`.
-    pub fn endpoint(&self, path: &str) -> Url {
+    fn endpoint(&self, path: &str) -> Url {
         let mut url = (*self.base).clone();
         {
             let mut segments = match url.path_segments_mut() {
@@ -81,7 +77,7 @@ impl WebexClient {
 
     /// True when `url` is on the same scheme, host and port as the base: the only place a
     /// bearer token may be sent.
-    pub fn same_origin(&self, url: &Url) -> bool {
+    fn same_origin(&self, url: &Url) -> bool {
         url.origin() == self.base.origin()
     }
 }

@@ -4,17 +4,8 @@ use super::{TokenResponse, WebexClient, WebexError, decode, send};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use url::Url;
-
-/// 32 random bytes, base64url without padding (43 characters): used for `state` and for the
-/// PKCE verifier, whose alphabet ([A-Za-z0-9-_]) fits RFC 7636's.
-pub fn random_token() -> Secret {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    Secret::new(URL_SAFE_NO_PAD.encode(bytes))
-}
 
 /// The S256 code challenge of a PKCE verifier (RFC 7636 §4.2).
 pub fn pkce_challenge(verifier: &Secret) -> String {
@@ -88,18 +79,6 @@ mod tests {
             pkce_challenge(&verifier),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
-    }
-
-    #[test]
-    fn random_tokens_are_43_url_safe_chars_and_differ() {
-        let (a, b) = (random_token(), random_token());
-        assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
-        assert_ne!(a, b);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 /// Waits until the flow's poller task has ended (so no poll can follow).
 async fn wait_for_pollers_to_end(app: &TestApp) {
     wait_for("the poller to end", Duration::from_secs(10), || async {
-        app.state.flows.active_pollers() == 0
+        app.probe.active_pollers() == 0
     })
     .await;
 }
@@ -53,7 +53,7 @@ async fn sign_in_shows_the_qr_code_and_user_code_then_approval_signs_in() {
     assert_eq!(profile.status(), StatusCode::OK);
     assert!(text(profile).await.contains("Ada Lovelace"));
     assert!(
-        app.state.flows.is_empty().await,
+        (app.probe.flow_count().await == 0),
         "the tokens left the flow record for the session"
     );
 }
@@ -155,11 +155,11 @@ async fn a_new_sign_in_cancels_the_old_poller_and_cancel_stops_it() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let first = app.start_device_flow_as(&app.client).await;
     let second = app.start_device_flow_as(&app.client).await;
-    assert_eq!(app.state.flows.active_pollers(), 1);
-    assert_eq!(app.state.flows.len().await, 1);
+    assert_eq!(app.probe.active_pollers(), 1);
+    assert_eq!(app.probe.flow_count().await, 1);
     let cancel = app.post("/sign-in/cancel").await;
     assert_eq!(cancel.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.state.flows.active_pollers(), 0);
+    assert_eq!(app.probe.active_pollers(), 0);
     let (status, _) = app.device_status_as(&app.client).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(app.fake.device_polls(&first).len() <= 1);
@@ -192,10 +192,10 @@ async fn one_session_cannot_see_or_claim_another_sessions_flow() {
 async fn logout_cancels_a_pending_flow() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.start_device_flow_as(&app.client).await;
-    assert_eq!(app.state.flows.active_pollers(), 1);
+    assert_eq!(app.probe.active_pollers(), 1);
     app.post("/logout").await;
-    assert_eq!(app.state.flows.active_pollers(), 0);
-    assert!(app.state.flows.is_empty().await);
+    assert_eq!(app.probe.active_pollers(), 0);
+    assert!((app.probe.flow_count().await == 0));
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
 use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
-use webex_oauth_axum::state::AppState;
+use webex_oauth_axum::test_support::Probe;
 
 /// Every log line of every test in this binary (tests grep it for secrets).
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -65,7 +65,7 @@ pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     pub fake: FakeWebex,
-    pub state: AppState,
+    pub probe: Probe,
     /// The "browser": keeps cookies, never follows redirects.
     pub client: Client,
     stop: oneshot::Sender<()>,
@@ -137,7 +137,7 @@ impl TestApp {
 
     fn run(app: App, fake: FakeWebex) -> Self {
         let addr = app.local_addr().unwrap();
-        let state = app.state().clone();
+        let probe = app.probe();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -146,7 +146,7 @@ impl TestApp {
             addr,
             base: format!("http://{addr}"),
             fake,
-            state,
+            probe,
             client: browser(),
             stop,
             server,
@@ -156,7 +156,7 @@ impl TestApp {
     /// Stops the server as a restart would (its pollers stop, the store stays), and starts it
     /// again on a new port with the same configuration and the same browser.
     pub async fn restart(self) -> Self {
-        let config = (*self.state.config).clone();
+        let config = self.probe.config().clone();
         let (fake, client) = (self.fake.clone(), self.client.clone());
         self.stop().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -108,7 +108,7 @@ async fn a_garbage_or_unknown_session_cookie_is_no_session() {
 #[tokio::test]
 async fn demo_mode_runs_both_flows_on_the_embedded_fake() {
     let app = TestApp::demo().await;
-    assert!(app.state.config.is_demo());
+    assert!(app.probe.config().is_demo());
     assert!(
         text(app.get("/").await)
             .await

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use webex_oauth_axum::config::SessionStore;
+use webex_oauth_axum::StoreConfig;
 use webex_oauth_axum::fake_webex::{Counter, FakeConfig};
 
 /// redis-server on a free loopback port, without persistence; killed when dropped.
@@ -68,7 +68,7 @@ async fn redis() -> Redis {
 /// A second instance beside `a`: same fake, same store, same browser.
 async fn second_instance(a: &TestApp) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut b = TestApp::serve((*a.state.config).clone(), listener, a.fake.clone()).await;
+    let mut b = TestApp::serve(a.probe.config().clone(), listener, a.fake.clone()).await;
     b.client = a.client.clone();
     b
 }
@@ -77,7 +77,7 @@ async fn second_instance(a: &TestApp) -> TestApp {
 async fn a_login_through_one_instance_works_through_the_other() {
     let redis = redis().await;
     let a = TestApp::spawn_with(FakeConfig::default(), |c| {
-        c.session_store = SessionStore::Redis(redis.url.clone())
+        c.session_store = StoreConfig::Redis(redis.url.clone())
     })
     .await;
     let b = second_instance(&a).await;
@@ -100,7 +100,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
         ..FakeConfig::default()
     };
     let a = TestApp::spawn_with(fake, |c| {
-        c.session_store = SessionStore::Redis(redis.url.clone())
+        c.session_store = StoreConfig::Redis(redis.url.clone())
     })
     .await;
     let b = second_instance(&a).await;
@@ -132,7 +132,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
 async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     let redis = redis().await;
     let a = TestApp::spawn_with(quick_device_fake(), |c| {
-        c.session_store = SessionStore::Redis(redis.url.clone())
+        c.session_store = StoreConfig::Redis(redis.url.clone())
     })
     .await;
     let b = second_instance(&a).await;
@@ -149,10 +149,7 @@ async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     })
     .await;
     assert_eq!(
-        (
-            a.state.flows.active_pollers(),
-            b.state.flows.active_pollers()
-        ),
+        (a.probe.active_pollers(), b.probe.active_pollers()),
         (1, 0),
         "exactly one instance polls"
     );
@@ -163,7 +160,7 @@ async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     wait_for(
         "B to take the flow over",
         Duration::from_secs(20),
-        || async { b.state.flows.active_pollers() == 1 },
+        || async { b.probe.active_pollers() == 1 },
     )
     .await;
     assert!(fake.approve_device(&user_code));
@@ -203,7 +200,7 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
 async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     let mut redis = redis().await;
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
-        c.session_store = SessionStore::Redis(redis.url.clone())
+        c.session_store = StoreConfig::Redis(redis.url.clone())
     })
     .await;
     app.login().await;

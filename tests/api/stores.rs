@@ -5,7 +5,7 @@ use crate::helpers::{TestApp, quick_device_fake, text, wait_for};
 use reqwest::StatusCode;
 use std::path::PathBuf;
 use std::time::Duration;
-use webex_oauth_axum::config::SessionStore;
+use webex_oauth_axum::StoreConfig;
 use webex_oauth_axum::fake_webex::FakeConfig;
 
 /// A fresh folder (not yet created: the app creates it) for one test's database.
@@ -30,7 +30,7 @@ fn rand_suffix() -> u64 {
 async fn an_auth_code_login_survives_a_restart_on_sqlite() {
     let path = db_path("login");
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
-        c.session_store = SessionStore::Sqlite(path.clone())
+        c.session_store = StoreConfig::Sqlite(path.clone())
     })
     .await;
     app.login().await;
@@ -59,7 +59,7 @@ async fn an_auth_code_login_survives_a_restart_on_sqlite() {
 async fn a_pending_device_flow_survives_a_restart_on_sqlite() {
     let path = db_path("device");
     let app = TestApp::spawn_with(quick_device_fake(), |c| {
-        c.session_store = SessionStore::Sqlite(path.clone())
+        c.session_store = StoreConfig::Sqlite(path.clone())
     })
     .await;
     let user_code = app.start_device_flow_as(&app.client).await;
@@ -70,7 +70,7 @@ async fn a_pending_device_flow_survives_a_restart_on_sqlite() {
 
     let app = app.restart().await;
     assert_eq!(
-        app.state.flows.active_pollers(),
+        app.probe.active_pollers(),
         0,
         "nobody polls until the old lease lapses"
     );

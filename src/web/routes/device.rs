@@ -11,18 +11,17 @@
 //! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
 //! can show another session's flow.
 
-use crate::device_flows::{FLOW_KEY, FlowRecord, FlowStatus};
+use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::error::Result;
 use crate::state::AppState;
 use crate::templates::{SignInTemplate, render};
-use crate::tokens;
+use crate::web::session::WebSession;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tower_sessions::Session;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,18 +30,19 @@ pub fn router() -> Router<AppState> {
         .route("/device/status", get(status))
 }
 
-async fn start(State(state): State<AppState>, session: Session) -> Result<Response> {
-    if let Some(old) = session.get::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&old).await?;
-        session.remove::<String>(FLOW_KEY).await?;
+/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page.
+async fn start(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+    let flows = state.flows();
+    if let Some(old) = session.take_flow_id().await? {
+        flows.cancel(&old).await?;
     }
-    state.flows.check_capacity().await?;
+    flows.check_capacity().await?;
     let auth = state
-        .webex
-        .device_authorize(&state.config.device_scopes)
+        .webex()
+        .device_authorize(&state.config().device_scopes)
         .await?;
-    let id = state.flows.start(auth).await?;
-    session.insert(FLOW_KEY, id).await?;
+    let id = flows.start(auth).await?;
+    session.set_flow_id(&id).await?;
     tracing::info!("device flow started");
     Ok(Redirect::to("/sign-in").into_response())
 }
@@ -54,26 +54,26 @@ enum Current {
     Flow(Box<FlowRecord>),
 }
 
-async fn current(state: &AppState, session: &Session) -> Result<Current> {
-    let Some(id) = session.get::<String>(FLOW_KEY).await? else {
-        return Ok(if tokens::has_tokens(session).await? {
+async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
+    let Some(id) = session.flow_id().await? else {
+        return Ok(if session.has_tokens().await? {
             Current::SignedIn
         } else {
             Current::None
         });
     };
-    if let Some(tokens) = state.flows.take_tokens(&id).await? {
-        session.remove::<String>(FLOW_KEY).await?;
-        tokens::store_new_login(session, &tokens).await?;
+    if let Some(tokens) = state.flows().take_tokens(&id).await? {
+        session.take_flow_id().await?;
+        session.sign_in(&tokens).await?;
         tracing::info!("signed in with the device flow");
         return Ok(Current::SignedIn);
     }
-    match state.flows.get(&id).await? {
+    match state.flows().get(&id).await? {
         Some(record) => Ok(Current::Flow(Box::new(record))),
         None => {
             // Cancelled, purged, or claimed by a concurrent request.
-            session.remove::<String>(FLOW_KEY).await?;
-            Ok(if tokens::has_tokens(session).await? {
+            session.take_flow_id().await?;
+            Ok(if session.has_tokens().await? {
                 Current::SignedIn
             } else {
                 Current::None
@@ -82,7 +82,8 @@ async fn current(state: &AppState, session: &Session) -> Result<Current> {
     }
 }
 
-async fn show(State(state): State<AppState>, session: Session) -> Result<Response> {
+/// `GET /sign-in`: the QR code, the user code and the countdown of this session's flow.
+async fn show(State(state): State<AppState>, session: WebSession) -> Result<Response> {
     let record = match current(&state, &session).await? {
         Current::None => return Ok(Redirect::to("/").into_response()),
         Current::SignedIn => return Ok(Redirect::to("/granted").into_response()),
@@ -100,7 +101,7 @@ async fn show(State(state): State<AppState>, session: Session) -> Result<Respons
         FlowStatus::Error => "Webex could not complete the sign-in.",
     };
     Ok(render(&SignInTemplate {
-        demo: state.config.is_demo(),
+        demo: state.is_demo(),
         expires_in: record.expires_in(),
         lifetime: record.lifetime_secs.max(1),
         user_code: record.user_code,
@@ -113,7 +114,8 @@ async fn show(State(state): State<AppState>, session: Session) -> Result<Respons
     }))
 }
 
-async fn status(State(state): State<AppState>, session: Session) -> Result<Response> {
+/// `GET /device/status`: the flow's state as JSON, for the page's script.
+async fn status(State(state): State<AppState>, session: WebSession) -> Result<Response> {
     Ok(match current(&state, &session).await? {
         Current::None => (StatusCode::NOT_FOUND, Json(json!({ "status": "none" }))).into_response(),
         Current::SignedIn => {
@@ -129,9 +131,10 @@ async fn status(State(state): State<AppState>, session: Session) -> Result<Respo
     })
 }
 
-async fn cancel(State(state): State<AppState>, session: Session) -> Result<Response> {
-    if let Some(id) = session.remove::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&id).await?;
+/// `POST /sign-in/cancel`: stops this session's flow, back to the start.
+async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+    if let Some(id) = session.take_flow_id().await? {
+        state.flows().cancel(&id).await?;
         tracing::info!("device flow cancelled");
     }
     Ok(Redirect::to("/").into_response())

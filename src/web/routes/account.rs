@@ -1,18 +1,16 @@
 //! The pages behind a sign-in: `GET /granted`, `GET /spaces` (every page of `/rooms`) and
-//! `GET /whoami` (`/people/me`). All of them go through [`Authed`], which refreshes tokens.
+//! `GET /whoami` (`/people/me`). All of them go through [`Authed`], which refreshes tokens;
+//! the Webex client follows the pages and their rules.
 
-use crate::error::{AppError, Result};
+use crate::clock::unix_now;
+use crate::error::Result;
 use crate::state::AppState;
 use crate::templates::{GrantedTemplate, RoomRow, SpacesTemplate, WhoamiTemplate, render};
-use crate::tokens::{Authed, unix_now};
-use crate::webex::WebexError;
+use crate::web::authed::Authed;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-
-/// At 100 rooms a page: 10,000 rooms. Past that we stop rather than loop on a broken cursor.
-const MAX_ROOM_PAGES: usize = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,64 +19,46 @@ pub fn router() -> Router<AppState> {
         .route("/whoami", get(whoami))
 }
 
+/// `GET /granted`: what the tokens allow, and when they expire.
 async fn granted(State(state): State<AppState>, authed: Authed) -> Result<Response> {
-    let tokens = &authed.tokens;
+    let tokens = authed.tokens();
     Ok(render(&GrantedTemplate {
-        demo: state.config.is_demo(),
+        demo: state.is_demo(),
         via: tokens.grant.describe(),
         scope: tokens.scope.clone().unwrap_or_default(),
         expires_in_words: in_words(tokens.expires_in(unix_now())),
     }))
 }
 
+/// `GET /spaces`: every room of the user, all pages.
 async fn spaces(State(state): State<AppState>, mut authed: Authed) -> Result<Response> {
-    let webex = &state.webex;
+    let pages = state.webex().room_pages();
+    let pages = &pages;
     let mut rooms = Vec::new();
-    let mut next = Some(webex.rooms_url());
-    let mut pages = 0;
-    while let Some(url) = next.take() {
-        pages += 1;
-        if pages > MAX_ROOM_PAGES {
-            tracing::warn!(pages = MAX_ROOM_PAGES, "stopped following /rooms pages");
-            break;
-        }
-        let url = &url;
-        let page = authed
-            .call(|token| async move { webex.rooms_page(&token, url).await })
-            .await?;
-        rooms.extend(page.items.into_iter().map(|room| RoomRow {
+    while let Some(page) = authed
+        .call(|token| async move { pages.next(&token).await })
+        .await?
+    {
+        rooms.extend(page.into_iter().map(|room| RoomRow {
             title: room.title.unwrap_or_else(|| "(untitled)".into()),
             kind: room.kind.unwrap_or_default(),
             last_activity: room.last_activity.unwrap_or_default(),
         }));
-        if let Some(url) = &page.next {
-            // The next link gets our bearer token: it must point where the first page did.
-            if !webex.same_origin(url) {
-                tracing::warn!(
-                    host = url.host_str(),
-                    "Webex sent a next link to another host; not following it"
-                );
-                return Err(AppError::Webex(WebexError::Decode {
-                    what: "pagination link (it points to another host)",
-                    tracking_id: None,
-                }));
-            }
-        }
-        next = page.next;
     }
     Ok(render(&SpacesTemplate {
-        demo: state.config.is_demo(),
+        demo: state.is_demo(),
         rooms,
     }))
 }
 
+/// `GET /whoami`: the profile from `/people/me`.
 async fn whoami(State(state): State<AppState>, mut authed: Authed) -> Result<Response> {
-    let webex = &state.webex;
+    let webex = state.webex();
     let person = authed
         .call(|token| async move { webex.people_me(&token).await })
         .await?;
     Ok(render(&WhoamiTemplate {
-        demo: state.config.is_demo(),
+        demo: state.is_demo(),
         raw_json: serde_json::to_string_pretty(&person.raw).unwrap_or_default(),
         display_name: person.display_name,
         avatar: person.avatar,

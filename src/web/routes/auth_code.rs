@@ -10,33 +10,21 @@
 //! Up to [`MAX_PENDING_LOGINS`] logins may be pending per session, so two tabs can each
 //! sign in; each state is good for [`LOGIN_TTL_SECS`].
 
-use crate::device_flows::FLOW_KEY;
+use crate::clock::unix_now;
 use crate::error::{AppError, Result};
-use crate::secret::Secret;
+use crate::secret::{Secret, random_token};
 use crate::state::AppState;
-use crate::tokens::{self, Grant, TokenSet, unix_now};
-use crate::webex::oauth::random_token;
+use crate::tokens::{Grant, TokenSet};
+use crate::web::session::{PendingLogin, WebSession};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tower_sessions::Session;
 
-/// Session key of the pending logins.
-const LOGINS_KEY: &str = "oauth.pending";
 const MAX_PENDING_LOGINS: usize = 5;
 const LOGIN_TTL_SECS: u64 = 600;
-
-/// One login between `/login` and `/oauth`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct PendingLogin {
-    state: Secret,
-    verifier: Secret,
-    started_at: u64,
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,40 +33,42 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
 }
 
+/// `GET /login`: a new pending login, then off to Webex's consent page.
 async fn login(
     State(state): State<AppState>,
-    session: Session,
+    session: WebSession,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let redirect_uri = &state.config.redirect_uri;
+    let config = state.config();
+    let redirect_uri = &config.redirect_uri;
     // The session cookie is per host: a login started on 127.0.0.1 would come back on
     // localhost without it. Move to the redirect URI's origin first.
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
         && !host.eq_ignore_ascii_case(&authority(redirect_uri))
     {
-        let target = format!("{}/login", state.config.public_origin());
+        let target = format!("{}/login", config.public_origin());
         return Ok(Redirect::to(&target).into_response());
     }
 
     let now = unix_now();
     let login = PendingLogin {
-        state: random_token(),
+        oauth_state: random_token(),
         verifier: random_token(),
         started_at: now,
     };
-    let mut pending: Vec<PendingLogin> = session.get(LOGINS_KEY).await?.unwrap_or_default();
-    pending.retain(|p| p.started_at + LOGIN_TTL_SECS > now);
+    let mut pending = session.pending_logins().await?;
+    pending.retain(|p| p.started_at.saturating_add(LOGIN_TTL_SECS) > now);
     if pending.len() >= MAX_PENDING_LOGINS {
         pending.remove(0);
     }
-    let url = state.webex.authorize_url(
+    let url = state.webex().authorize_url(
         redirect_uri.as_str(),
-        &state.config.scopes,
-        &login.state,
+        &config.scopes,
+        &login.oauth_state,
         &login.verifier,
     );
     pending.push(login);
-    session.insert(LOGINS_KEY, pending).await?;
+    session.set_pending_logins(pending).await?;
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
@@ -120,9 +110,10 @@ fn parse_callback(query: Option<&str>) -> Result<Callback> {
     Ok(callback)
 }
 
+/// `GET /oauth`: Webex's redirect back, with the code (or an error) and our state.
 async fn callback(
     State(state): State<AppState>,
-    session: Session,
+    session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let callback = parse_callback(query.as_deref())?;
@@ -134,10 +125,14 @@ async fn callback(
 
     // Find this session's pending login with that state, and remove it: a state works once.
     let now = unix_now();
-    let mut pending: Vec<PendingLogin> = session.get(LOGINS_KEY).await?.unwrap_or_default();
+    let mut pending = session.pending_logins().await?;
     let found = pending.iter().position(|p| {
-        bool::from(p.state.expose().as_bytes().ct_eq(returned_state.as_bytes()))
-            && p.started_at + LOGIN_TTL_SECS > now
+        bool::from(
+            p.oauth_state
+                .expose()
+                .as_bytes()
+                .ct_eq(returned_state.as_bytes()),
+        ) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
     });
     let Some(index) = found else {
         return Err(AppError::BadRequest(
@@ -145,11 +140,7 @@ async fn callback(
         ));
     };
     let login = pending.remove(index);
-    if pending.is_empty() {
-        session.remove::<Vec<PendingLogin>>(LOGINS_KEY).await?;
-    } else {
-        session.insert(LOGINS_KEY, pending).await?;
-    }
+    session.set_pending_logins(pending).await?;
 
     if let Some(error) = callback.error {
         let error = short_code(&error);
@@ -166,8 +157,8 @@ async fn callback(
     };
 
     let response = match state
-        .webex
-        .exchange_code(&code, &login.verifier, state.config.redirect_uri.as_str())
+        .webex()
+        .exchange_code(&code, &login.verifier, state.config().redirect_uri.as_str())
         .await
     {
         Ok(response) => response,
@@ -183,7 +174,9 @@ async fn callback(
         }
         Err(err) => return Err(err.into()),
     };
-    tokens::store_new_login(&session, &TokenSet::new(response, Grant::AuthorizationCode)).await?;
+    session
+        .sign_in(&TokenSet::new(response, Grant::AuthorizationCode))
+        .await?;
     tracing::info!("signed in with the authorization code flow");
     Ok(Redirect::to("/granted").into_response())
 }
@@ -196,10 +189,11 @@ fn short_code(code: &str) -> String {
         .collect()
 }
 
-/// Cancels any device flow, forgets the session (server-side too), back to the start.
-async fn logout(State(state): State<AppState>, session: Session) -> Result<Response> {
-    if let Some(flow) = session.get::<String>(FLOW_KEY).await? {
-        state.flows.cancel(&flow).await?;
+/// `POST /logout`: cancels any device flow, forgets the session (server-side too), back to
+/// the start.
+async fn logout(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+    if let Some(flow) = session.flow_id().await? {
+        state.flows().cancel(&flow).await?;
     }
     session.flush().await?;
     Ok(Redirect::to("/").into_response())

@@ -1,9 +1,9 @@
-//! The pages, one module per flow; `router()` merges them.
+//! The pages, one module per flow; [`router`] merges them with the static assets.
 
-pub mod account;
-pub mod auth_code;
-pub mod device;
-pub mod home;
+mod account;
+mod auth_code;
+mod device;
+mod home;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -15,7 +15,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth_code::router())
         .merge(device::router())
         .merge(account::router())
-        .merge(crate::assets::router())
+        .merge(super::assets::router())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)

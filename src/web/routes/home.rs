@@ -3,23 +3,23 @@
 use crate::error::Result;
 use crate::state::AppState;
 use crate::templates::{IndexTemplate, render};
-use crate::tokens;
+use crate::web::session::WebSession;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
-use tower_sessions::Session;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        // Liveness only: it never touches the store.
         .route("/healthz", get(|| async { "ok" }))
 }
 
-/// The landing page. `?notice=` only selects one of our fixed messages; its value is never shown.
+/// `GET /`: the landing page. `?notice=` only selects one of our fixed messages; its value is never shown.
 async fn index(
     State(state): State<AppState>,
-    session: Session,
+    session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let notice = match query.as_deref() {
@@ -29,8 +29,8 @@ async fn index(
         _ => None,
     };
     Ok(render(&IndexTemplate {
-        demo: state.config.is_demo(),
+        demo: state.is_demo(),
         notice,
-        signed_in: tokens::has_tokens(&session).await?,
+        signed_in: session.has_tokens().await?,
     }))
 }

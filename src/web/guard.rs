@@ -1,6 +1,7 @@
-//! Browser-facing defences: security headers on every response, and the cross-site POST check.
+//! The guard middleware around every request: the query limit, the cross-site POST check, the
+//! error pages and the security headers.
 
-use crate::error::{AppError, error_page};
+use crate::error::{AppError, render_error_page};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -27,7 +28,7 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// Everything around a request, in one middleware (one boxed future a request, not four):
 /// 1. refuses a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403);
 /// 2. runs the request;
-/// 3. gives every error response its HTML page ([`error_page`]);
+/// 3. gives every error response its HTML page ([`render_error_page`]);
 /// 4. adds the security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries
 ///    the code), `nosniff`, and `Cache-Control: no-store` on pages (they may show user data)
 ///    unless a route set its own caching (the static assets).
@@ -57,9 +58,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Some(err) => err.into_response(),
         None => next.run(request).await,
     };
-    let mut response = error_page(&state, response);
+    let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, state.csp.clone());
+    headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -6,9 +6,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-const STYLE_CSS: &str = include_str!("../static/style.css");
-const APP_JS: &str = include_str!("../static/app.js");
-const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
+const STYLE_CSS: &str = include_str!("../../static/style.css");
+const APP_JS: &str = include_str!("../../static/app.js");
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,0 +1,221 @@
+//! Where sessions, device flows and refresh locks live: memory, a SQLite file, or Redis
+//! (`SESSION_STORE`), behind one type each; [`open`] builds all three from the configuration.
+//!
+//! A flow is plain data ([`FlowRecord`], JSON) keyed by its flow id, plus a lease (which
+//! instance polls it, until when) and, once granted, the tokens, which are taken exactly once.
+//! Every write a poller makes is conditional on still holding the lease, so a poller that lost
+//! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
+
+mod memory;
+mod redis;
+mod refresh_lock;
+mod sessions;
+mod sqlite;
+
+pub use refresh_lock::RefreshLocks;
+pub use sessions::SessionBackend;
+
+use crate::config::StoreConfig;
+use crate::device_flow::FlowRecord;
+use crate::tokens::TokenSet;
+use memory::MemoryFlows;
+use redis::RedisFlows;
+use sqlite::SqliteFlows;
+use std::time::Duration;
+
+/// How long a lease lasts without renewal. The app renews them every [`LEASE_RENEW`].
+pub const LEASE: Duration = Duration::from_secs(10);
+pub const LEASE_RENEW: Duration = Duration::from_secs(3);
+/// How long a refresh lock (Redis) is held at most, should its holder die mid-refresh; a
+/// request waits at most this long for another instance's refresh.
+pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
+
+/// A failed store call, its cause kept; the pages turn it into a 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("a stored record does not decode: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("another instance holds the refresh lock")]
+    LockBusy,
+    /// The store cannot be opened at start-up (the message names the file or host).
+    #[error("{0}")]
+    Open(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What [`open`] gives: the three things kept in the configured backend.
+pub struct Store {
+    pub flows: FlowStore,
+    pub sessions: SessionBackend,
+    pub refresh_locks: RefreshLocks,
+}
+
+/// Opens the configured backend (creating the SQLite file, or connecting to Redis).
+pub async fn open(config: &StoreConfig) -> StoreResult<Store> {
+    Ok(match config {
+        StoreConfig::Memory => Store {
+            flows: FlowStore(Backend::Memory(MemoryFlows::default())),
+            sessions: SessionBackend::memory(),
+            refresh_locks: RefreshLocks::in_process(),
+        },
+        StoreConfig::Sqlite(path) => {
+            let pool = sqlite::open(path).await?;
+            Store {
+                flows: FlowStore(Backend::Sqlite(SqliteFlows::new(pool.clone()))),
+                sessions: SessionBackend::sqlite(pool).await?,
+                refresh_locks: RefreshLocks::in_process(),
+            }
+        }
+        StoreConfig::Redis(url) => {
+            let pool = redis::open(url).await?;
+            let flows = RedisFlows::new(pool.clone());
+            Store {
+                flows: FlowStore(Backend::Redis(flows.clone())),
+                sessions: SessionBackend::redis(pool),
+                refresh_locks: RefreshLocks::shared(flows),
+            }
+        }
+    })
+}
+
+/// The device flows of every instance sharing the store. Cloning is cheap.
+#[derive(Clone)]
+pub struct FlowStore(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    Memory(MemoryFlows),
+    Sqlite(SqliteFlows),
+    Redis(RedisFlows),
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The end of a lease taken at `now_ms`.
+fn lease_until(now_ms: u64) -> u64 {
+    now_ms.saturating_add(millis(LEASE))
+}
+
+impl FlowStore {
+    /// Records a new flow, leased to `owner`.
+    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+        match &self.0 {
+            Backend::Memory(m) => m.insert(id, record, owner),
+            Backend::Sqlite(s) => s.insert(id, record, owner).await,
+            Backend::Redis(r) => r.insert(id, record, owner).await,
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+        match &self.0 {
+            Backend::Memory(m) => m.get(id),
+            Backend::Sqlite(s) => s.get(id).await,
+            Backend::Redis(r) => r.get(id).await,
+        }
+    }
+
+    /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
+    /// lease. False when it does not, or the flow is gone.
+    pub async fn update(
+        &self,
+        id: &str,
+        record: &FlowRecord,
+        tokens: Option<&TokenSet>,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        match &self.0 {
+            Backend::Memory(m) => m.update(id, record, tokens, owner),
+            Backend::Sqlite(s) => s.update(id, record, tokens, owner).await,
+            Backend::Redis(r) => r.update(id, record, tokens, owner).await,
+        }
+    }
+
+    /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
+    pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
+        match &self.0 {
+            Backend::Memory(m) => m.take_tokens(id),
+            Backend::Sqlite(s) => s.take_tokens(id).await,
+            Backend::Redis(r) => r.take_tokens(id).await,
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> StoreResult<()> {
+        match &self.0 {
+            Backend::Memory(m) => m.delete(id),
+            Backend::Sqlite(s) => s.delete(id).await,
+            Backend::Redis(r) => r.delete(id).await,
+        }
+    }
+
+    /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is free,
+    /// lapsed, or already `owner`'s.
+    pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        match &self.0 {
+            Backend::Memory(m) => m.lease(id, owner),
+            Backend::Sqlite(s) => s.lease(id, owner).await,
+            Backend::Redis(r) => r.lease(id, owner).await,
+        }
+    }
+
+    /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
+    /// the backend allows.
+    pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
+        match &self.0 {
+            Backend::Memory(m) => m.renew_leases(owner, ids),
+            Backend::Sqlite(s) => s.renew_leases(owner).await,
+            Backend::Redis(r) => r.renew_leases(owner, ids).await,
+        }
+    }
+
+    /// Whether `owner` still holds the lease of this pending flow (a read, no write).
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        match &self.0 {
+            Backend::Memory(m) => m.holds(id, owner),
+            Backend::Sqlite(s) => s.holds(id, owner).await,
+            Backend::Redis(r) => r.holds(id, owner).await,
+        }
+    }
+
+    /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
+    pub async fn orphans(&self) -> StoreResult<Vec<String>> {
+        match &self.0 {
+            Backend::Memory(m) => m.orphans(),
+            Backend::Sqlite(s) => s.orphans().await,
+            Backend::Redis(r) => r.orphans().await,
+        }
+    }
+
+    /// Pending flows, across every instance sharing the store.
+    pub async fn count_pending(&self) -> StoreResult<usize> {
+        match &self.0 {
+            Backend::Memory(m) => m.count_pending(),
+            Backend::Sqlite(s) => s.count_pending().await,
+            Backend::Redis(r) => r.count_pending().await,
+        }
+    }
+
+    /// Number of flows recorded (any state; Redis: pending ones).
+    pub async fn len(&self) -> StoreResult<usize> {
+        match &self.0 {
+            Backend::Memory(m) => m.len(),
+            Backend::Sqlite(s) => s.len().await,
+            Backend::Redis(r) => r.count_pending().await,
+        }
+    }
+
+    /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed grants).
+    pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
+        match &self.0 {
+            Backend::Memory(m) => m.purge(grace),
+            Backend::Sqlite(s) => s.purge(grace).await,
+            Backend::Redis(r) => r.purge().await,
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Device flows and refresh locks in Redis (`SESSION_STORE=redis://…`), shared by several
+//! instances. Every check-and-write is one Lua script, so it is atomic.
+
+use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis};
+use crate::clock::unix_now_ms;
+use crate::device_flow::FlowRecord;
+use crate::tokens::TokenSet;
+use fred::prelude::{
+    Builder, ClientLike, Config as RedisConfig, Expiration, KeysInterface, LuaInterface,
+    Pool as RedisPool, ReconnectPolicy, SetOptions, SetsInterface,
+};
+use std::time::Duration;
+
+/// Redis keys, all under one prefix.
+mod key {
+    pub const PENDING: &str = "webex-oauth:flows:pending";
+    pub fn flow(id: &str) -> String {
+        format!("webex-oauth:flow:{id}")
+    }
+    pub fn lease(id: &str) -> String {
+        format!("webex-oauth:flow-lease:{id}")
+    }
+    pub fn tokens(id: &str) -> String {
+        format!("webex-oauth:flow-tokens:{id}")
+    }
+    pub fn lock(name: &str) -> String {
+        format!("webex-oauth:lock:{name}")
+    }
+}
+
+/// How long Redis keeps a flow's keys: until its code expired, plus the grace for the page.
+const KEEP_AFTER_EXPIRY_MS: u64 = 10 * 60 * 1000;
+
+/// Connects to `redis://HOST:PORT[/DB]`. Commands time out after 5 s (a page then says the
+/// store is unavailable) and the pool reconnects for ever, so the app recovers when Redis does.
+pub async fn open(url: &str) -> StoreResult<RedisPool> {
+    let config = RedisConfig::from_url(url)
+        .map_err(|e| StoreError::Open(format!("{url:?} is not a Redis URL: {e}")))?;
+    let pool = Builder::from_config(config)
+        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
+        .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(5))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_pool(4)
+        .map_err(|e| StoreError::Open(format!("cannot set up Redis: {e}")))?;
+    tokio::time::timeout(Duration::from_secs(5), pool.init())
+        .await
+        .map_err(|_| StoreError::Open(format!("cannot reach Redis at {url}")))?
+        .map_err(|e| StoreError::Open(format!("cannot reach Redis at {url}: {e}")))?;
+    Ok(pool)
+}
+
+#[derive(Clone)]
+pub struct RedisFlows(RedisPool);
+
+/// A lock held in Redis, released when dropped (best effort; it also expires by itself).
+pub struct RedisLock {
+    pool: RedisPool,
+    key: String,
+    owner: String,
+}
+
+impl Drop for RedisLock {
+    fn drop(&mut self) {
+        let (pool, key, owner) = (self.pool.clone(), self.key.clone(), self.owner.clone());
+        tokio::spawn(async move {
+            let _: Result<i64, _> = pool
+                .eval(
+                    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+                    vec![key],
+                    vec![owner],
+                )
+                .await;
+        });
+    }
+}
+
+fn keep_ms(record: &FlowRecord) -> i64 {
+    let keep = record
+        .expires_at_ms
+        .saturating_sub(unix_now_ms())
+        .saturating_add(KEEP_AFTER_EXPIRY_MS);
+    i64::try_from(keep).unwrap_or(i64::MAX)
+}
+
+fn lease_ms() -> i64 {
+    i64::try_from(millis(LEASE)).unwrap_or(i64::MAX)
+}
+
+impl RedisFlows {
+    pub fn new(pool: RedisPool) -> Self {
+        Self(pool)
+    }
+
+    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+        let pool = &self.0;
+        let _: () = pool
+            .set(
+                key::flow(id),
+                serde_json::to_string(record)?,
+                Some(Expiration::PX(keep_ms(record))),
+                None,
+                false,
+            )
+            .await?;
+        let _: () = pool
+            .set(
+                key::lease(id),
+                owner,
+                Some(Expiration::PX(lease_ms())),
+                None,
+                false,
+            )
+            .await?;
+        let _: () = pool.sadd(key::PENDING, id).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+        let json: Option<String> = self.0.get(key::flow(id)).await?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    pub async fn update(
+        &self,
+        id: &str,
+        record: &FlowRecord,
+        tokens: Option<&TokenSet>,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let written: i64 = self
+            .0
+            .eval(
+                "if redis.call('get', KEYS[2]) ~= ARGV[1] or redis.call('exists', KEYS[1]) == 0 then return 0 end
+                 redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
+                 if ARGV[3] ~= '' then redis.call('set', KEYS[3], ARGV[3], 'PX', ARGV[5]) end
+                 if ARGV[4] ~= 'pending' then redis.call('srem', KEYS[4], ARGV[6]) end
+                 return 1",
+                vec![
+                    key::flow(id),
+                    key::lease(id),
+                    key::tokens(id),
+                    key::PENDING.to_owned(),
+                ],
+                vec![
+                    owner.to_owned(),
+                    serde_json::to_string(record)?,
+                    tokens
+                        .map(serde_json::to_string)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    record.status.as_str().to_owned(),
+                    keep_ms(record).to_string(),
+                    id.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(written == 1)
+    }
+
+    pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
+        let json: Option<String> = self
+            .0
+            .eval(
+                "local t = redis.call('get', KEYS[1])
+                 if t then redis.call('del', KEYS[1], KEYS[2], KEYS[3]) end
+                 return t",
+                vec![key::tokens(id), key::flow(id), key::lease(id)],
+                Vec::<String>::new(),
+            )
+            .await?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    pub async fn delete(&self, id: &str) -> StoreResult<()> {
+        let _: () = self
+            .0
+            .del(vec![key::flow(id), key::lease(id), key::tokens(id)])
+            .await?;
+        let _: () = self.0.srem(key::PENDING, id).await?;
+        Ok(())
+    }
+
+    /// SET NX PX, or a renewal by the holder: one script, atomic.
+    pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let taken: i64 = self
+            .0
+            .eval(
+                "if redis.call('sismember', KEYS[2], ARGV[3]) == 0 then return 0 end
+                 local holder = redis.call('get', KEYS[1])
+                 if holder and holder ~= ARGV[1] then return 0 end
+                 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                 return 1",
+                vec![key::lease(id), key::PENDING.to_owned()],
+                vec![owner.to_owned(), lease_ms().to_string(), id.to_owned()],
+            )
+            .await?;
+        Ok(taken == 1)
+    }
+
+    pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
+        for id in ids {
+            let _: i64 = self
+                .0
+                .eval(
+                    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0",
+                    vec![key::lease(id)],
+                    vec![owner.to_owned(), lease_ms().to_string()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let holder: Option<String> = self.0.get(key::lease(id)).await?;
+        let pending: bool = self.0.sismember(key::PENDING, id).await?;
+        Ok(pending && holder.as_deref() == Some(owner))
+    }
+
+    pub async fn orphans(&self) -> StoreResult<Vec<String>> {
+        let ids: Vec<String> = self.0.smembers(key::PENDING).await?;
+        let mut orphans = Vec::new();
+        for id in ids.into_iter().take(1000) {
+            let held: bool = self.0.exists(key::lease(&id)).await?;
+            if !held {
+                orphans.push(id);
+            }
+        }
+        Ok(orphans)
+    }
+
+    pub async fn count_pending(&self) -> StoreResult<usize> {
+        let count: i64 = self.0.scard(key::PENDING).await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Records expire by themselves (PX); this drops pending entries whose record is gone.
+    pub async fn purge(&self) -> StoreResult<usize> {
+        let ids: Vec<String> = self.0.smembers(key::PENDING).await?;
+        let mut purged = 0usize;
+        for id in ids {
+            let alive: bool = self.0.exists(key::flow(&id)).await?;
+            if !alive {
+                let _: () = self.0.srem(key::PENDING, &id).await?;
+                purged = purged.saturating_add(1);
+            }
+        }
+        Ok(purged)
+    }
+
+    /// One holder of `name` across instances at a time: waits up to [`REFRESH_LOCK`].
+    pub async fn lock(&self, name: &str, owner: &str) -> StoreResult<RedisLock> {
+        let key = key::lock(name);
+        let until = tokio::time::Instant::now() + REFRESH_LOCK;
+        let px = i64::try_from(millis(REFRESH_LOCK)).unwrap_or(i64::MAX);
+        loop {
+            let set: Option<String> = self
+                .0
+                .set(
+                    &key,
+                    owner,
+                    Some(Expiration::PX(px)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+            if set.is_some() {
+                return Ok(RedisLock {
+                    pool: self.0.clone(),
+                    key,
+                    owner: owner.to_owned(),
+                });
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(StoreError::LockBusy);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions: they
+//! survive restarts. One instance owns the file.
+
+use super::{StoreError, StoreResult, lease_until, millis};
+use crate::clock::unix_now_ms;
+use crate::device_flow::FlowRecord;
+use crate::tokens::TokenSet;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SqliteFlows(SqlitePool);
+
+/// Unix milliseconds as SQLite's signed integer (saturating; our instants fit by far).
+fn sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Opens (creating it and its folder, mode 0600) the SQLite file, and the flows table.
+pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
+    let open_error = |what: String| StoreError::Open(what);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    create_private_file(path).map_err(open_error)?;
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // In WAL mode, NORMAL keeps the database consistent after a crash and skips an fsync
+        // per commit (the last commits may be lost on power failure, not corrupted).
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
+    sqlx::query(
+        "create table if not exists device_flows (
+            id text primary key not null,
+            data text not null,
+            status text not null,
+            expires_at_ms integer not null,
+            lease_owner text,
+            lease_until_ms integer not null default 0,
+            tokens text
+        )",
+    )
+    .execute(&pool)
+    .await
+    .map_err(|e| {
+        open_error(format!(
+            "cannot create the device_flows table in {}: {e}",
+            path.display()
+        ))
+    })?;
+    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
+    // columns only; without the index they would scan every row and its large data column.
+    sqlx::query(
+        "create index if not exists device_flows_pending
+         on device_flows (status, expires_at_ms, lease_until_ms)",
+    )
+    .execute(&pool)
+    .await
+    .map_err(|e| {
+        open_error(format!(
+            "cannot index device_flows in {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(pool)
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+impl SqliteFlows {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self(pool)
+    }
+
+    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms)
+             values (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(serde_json::to_string(record)?)
+        .bind(record.status.as_str())
+        .bind(sql_ms(record.expires_at_ms))
+        .bind(owner)
+        .bind(sql_ms(lease_until(unix_now_ms())))
+        .execute(&self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+        let row = sqlx::query("select data from device_flows where id = ?")
+            .bind(id)
+            .fetch_optional(&self.0)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(serde_json::from_str(row.get::<&str, _>(0))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn update(
+        &self,
+        id: &str,
+        record: &FlowRecord,
+        tokens: Option<&TokenSet>,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let tokens = tokens.map(serde_json::to_string).transpose()?;
+        let done = sqlx::query(
+            "update device_flows set data = ?, status = ?, tokens = coalesce(?, tokens)
+             where id = ? and lease_owner = ? and lease_until_ms >= ?",
+        )
+        .bind(serde_json::to_string(record)?)
+        .bind(record.status.as_str())
+        .bind(tokens)
+        .bind(id)
+        .bind(owner)
+        .bind(sql_ms(unix_now_ms()))
+        .execute(&self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
+        let row = sqlx::query(
+            "delete from device_flows where id = ? and tokens is not null returning tokens",
+        )
+        .bind(id)
+        .fetch_optional(&self.0)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(serde_json::from_str(row.get::<&str, _>(0))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("delete from device_flows where id = ?")
+            .bind(id)
+            .execute(&self.0)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let now = unix_now_ms();
+        let done = sqlx::query(
+            "update device_flows set lease_owner = ?, lease_until_ms = ?
+             where id = ? and status = 'pending'
+               and (lease_owner is null or lease_owner = ? or lease_until_ms < ?)",
+        )
+        .bind(owner)
+        .bind(sql_ms(lease_until(now)))
+        .bind(id)
+        .bind(owner)
+        .bind(sql_ms(now))
+        .execute(&self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One statement for all of `owner`'s leases.
+    pub async fn renew_leases(&self, owner: &str) -> StoreResult<()> {
+        let now = unix_now_ms();
+        sqlx::query(
+            "update device_flows set lease_until_ms = ?
+             where lease_owner = ? and status = 'pending' and lease_until_ms >= ?",
+        )
+        .bind(sql_ms(lease_until(now)))
+        .bind(owner)
+        .bind(sql_ms(now))
+        .execute(&self.0)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "select 1 from device_flows
+             where id = ? and status = 'pending' and lease_owner = ? and lease_until_ms >= ?",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(sql_ms(unix_now_ms()))
+        .fetch_optional(&self.0)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn orphans(&self) -> StoreResult<Vec<String>> {
+        let now = sql_ms(unix_now_ms());
+        let rows = sqlx::query(
+            "select id from device_flows
+             where status = 'pending' and expires_at_ms > ? and lease_until_ms < ?
+             limit 1000",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.0)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    pub async fn count_pending(&self) -> StoreResult<usize> {
+        let row = sqlx::query(
+            "select count(*) from device_flows where status = 'pending' and expires_at_ms > ?",
+        )
+        .bind(sql_ms(unix_now_ms()))
+        .fetch_one(&self.0)
+        .await?;
+        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    pub async fn len(&self) -> StoreResult<usize> {
+        let row = sqlx::query("select count(*) from device_flows")
+            .fetch_one(&self.0)
+            .await?;
+        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
+        let cutoff = unix_now_ms().saturating_sub(millis(grace));
+        let done = sqlx::query("delete from device_flows where expires_at_ms < ?")
+            .bind(sql_ms(cutoff))
+            .execute(&self.0)
+            .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+}

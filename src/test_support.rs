@@ -1,0 +1,35 @@
+//! Test support: a read-only [`Probe`] into a running [`crate::App`], for the integration tests
+//! and the benchmark. The server itself never uses it; it exists so that tests need no public
+//! internals.
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// What the tests look at inside a running app. Cloning is cheap.
+#[derive(Clone)]
+pub struct Probe(AppState);
+
+impl Probe {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self(state)
+    }
+
+    pub fn config(&self) -> &Config {
+        self.0.config()
+    }
+
+    /// Device-flow poller tasks running in this instance.
+    pub fn active_pollers(&self) -> usize {
+        self.0.flows().active_pollers()
+    }
+
+    /// Device flows recorded in the store (pending, or finished and not yet claimed or purged).
+    pub async fn flow_count(&self) -> usize {
+        self.0.flows().len().await
+    }
+
+    /// Sessions refreshing their tokens (or waiting to) in this instance now.
+    pub fn refreshes_in_progress(&self) -> usize {
+        self.0.refresh_locks().len()
+    }
+}

@@ -1,0 +1,138 @@
+//! [`Authed`]: the extractor of pages that need tokens; it calls Webex with a fresh access token.
+//!
+//! Rules (the Flask samples got each of these wrong):
+//! - tokens live server-side in the session store; the cookie only holds the session id;
+//! - refresh before a call when the access token expires within 60 s;
+//! - a call answered 401 refreshes once and retries once; a second 401 means "sign in again";
+//! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
+//!   and re-check, so N parallel requests with an expired token make one refresh call;
+//! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;
+//! - a 429 is waited out once when `Retry-After` is 10 s or less.
+
+use super::session::WebSession;
+use crate::clock::unix_now;
+use crate::error::AppError;
+use crate::secret::Secret;
+use crate::state::AppState;
+use crate::tokens::TokenSet;
+use crate::webex::WebexError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::time::Duration;
+
+/// The longest `Retry-After` we wait out inside a request.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A signed-in request: without tokens, it answers with a redirect to `/`.
+pub struct Authed {
+    session: WebSession,
+    tokens: TokenSet,
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = WebSession::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
+        let tokens = session.tokens().await?.ok_or(AppError::NotSignedIn)?;
+        session.touch_if_due(unix_now()).await?;
+        Ok(Self {
+            session,
+            tokens,
+            state: state.clone(),
+        })
+    }
+}
+
+impl Authed {
+    /// The tokens as they are now (after any refresh).
+    pub fn tokens(&self) -> &TokenSet {
+        &self.tokens
+    }
+
+    /// Runs `call` with a fresh access token: refreshes ahead of expiry, refreshes once and
+    /// retries once on 401, waits out one short 429. At most three calls in all.
+    pub async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, AppError>
+    where
+        F: Fn(Secret) -> Fut,
+        Fut: Future<Output = Result<T, WebexError>>,
+    {
+        if self.tokens.needs_refresh(unix_now()) {
+            self.refresh(None).await?;
+        }
+        let (mut refreshed, mut waited) = (false, false);
+        loop {
+            let token = self.tokens.access_token.clone();
+            match call(token.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(WebexError::Unauthorized { .. }) if !refreshed => {
+                    refreshed = true;
+                    self.refresh(Some(&token)).await?;
+                }
+                Err(WebexError::Unauthorized { .. }) => {
+                    tracing::warn!(
+                        "Webex refused a freshly refreshed token; clearing the session's tokens"
+                    );
+                    self.session.forget_tokens().await?;
+                    return Err(AppError::SignInAgain);
+                }
+                Err(WebexError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                }) if !waited && wait <= MAX_RETRY_AFTER => {
+                    waited = true;
+                    tracing::info!(
+                        wait_secs = wait.as_secs(),
+                        "Webex rate limited us; waiting once"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Refreshes under the session's lock. `rejected` is the token Webex just refused (refresh
+    /// unless someone already replaced it); `None` means "refresh if it is still near expiry".
+    async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
+        let key = self.session.id().ok_or(AppError::NotSignedIn)?;
+        // One refresh at a time per session: in this process, then across instances (Redis).
+        let _guard = self.state.refresh_locks().lock(&key).await?;
+        // Another request may have refreshed while we waited: read what the store has now.
+        self.session.reload().await?;
+        let current = self.session.tokens().await?.ok_or(AppError::NotSignedIn)?;
+        let still_needed = match rejected {
+            Some(token) => current.access_token == *token,
+            None => current.needs_refresh(unix_now()),
+        };
+        if !still_needed {
+            self.tokens = current;
+            return Ok(());
+        }
+        let Some(refresh_token) = current.refresh_token.clone() else {
+            self.session.forget_tokens().await?;
+            return Err(AppError::SignInAgain);
+        };
+        match self.state.webex().refresh(&refresh_token).await {
+            Ok(response) => {
+                let next = current.refreshed(response);
+                // Saved before the lock opens, so the waiting requests find the new tokens.
+                self.session.save_refreshed(&next).await?;
+                self.tokens = next;
+                tracing::info!("access token refreshed");
+                Ok(())
+            }
+            Err(err) if err.oauth_code() == Some("invalid_grant") => {
+                self.session.forget_tokens().await?;
+                Err(AppError::SignInAgain)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}

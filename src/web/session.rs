@@ -1,0 +1,132 @@
+//! [`WebSession`]: the one place that knows the session's keys; handlers use its typed methods
+//! and never a string key (in the manner of zero2prod's `TypedSession`).
+//!
+//! What a session holds: the pending authorization-code logins (state + PKCE verifier), the
+//! token set once signed in, the id of its device flow, and when it was last renewed.
+
+use crate::clock::unix_now;
+use crate::secret::Secret;
+use crate::tokens::TokenSet;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+use tower_sessions::session::Error;
+
+const PENDING_LOGINS_KEY: &str = "oauth.pending";
+const TOKENS_KEY: &str = "webex.tokens";
+const FLOW_KEY: &str = "device.flow";
+/// When a signed-in request last renewed the session's expiry (Unix seconds).
+const TOUCHED_KEY: &str = "session.touched";
+
+/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day,
+/// not on every request.
+pub const TOUCH_EVERY_SECS: u64 = 86_400;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// One authorization-code login between `/login` and `/oauth`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// The OAuth `state` parameter sent to `/authorize`.
+    #[serde(rename = "state")]
+    pub oauth_state: Secret,
+    pub verifier: Secret,
+    pub started_at: u64,
+}
+
+/// The request's session, with typed accessors. Cloning shares the same session.
+#[derive(Clone)]
+pub struct WebSession(Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSession {
+    type Rejection = <Session as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Session::from_request_parts(parts, state).await.map(Self)
+    }
+}
+
+impl WebSession {
+    /// The logins started in this browser and not yet completed (oldest first).
+    pub async fn pending_logins(&self) -> Result<Vec<PendingLogin>> {
+        Ok(self.0.get(PENDING_LOGINS_KEY).await?.unwrap_or_default())
+    }
+
+    pub async fn set_pending_logins(&self, logins: Vec<PendingLogin>) -> Result<()> {
+        if logins.is_empty() {
+            self.0.remove_value(PENDING_LOGINS_KEY).await?;
+            return Ok(());
+        }
+        self.0.insert(PENDING_LOGINS_KEY, logins).await
+    }
+
+    pub async fn tokens(&self) -> Result<Option<TokenSet>> {
+        self.0.get(TOKENS_KEY).await
+    }
+
+    /// Presence only: no need to decode the token set.
+    pub async fn has_tokens(&self) -> Result<bool> {
+        Ok(self.0.get_value(TOKENS_KEY).await?.is_some())
+    }
+
+    /// Keeps the tokens of a new sign-in, under a new session id (against session fixation).
+    pub async fn sign_in(&self, tokens: &TokenSet) -> Result<()> {
+        self.0.insert(TOKENS_KEY, tokens).await?;
+        self.0.insert(TOUCHED_KEY, unix_now()).await?;
+        self.0.cycle_id().await
+    }
+
+    /// Replaces the tokens after a refresh and saves at once, so that requests waiting for
+    /// the refresh find the new tokens.
+    pub async fn save_refreshed(&self, tokens: &TokenSet) -> Result<()> {
+        self.0.insert(TOKENS_KEY, tokens).await?;
+        self.0.save().await
+    }
+
+    /// Drops the tokens (Webex no longer accepts them) and saves at once.
+    pub async fn forget_tokens(&self) -> Result<()> {
+        self.0.remove_value(TOKENS_KEY).await?;
+        self.0.save().await
+    }
+
+    /// Renews the session's expiry when the last renewal is a day old.
+    pub async fn touch_if_due(&self, now: u64) -> Result<()> {
+        let touched: Option<u64> = self.0.get(TOUCHED_KEY).await?;
+        if touched.is_none_or(|t| now.saturating_sub(t) >= TOUCH_EVERY_SECS) {
+            self.0.insert(TOUCHED_KEY, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The id of this session's device flow, if one was started.
+    pub async fn flow_id(&self) -> Result<Option<String>> {
+        self.0.get(FLOW_KEY).await
+    }
+
+    pub async fn set_flow_id(&self, id: &str) -> Result<()> {
+        self.0.insert(FLOW_KEY, id).await
+    }
+
+    pub async fn take_flow_id(&self) -> Result<Option<String>> {
+        self.0.remove(FLOW_KEY).await
+    }
+
+    /// The session id as a string (none before the first save), e.g. to key a lock.
+    pub fn id(&self) -> Option<String> {
+        self.0.id().map(|id| id.to_string())
+    }
+
+    /// Reads the session again from the store (another request may have changed it).
+    pub async fn reload(&self) -> Result<()> {
+        self.0.load().await
+    }
+
+    /// Forgets everything, server-side too (sign-out).
+    pub async fn flush(&self) -> Result<()> {
+        self.0.flush().await
+    }
+}
