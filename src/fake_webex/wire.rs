@@ -1,4 +1,4 @@
-//! Shared by the endpoints: the Webex error envelope, JSON and HTML replies, forms, credentials.
+//! What every endpoint of the fake uses: the Webex error envelope, JSON and HTML replies, forms.
 
 use std::collections::HashMap;
 
