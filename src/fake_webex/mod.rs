@@ -2,9 +2,20 @@
 //!
 //! It follows `webex-contract.md` §8: the same status codes, error envelope, `TrackingID` header,
 //! opaque identifiers and pagination as real Webex, plus knobs (faults, expiry, approval).
+//!
+//! Each concern keeps its records and its handlers together: `consent` (/authorize), `tokens`
+//! (/access_token and token checks), `device` (device grant, /verify), `resources` (rooms, people)
+//! and `faults`. `server` holds the shared `Fake`, the `World` behind its lock and the router;
+//! `wire` (error envelope, replies, forms) and `ids` serve them all.
 
-mod routes;
-mod state;
+mod consent;
+mod device;
+mod faults;
+mod ids;
+mod resources;
+mod server;
+mod tokens;
+mod wire;
 
 use std::{
     fmt,
@@ -13,7 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use state::Shared;
+pub use faults::{Endpoint, Fault};
+use server::Fake;
 
 /// Client id of the demo integration (`C` + 64 hex, like a real one).
 pub const DEMO_CLIENT_ID: &str =
@@ -78,16 +90,6 @@ impl fmt::Debug for FakeConfig {
     }
 }
 
-/// The endpoints a fault can be injected into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    AccessToken,
-    DeviceAuthorize,
-    DeviceToken,
-    Rooms,
-    PeopleMe,
-}
-
 /// Request counters (every request to the endpoint counts, faulted or not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counter {
@@ -99,44 +101,15 @@ pub enum Counter {
     PeopleCalls,
 }
 
-/// One misbehaviour, consumed by one request to the endpoint it was injected into.
-#[derive(Clone, Debug)]
-pub enum Fault {
-    /// Let this request through untouched (to target a later one).
-    Pass,
-    /// JSON error envelope with that status.
-    Status(u16),
-    /// That status with a text/html body, as a proxy would send.
-    HtmlStatus(u16),
-    /// 200 with a JSON content type but a body that is not JSON.
-    InvalidJson,
-    /// 200 `{"unexpected": true}`: valid JSON without the required fields.
-    MissingFields,
-    /// Sleep, then answer normally.
-    Delay(Duration),
-    /// 429 with `Retry-After: N` and an envelope.
-    RateLimited { retry_after: u64 },
-    /// 401 envelope even for a valid token.
-    Unauthorized,
-    /// 403 envelope (missing scope).
-    Forbidden,
-    /// 400 `slow_down`; on the device token endpoint the poll is still recorded.
-    SlowDown,
-    /// Rooms: 200 `{"items":[]}` with a `next` link to the page that would have been served.
-    EmptyPageWithNext,
-    /// Rooms: the normal page, but its `next` link points to `https://attacker.example`.
-    ForeignNextLink,
-}
-
-/// A running fake; clones share the same server and state.
+/// A running fake; clones share the same server and records.
 #[derive(Clone)]
 pub struct FakeWebex {
-    shared: Arc<Shared>,
+    fake: Arc<Fake>,
 }
 
 impl fmt::Debug for FakeWebex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origin = &self.shared.origin;
+        let origin = &self.fake.origin;
         f.debug_struct("FakeWebex")
             .field("origin", origin)
             .finish_non_exhaustive()
@@ -160,89 +133,89 @@ impl FakeWebex {
         if addr.ip().is_unspecified() {
             addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
         }
-        let shared = Arc::new(Shared::new(format!("http://{addr}"), config));
-        let app = routes::router(shared.clone());
+        let fake = Arc::new(Fake::new(format!("http://{addr}"), config));
+        let app = server::router(fake.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(%err, "fake Webex server stopped");
             }
         });
-        Ok(FakeWebex { shared })
+        Ok(FakeWebex { fake })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn origin(&self) -> String {
-        self.shared.origin.clone()
+        self.fake.origin.clone()
     }
 
     /// The API base to use as `WEBEX_API_BASE` (origin + `/v1`).
     pub fn base_url(&self) -> String {
-        format!("{}/v1", self.shared.origin)
+        format!("{}/v1", self.fake.origin)
     }
 
     /// Queues `fault`; each request to `endpoint` pops one.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault) {
-        self.shared.lock().push_fault(endpoint, fault);
+        self.fake.lock().push_fault(endpoint, fault);
     }
 
     /// Lifetime of access tokens issued from now on.
     pub fn set_access_token_ttl(&self, ttl: Duration) {
-        self.shared.lock().config.access_token_ttl = ttl;
+        self.fake.lock().config.access_token_ttl = ttl;
     }
 
     /// Poll interval of device flows started from now on.
     pub fn set_device_interval(&self, secs: u64) {
-        self.shared.lock().config.device_interval = secs;
+        self.fake.lock().config.device_interval = secs;
     }
 
     /// Lifetime of device flows started from now on.
     pub fn set_device_expires_in(&self, secs: u64) {
-        self.shared.lock().config.device_expires_in = secs;
+        self.fake.lock().config.device_expires_in = secs;
     }
 
     /// Every access token issued so far now gets 401.
     pub fn expire_access_tokens(&self) {
-        self.shared.lock().revoke_access_tokens();
+        self.fake.lock().revoke_access_tokens();
     }
 
     /// Every refresh token issued so far now gets 400 `invalid_grant`.
     pub fn revoke_refresh_tokens(&self) {
-        self.shared.lock().revoke_refresh_tokens();
+        self.fake.lock().revoke_refresh_tokens();
     }
 
     /// Approves the pending flow with that user code, as the verify page would; false if none.
     pub fn approve_device(&self, user_code: &str) -> bool {
-        self.shared.lock().decide_device(user_code, true)
+        self.fake.lock().decide_device(user_code, true)
     }
 
     /// Denies the pending flow with that user code; false if none.
     pub fn deny_device(&self, user_code: &str) -> bool {
-        self.shared.lock().decide_device(user_code, false)
+        self.fake.lock().decide_device(user_code, false)
     }
 
     /// The user code of the most recent `/device/authorize`.
     pub fn last_user_code(&self) -> Option<String> {
-        self.shared.lock().last_user_code.clone()
+        self.fake.lock().devices.last_user_code.clone()
     }
 
     /// The `verification_uri_complete` handed out with that user code.
     pub fn verification_uri_complete(&self, user_code: &str) -> Option<String> {
-        let inner = self.shared.lock();
-        let flow = inner.flow_by_user_code(user_code)?;
-        Some(self.shared.verification_uri_complete(&flow.user_code))
+        let world = self.fake.lock();
+        let flow = world.flow_by_user_code(user_code)?;
+        Some(self.fake.verification_uri_complete(&flow.user_code))
     }
 
     /// Arrival time of each `/device/token` request for the flow with that user code.
     pub fn device_polls(&self, user_code: &str) -> Vec<Instant> {
-        let inner = self.shared.lock();
-        inner
+        let world = self.fake.lock();
+        world
             .flow_by_user_code(user_code)
             .map(|flow| flow.polls.clone())
             .unwrap_or_default()
     }
 
     pub fn count(&self, counter: Counter) -> usize {
-        self.shared
+        self.fake
             .lock()
             .counters
             .get(&counter)
@@ -252,12 +225,12 @@ impl FakeWebex {
 
     /// The client secret and every code, token and device code issued so far (to grep logs for).
     pub fn issued_secrets(&self) -> Vec<String> {
-        self.shared.lock().issued.clone()
+        self.fake.lock().issued.clone()
     }
 
     /// All room titles, in the order `/rooms` lists them.
     pub fn room_titles(&self) -> Vec<String> {
-        let inner = self.shared.lock();
-        inner.rooms.iter().map(|room| room.title.clone()).collect()
+        let world = self.fake.lock();
+        world.rooms.iter().map(|room| room.title.clone()).collect()
     }
 }

@@ -1,0 +1,122 @@
+//! Fault injection: the misbehaviours tests queue per endpoint, and `take_fault` that applies them.
+
+use std::time::Duration;
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{
+    server::{Fake, World},
+    wire::{ApiError, JSON, json_response},
+};
+
+/// The endpoints a fault can be injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    AccessToken,
+    DeviceAuthorize,
+    DeviceToken,
+    Rooms,
+    PeopleMe,
+}
+
+/// One misbehaviour, consumed by one request to the endpoint it was injected into.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Let this request through untouched (to target a later one).
+    Pass,
+    /// JSON error envelope with that status.
+    Status(u16),
+    /// That status with a text/html body, as a proxy would send.
+    HtmlStatus(u16),
+    /// 200 with a JSON content type but a body that is not JSON.
+    InvalidJson,
+    /// 200 `{"unexpected": true}`: valid JSON without the required fields.
+    MissingFields,
+    /// Sleep, then answer normally.
+    Delay(Duration),
+    /// 429 with `Retry-After: N` and an envelope.
+    RateLimited { retry_after: u64 },
+    /// 401 envelope even for a valid token.
+    Unauthorized,
+    /// 403 envelope (missing scope).
+    Forbidden,
+    /// 400 `slow_down`; on the device token endpoint the poll is still recorded.
+    SlowDown,
+    /// Rooms: 200 `{"items":[]}` with a `next` link to the page that would have been served.
+    EmptyPageWithNext,
+    /// Rooms: the normal page, but its `next` link points to `https://attacker.example`.
+    ForeignNextLink,
+}
+
+impl World {
+    pub fn push_fault(&mut self, endpoint: Endpoint, fault: Fault) {
+        self.faults.entry(endpoint).or_default().push_back(fault);
+    }
+
+    fn pop_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
+        self.faults.get_mut(&endpoint)?.pop_front()
+    }
+}
+
+/// Pops and applies the endpoint's next fault. `Err` is the faulty answer; `Ok(Some(_))` hands the
+/// endpoint-specific faults (`SlowDown` on device/token, the link faults on rooms) to the handler.
+pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option<Fault>, Response> {
+    let Some(fault) = fake.lock().pop_fault(endpoint) else {
+        return Ok(None);
+    };
+    let oauth = matches!(
+        endpoint,
+        Endpoint::AccessToken | Endpoint::DeviceAuthorize | Endpoint::DeviceToken
+    );
+    match fault {
+        Fault::Pass => Ok(None),
+        Fault::Delay(duration) => {
+            tokio::time::sleep(duration).await;
+            Ok(None)
+        }
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = status.canonical_reason().unwrap_or("Error");
+            Err(ApiError::new(status, reason, reason).into())
+        }
+        Fault::HtmlStatus(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let html =
+                format!("<html><body><h1>{status}</h1><p>upstream proxy error</p></body></html>");
+            Err((status, Html(html)).into_response())
+        }
+        Fault::InvalidJson => {
+            let body = "{\"items\": [ <html>this is not JSON";
+            Err((StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response())
+        }
+        Fault::MissingFields => Err(json_response(
+            StatusCode::OK,
+            &json!({ "unexpected": true }),
+        )),
+        Fault::RateLimited { retry_after } => {
+            let text = "Too many requests have been sent in a given amount of time.";
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, text, text).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            Err(response)
+        }
+        Fault::Unauthorized if oauth => Err(ApiError::invalid_client().into()),
+        Fault::Unauthorized => Err(ApiError::unauthorized().into()),
+        Fault::Forbidden => Err(ApiError::forbidden().into()),
+        Fault::SlowDown if endpoint == Endpoint::DeviceToken => Ok(Some(fault)),
+        Fault::SlowDown => {
+            Err(ApiError::bad_request("slow_down", "The client is polling too quickly.").into())
+        }
+        Fault::EmptyPageWithNext | Fault::ForeignNextLink if endpoint == Endpoint::Rooms => {
+            Ok(Some(fault))
+        }
+        // Link faults mean nothing elsewhere.
+        Fault::EmptyPageWithNext | Fault::ForeignNextLink => Ok(None),
+    }
+}

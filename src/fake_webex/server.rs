@@ -1,0 +1,103 @@
+//! The fake's server: the shared handle (`Fake`), the records behind its lock (`World`), routes.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use axum::{
+    Router,
+    http::{HeaderValue, StatusCode},
+    middleware,
+    response::Response,
+    routing::{get, post},
+};
+
+use super::{
+    Counter, Endpoint, FakeConfig, Fault, consent,
+    device::{self, DeviceFlows},
+    ids::tracking_id,
+    resources::{self, Room, build_rooms},
+    tokens::{self, AuthCode, Token},
+    wire::ApiError,
+};
+
+const NOT_FOUND: &str = "The requested resource could not be found.";
+
+/// What the server and every `FakeWebex` handle share: the origin and the locked records.
+pub(super) struct Fake {
+    pub origin: String,
+    world: Mutex<World>,
+}
+
+impl Fake {
+    pub fn new(origin: String, config: FakeConfig) -> Self {
+        let world = World {
+            issued: vec![config.client_secret.clone()],
+            rooms: build_rooms(config.room_count),
+            config,
+            ..World::default()
+        };
+        let world = Mutex::new(world);
+        Fake { origin, world }
+    }
+
+    /// A panic in one handler must not take the fake down for a whole test run: ignore poison.
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Everything the fake remembers; each concern's module keeps its part and the rules for it.
+#[derive(Default)]
+pub(super) struct World {
+    pub config: FakeConfig,
+    /// Queued per endpoint, popped one per request (`faults.rs`).
+    pub faults: HashMap<Endpoint, VecDeque<Fault>>,
+    pub counters: HashMap<Counter, usize>,
+    /// Authorization codes, access and refresh tokens, by value (`tokens.rs`).
+    pub codes: HashMap<String, AuthCode>,
+    pub access: HashMap<String, Token>,
+    pub refresh: HashMap<String, Token>,
+    pub devices: DeviceFlows,
+    /// The client secret and every code, token and device code handed out, for `issued_secrets`.
+    pub issued: Vec<String>,
+    pub rooms: Vec<Room>,
+}
+
+impl World {
+    pub fn bump(&mut self, counter: Counter) {
+        *self.counters.entry(counter).or_default() += 1;
+    }
+}
+
+pub(super) fn router(fake: Arc<Fake>) -> Router {
+    Router::new()
+        .route(
+            "/v1/authorize",
+            get(consent::authorize_page).post(consent::authorize_decision),
+        )
+        .route("/v1/access_token", post(tokens::access_token))
+        .route("/v1/device/authorize", post(device::device_authorize))
+        .route("/v1/device/token", post(device::device_token))
+        .route(
+            "/verify",
+            get(device::verify_page).post(device::verify_decision),
+        )
+        .route("/v1/rooms", get(resources::rooms))
+        .route("/v1/people/me", get(resources::people_me))
+        .route("/avatar.svg", get(resources::avatar))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, NOT_FOUND, NOT_FOUND) })
+        .layer(middleware::map_response(add_tracking_id))
+        .with_state(fake)
+}
+
+/// Every Webex response carries a `TrackingID`; envelopes set their own so body and header agree.
+async fn add_tracking_id(mut response: Response) -> Response {
+    if !response.headers().contains_key("trackingid")
+        && let Ok(value) = HeaderValue::from_str(&tracking_id())
+    {
+        response.headers_mut().insert("trackingid", value);
+    }
+    response
+}
