@@ -71,9 +71,51 @@ pub struct Config {
     pub session_store: StoreConfig,
     /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
     pub max_pending_flows: usize,
+    /// `HEADER_READ_TIMEOUT_SECS` (10): a client must send its request headers within this.
+    pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS` (10,000): connections served at once; the rest wait in the backlog.
+    pub max_connections: usize,
+    /// `RATE_LIMIT_PER_MINUTE` (20): `POST /sign-in` and `GET /login` per client address, with a
+    /// burst of that size.
+    pub rate_limit_per_minute: u32,
+    /// `CLIENT_IP_HEADER` (unset): the header whose last hop is the client address (behind your
+    /// proxy, e.g. `X-Forwarded-For`); unset, the peer address is the client.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// `ABANDONED_FLOW_SECS` (60): a device flow whose page nobody watched for this long stops.
+    pub abandoned_flow: Duration,
+    /// `ALLOWED_HOSTS` (comma-separated): `Host` values accepted besides the redirect URI's
+    /// authority and the listen address.
+    pub allowed_hosts: Vec<String>,
+    /// `ENCRYPTION_KEYS` (comma-separated base64 of 32 bytes each): the first encrypts tokens in
+    /// the store, all decrypt. Empty: see `store::open` for what each backend does.
+    pub encryption_keys: Vec<EncryptionKey>,
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+/// A 32-byte key of `ENCRYPTION_KEYS`; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey([redacted])")
+    }
+}
+
+impl EncryptionKey {
+    /// Parses one base64 key (standard or URL-safe alphabet, padding optional).
+    pub fn from_base64(text: &str) -> Option<Self> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .ok()?;
+        bytes.try_into().ok().map(Self)
+    }
 }
 
 /// A configuration error: one line naming the key and what is wrong.
@@ -199,6 +241,49 @@ impl Config {
                 })?,
         };
 
+        let header_read_timeout =
+            Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS", 10)?);
+        let max_connections = usize::try_from(positive(&get, "MAX_CONNECTIONS", 10_000)?)
+            .map_err(|_| invalid("MAX_CONNECTIONS", "is too large"))?;
+        let rate_limit_per_minute = u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE", 20)?)
+            .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?;
+        let client_ip_header =
+            match get("CLIENT_IP_HEADER") {
+                None => None,
+                Some(name) => Some(axum::http::HeaderName::try_from(name.as_str()).map_err(
+                    |_| invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name")),
+                )?),
+            };
+        let abandoned_flow = Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS", 60)?);
+        let allowed_hosts = get("ALLOWED_HOSTS")
+            .map(|hosts| {
+                hosts
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let encryption_keys = match get("ENCRYPTION_KEYS") {
+            None => Vec::new(),
+            Some(keys) => keys
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+                .enumerate()
+                .map(|(i, k)| {
+                    EncryptionKey::from_base64(k).ok_or_else(|| {
+                        invalid(
+                            "ENCRYPTION_KEYS",
+                            format!(
+                                "key {} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)",
+                                i + 1
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
         Ok(Self {
             mode,
             redirect_uri,
@@ -208,6 +293,13 @@ impl Config {
             listen_addr,
             session_store,
             max_pending_flows,
+            header_read_timeout,
+            max_connections,
+            rate_limit_per_minute,
+            client_ip_header,
+            abandoned_flow,
+            allowed_hosts,
+            encryption_keys,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
         })
@@ -226,6 +318,22 @@ impl Config {
     /// the landing page comes back on the OAuth callback.
     pub fn public_origin(&self) -> String {
         self.redirect_uri.origin().ascii_serialization()
+    }
+}
+
+/// A positive whole number under `key`, or `default` when unset.
+fn positive(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number"))),
     }
 }
 
@@ -290,6 +398,12 @@ mod tests {
             StoreConfig::Sqlite("data/sessions.db".into())
         );
         assert_eq!(c.max_pending_flows, 10_000);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.rate_limit_per_minute, 20);
+        assert_eq!(c.abandoned_flow, Duration::from_secs(60));
+        assert!(c.client_ip_header.is_none() && c.allowed_hosts.is_empty());
+        assert!(c.encryption_keys.is_empty());
         assert!(!c.secure_cookies());
         assert_eq!(c.public_origin(), "http://localhost:10060");
     }
@@ -322,6 +436,12 @@ mod tests {
             ("WEBEX_SCOPES", "spark:all \"x"),
             ("MAX_PENDING_DEVICE_FLOWS", "0"),
             ("MAX_PENDING_DEVICE_FLOWS", "lots"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("MAX_CONNECTIONS", "-1"),
+            ("RATE_LIMIT_PER_MINUTE", "many"),
+            ("ABANDONED_FLOW_SECS", "1.5"),
+            ("CLIENT_IP_HEADER", "not a header"),
+            ("ENCRYPTION_KEYS", "c2hvcnQ="),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{value}");
@@ -354,5 +474,17 @@ mod tests {
         );
         let c = config(&[("SESSION_STORE", "redis://:hunter2@cache.internal:6379/0")]).unwrap();
         assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let c = config(&[
+            ("ENCRYPTION_KEYS", &format!("{key}, {key}")),
+            ("ALLOWED_HOSTS", "App.Example.com, ,10.0.0.5:10060"),
+            ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ])
+        .unwrap();
+        assert_eq!(c.encryption_keys.len(), 2);
+        assert_eq!(c.encryption_keys[0].0[31], 31);
+        assert!(!format!("{c:?}").contains(key));
+        assert_eq!(c.allowed_hosts, ["app.example.com", "10.0.0.5:10060"]);
+        assert_eq!(c.client_ip_header.unwrap().as_str(), "x-forwarded-for");
     }
 }
