@@ -44,7 +44,7 @@ impl App {
         // 1. Webex: the real one, or the fake on its own loopback port (demo mode).
         let (webex, fake) = webex_client(&config).await?;
         // 2. The store: one that cannot be opened stops start-up with a line naming the key.
-        let store = store::open(&config.session_store)
+        let store = store::open(&config.session_store, &config.encryption_keys)
             .await
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
         // 3. The state every request shares.
@@ -53,7 +53,14 @@ impl App {
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
             .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
-        let state = AppState::new(Arc::new(config), webex, flows, store.refresh_locks, csp);
+        let state = AppState::new(
+            Arc::new(config),
+            webex,
+            flows,
+            store.refresh_locks,
+            store.sessions.clone(),
+            csp,
+        );
         // 4. The router and its layers.
         let router = web::router(state.clone(), store.sessions.clone());
         Ok(Self {

@@ -31,7 +31,7 @@ pub enum StoreConfig {
     Memory,
     /// A SQLite file (created, with its folder, mode 0600): survives restarts.
     Sqlite(std::path::PathBuf),
-    /// `redis://HOST:PORT[/DB]`: shared by several instances.
+    /// `redis://HOST:PORT[/DB]` (or `rediss://` for TLS): shared by several instances.
     Redis(String),
 }
 
@@ -205,7 +205,7 @@ impl Config {
         let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
         let session_store = match store.as_str() {
             "memory" => StoreConfig::Memory,
-            redis if redis.starts_with("redis://") => {
+            redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
                 let url = Url::parse(redis).map_err(|e| {
                     invalid("SESSION_STORE", format!("{redis:?} is not a URL ({e})"))
                 })?;
@@ -220,7 +220,7 @@ impl Config {
                     return Err(invalid(
                         "SESSION_STORE",
                         format!(
-                            "{other:?} is not supported; use memory, sqlite://PATH or redis://HOST:PORT[/DB]"
+                            "{other:?} is not supported; use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…"
                         ),
                     ));
                 }
@@ -283,6 +283,13 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+
+        if matches!(session_store, StoreConfig::Redis(_)) && encryption_keys.is_empty() {
+            return Err(invalid(
+                "ENCRYPTION_KEYS",
+                "required when SESSION_STORE is redis:// or rediss:// (every instance must share the key; make one with `openssl rand -base64 32`)",
+            ));
+        }
 
         Ok(Self {
             mode,
@@ -467,12 +474,22 @@ mod tests {
             c.session_store,
             StoreConfig::Sqlite("/var/lib/app/s.db".into())
         );
-        let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap();
+        let err = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap_err();
+        assert_eq!(err.key, "ENCRYPTION_KEYS");
+        let key = (
+            "ENCRYPTION_KEYS",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2"), key]).unwrap();
         assert_eq!(
             c.session_store,
             StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
         );
-        let c = config(&[("SESSION_STORE", "redis://:hunter2@cache.internal:6379/0")]).unwrap();
+        let c = config(&[
+            ("SESSION_STORE", "rediss://:hunter2@cache.internal:6379/0"),
+            key,
+        ])
+        .unwrap();
         assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let c = config(&[

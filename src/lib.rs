@@ -16,6 +16,7 @@
 mod app;
 mod clock;
 pub mod config;
+mod crypto;
 mod device_flow;
 mod error;
 pub mod fake_webex;

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::pollers::DeviceFlows;
-use crate::store::RefreshLocks;
+use crate::store::{RefreshLocks, SessionBackend};
 use crate::webex::WebexClient;
 use axum::extract::FromRef;
 use axum::http::HeaderValue;
@@ -21,6 +21,8 @@ struct Inner {
     flows: DeviceFlows,
     /// One refresh at a time per session (across instances with Redis).
     refresh_locks: RefreshLocks,
+    /// The session store (the session layer has its own handle; this one answers `/readyz`).
+    sessions: SessionBackend,
     /// The Content-Security-Policy header every response gets (it names the avatar hosts).
     csp: HeaderValue,
 }
@@ -31,6 +33,7 @@ impl AppState {
         webex: WebexClient,
         flows: DeviceFlows,
         refresh_locks: RefreshLocks,
+        sessions: SessionBackend,
         csp: HeaderValue,
     ) -> Self {
         Self(Arc::new(Inner {
@@ -38,6 +41,7 @@ impl AppState {
             webex,
             flows,
             refresh_locks,
+            sessions,
             csp,
         }))
     }
@@ -56,6 +60,10 @@ impl AppState {
 
     pub fn refresh_locks(&self) -> &RefreshLocks {
         &self.0.refresh_locks
+    }
+
+    pub fn sessions(&self) -> &SessionBackend {
+        &self.0.sessions
     }
 
     pub fn csp(&self) -> &HeaderValue {

@@ -15,7 +15,8 @@ mod sqlite;
 pub use refresh_lock::RefreshLocks;
 pub use sessions::SessionBackend;
 
-use crate::config::StoreConfig;
+use crate::config::{EncryptionKey, StoreConfig};
+use crate::crypto::Cipher;
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;
@@ -55,28 +56,44 @@ pub struct Store {
     pub refresh_locks: RefreshLocks,
 }
 
-/// Opens the configured backend (creating the SQLite file, or connecting to Redis).
-pub async fn open(config: &StoreConfig) -> StoreResult<Store> {
+/// Opens the configured backend (creating the SQLite file, or connecting to Redis). Records are
+/// sealed with `keys` (`ENCRYPTION_KEYS`); without keys, memory uses a key for the life of the
+/// process and SQLite one kept in `encryption.key` beside the file (created once, mode 0600),
+/// so `cargo run` needs no setup and restarts keep sessions. Redis needs keys (config checks).
+pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<Store> {
+    let given = Cipher::new(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
     Ok(match config {
-        StoreConfig::Memory => Store {
-            flows: FlowStore(Backend::Memory(MemoryFlows::default())),
-            sessions: SessionBackend::memory(),
-            refresh_locks: RefreshLocks::in_process(),
-        },
+        StoreConfig::Memory => {
+            let cipher = given.unwrap_or_else(Cipher::random);
+            Store {
+                flows: FlowStore(Backend::Memory(MemoryFlows::default())),
+                sessions: SessionBackend::memory(cipher),
+                refresh_locks: RefreshLocks::in_process(),
+            }
+        }
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
+            let cipher = match given {
+                Some(cipher) => cipher,
+                None => sqlite::key_beside(path)?,
+            };
             Store {
-                flows: FlowStore(Backend::Sqlite(SqliteFlows::new(pool.clone()))),
-                sessions: SessionBackend::sqlite(pool).await?,
+                flows: FlowStore(Backend::Sqlite(SqliteFlows::new(
+                    pool.clone(),
+                    cipher.clone(),
+                ))),
+                sessions: SessionBackend::sqlite(pool, cipher),
                 refresh_locks: RefreshLocks::in_process(),
             }
         }
         StoreConfig::Redis(url) => {
+            let cipher = given
+                .ok_or_else(|| StoreError::Open("ENCRYPTION_KEYS is required with Redis".into()))?;
             let pool = redis::open(url).await?;
-            let flows = RedisFlows::new(pool.clone());
+            let flows = RedisFlows::new(pool.clone(), cipher.clone());
             Store {
                 flows: FlowStore(Backend::Redis(flows.clone())),
-                sessions: SessionBackend::redis(pool),
+                sessions: SessionBackend::redis(pool, cipher),
                 refresh_locks: RefreshLocks::shared(flows),
             }
         }

@@ -1,8 +1,10 @@
-//! Device flows and refresh locks in Redis (`SESSION_STORE=redis://…`), shared by several
-//! instances. Every check-and-write is one Lua script, so it is atomic.
+//! Device flows and refresh locks in Redis (`SESSION_STORE=redis://…` or `rediss://…`), shared
+//! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
+//! and tokens are sealed.
 
 use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis};
 use crate::clock::unix_now_ms;
+use crate::crypto::Cipher;
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use fred::prelude::{
@@ -34,23 +36,50 @@ const KEEP_AFTER_EXPIRY_MS: u64 = 10 * 60 * 1000;
 /// Connects to `redis://HOST:PORT[/DB]`. Commands time out after 5 s (a page then says the
 /// store is unavailable) and the pool reconnects for ever, so the app recovers when Redis does.
 pub async fn open(url: &str) -> StoreResult<RedisPool> {
+    // Never the URL itself in a message: it may carry the password.
+    let shown = redacted(url);
     let config = RedisConfig::from_url(url)
-        .map_err(|e| StoreError::Open(format!("{url:?} is not a Redis URL: {e}")))?;
+        .map_err(|_| StoreError::Open(format!("{shown} is not a Redis URL")))?;
     let pool = Builder::from_config(config)
         .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
         .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(5))
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(4)
-        .map_err(|e| StoreError::Open(format!("cannot set up Redis: {e}")))?;
+        .map_err(|e| {
+            StoreError::Open(format!(
+                "cannot set up Redis at {shown}: {}",
+                e.kind().to_str()
+            ))
+        })?;
     tokio::time::timeout(Duration::from_secs(5), pool.init())
         .await
-        .map_err(|_| StoreError::Open(format!("cannot reach Redis at {url}")))?
-        .map_err(|e| StoreError::Open(format!("cannot reach Redis at {url}: {e}")))?;
+        .map_err(|_| StoreError::Open(format!("cannot reach Redis at {shown}")))?
+        .map_err(|e| {
+            StoreError::Open(format!(
+                "cannot reach Redis at {shown} ({})",
+                e.kind().to_str()
+            ))
+        })?;
     Ok(pool)
 }
 
+/// `scheme://host:port/db`, without user name or password.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "the configured Redis URL".to_owned(),
+    }
+}
+
 #[derive(Clone)]
-pub struct RedisFlows(RedisPool);
+pub struct RedisFlows {
+    pool: RedisPool,
+    cipher: Cipher,
+}
 
 /// A lock held in Redis, released when dropped (best effort; it also expires by itself).
 pub struct RedisLock {
@@ -87,16 +116,38 @@ fn lease_ms() -> i64 {
 }
 
 impl RedisFlows {
-    pub fn new(pool: RedisPool) -> Self {
-        Self(pool)
+    pub fn new(pool: RedisPool, cipher: Cipher) -> Self {
+        Self { pool, cipher }
+    }
+
+    fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
+        Ok(self.cipher.seal_text(&serde_json::to_string(value)?))
+    }
+
+    fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        sealed: Option<String>,
+    ) -> StoreResult<Option<T>> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        match self.cipher.open_text(&sealed) {
+            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+            None => {
+                tracing::warn!(
+                    "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
+                );
+                Ok(None)
+            }
+        }
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
-        let pool = &self.0;
+        let pool = &self.pool;
         let _: () = pool
             .set(
                 key::flow(id),
-                serde_json::to_string(record)?,
+                self.seal(record)?,
                 Some(Expiration::PX(keep_ms(record))),
                 None,
                 false,
@@ -116,8 +167,8 @@ impl RedisFlows {
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
-        let json: Option<String> = self.0.get(key::flow(id)).await?;
-        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+        let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
+        self.open(sealed)
     }
 
     pub async fn update(
@@ -128,7 +179,7 @@ impl RedisFlows {
         owner: &str,
     ) -> StoreResult<bool> {
         let written: i64 = self
-            .0
+            .pool
             .eval(
                 "if redis.call('get', KEYS[2]) ~= ARGV[1] or redis.call('exists', KEYS[1]) == 0 then return 0 end
                  redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
@@ -143,11 +194,8 @@ impl RedisFlows {
                 ],
                 vec![
                     owner.to_owned(),
-                    serde_json::to_string(record)?,
-                    tokens
-                        .map(serde_json::to_string)
-                        .transpose()?
-                        .unwrap_or_default(),
+                    self.seal(record)?,
+                    tokens.map(|t| self.seal(t)).transpose()?.unwrap_or_default(),
                     record.status.as_str().to_owned(),
                     keep_ms(record).to_string(),
                     id.to_owned(),
@@ -159,7 +207,7 @@ impl RedisFlows {
 
     pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
         let json: Option<String> = self
-            .0
+            .pool
             .eval(
                 "local t = redis.call('get', KEYS[1])
                  if t then redis.call('del', KEYS[1], KEYS[2], KEYS[3]) end
@@ -168,22 +216,22 @@ impl RedisFlows {
                 Vec::<String>::new(),
             )
             .await?;
-        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+        self.open(json)
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         let _: () = self
-            .0
+            .pool
             .del(vec![key::flow(id), key::lease(id), key::tokens(id)])
             .await?;
-        let _: () = self.0.srem(key::PENDING, id).await?;
+        let _: () = self.pool.srem(key::PENDING, id).await?;
         Ok(())
     }
 
     /// SET NX PX, or a renewal by the holder: one script, atomic.
     pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let taken: i64 = self
-            .0
+            .pool
             .eval(
                 "if redis.call('sismember', KEYS[2], ARGV[3]) == 0 then return 0 end
                  local holder = redis.call('get', KEYS[1])
@@ -200,7 +248,7 @@ impl RedisFlows {
     pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
         for id in ids {
             let _: i64 = self
-                .0
+                .pool
                 .eval(
                     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0",
                     vec![key::lease(id)],
@@ -212,16 +260,16 @@ impl RedisFlows {
     }
 
     pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
-        let holder: Option<String> = self.0.get(key::lease(id)).await?;
-        let pending: bool = self.0.sismember(key::PENDING, id).await?;
+        let holder: Option<String> = self.pool.get(key::lease(id)).await?;
+        let pending: bool = self.pool.sismember(key::PENDING, id).await?;
         Ok(pending && holder.as_deref() == Some(owner))
     }
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        let ids: Vec<String> = self.0.smembers(key::PENDING).await?;
+        let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut orphans = Vec::new();
         for id in ids.into_iter().take(1000) {
-            let held: bool = self.0.exists(key::lease(&id)).await?;
+            let held: bool = self.pool.exists(key::lease(&id)).await?;
             if !held {
                 orphans.push(id);
             }
@@ -230,18 +278,18 @@ impl RedisFlows {
     }
 
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        let count: i64 = self.0.scard(key::PENDING).await?;
+        let count: i64 = self.pool.scard(key::PENDING).await?;
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// Records expire by themselves (PX); this drops pending entries whose record is gone.
     pub async fn purge(&self) -> StoreResult<usize> {
-        let ids: Vec<String> = self.0.smembers(key::PENDING).await?;
+        let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut purged = 0usize;
         for id in ids {
-            let alive: bool = self.0.exists(key::flow(&id)).await?;
+            let alive: bool = self.pool.exists(key::flow(&id)).await?;
             if !alive {
-                let _: () = self.0.srem(key::PENDING, &id).await?;
+                let _: () = self.pool.srem(key::PENDING, &id).await?;
                 purged = purged.saturating_add(1);
             }
         }
@@ -255,7 +303,7 @@ impl RedisFlows {
         let px = i64::try_from(millis(REFRESH_LOCK)).unwrap_or(i64::MAX);
         loop {
             let set: Option<String> = self
-                .0
+                .pool
                 .set(
                     &key,
                     owner,
@@ -266,7 +314,7 @@ impl RedisFlows {
                 .await?;
             if set.is_some() {
                 return Ok(RedisLock {
-                    pool: self.0.clone(),
+                    pool: self.pool.clone(),
                     key,
                     owner: owner.to_owned(),
                 });

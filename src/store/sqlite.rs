@@ -1,8 +1,10 @@
 //! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions: they
-//! survive restarts. One instance owns the file.
+//! survive restarts. One instance owns the file. The flow record (with its device code) and the
+//! tokens are sealed; the columns the queries filter on (status, instants, lease) are not.
 
 use super::{StoreError, StoreResult, lease_until, millis};
 use crate::clock::unix_now_ms;
+use crate::crypto::Cipher;
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use sqlx::Row;
@@ -13,7 +15,13 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Clone)]
-pub struct SqliteFlows(SqlitePool);
+pub struct SqliteFlows {
+    pool: SqlitePool,
+    cipher: Cipher,
+}
+
+/// Bumped when the file's layout changes; see [`migrate`].
+const SCHEMA_VERSION: i64 = 2;
 
 /// Unix milliseconds as SQLite's signed integer (saturating; our instants fit by far).
 fn sql_ms(ms: u64) -> i64 {
@@ -35,6 +43,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         // In WAL mode, NORMAL keeps the database consistent after a crash and skips an fsync
         // per commit (the last commits may be lost on power failure, not corrupted).
         .synchronous(SqliteSynchronous::Normal)
+        // Deleted rows are overwritten with zeros, so a sign-out leaves no bytes behind.
+        .pragma("secure_delete", "on")
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
@@ -42,6 +52,26 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         .connect_with(options)
         .await
         .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
+    migrate(&pool, path).await?;
+    sqlx::query(
+        "create table if not exists sessions (
+            id text primary key not null,
+            data blob not null,
+            expires_at_ms integer not null
+        )",
+    )
+    .execute(&pool)
+    .await
+    .map_err(|e| {
+        open_error(format!(
+            "cannot create the sessions table in {}: {e}",
+            path.display()
+        ))
+    })?;
+    sqlx::query("create index if not exists sessions_expiry on sessions (expires_at_ms)")
+        .execute(&pool)
+        .await
+        .map_err(|e| open_error(format!("cannot index sessions in {}: {e}", path.display())))?;
     sqlx::query(
         "create table if not exists device_flows (
             id text primary key not null,
@@ -78,6 +108,71 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     Ok(pool)
 }
 
+/// Files from before version 2 kept sessions (tower-sessions' table) and flows in clear, keyed
+/// by the cookie value: drop them (their users sign in again) and reclaim the pages.
+async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
+    let version: i64 = sqlx::query_scalar("pragma user_version")
+        .fetch_one(pool)
+        .await?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let old: Option<String> = sqlx::query_scalar(
+        "select name from sqlite_master where name in ('tower_sessions', 'device_flows') limit 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if old.is_some() {
+        tracing::warn!(
+            file = %path.display(),
+            "dropping sessions and device flows stored in clear by an older version; users sign in again"
+        );
+        sqlx::query("drop table if exists tower_sessions")
+            .execute(pool)
+            .await?;
+        sqlx::query("drop table if exists device_flows")
+            .execute(pool)
+            .await?;
+        sqlx::query("vacuum").execute(pool).await?;
+    }
+    sqlx::query(&format!("pragma user_version = {SCHEMA_VERSION}"))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The key in `encryption.key` beside the database, made (32 random bytes, base64, mode 0600)
+/// the first time.
+pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let path = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("encryption.key");
+    let problem = |what: String| StoreError::Open(what);
+    if !path.exists() {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        create_private_file(&path).map_err(problem)?;
+        std::fs::write(&path, STANDARD.encode(key))
+            .map_err(|e| problem(format!("cannot write {}: {e}", path.display())))?;
+        tracing::info!(file = %path.display(), "made a new encryption key for the store");
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+    crate::config::EncryptionKey::from_base64(&text)
+        .and_then(|k| Cipher::new(&[k.0]))
+        .ok_or_else(|| {
+            problem(format!(
+                "{} does not hold a base64 32-byte key",
+                path.display()
+            ))
+        })
+}
+
 #[cfg(unix)]
 fn create_private_file(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -96,8 +191,25 @@ fn create_private_file(_: &Path) -> Result<(), String> {
 }
 
 impl SqliteFlows {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self(pool)
+    pub fn new(pool: SqlitePool, cipher: Cipher) -> Self {
+        Self { pool, cipher }
+    }
+
+    fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
+        Ok(self.cipher.seal_text(&serde_json::to_string(value)?))
+    }
+
+    /// `None` when the value does not open (a retired key): the flow reads as gone.
+    fn open<T: serde::de::DeserializeOwned>(&self, sealed: &str) -> StoreResult<Option<T>> {
+        match self.cipher.open_text(sealed) {
+            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+            None => {
+                tracing::warn!(
+                    "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
+                );
+                Ok(None)
+            }
+        }
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
@@ -106,12 +218,12 @@ impl SqliteFlows {
              values (?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
-        .bind(serde_json::to_string(record)?)
+        .bind(self.seal(record)?)
         .bind(record.status.as_str())
         .bind(sql_ms(record.expires_at_ms))
         .bind(owner)
         .bind(sql_ms(lease_until(unix_now_ms())))
-        .execute(&self.0)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -119,10 +231,10 @@ impl SqliteFlows {
     pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
         let row = sqlx::query("select data from device_flows where id = ?")
             .bind(id)
-            .fetch_optional(&self.0)
+            .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(row) => Ok(Some(serde_json::from_str(row.get::<&str, _>(0))?)),
+            Some(row) => self.open(row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }
@@ -134,18 +246,18 @@ impl SqliteFlows {
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
-        let tokens = tokens.map(serde_json::to_string).transpose()?;
+        let tokens = tokens.map(|t| self.seal(t)).transpose()?;
         let done = sqlx::query(
             "update device_flows set data = ?, status = ?, tokens = coalesce(?, tokens)
              where id = ? and lease_owner = ? and lease_until_ms >= ?",
         )
-        .bind(serde_json::to_string(record)?)
+        .bind(self.seal(record)?)
         .bind(record.status.as_str())
         .bind(tokens)
         .bind(id)
         .bind(owner)
         .bind(sql_ms(unix_now_ms()))
-        .execute(&self.0)
+        .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -155,10 +267,10 @@ impl SqliteFlows {
             "delete from device_flows where id = ? and tokens is not null returning tokens",
         )
         .bind(id)
-        .fetch_optional(&self.0)
+        .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(Some(serde_json::from_str(row.get::<&str, _>(0))?)),
+            Some(row) => self.open(row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }
@@ -166,7 +278,7 @@ impl SqliteFlows {
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         sqlx::query("delete from device_flows where id = ?")
             .bind(id)
-            .execute(&self.0)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }
@@ -183,7 +295,7 @@ impl SqliteFlows {
         .bind(id)
         .bind(owner)
         .bind(sql_ms(now))
-        .execute(&self.0)
+        .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -198,7 +310,7 @@ impl SqliteFlows {
         .bind(sql_ms(lease_until(now)))
         .bind(owner)
         .bind(sql_ms(now))
-        .execute(&self.0)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -211,7 +323,7 @@ impl SqliteFlows {
         .bind(id)
         .bind(owner)
         .bind(sql_ms(unix_now_ms()))
-        .fetch_optional(&self.0)
+        .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
     }
@@ -225,7 +337,7 @@ impl SqliteFlows {
         )
         .bind(now)
         .bind(now)
-        .fetch_all(&self.0)
+        .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
@@ -235,14 +347,14 @@ impl SqliteFlows {
             "select count(*) from device_flows where status = 'pending' and expires_at_ms > ?",
         )
         .bind(sql_ms(unix_now_ms()))
-        .fetch_one(&self.0)
+        .fetch_one(&self.pool)
         .await?;
         Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
     }
 
     pub async fn len(&self) -> StoreResult<usize> {
         let row = sqlx::query("select count(*) from device_flows")
-            .fetch_one(&self.0)
+            .fetch_one(&self.pool)
             .await?;
         Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
     }
@@ -251,7 +363,7 @@ impl SqliteFlows {
         let cutoff = unix_now_ms().saturating_sub(millis(grace));
         let done = sqlx::query("delete from device_flows where expires_at_ms < ?")
             .bind(sql_ms(cutoff))
-            .execute(&self.0)
+            .execute(&self.pool)
             .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }

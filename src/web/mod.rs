@@ -27,9 +27,6 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tracing::Level;
 
-/// A session nobody used for this long is gone (a signed-in session is renewed at most once a
-/// day, see `session::TOUCH_EVERY_SECS`).
-const SESSION_INACTIVITY: time::Duration = time::Duration::days(30);
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -46,7 +43,8 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
         .with_same_site(SameSite::Lax)
         .with_http_only(true)
         .with_secure(state.config().secure_cookies())
-        .with_expiry(Expiry::OnInactivity(SESSION_INACTIVITY));
+        // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
+        .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
     routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)

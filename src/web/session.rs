@@ -10,8 +10,9 @@ use crate::tokens::TokenSet;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
-use tower_sessions::Session;
+use std::time::Duration;
 use tower_sessions::session::Error;
+use tower_sessions::{Expiry, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
 const TOKENS_KEY: &str = "webex.tokens";
@@ -22,6 +23,12 @@ const TOUCHED_KEY: &str = "session.touched";
 /// A signed-in session is written (and so its inactivity expiry renewed) at most once a day,
 /// not on every request.
 pub const TOUCH_EVERY_SECS: u64 = 86_400;
+
+/// A signed-in session nobody used for this long is gone (it is renewed at most once a day).
+pub const SIGNED_IN_INACTIVITY: time::Duration = time::Duration::days(30);
+/// A session without tokens (a login or a device sign-in in progress) is gone this long after
+/// its last write, so a script hammering `/login` cannot fill the store for a month.
+const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(15);
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -57,11 +64,27 @@ impl WebSession {
     }
 
     pub async fn set_pending_logins(&self, logins: Vec<PendingLogin>) -> Result<()> {
+        self.keep_short_unless_signed_in(ANONYMOUS_LIFETIME).await?;
         if logins.is_empty() {
             self.0.remove_value(PENDING_LOGINS_KEY).await?;
             return Ok(());
         }
         self.0.insert(PENDING_LOGINS_KEY, logins).await
+    }
+
+    /// Writes the session now rather than after the response (e.g. a login's state is used up
+    /// even when the request then fails: tower-sessions does not save after a 5xx).
+    pub async fn save_now(&self) -> Result<()> {
+        self.0.save().await
+    }
+
+    /// Without tokens, the session lives `at_least` (never less than 15 minutes) past this write.
+    async fn keep_short_unless_signed_in(&self, at_least: time::Duration) -> Result<()> {
+        if !self.has_tokens().await? {
+            let lifetime = at_least.max(ANONYMOUS_LIFETIME);
+            self.0.set_expiry(Some(Expiry::OnInactivity(lifetime)));
+        }
+        Ok(())
     }
 
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
@@ -75,6 +98,8 @@ impl WebSession {
 
     /// Keeps the tokens of a new sign-in, under a new session id (against session fixation).
     pub async fn sign_in(&self, tokens: &TokenSet) -> Result<()> {
+        self.0
+            .set_expiry(Some(Expiry::OnInactivity(SIGNED_IN_INACTIVITY)));
         self.0.insert(TOKENS_KEY, tokens).await?;
         self.0.insert(TOUCHED_KEY, unix_now()).await?;
         self.0.cycle_id().await
@@ -107,7 +132,12 @@ impl WebSession {
         self.0.get(FLOW_KEY).await
     }
 
-    pub async fn set_flow_id(&self, id: &str) -> Result<()> {
+    /// Records this session's device flow; an anonymous session then lives at least as long
+    /// as the flow can (`flow_lifetime`).
+    pub async fn set_flow_id(&self, id: &str, flow_lifetime: Duration) -> Result<()> {
+        let lifetime = time::Duration::try_from(flow_lifetime).unwrap_or(ANONYMOUS_LIFETIME);
+        self.keep_short_unless_signed_in(lifetime.saturating_add(time::Duration::minutes(5)))
+            .await?;
         self.0.insert(FLOW_KEY, id).await
     }
 

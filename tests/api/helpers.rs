@@ -165,6 +165,17 @@ impl TestApp {
         app
     }
 
+    /// Stops the server and starts it again on the same address (so the redirect URI still
+    /// works) with `config`, the same fake and the same browser.
+    pub async fn restart_with(self, config: Config) -> Self {
+        let (fake, client, addr) = (self.fake.clone(), self.client.clone(), self.addr);
+        self.stop().await;
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let mut app = Self::serve(config, listener, fake).await;
+        app.client = client;
+        app
+    }
+
     /// Stops the server and waits until it has stopped.
     pub async fn stop(self) {
         let _ = self.stop.send(());

@@ -1,6 +1,7 @@
 //! Integration tests over real HTTP: the app and the fake Webex on random loopback ports, and a
 //! cookie-keeping client that does not follow redirects (so each hop is checked).
 
+mod at_rest;
 mod auth_code;
 mod device;
 mod errors;
@@ -9,6 +10,7 @@ mod helpers;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+mod sign_out;
 mod soak;
 mod stores;
 mod tokens;

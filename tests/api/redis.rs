@@ -73,13 +73,18 @@ async fn second_instance(a: &TestApp) -> TestApp {
     b
 }
 
+/// Every instance sharing a Redis must share its encryption key.
+const TEST_KEY_BASE64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn use_redis(config: &mut webex_oauth_axum::Config, url: &str) {
+    config.session_store = StoreConfig::Redis(url.to_owned());
+    config.encryption_keys = vec![webex_oauth_axum::config::EncryptionKey([7; 32])];
+}
+
 #[tokio::test]
 async fn a_login_through_one_instance_works_through_the_other() {
     let redis = redis().await;
-    let a = TestApp::spawn_with(FakeConfig::default(), |c| {
-        c.session_store = StoreConfig::Redis(redis.url.clone())
-    })
-    .await;
+    let a = TestApp::spawn_with(FakeConfig::default(), |c| use_redis(c, &redis.url)).await;
     let b = second_instance(&a).await;
     a.login().await;
     let spaces = b.get("/spaces").await;
@@ -99,10 +104,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
         access_token_ttl: Duration::from_secs(30),
         ..FakeConfig::default()
     };
-    let a = TestApp::spawn_with(fake, |c| {
-        c.session_store = StoreConfig::Redis(redis.url.clone())
-    })
-    .await;
+    let a = TestApp::spawn_with(fake, |c| use_redis(c, &redis.url)).await;
     let b = second_instance(&a).await;
     a.login().await;
     a.fake.set_access_token_ttl(Duration::from_secs(3600));
@@ -131,10 +133,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
 #[tokio::test]
 async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     let redis = redis().await;
-    let a = TestApp::spawn_with(quick_device_fake(), |c| {
-        c.session_store = StoreConfig::Redis(redis.url.clone())
-    })
-    .await;
+    let a = TestApp::spawn_with(quick_device_fake(), |c| use_redis(c, &redis.url)).await;
     let b = second_instance(&a).await;
 
     // Started through A, its status read through B.
@@ -186,9 +185,12 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{closed}");
-    let config =
-        webex_oauth_axum::Config::from_lookup(|key| (key == "SESSION_STORE").then(|| url.clone()))
-            .unwrap();
+    let config = webex_oauth_axum::Config::from_lookup(|key| match key {
+        "SESSION_STORE" => Some(url.clone()),
+        "ENCRYPTION_KEYS" => Some(TEST_KEY_BASE64.to_owned()),
+        _ => None,
+    })
+    .unwrap();
     let err = match webex_oauth_axum::App::with_listener(config, listener).await {
         Ok(_) => panic!("started without Redis"),
         Err(err) => err.to_string(),
@@ -199,10 +201,7 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
 #[tokio::test]
 async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     let mut redis = redis().await;
-    let app = TestApp::spawn_with(FakeConfig::default(), |c| {
-        c.session_store = StoreConfig::Redis(redis.url.clone())
-    })
-    .await;
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| use_redis(c, &redis.url)).await;
     app.login().await;
     let _ = redis.child.kill();
     let _ = redis.child.wait();
@@ -227,4 +226,84 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     .await;
     app.login().await;
     assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sign_out_is_final_with_the_redis_store() {
+    let redis = redis().await;
+    let url = redis.url.clone();
+    crate::sign_out::sign_out_and_cycled_ids_stay_dead(move |c: &mut webex_oauth_axum::Config| {
+        use_redis(c, &url)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_holds_no_token_device_code_or_cookie_value() {
+    use fred::prelude::{ClientLike, KeysInterface, SetsInterface};
+    let redis = redis().await;
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |c| {
+        use_redis(c, &redis.url)
+    })
+    .await;
+    let (a, jar_a) = crate::sign_out::browser_with_jar();
+    let mut cookies = Vec::new();
+    a.get(app.url("/login")).send().await.unwrap();
+    cookies.push(crate::sign_out::cookie_of(&app, &jar_a));
+    app.login_as(&a).await;
+    cookies.push(crate::sign_out::cookie_of(&app, &jar_a));
+    let (b, jar_b) = crate::sign_out::browser_with_jar();
+    let user_code = app.start_device_flow_as(&b).await;
+    cookies.push(crate::sign_out::cookie_of(&app, &jar_b));
+    // Read the store while the flow is pending (its record holds the device code).
+    let client = fred::prelude::Client::new(
+        fred::prelude::Config::from_url(&redis.url).unwrap(),
+        None,
+        None,
+        None,
+    );
+    client.init().await.unwrap();
+    let mut dump = Vec::new();
+    let mut read_all = async || {
+        let keys: Vec<String> = client.custom(fred::cmd!("KEYS"), vec!["*"]).await.unwrap();
+        for key in keys {
+            dump.extend_from_slice(key.as_bytes());
+            let kind: String = client.r#type(&key).await.unwrap();
+            if kind == "set" {
+                let members: Vec<String> = client.smembers(&key).await.unwrap();
+                dump.extend(members.concat().into_bytes());
+            } else if kind == "string" {
+                let value: Vec<u8> = client.get(&key).await.unwrap();
+                dump.extend(value);
+            }
+        }
+    };
+    read_all().await;
+    assert!(app.fake.approve_device(&user_code));
+    app.wait_for_device_status_as(&b, "granted", Duration::from_secs(15))
+        .await;
+    cookies.push(crate::sign_out::cookie_of(&app, &jar_b));
+    app.fake.expire_access_tokens();
+    assert_eq!(
+        a.get(app.url("/spaces")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post_as(&a, "/logout").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    read_all().await;
+    assert!(!dump.is_empty());
+    let mut secrets = app.fake.issued_secrets();
+    secrets.extend(
+        cookies
+            .iter()
+            .filter_map(|c| c.split_once('=').map(|(_, v)| v.to_owned())),
+    );
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !dump.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "Redis holds a secret in clear"
+        );
+    }
 }

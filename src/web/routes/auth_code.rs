@@ -141,6 +141,8 @@ async fn callback(
     };
     let login = pending.remove(index);
     session.set_pending_logins(pending).await?;
+    // Used up now, durably: even if the exchange below fails, this callback URL is dead.
+    session.save_now().await?;
 
     if let Some(error) = callback.error {
         let error = short_code(&error);

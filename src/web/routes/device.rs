@@ -41,8 +41,9 @@ async fn start(State(state): State<AppState>, session: WebSession) -> Result<Res
         .webex()
         .device_authorize(&state.config().device_scopes)
         .await?;
+    let lifetime = std::time::Duration::from_secs(auth.expires_in);
     let id = flows.start(auth).await?;
-    session.set_flow_id(&id).await?;
+    session.set_flow_id(&id, lifetime).await?;
     tracing::info!("device flow started");
     Ok(Redirect::to("/sign-in").into_response())
 }

@@ -1,4 +1,4 @@
-//! `GET /` (the two buttons) and `GET /healthz`.
+//! `GET /` (the two buttons), `GET /healthz` (liveness) and `GET /readyz` (the store answers).
 
 use crate::error::Result;
 use crate::state::AppState;
@@ -6,14 +6,32 @@ use crate::templates::{IndexTemplate, render};
 use crate::web::session::WebSession;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         // Liveness only: it never touches the store.
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+}
+
+/// `GET /readyz`: 200 when the session store answers, 503 when it does not (JSON, for probes).
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.sessions().ping().await {
+        Ok(()) => Json(json!({ "ready": true })).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "not ready: the session store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "ready": false })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// `GET /`: the landing page. `?notice=` only selects one of our fixed messages; its value is never shown.

@@ -1,0 +1,206 @@
+//! Data at rest: a copy of the SQLite file gives nobody a token, a device code or a working
+//! cookie; keys rotate; a wrong key signs users out cleanly; sessions without tokens are short.
+
+use crate::helpers::{TestApp, location, quick_device_fake};
+use crate::sign_out::{browser_with_jar, cookie_of};
+use reqwest::StatusCode;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use webex_oauth_axum::StoreConfig;
+use webex_oauth_axum::config::EncryptionKey;
+
+/// A fresh folder for one test's files.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("webex-oauth-{tag}-{}-{nanos}", std::process::id()))
+}
+
+/// The database, its WAL and its shared-memory file, as raw bytes.
+fn raw_files(db: &Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let path = PathBuf::from(format!("{}{suffix}", db.display()));
+            std::fs::read(&path)
+                .ok()
+                .map(|b| (path.display().to_string(), b))
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+}
+
+/// The value of a `Cookie` header (`name=value`).
+fn value(cookie: &str) -> String {
+    cookie.split_once('=').map_or("", |(_, v)| v).to_owned()
+}
+
+#[tokio::test]
+async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
+    let dir = temp_dir("at-rest");
+    let db = dir.join("sessions.db");
+    let app = TestApp::spawn_with(quick_device_fake(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    let mut cookies = Vec::new();
+
+    // Both flows, a refresh, and a sign-out.
+    let (a, jar_a) = browser_with_jar();
+    a.get(app.url("/login")).send().await.unwrap();
+    cookies.push(cookie_of(&app, &jar_a));
+    app.login_as(&a).await;
+    cookies.push(cookie_of(&app, &jar_a));
+    let (b, jar_b) = browser_with_jar();
+    let user_code = app.start_device_flow_as(&b).await;
+    cookies.push(cookie_of(&app, &jar_b));
+    assert!(app.fake.approve_device(&user_code));
+    app.wait_for_device_status_as(&b, "granted", Duration::from_secs(15))
+        .await;
+    cookies.push(cookie_of(&app, &jar_b));
+    assert_eq!(
+        b.get(app.url("/whoami")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    app.fake.expire_access_tokens();
+    assert_eq!(
+        a.get(app.url("/spaces")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post_as(&a, "/logout").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // B is still signed in: its (sealed) record is in the file.
+    assert_eq!(
+        b.get(app.url("/spaces")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let mut secrets = app.fake.issued_secrets();
+    secrets.extend(cookies.iter().map(|c| value(c)));
+    let files = raw_files(&db);
+    assert!(!files.is_empty());
+    for (file, bytes) in &files {
+        for secret in &secrets {
+            assert!(!contains(bytes, secret), "{file} holds a secret in clear");
+        }
+    }
+    app.stop().await;
+    let key = dir.join("encryption.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the generated key file is private");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_sessions_and_a_wrong_key_signs_out_cleanly() {
+    let dir = temp_dir("rotation");
+    let db = dir.join("sessions.db");
+    let (old, new, wrong) = (
+        EncryptionKey([1; 32]),
+        EncryptionKey([2; 32]),
+        EncryptionKey([3; 32]),
+    );
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone());
+        c.encryption_keys = vec![old.clone()];
+    })
+    .await;
+    app.login().await;
+    assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
+
+    // New key first (it seals from now on), the old one still opens.
+    let mut app = app;
+    let mut config = app.probe.config().clone();
+    config.encryption_keys = vec![new.clone(), old.clone()];
+    app = app.restart_with(config).await;
+    assert_eq!(
+        app.get("/spaces").await.status(),
+        StatusCode::OK,
+        "rotation keeps the session"
+    );
+
+    // Neither key: the record does not open, and the user is simply signed out.
+    let mut config = app.probe.config().clone();
+    config.encryption_keys = vec![wrong];
+    app = app.restart_with(config).await;
+    let response = app.get("/spaces").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/");
+    assert_eq!(app.get("/").await.status(), StatusCode::OK);
+    app.login().await;
+    assert_eq!(
+        app.get("/spaces").await.status(),
+        StatusCode::OK,
+        "signing in again works"
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sessions_without_tokens_expire_after_fifteen_minutes() {
+    let dir = temp_dir("anonymous");
+    let db = dir.join("sessions.db");
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let expiries = || async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("select expires_at_ms from sessions")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    };
+    // A cookie-less script's /login.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let rows = expiries().await;
+    assert_eq!(rows.len(), 1);
+    let fifteen = 15 * 60 * 1000;
+    assert!(
+        rows[0] <= now_ms() + fifteen && rows[0] > now_ms() + fifteen - 60_000,
+        "{rows:?}"
+    );
+
+    // Signed in, the session lives 30 days of inactivity.
+    app.login().await;
+    let rows = expiries().await;
+    let thirty_days = 30 * 86_400 * 1000;
+    assert!(
+        rows.iter().any(|e| *e > now_ms() + thirty_days - 60_000),
+        "{rows:?}"
+    );
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
