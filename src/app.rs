@@ -60,6 +60,7 @@ impl App {
             store.refresh_locks,
             store.sessions.clone(),
             csp,
+            listener.local_addr().ok(),
         );
         // 4. The router and its layers.
         let router = web::router(state.clone(), store.sessions.clone());

@@ -321,6 +321,26 @@ impl Config {
         self.redirect_uri.scheme() == "https"
     }
 
+    /// The `Host` values served (the redirect URI's authority, the listen address, the bound
+    /// address and `ALLOWED_HOSTS`), and the `Origin`s accepted for form posts (the same hosts
+    /// under the redirect URI's scheme).
+    pub fn served_hosts(&self, bound: Option<SocketAddr>) -> (Vec<String>, Vec<String>) {
+        let mut hosts = vec![authority(&self.redirect_uri)];
+        hosts.push(self.listen_addr.to_string());
+        if let Some(addr) = bound {
+            hosts.push(addr.to_string());
+            if addr.ip().is_loopback() {
+                hosts.push(format!("localhost:{}", addr.port()));
+            }
+        }
+        hosts.extend(self.allowed_hosts.iter().cloned());
+        hosts.sort();
+        hosts.dedup();
+        let scheme = self.redirect_uri.scheme();
+        let origins = hosts.iter().map(|h| format!("{scheme}://{h}")).collect();
+        (hosts, origins)
+    }
+
     /// The URL to open in a browser: the redirect URI's origin, so the session cookie set on
     /// the landing page comes back on the OAuth callback.
     pub fn public_origin(&self) -> String {
@@ -341,6 +361,15 @@ fn positive(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number"))),
+    }
+}
+
+/// `host[:port]` of a URL, as a browser sends it in `Host` (the port only when not the default).
+pub fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum AppError {
     /// 414: a query string longer than we accept.
     #[error("query string too long")]
     QueryTooLong,
+    /// 400: a `Host` this server does not answer to (DNS rebinding).
+    #[error("unknown host")]
+    UnknownHost,
     /// 403: a POST from another site.
     #[error("cross-site request refused")]
     CrossSite,
@@ -156,6 +159,12 @@ impl AppError {
                 "Request refused",
                 "This form was sent from another site, so it was refused.",
                 "Go back to the start page and use its buttons.",
+            ),
+            Self::UnknownHost => ErrorPage::new(
+                S::BAD_REQUEST,
+                "Unknown address",
+                "This server does not answer to that host name.",
+                "Open the address you were given for this app.",
             ),
             Self::QueryTooLong => ErrorPage::new(
                 S::URI_TOO_LONG,

@@ -25,6 +25,9 @@ struct Inner {
     sessions: SessionBackend,
     /// The Content-Security-Policy header every response gets (it names the avatar hosts).
     csp: HeaderValue,
+    /// `Host` values we answer to, and the `Origin`s a form post may come from.
+    hosts: Vec<String>,
+    origins: Vec<String>,
 }
 
 impl AppState {
@@ -35,7 +38,9 @@ impl AppState {
         refresh_locks: RefreshLocks,
         sessions: SessionBackend,
         csp: HeaderValue,
+        local_addr: Option<std::net::SocketAddr>,
     ) -> Self {
+        let (hosts, origins) = config.served_hosts(local_addr);
         Self(Arc::new(Inner {
             config,
             webex,
@@ -43,6 +48,8 @@ impl AppState {
             refresh_locks,
             sessions,
             csp,
+            hosts,
+            origins,
         }))
     }
 
@@ -64,6 +71,14 @@ impl AppState {
 
     pub fn sessions(&self) -> &SessionBackend {
         &self.0.sessions
+    }
+
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.0.hosts
+    }
+
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.0.origins
     }
 
     pub fn csp(&self) -> &HeaderValue {

@@ -26,7 +26,8 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 pub const MAX_QUERY_BYTES: usize = 4096;
 
 /// Everything around a request, in one middleware (one boxed future a request, not four):
-/// 1. refuses a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403);
+/// 1. refuses a `Host` we do not serve (400: DNS rebinding; `/healthz` and `/readyz` answer
+///    any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403);
 /// 2. runs the request;
 /// 3. gives every error response its HTML page ([`render_error_page`]);
 /// 4. adds the security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries
@@ -34,20 +35,28 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 ///    unless a route set its own caching (the static assets).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
-/// this also covers same-site neighbours (another port or subdomain). In the order of Go's
-/// `CrossOriginProtection`: `Sec-Fetch-Site` (every current browser sends it) must be
-/// `same-origin`; else `Origin`, else `Referer`, must name our host; with none, refused.
-/// `Origin` alone cannot be the check: under `Referrer-Policy: no-referrer`, browsers send
-/// `Origin: null` even on same-origin form posts.
+/// this also covers same-site neighbours (another port or subdomain). As Go 1.25's
+/// `http.CrossOriginProtection` does it: `Sec-Fetch-Site` (every current browser sends it)
+/// passes when `same-origin` or `none` and refuses anything else; without it, an `Origin` must
+/// be one of ours (scheme, host and port); with neither, the request is not from a browser (no
+/// ambient cookie to abuse) and passes, so scripts and `curl` can use the forms.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let refused = if request
+    let path = request.uri().path();
+    let refused = if !matches!(path, "/healthz" | "/readyz")
+        && !host_allowed(request.headers(), state.allowed_hosts())
+    {
+        tracing::warn!(path, "request for a host we do not serve");
+        Some(AppError::UnknownHost)
+    } else if request
         .uri()
         .query()
         .is_some_and(|q| q.len() > MAX_QUERY_BYTES)
     {
         tracing::warn!(path = request.uri().path(), "query string too long");
         Some(AppError::QueryTooLong)
-    } else if request.method() == Method::POST && !is_same_origin(request.headers()) {
+    } else if request.method() == Method::POST
+        && !is_same_origin(request.headers(), state.allowed_origins())
+    {
         // Only POST changes anything here; other methods fall through to their 405 page.
         tracing::warn!(method = %request.method(), "cross-site request refused");
         Some(AppError::CrossSite)
@@ -75,34 +84,27 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-fn is_same_origin(headers: &HeaderMap) -> bool {
-    let value = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if let Some(site) = value("sec-fetch-site") {
-        return site == "same-origin";
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `Host` is one we serve (compared without case). HTTP/1.1 always sends it; without one the
+/// request cannot be a browser's rebinding attack, and hyper fills it for HTTP/2.
+fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    match header(headers, header::HOST.as_str()) {
+        Some(host) => allowed.iter().any(|a| a.eq_ignore_ascii_case(host)),
+        None => true,
     }
-    let Some(host) = value(header::HOST.as_str()) else {
-        return false;
-    };
-    let source = match value(header::ORIGIN.as_str()) {
-        Some(origin) => origin,
-        None => match value(header::REFERER.as_str()) {
-            Some(referer) => referer,
-            None => return false,
-        },
-    };
-    let Ok(source) = url::Url::parse(source) else {
-        return false; // includes "null"
-    };
-    let authority = match (source.host_str(), source.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        (None, _) => return false,
-    };
-    authority.eq_ignore_ascii_case(host)
+}
+
+fn is_same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
+    if let Some(site) = header(headers, "sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match header(headers, header::ORIGIN.as_str()) {
+        Some(origin) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -118,49 +120,60 @@ mod tests {
     }
 
     #[test]
-    fn origin_or_referer_must_name_our_host() {
-        assert!(is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("origin", "http://localhost:10060")
-        ])));
-        assert!(is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("referer", "http://localhost:10060/sign-in")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("origin", "http://evil.example")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("origin", "null")
-        ])));
-        assert!(!is_same_origin(&headers(&[("host", "localhost:10060")])));
-        assert!(!is_same_origin(&headers(&[(
-            "origin",
-            "http://localhost:10060"
-        )])));
-        // Sec-Fetch-Site decides when present, whatever Origin says.
-        assert!(is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
+    fn cross_origin_rules_follow_go_cross_origin_protection() {
+        let ours = ["http://localhost:10060".to_owned()];
+        let check = |pairs: &[(&'static str, &'static str)]| is_same_origin(&headers(pairs), &ours);
+        assert!(check(&[
             ("sec-fetch-site", "same-origin"),
             ("origin", "null")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
+        ]));
+        assert!(check(&[("sec-fetch-site", "none")]));
+        assert!(!check(&[
             ("sec-fetch-site", "same-site"),
             ("origin", "http://localhost:10060")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("sec-fetch-site", "cross-site")
-        ])));
-        // Origin wins over Referer.
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:10060"),
-            ("origin", "http://evil.example"),
-            ("referer", "http://localhost:10060/")
-        ])));
+        ]));
+        assert!(!check(&[("sec-fetch-site", "cross-site")]));
+        assert!(check(&[("origin", "http://localhost:10060")]));
+        assert!(
+            !check(&[("origin", "https://localhost:10060")]),
+            "the scheme counts"
+        );
+        assert!(
+            !check(&[("origin", "http://localhost:10061")]),
+            "the port counts"
+        );
+        assert!(!check(&[("origin", "http://evil.example")]));
+        assert!(!check(&[("origin", "null")]));
+        assert!(!check(&[
+            ("referer", "http://evil.example/"),
+            ("origin", "http://evil.example")
+        ]));
+        assert!(
+            check(&[]),
+            "no browser headers: not a browser, no ambient cookie"
+        );
+        assert!(
+            check(&[("referer", "http://evil.example/")]),
+            "Referer is not consulted"
+        );
+    }
+
+    #[test]
+    fn only_our_hosts_are_served() {
+        let ours = ["localhost:10060".to_owned(), "127.0.0.1:10060".to_owned()];
+        assert!(host_allowed(
+            &headers(&[("host", "LOCALHOST:10060")]),
+            &ours
+        ));
+        assert!(host_allowed(
+            &headers(&[("host", "127.0.0.1:10060")]),
+            &ours
+        ));
+        assert!(!host_allowed(&headers(&[("host", "evil.example")]), &ours));
+        assert!(!host_allowed(
+            &headers(&[("host", "localhost:10061")]),
+            &ours
+        ));
     }
 
     #[test]

@@ -36,8 +36,16 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// including a failed session save or a panic, logged inside the request's span, and carry
 /// the headers.
 pub fn router(state: AppState, sessions: SessionBackend) -> Router {
+    // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
+    // Path=/ and no Domain, so no subdomain can set or shadow it.
+    let name = if state.config().secure_cookies() {
+        "__Host-webex_oauth_session"
+    } else {
+        "webex_oauth_session"
+    };
     let sessions = SessionManagerLayer::new(sessions)
-        .with_name("webex_oauth_session")
+        .with_name(name)
+        .with_path("/")
         // Lax, not Strict: the browser must send the cookie on the redirect back from Webex,
         // or the callback could never find its state (tower-sessions defaults to Strict).
         .with_same_site(SameSite::Lax)

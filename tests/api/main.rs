@@ -1,6 +1,7 @@
 //! Integration tests over real HTTP: the app and the fake Webex on random loopback ports, and a
 //! cookie-keeping client that does not follow redirects (so each hop is checked).
 
+mod abuse;
 mod at_rest;
 mod auth_code;
 mod device;

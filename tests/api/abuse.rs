@@ -1,0 +1,126 @@
+//! Abusive clients (issue 10, the small ones): DNS rebinding, header-less posts, the `__Host-`
+//! cookie, and a login's state that stays used up when the code exchange fails.
+
+use crate::helpers::{TestApp, location, text};
+use reqwest::StatusCode;
+use reqwest::header::{HOST, SET_COOKIE};
+use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
+
+#[tokio::test]
+async fn a_host_we_do_not_serve_gets_a_400_page_but_healthz_answers_any_host() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+        c.allowed_hosts = vec!["app.example.com".into()]
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let rebound = client
+        .get(app.url("/"))
+        .header(HOST, "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::BAD_REQUEST);
+    assert!(text(rebound).await.contains("does not answer to that host"));
+    for host in ["attacker.example", "localhost:1"] {
+        let health = client
+            .get(app.url("/healthz"))
+            .header(HOST, host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+    let listed = client
+        .get(app.url("/"))
+        .header(HOST, "app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK, "ALLOWED_HOSTS are served");
+    assert_eq!(
+        app.get("/").await.status(),
+        StatusCode::OK,
+        "the redirect URI's host is served"
+    );
+}
+
+#[tokio::test]
+async fn a_post_without_browser_headers_passes_and_a_foreign_origin_does_not() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // curl-like: no Sec-Fetch-Site, no Origin, no cookie to abuse.
+    let plain = client.post(app.url("/logout")).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&plain), "/");
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let refused = client
+            .post(app.url("/logout"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+    }
+    let typed = client
+        .post(app.url("/logout"))
+        .header("sec-fetch-site", "none")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        typed.status(),
+        StatusCode::SEE_OTHER,
+        "a user-typed request passes"
+    );
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_has_the_host_prefix() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+        let https = c.redirect_uri.as_str().replacen("http://", "https://", 1);
+        c.redirect_uri = https.parse().unwrap();
+    })
+    .await;
+    let login = app.get("/login").await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookie = login
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.starts_with("__Host-webex_oauth_session="),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_state_stays_used_up_when_the_code_exchange_fails() {
+    let app = TestApp::spawn().await;
+    let callback = app.authorize(&app.client, "accept").await;
+    app.fake.inject(Endpoint::AccessToken, Fault::Status(500));
+    let failed = app.client.get(&callback).send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    let again = app.client.get(&callback).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "the same callback works only once"
+    );
+    assert_eq!(app.fake.count(Counter::CodeExchanges), 1);
+}
