@@ -2,6 +2,7 @@
 //! cookie-keeping client that does not follow redirects (so each hop is checked).
 
 mod auth_code;
+mod connections;
 mod device;
 mod errors;
 mod fuzz;
@@ -9,6 +10,7 @@ mod helpers;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+mod shutdown;
 mod soak;
 mod stores;
 mod tokens;
