@@ -5,6 +5,7 @@ use crate::config::{Config, Mode};
 use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::pollers::DeviceFlows;
 use crate::secret::Secret;
+use crate::serve;
 use crate::state::AppState;
 use crate::store::{self, SessionBackend};
 use crate::test_support::Probe;
@@ -17,6 +18,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// At shutdown, the store gets this long to release this instance's device-flow leases.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A built app, bound to its listener, ready to serve.
 pub struct App {
@@ -96,8 +100,10 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish and stops this
-    /// instance's device pollers (their flows stay in the store for the next start).
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
+    /// for up to [`serve::DRAIN_TIMEOUT`] (dropping the rest), stops this instance's device
+    /// pollers and releases their leases, so another instance (or the next start) takes the
+    /// flows over on its next housekeeping round instead of after the lease lapses.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -105,13 +111,31 @@ impl App {
         let flows = self.state.flows().clone();
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
         let sweep = tokio::spawn(self.sessions.sweep_expired());
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let config = self.state.config();
+        let limits = serve::Limits {
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections,
+            idle_timeout: serve::IDLE_TIMEOUT,
+            drain_timeout: serve::DRAIN_TIMEOUT,
+        };
+        serve::serve(self.listener, self.router, limits, shutdown).await;
+        // Drained: no request can start a flow now. Housekeeping goes first (it would renew
+        // the leases), then the pollers, then the leases themselves.
         housekeeping.abort();
         sweep.abort();
+        let _ = housekeeping.await;
+        let _ = sweep.await;
         flows.stop_pollers();
-        result
+        // Bounded, so a store that hangs cannot hold up the exit; failing is not fatal: the
+        // leases lapse by themselves within `store::LEASE`.
+        match tokio::time::timeout(RELEASE_TIMEOUT, flows.release_leases()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(released)) => tracing::info!(released, "released the device flows' leases"),
+            Ok(Err(err)) => tracing::warn!(%err, "cannot release the device flows' leases"),
+            Err(_) => tracing::warn!("the store took too long to release the device flows' leases"),
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 

@@ -92,6 +92,9 @@ pub struct Config {
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// A request still unanswered after this gets the 504 page (30 s; not in the environment
+    /// contract; tests shorten it).
+    pub handler_timeout: Duration,
 }
 
 /// A 32-byte key of `ENCRYPTION_KEYS`; `Debug` never shows it.
@@ -309,6 +312,7 @@ impl Config {
             encryption_keys,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            handler_timeout: Duration::from_secs(30),
         })
     }
 

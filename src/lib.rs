@@ -3,6 +3,7 @@
 //!
 //! Layers, data flowing one way (each module only uses those below it):
 //! - [`app`]: the wiring: fake (demo) → store → state → router → serve.
+//! - `serve`: the accept loop: connection cap, header and idle timeouts, drain at shutdown.
 //! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages.
 //! - `state` (what every request shares) and `error` (`AppError`, the error page).
 //! - `pollers`: device sign-ins and the task that polls each one.
@@ -23,6 +24,7 @@ pub mod fake_webex;
 mod pollers;
 mod qr;
 mod secret;
+mod serve;
 mod state;
 mod store;
 mod templates;

@@ -171,6 +171,13 @@ impl DeviceFlows {
         }
     }
 
+    /// Gives up the leases this instance holds (at shutdown, after [`Self::stop_pollers`]), so
+    /// another instance adopts the flows on its next housekeeping round instead of waiting for
+    /// the leases to lapse. Returns how many were released.
+    pub async fn release_leases(&self) -> Result<usize, StoreError> {
+        self.store.release_leases(&self.owner).await
+    }
+
     /// Number of poller tasks running in this instance.
     pub fn active_pollers(&self) -> usize {
         self.pollers().len()

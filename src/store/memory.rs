@@ -110,6 +110,20 @@ impl MemoryFlows {
         Ok(())
     }
 
+    pub fn release_leases(&self, owner: &str) -> StoreResult<usize> {
+        let mut released = 0;
+        for flow in self.map().values_mut() {
+            if let Some((holder, until)) = &mut flow.lease
+                && holder == owner
+                && *until > 0
+            {
+                *until = 0; // lapsed: `orphans` and `lease` see a free flow
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
     pub fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let now = unix_now_ms();
         Ok(self.map().get(id).is_some_and(|f| {

@@ -191,6 +191,17 @@ impl FlowStore {
         }
     }
 
+    /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
+    /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
+    /// is never touched. Returns how many were released.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
+        match &self.0 {
+            Backend::Memory(m) => m.release_leases(owner),
+            Backend::Sqlite(s) => s.release_leases(owner).await,
+            Backend::Redis(r) => r.release_leases(owner).await,
+        }
+    }
+
     /// Whether `owner` still holds the lease of this pending flow (a read, no write).
     pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
         match &self.0 {

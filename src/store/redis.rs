@@ -259,6 +259,32 @@ impl RedisFlows {
         Ok(())
     }
 
+    /// Deletes the lease keys of pending flows whose value is `owner`: compare and delete in
+    /// one script per batch, so a lease another instance took in between is left alone.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
+        let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
+        let mut released = 0usize;
+        for batch in ids.chunks(100) {
+            let count: i64 = self
+                .pool
+                .eval(
+                    "local released = 0
+                     for _, lease in ipairs(KEYS) do
+                       if redis.call('get', lease) == ARGV[1] then
+                         redis.call('del', lease)
+                         released = released + 1
+                       end
+                     end
+                     return released",
+                    batch.iter().map(|id| key::lease(id)).collect::<Vec<_>>(),
+                    vec![owner.to_owned()],
+                )
+                .await?;
+            released = released.saturating_add(usize::try_from(count).unwrap_or(0));
+        }
+        Ok(released)
+    }
+
     pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let holder: Option<String> = self.pool.get(key::lease(id)).await?;
         let pending: bool = self.pool.sismember(key::PENDING, id).await?;

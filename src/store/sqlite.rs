@@ -315,6 +315,18 @@ impl SqliteFlows {
         Ok(())
     }
 
+    /// One statement: `owner`'s leases lapse (0 is before any `now`).
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
+        let done = sqlx::query(
+            "update device_flows set lease_until_ms = 0
+             where lease_owner = ? and lease_until_ms > 0",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+
     pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let row = sqlx::query(
             "select 1 from device_flows

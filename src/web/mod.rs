@@ -19,9 +19,11 @@ use crate::state::AppState;
 use crate::store::SessionBackend;
 use axum::Router;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -31,10 +33,11 @@ use tracing::Level;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → guard (query limit, cross-site check, error pages, security headers) → body limit →
-/// sessions → panic catcher → routes, so that error pages are rendered for everything inside,
-/// including a failed session save or a panic, logged inside the request's span, and carry
-/// the headers.
+/// trace → guard (query limit, cross-site check, error pages, security headers) → timeout →
+/// body limit → sessions → panic catcher → routes, so that error pages are rendered for
+/// everything inside, including a failed session save, a panic or a timeout, logged inside the
+/// request's span, and carry the headers. The timeout sits right inside the guard: its bare
+/// 504 gets the HTML page, and it bounds the session load and save as well as the handler.
 pub fn router(state: AppState, sessions: SessionBackend) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -57,6 +60,10 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(sessions)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            state.config().handler_timeout,
+        ))
         .layer(from_fn_with_state(state, guard::guard))
         .layer(
             TraceLayer::new_for_http()

@@ -4,6 +4,7 @@
 mod abuse;
 mod at_rest;
 mod auth_code;
+mod connections;
 mod device;
 mod errors;
 mod fuzz;
@@ -11,6 +12,7 @@ mod helpers;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+mod shutdown;
 mod sign_out;
 mod soak;
 mod stores;

@@ -307,3 +307,59 @@ async fn redis_holds_no_token_device_code_or_cookie_value() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stopped_instance_releases_only_its_own_leases() {
+    use fred::prelude::{Builder, ClientLike, Config as RedisConfig, KeysInterface, SetsInterface};
+    let redis = redis().await;
+    let store = Builder::from_config(RedisConfig::from_url(&redis.url).unwrap())
+        .build()
+        .unwrap();
+    store.init().await.unwrap();
+    let a = TestApp::spawn_with(quick_device_fake(), |c| use_redis(c, &redis.url)).await;
+    let user_code = a.start_device_flow_as(&a.client).await;
+    // Another instance's pending flow and its live lease.
+    let _: () = store
+        .set(
+            "webex-oauth:flow-lease:someone-elses",
+            "another-instance",
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let _: () = store
+        .sadd("webex-oauth:flows:pending", "someone-elses")
+        .await
+        .unwrap();
+    let (config, fake, client) = (a.probe.config().clone(), a.fake.clone(), a.client.clone());
+
+    a.stop().await;
+    let pending: Vec<String> = store.smembers("webex-oauth:flows:pending").await.unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    for id in &pending {
+        let holder: Option<String> = store
+            .get(format!("webex-oauth:flow-lease:{id}"))
+            .await
+            .unwrap();
+        if id == "someone-elses" {
+            assert_eq!(holder.as_deref(), Some("another-instance"), "left alone");
+        } else {
+            assert_eq!(holder, None, "the stopped instance's lease is gone");
+        }
+    }
+
+    // A new instance adopts the flow on its first housekeeping round, not after the lease.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut b = TestApp::serve(config, listener, fake).await;
+    b.client = client;
+    wait_for("B to adopt the flow", Duration::from_secs(5), || async {
+        b.probe.active_pollers() == 1
+    })
+    .await;
+    assert!(b.fake.approve_device(&user_code));
+    b.wait_for_device_status_as(&b.client, "granted", Duration::from_secs(20))
+        .await;
+    b.stop().await;
+}

@@ -68,12 +68,15 @@ async fn a_pending_device_flow_survives_a_restart_on_sqlite() {
     })
     .await;
 
+    // The stop released the old process's lease: the new one adopts the flow on its first
+    // housekeeping round, well before the lease (10 s) could have lapsed.
     let app = app.restart().await;
-    assert_eq!(
-        app.probe.active_pollers(),
-        0,
-        "nobody polls until the old lease lapses"
-    );
+    wait_for(
+        "the new process to adopt the flow",
+        Duration::from_secs(5),
+        || async { app.probe.active_pollers() == 1 },
+    )
+    .await;
     let (_, json) = app.device_status_as(&app.client).await;
     assert_eq!(json["status"], "pending", "the new process knows the flow");
     assert!(app.fake.approve_device(&user_code));

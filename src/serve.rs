@@ -1,0 +1,409 @@
+//! The serve loop: accepts connections under a cap, serves each with hyper's HTTP/1 and the
+//! timeouts that keep a client from hoarding one, and drains in-flight requests at shutdown.
+//!
+//! `axum::serve` has none of these knobs (no header-read timeout, no connection cap, no drain
+//! deadline), so the loop drives hyper directly, as axum's `serve-with-hyper` example does:
+//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS`, or hyper closes the connection.
+//!   In hyper 1.12 that timer is armed on every `poll_read_head`, and `State::idle()` sets
+//!   `notify_read` when a header timeout is configured (`proto/h1/conn.rs` 224 and 1156), so
+//!   it also bounds the wait for the *next* request on a keep-alive connection: an idle
+//!   keep-alive connection closes after the header timeout (10 s by default);
+//! - **idle**: [`IdleTimeout`] closes a connection on which no byte moved either way for
+//!   [`IDLE_TIMEOUT`]. It keeps the 60 s bound when `HEADER_READ_TIMEOUT_SECS` is set higher,
+//!   and it also catches a client that stops reading its response;
+//! - **at most `MAX_CONNECTIONS`** are served at once: a permit is taken *before* `accept()`, so
+//!   the rest wait in the kernel's backlog instead of being accepted and refused;
+//! - **accept errors** (EMFILE when file descriptors run out) are logged and retried after a
+//!   short, bounded back-off: they neither spin nor end the server;
+//! - **shutdown**: stop accepting, let in-flight requests finish for up to the drain deadline,
+//!   then drop whatever is left.
+//!
+//! Each request carries the peer address as `ConnectInfo<SocketAddr>`, as
+//! `into_make_service_with_connect_info` would give it.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+/// A connection on which nothing moved for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// At shutdown, in-flight requests get this long to finish; then they are dropped.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Accept errors back off from the first value, doubling, up to the second: long enough not to
+/// spin on EMFILE, short enough to pick up again soon after descriptors free up.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// The limits the loop enforces (from `Config`, plus the fixed idle and drain bounds).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains (see the module doc).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut backoff: Option<Duration> = None;
+    tokio::pin!(shutdown);
+    loop {
+        // Reap finished connection tasks so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+        // `biased`: shutdown is polled first, so its signal handlers are installed before the
+        // first connection is accepted, and a stop is never starved by a busy listener.
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // never closed; nothing left to serve if it were
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    backoff = None;
+                    accepted
+                }
+                Err(err) if is_connection_error(&err) => {
+                    // That one client gave up during the handshake; the listener is fine.
+                    tracing::debug!(%err, "a connection failed before it was accepted");
+                    continue;
+                }
+                Err(err) => {
+                    let wait = next_backoff(backoff);
+                    backoff = Some(wait);
+                    tracing::error!(%err, retry_in_ms = wait.as_millis(), "cannot accept connections");
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let connection = graceful.watch(http.serve_connection(io, service));
+        connections.spawn(async move {
+            // Timeouts, resets and malformed requests end up here: the client's doing.
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    // Stop accepting: new connections are refused from here on.
+    drop(listener);
+    let in_flight = graceful.count();
+    tracing::info!(
+        connections = in_flight,
+        "stopped accepting; letting in-flight requests finish"
+    );
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_secs = limits.drain_timeout.as_secs(),
+            "requests still running after the drain deadline are dropped"
+        );
+    }
+    connections.shutdown().await;
+}
+
+/// Errors that concern one client, not the listener.
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The wait after an accept error, given the previous one (`None` after a success).
+fn next_backoff(previous: Option<Duration>) -> Duration {
+    let (first, cap) = ACCEPT_BACKOFF;
+    previous.map_or(first, |p| p.saturating_mul(2).min(cap))
+}
+
+/// An IO that fails with `TimedOut` once no byte was read or written for `idle`.
+///
+/// The timer is not reset on every read or write (that would touch the timer wheel per call):
+/// progress only records the time, and when the timer fires early it is moved to the new
+/// deadline once.
+struct IdleTimeout<T> {
+    inner: T,
+    idle: Duration,
+    last_progress: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleTimeout<T> {
+    fn new(inner: T, idle: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            idle,
+            last_progress: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+        }
+    }
+
+    /// Ready with the error once idle for too long; otherwise registers for the deadline.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let deadline = self.last_progress + self.idle;
+            if deadline <= Instant::now() {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                ));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    /// `poll` is a read or write that made `moved` bytes of progress when ready.
+    fn track<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+        moved: impl FnOnce(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Ready(Ok(value)) => {
+                if moved(&value) {
+                    self.last_progress = Instant::now();
+                }
+                Poll::Ready(Ok(value))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => self.poll_idle(cx).map(Err),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let after = buf.filled().len();
+        this.track(cx, poll, |()| after > before)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.track(cx, poll, |n| *n > 0)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.track(cx, poll, |n| *n > 0)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn accept_errors_back_off_doubling_up_to_a_second() {
+        let mut waits = Vec::new();
+        let mut previous = None;
+        for _ in 0..10 {
+            let wait = next_backoff(previous);
+            waits.push(wait.as_millis());
+            previous = Some(wait);
+        }
+        assert_eq!(
+            waits,
+            [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000],
+            "bounded, and never zero"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_times_out_and_a_talking_one_does_not() {
+        let idle = Duration::from_millis(200);
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut ours = IdleTimeout::new(ours, idle);
+        let started = Instant::now();
+        // A byte every 50 ms for 600 ms: three idle periods, none of them silent.
+        let talker = tokio::spawn(async move {
+            for _ in 0..12 {
+                theirs.write_all(b"x").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            theirs // kept open, now silent
+        });
+        let mut byte = [0u8; 1];
+        for _ in 0..12 {
+            ours.read_exact(&mut byte).await.unwrap();
+        }
+        let _theirs = talker.await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), ours.read(&mut byte))
+            .await
+            .expect("the idle timer fires")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // The last byte came at 11 × 50 ms; the timer fires an idle period after it.
+        assert!(started.elapsed() >= Duration::from_millis(550) + idle);
+    }
+
+    async fn spawn(
+        router: Router,
+        limits: Limits,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, server)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 10,
+            idle_timeout: IDLE_TIMEOUT,
+            drain_timeout: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_peer_address() {
+        let router = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let (addr, stop, server) = spawn(router, limits()).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        stream
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(response.ends_with(&local.to_string()), "{response}");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_still_running_after_the_drain_deadline_is_dropped() {
+        let (entered, mut entered_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let router = Router::new().route(
+            "/hang",
+            get(move || async move {
+                let _ = entered.send(()).await;
+                std::future::pending::<()>().await;
+            }),
+        );
+        let (addr, stop, server) = spawn(router, limits()).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), entered_rx.recv())
+            .await
+            .unwrap();
+        let asked = Instant::now();
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops at the drain deadline")
+            .unwrap();
+        assert!(asked.elapsed() >= Duration::from_millis(300));
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "the dropped request got no answer"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! Abusive clients cannot hoard connections: slow headers are cut off, connections past
+//! `MAX_CONNECTIONS` wait in the backlog, and a request slower than the handler timeout gets
+//! the 504 page.
+
+use crate::helpers::{TestApp, browser, text, wait_for};
+use reqwest::StatusCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout};
+use webex_oauth_axum::fake_webex::{Endpoint, FakeConfig, Fault};
+
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+const SLOW_CLIENTS: usize = 300;
+
+/// Opens a connection, starts a request and then sends one header byte a second, never
+/// finishing; returns how long the server kept the connection open.
+async fn slow_headers(
+    addr: SocketAddr,
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+) -> Duration {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    opened.fetch_add(1, Ordering::SeqCst);
+    let mut drip = tokio::time::interval(Duration::from_secs(1));
+    drip.tick().await; // the first tick is immediate
+    let mut buf = [0u8; 512];
+    let done = timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // whatever the server says, it must then close
+                },
+                _ = drip.tick() => {
+                    if stream.write_all(b"a").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "a slow-header connection was still open after 20 s"
+    );
+    closed.fetch_add(1, Ordering::SeqCst);
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn slow_header_connections_are_closed_while_healthz_answers() {
+    timeout(Duration::from_secs(60), async {
+        let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+            c.header_read_timeout = HEADER_READ_TIMEOUT
+        })
+        .await;
+        let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut slow = JoinSet::new();
+        for _ in 0..SLOW_CLIENTS {
+            slow.spawn(slow_headers(app.addr, opened.clone(), closed.clone()));
+        }
+        wait_for(
+            "every slow client to connect",
+            Duration::from_secs(20),
+            || async { opened.load(Ordering::SeqCst) == SLOW_CLIENTS },
+        )
+        .await;
+
+        // A new client is served at once, while the slow ones hold their connections.
+        let asked = Instant::now();
+        let response = timeout(
+            Duration::from_secs(2),
+            browser().get(app.url("/healthz")).send(),
+        )
+        .await
+        .expect("/healthz answers within 2 s while 300 slow clients are connected")
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(asked.elapsed() < Duration::from_secs(2));
+        assert!(
+            closed.load(Ordering::SeqCst) < SLOW_CLIENTS,
+            "the slow clients were still connected while /healthz answered"
+        );
+
+        while let Some(kept_open) = slow.join_next().await {
+            let kept_open = kept_open.unwrap();
+            assert!(
+                kept_open < HEADER_READ_TIMEOUT + Duration::from_secs(5),
+                "a slow-header connection lived {kept_open:?}"
+            );
+        }
+        app.stop().await;
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}
+
+/// A keep-alive connection that made one request and now sits idle.
+async fn idle_connection(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    timeout(Duration::from_secs(5), async {
+        while !response.ends_with(b"\r\n\r\nok") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed a keep-alive connection");
+            response.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the idle connection's first request is answered");
+    stream
+}
+
+#[tokio::test]
+async fn past_max_connections_a_client_waits_then_is_served() {
+    timeout(Duration::from_secs(30), async {
+        let app = TestApp::spawn_with(FakeConfig::default(), |c| c.max_connections = 2).await;
+        let first = idle_connection(app.addr).await;
+        let _second = idle_connection(app.addr).await;
+
+        let url = app.url("/healthz");
+        let mut third = tokio::spawn(async move { browser().get(url).send().await });
+        assert!(
+            timeout(Duration::from_millis(500), &mut third)
+                .await
+                .is_err(),
+            "a third connection is not served while two are open"
+        );
+        assert!(!third.is_finished(), "it waits rather than being refused");
+
+        drop(first);
+        let response = timeout(Duration::from_secs(5), third)
+            .await
+            .expect("served once a connection closed")
+            .unwrap()
+            .expect("the waiting request completes");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(text(response).await, "ok");
+        app.stop().await;
+    })
+    .await
+    .expect("the test finishes within 30 s");
+}
+
+#[tokio::test]
+async fn a_request_slower_than_the_handler_timeout_gets_the_504_page() {
+    timeout(Duration::from_secs(30), async {
+        let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+            c.handler_timeout = Duration::from_secs(1);
+            // Webex's own timeout is longer, so the 504 can only be the handler timeout's.
+            c.request_timeout = Duration::from_secs(10);
+        })
+        .await;
+        app.login().await;
+        app.fake
+            .inject(Endpoint::Rooms, Fault::Delay(Duration::from_secs(4)));
+        let asked = Instant::now();
+        let response = app.get("/spaces").await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(response.headers().contains_key("content-security-policy"));
+        let page = text(response).await;
+        assert!(page.contains("<p class=\"error-code\">504</p>"), "{page}");
+        app.stop().await;
+    })
+    .await
+    .expect("the test finishes within 30 s");
+}
