@@ -6,6 +6,7 @@ mod device;
 mod errors;
 mod fuzz;
 mod helpers;
+mod hostile_webex;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
