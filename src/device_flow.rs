@@ -5,11 +5,13 @@
 //! - `slow_down` adds 5 s to the interval for this and every later poll (RFC 8628 §3.5);
 //! - `access_denied` ends the flow as denied; `expired_token`/`invalid_grant` as expired;
 //! - 5xx, timeouts and transport failures back off and go on, up to 3 in a row, then error;
-//! - 429 waits `Retry-After` (never less than the interval) and goes on.
+//! - 429 waits `Retry-After` (never less than the interval) and goes on;
+//! - no wait runs past the deadline ([`sleep_before_next_poll`], [`time_left`]), and no sum
+//!   overflows, whatever numbers Webex sends.
 
 use crate::clock::unix_now_ms;
 use crate::secret::Secret;
-use crate::webex::device::PollReply;
+use crate::webex::device::{MAX_EXPIRES_IN, PollReply};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -120,7 +122,7 @@ impl PollState {
         match reply {
             PollReply::Pending => Step::Wait(self.interval),
             PollReply::SlowDown => {
-                self.interval += SLOW_DOWN_STEP;
+                self.interval = self.interval.saturating_add(SLOW_DOWN_STEP);
                 self.slowed_down = true;
                 Step::Wait(self.interval)
             }
@@ -132,16 +134,32 @@ impl PollState {
             PollReply::Expired => Step::Finish(FlowStatus::Expired),
             PollReply::Failed(_) => Step::Finish(FlowStatus::Error),
             PollReply::Transient(_) => {
-                self.transient_failures += 1;
+                self.transient_failures = self.transient_failures.saturating_add(1);
                 if self.transient_failures >= MAX_TRANSIENT_FAILURES {
                     Step::Finish(FlowStatus::Error)
                 } else {
-                    let backoff = self.interval * 2u32.pow(self.transient_failures);
+                    let factor = 2u32.saturating_pow(self.transient_failures);
+                    let backoff = self.interval.saturating_mul(factor);
                     Step::Wait(backoff.min(MAX_BACKOFF).max(self.interval))
                 }
             }
         }
     }
+}
+
+/// Time left until a flow's deadline (`expires_at_ms`, Unix milliseconds), never more than
+/// [`MAX_EXPIRES_IN`]: whatever a record says, its poller ends within that, and an instant
+/// this far ahead cannot overflow.
+pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_millis(expires_at_ms.saturating_sub(now_ms))
+        .min(Duration::from_secs(MAX_EXPIRES_IN))
+}
+
+/// How long the poller sleeps before its next poll: `wait`, but never past the deadline, where
+/// it wakes to record the expiry. `left` is [`time_left`]'s answer, so `now + result` is at most
+/// the deadline and never overflows, even for a `Retry-After` of 2^64-1 seconds.
+pub fn sleep_before_next_poll(wait: Duration, left: Duration) -> Duration {
+    wait.min(left)
 }
 
 #[cfg(test)]
@@ -213,5 +231,104 @@ mod tests {
             s.decide(&PollReply::Transient(WebexError::Timeout)),
             Step::Wait(secs(60))
         );
+    }
+
+    #[test]
+    fn huge_numbers_saturate_instead_of_panicking() {
+        let mut s = PollState::new(Duration::MAX);
+        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(Duration::MAX));
+        assert_eq!(
+            s.decide(&PollReply::Transient(WebexError::Timeout)),
+            Step::Wait(Duration::MAX)
+        );
+        let mut s = PollState::new(secs(1));
+        let forever = Duration::from_secs(u64::MAX);
+        assert_eq!(
+            s.decide(&PollReply::RateLimited(Some(forever))),
+            Step::Wait(forever)
+        );
+        // ...and the poller sleeps only until the deadline.
+        assert_eq!(sleep_before_next_poll(forever, secs(3)), secs(3));
+        assert_eq!(sleep_before_next_poll(secs(2), secs(3)), secs(2));
+        assert_eq!(time_left(u64::MAX, 0), secs(MAX_EXPIRES_IN));
+        assert_eq!(time_left(10_000, 4_000), secs(6));
+        assert_eq!(time_left(0, u64::MAX), Duration::ZERO);
+    }
+
+    mod random {
+        use super::*;
+        use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
+        use proptest::prelude::*;
+
+        fn reply() -> impl Strategy<Value = PollReply> {
+            let granted = || {
+                let tokens = r#"{"access_token":"a","expires_in":60}"#;
+                PollReply::Granted(serde_json::from_str(tokens).unwrap())
+            };
+            prop_oneof![
+                8 => Just(()).prop_map(|_| PollReply::Pending),
+                3 => Just(()).prop_map(|_| PollReply::SlowDown),
+                3 => proptest::option::of(any::<u64>())
+                    .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
+                3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
+                1 => Just(()).prop_map(move |_| granted()),
+                1 => Just(()).prop_map(|_| PollReply::Denied),
+                1 => Just(()).prop_map(|_| PollReply::Expired),
+                1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
+            ]
+        }
+
+        proptest! {
+            /// The poller's loop on a simulated clock, with the same pure parts as `pollers::poll`:
+            /// the client's clamp, `decide`, `time_left` and `sleep_before_next_poll`. Whatever
+            /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
+            /// the interval.
+            #[test]
+            fn every_simulated_flow_ends_by_its_deadline(
+                interval in any::<u64>(),
+                expires_in in any::<u64>(),
+                replies in proptest::collection::vec(reply(), 0..400),
+            ) {
+                let raw = RawDeviceAuthorization {
+                    device_code: "d".into(),
+                    user_code: "418205".into(),
+                    verification_uri: "https://x.example/verify".into(),
+                    verification_uri_complete: None,
+                    expires_in,
+                    interval: Some(interval),
+                };
+                let auth = DeviceAuthorization::check(raw, false).unwrap();
+                prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
+                // As `pollers::start` records it, in milliseconds from a start at 1,000 s.
+                let start_ms = 1_000_000u64;
+                let expires_at_ms = start_ms + auth.expires_in * 1000;
+                let mut state = PollState::new(secs(auth.interval));
+                let mut now = Duration::from_millis(start_ms);
+                let deadline = now + time_left(expires_at_ms, start_ms);
+                let mut wait = state.interval;
+                let mut replies = replies.into_iter();
+                let mut polls = 0u32;
+                let ended = loop {
+                    let left = deadline.saturating_sub(now);
+                    let sleep = sleep_before_next_poll(wait, left);
+                    prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
+                    now += sleep;
+                    if now >= deadline {
+                        break FlowStatus::Expired;
+                    }
+                    polls += 1;
+                    prop_assert!(polls <= 1 + MAX_EXPIRES_IN as u32, "bounded");
+                    // After the random replies, Webex keeps saying "pending".
+                    let reply = replies.next().unwrap_or(PollReply::Pending);
+                    match state.decide(&reply) {
+                        Step::Wait(next) => wait = next,
+                        Step::Finish(status) => break status,
+                    }
+                };
+                prop_assert!(ended.is_final());
+                prop_assert!(now <= deadline);
+                prop_assert!(now - Duration::from_millis(start_ms) <= secs(MAX_EXPIRES_IN));
+            }
+        }
     }
 }

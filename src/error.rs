@@ -260,6 +260,21 @@ fn webex_page(err: &WebexError) -> ErrorPage {
             format!("Webex sent a {what} this server cannot read."),
             "Try again; if it keeps happening, check WEBEX_API_BASE.",
         ),
+        WebexError::TooLarge { what, limit, .. } => ErrorPage::new(
+            S::BAD_GATEWAY,
+            "Webex sent too much",
+            format!(
+                "Webex sent a {what} larger than this server reads ({} KiB), so it was refused.",
+                limit / 1024
+            ),
+            "Try again; if it keeps happening, check WEBEX_API_BASE.",
+        ),
+        WebexError::Invalid { what, problem, .. } => ErrorPage::new(
+            S::BAD_GATEWAY,
+            "Webex sent something unexpected",
+            format!("Webex sent a {what} with {problem}, so it was refused."),
+            "Try again; if it keeps happening, check WEBEX_API_BASE.",
+        ),
     }
 }
 

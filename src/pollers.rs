@@ -6,13 +6,16 @@
 //! holding its lease; the task's handle stays in that process, never in the session or the
 //! store. Each reply goes through the pure [`PollState::decide`]; the loop ([`poll`]) sleeps:
 //! - the first poll comes after `interval`, and no poll ever comes sooner than the interval;
-//! - our own deadline from `expires_in` is checked after every sleep.
+//! - our own deadline from `expires_in` is checked after every sleep, and no sleep runs past it
+//!   (the client clamped `interval` and `expires_in`; the sums here are bounded by the deadline).
 //!
 //! The task always ends: every path either finishes the flow or sleeps toward the deadline.
 //! It is aborted by a new sign-in, a cancel or a logout, and stops when it loses its lease.
 
 use crate::clock::unix_now_ms;
-use crate::device_flow::{FlowRecord, FlowStatus, PollState, Step};
+use crate::device_flow::{
+    FlowRecord, FlowStatus, PollState, Step, sleep_before_next_poll, time_left,
+};
 use crate::qr;
 use crate::secret::random_token;
 use crate::store::{FlowStore, LEASE_RENEW, StoreError};
@@ -25,8 +28,6 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// RFC 8628's default when Webex gives no interval, and the floor we never go below.
-const DEFAULT_INTERVAL: u64 = 5;
 /// Finished or abandoned flows are forgotten this long after their code expired.
 const KEEP_AFTER_EXPIRY: Duration = Duration::from_secs(600);
 
@@ -36,7 +37,8 @@ pub enum FlowError {
     /// Too many flows are pending on this server (`MAX_PENDING_DEVICE_FLOWS`).
     #[error("too many device sign-ins are pending")]
     Busy,
-    /// The verification URI cannot be drawn as a QR code.
+    /// The verification URI cannot be drawn as a QR code (the client refuses links too long
+    /// for one, so this is a bug of ours, a 500).
     #[error("{0}")]
     Qr(String),
     #[error(transparent)]
@@ -81,19 +83,17 @@ impl DeviceFlows {
     }
 
     /// Records a flow Webex just started and spawns its poller. Returns the new flow id.
+    /// `auth`'s values were checked and clamped by the client.
     pub async fn start(&self, auth: DeviceAuthorization) -> Result<String, FlowError> {
-        let verification_uri_complete = auth
-            .verification_uri_complete
-            .clone()
-            .unwrap_or_else(|| auth.verification_uri.clone());
-        let qr_data_uri = qr::png_data_uri(&verification_uri_complete).map_err(FlowError::Qr)?;
-        let interval_secs = auth.interval.unwrap_or(DEFAULT_INTERVAL).max(1);
+        let qr_data_uri =
+            qr::png_data_uri(&auth.verification_uri_complete).map_err(FlowError::Qr)?;
+        let interval_secs = auth.interval;
         let now = unix_now_ms();
         let record = FlowRecord {
             device_code: auth.device_code,
             user_code: auth.user_code,
             verification_uri: auth.verification_uri,
-            verification_uri_complete,
+            verification_uri_complete: auth.verification_uri_complete,
             qr_data_uri,
             lifetime_secs: auth.expires_in,
             expires_at_ms: now.saturating_add(auth.expires_in.saturating_mul(1000)),
@@ -234,8 +234,10 @@ impl DeviceFlows {
     }
 }
 
-fn instant_at(unix_ms: u64) -> Instant {
-    Instant::now() + Duration::from_millis(unix_ms.saturating_sub(unix_now_ms()))
+/// `wait` from now, but no later than `deadline` (see [`sleep_before_next_poll`]).
+fn after(wait: Duration, deadline: Instant) -> Instant {
+    let now = Instant::now();
+    now + sleep_before_next_poll(wait, deadline.saturating_duration_since(now))
 }
 
 /// The poller task of one flow. `takeover`: the flow was polled by another instance (or before
@@ -245,15 +247,17 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         Ok(Some(record)) if record.status == FlowStatus::Pending => record,
         _ => return,
     };
-    let deadline = instant_at(record.expires_at_ms);
+    // At most `MAX_EXPIRES_IN` ahead, so this sum and every `after` below stay in range.
+    let deadline = Instant::now() + time_left(record.expires_at_ms, unix_now_ms());
     let mut state = PollState::new(Duration::from_secs(record.interval_secs));
     state.slowed_down = record.slowed_down;
-    let mut next = instant_at(record.next_poll_at_ms);
+    let first_wait = record.next_poll_at_ms.saturating_sub(unix_now_ms());
+    let mut next = after(Duration::from_millis(first_wait), deadline);
     if takeover {
-        next = next.max(Instant::now() + state.interval);
+        next = next.max(after(state.interval, deadline));
     }
     loop {
-        if !flows.sleep_holding_lease(id, next.min(deadline)).await {
+        if !flows.sleep_holding_lease(id, next).await {
             return; // cancelled, or another instance polls it now
         }
         let (status, tokens) = if Instant::now() >= deadline {
@@ -276,13 +280,14 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
                         }
                         _ => {}
                     }
-                    next = Instant::now() + wait;
+                    next = after(wait, deadline);
                     let changed = record.interval_secs != state.interval.as_secs()
                         || record.slowed_down != state.slowed_down;
                     record.interval_secs = state.interval.as_secs();
                     record.slowed_down = state.slowed_down;
+                    let sleep = next.saturating_duration_since(Instant::now());
                     record.next_poll_at_ms = unix_now_ms()
-                        .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                        .saturating_add(u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX));
                     // A pending reply at the same interval changes nothing a page shows; the
                     // lease renewal records that we are alive. Write only what changed.
                     if (changed || wait != state.interval) && !write(flows, id, &record, None).await

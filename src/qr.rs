@@ -34,4 +34,17 @@ mod tests {
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
+
+    #[test]
+    fn the_longest_link_the_client_accepts_still_makes_a_qr_code() {
+        // Byte mode is the worst case: every character not a digit or upper-case letter.
+        let max = crate::webex::device::MAX_VERIFICATION_URI_LEN;
+        let prefix = "https://x.example/verify?userCode=";
+        let link: String = prefix
+            .chars()
+            .chain("a~-._".chars().cycle().take(max - prefix.len()))
+            .collect();
+        assert_eq!(link.len(), max);
+        assert!(png_data_uri(&link).is_ok());
+    }
 }

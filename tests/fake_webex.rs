@@ -861,3 +861,107 @@ async fn every_fault_fires_once_in_order() {
     .await;
     assert_eq!(fake.count(Counter::Refreshes), 1);
 }
+
+/// Reads `response` to its end chunk by chunk; returns how many bytes came (none are kept).
+async fn drain(mut response: Response) -> u64 {
+    let mut total = 0u64;
+    while let Some(chunk) = response.chunk().await.expect("the body streams") {
+        total += chunk.len() as u64;
+    }
+    total
+}
+
+#[tokio::test]
+async fn huge_body_streams_that_many_bytes_with_or_without_a_length() {
+    let fake = spawn().await;
+    let token = tokens(&fake, "spark:all").await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let bytes = 5 * 1024 * 1024 + 7;
+    for (status, declare_length) in [(200, true), (200, false), (500, false)] {
+        fake.inject(
+            Endpoint::Rooms,
+            Fault::HugeBody {
+                status,
+                bytes,
+                declare_length,
+            },
+        );
+        let response = get(&fake, "/rooms", Some(&token)).await;
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json;charset=UTF-8"
+        );
+        let length = response.headers().get("content-length").cloned();
+        assert_eq!(
+            length.map(|v| v.to_str().expect("ASCII").to_owned()),
+            declare_length.then(|| bytes.to_string()),
+            "Content-Length only when declared"
+        );
+        assert_eq!(drain(response).await, bytes);
+    }
+    // The first bytes look like the start of a room list.
+    fake.inject(
+        Endpoint::PeopleMe,
+        Fault::HugeBody {
+            status: 200,
+            bytes: 100_000,
+            declare_length: true,
+        },
+    );
+    let body = get(&fake, "/people/me", Some(&token)).await.bytes().await;
+    let body = body.expect("body");
+    assert_eq!(body.len(), 100_000);
+    assert!(body.starts_with(br#"{"items":["#));
+    assert!(body[10..].iter().all(|&b| b == b' '));
+    // A body shorter than the prefix is cut, not padded.
+    fake.inject(
+        Endpoint::AccessToken,
+        Fault::HugeBody {
+            status: 200,
+            bytes: 3,
+            declare_length: false,
+        },
+    );
+    let short = refresh(&fake, "whatever")
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(&short[..], b"{\"i");
+}
+
+#[tokio::test]
+async fn json_fault_answers_exactly_that_json_on_any_endpoint() {
+    let fake = spawn().await;
+    let hostile = serde_json::json!({
+        "device_code": "d",
+        "user_code": "418205",
+        "verification_uri": "javascript:alert(1)",
+        "expires_in": u64::MAX,
+        "interval": u64::MAX,
+    });
+    fake.inject(Endpoint::DeviceAuthorize, Fault::Json(hostile.clone()));
+    let response = device_authorize(&fake, DEMO_CLIENT_ID, "spark:all").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("18446744073709551615"), "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).expect("JSON"), hostile);
+    assert_eq!(
+        fake.last_user_code(),
+        None,
+        "a faulted authorize starts no flow"
+    );
+    // Any endpoint, even without a valid token: the fault answers before any check.
+    fake.inject(Endpoint::PeopleMe, Fault::Json(serde_json::json!([1, 2])));
+    let people = get(&fake, "/people/me", None).await;
+    assert_eq!(people.status(), StatusCode::OK);
+    assert_eq!(json(people).await, serde_json::json!([1, 2]));
+    assert_eq!(
+        get(&fake, "/people/me", None).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "one request per fault"
+    );
+}

@@ -1,8 +1,9 @@
 //! Fault injection: the misbehaviours tests queue per endpoint, and `take_fault` that applies them.
 
-use std::time::Duration;
+use std::{convert::Infallible, iter, time::Duration};
 
 use axum::{
+    body::{Body, Bytes},
     http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
@@ -50,6 +51,17 @@ pub enum Fault {
     EmptyPageWithNext,
     /// Rooms: the normal page, but its `next` link points to `https://attacker.example`.
     ForeignNextLink,
+    /// That status with a JSON content type and a body of `bytes` bytes (`{"items":[` then
+    /// spaces, never closed), streamed from one static chunk so the fake allocates none of it.
+    /// `declare_length`: send `Content-Length`; otherwise the body is chunked.
+    HugeBody {
+        status: u16,
+        bytes: u64,
+        declare_length: bool,
+    },
+    /// 200 with exactly this JSON: any reply Webex could send, e.g. a device authorization with
+    /// `"interval": 18446744073709551615` or a `javascript:` verification link.
+    Json(serde_json::Value),
 }
 
 impl World {
@@ -97,6 +109,12 @@ pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option
             StatusCode::OK,
             &json!({ "unexpected": true }),
         )),
+        Fault::Json(body) => Err(json_response(StatusCode::OK, &body)),
+        Fault::HugeBody {
+            status,
+            bytes,
+            declare_length,
+        } => Err(huge_body(status, bytes, declare_length)),
         Fault::RateLimited { retry_after } => {
             let text = "Too many requests have been sent in a given amount of time.";
             let mut response =
@@ -119,4 +137,30 @@ pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option
         // Link faults mean nothing elsewhere.
         Fault::EmptyPageWithNext | Fault::ForeignNextLink => Ok(None),
     }
+}
+
+/// One chunk of filler, shared by every huge body (JSON whitespace).
+static FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
+const HUGE_PREFIX: &[u8] = b"{\"items\":[";
+
+/// `bytes` bytes streamed lazily: the prefix, whole filler chunks, then the rest.
+fn huge_body(status: u16, bytes: u64, declare_length: bool) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let chunk = FILLER.len() as u64;
+    let prefix_len = (HUGE_PREFIX.len() as u64).min(bytes);
+    let rest = bytes - prefix_len;
+    let (whole, tail) = (rest / chunk, rest % chunk);
+    let prefix = Bytes::from_static(&HUGE_PREFIX[..prefix_len as usize]);
+    let chunks = iter::once(prefix)
+        .chain((0..whole).map(|_| Bytes::from_static(&FILLER)))
+        .chain(iter::once(Bytes::from_static(&FILLER[..tail as usize])))
+        .map(Ok::<_, Infallible>);
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    if declare_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    response
 }

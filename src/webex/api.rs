@@ -1,7 +1,8 @@
 //! `/rooms` (page by page, following `Link: rel="next"` only to Webex's own origin, at most
-//! [`MAX_ROOM_PAGES`]) and `/people/me`.
+//! [`MAX_ROOM_PAGES`] and [`MAX_ROOM_BYTES`]) and `/people/me`.
 
-use super::{WebexClient, WebexError, decode, send};
+use super::body::MAX_BODY;
+use super::{WebexClient, WebexError, decode, decode_within, send};
 use crate::secret::Secret;
 use reqwest::header::LINK;
 use serde::Deserialize;
@@ -10,6 +11,9 @@ use url::Url;
 
 /// At 100 rooms a page: 10,000 rooms. Past that we stop rather than loop on a broken cursor.
 pub const MAX_ROOM_PAGES: usize = 100;
+/// All pages of one listing together: 10,000 real rooms are about 6 MB of JSON. Without it,
+/// 100 pages of just under [`MAX_BODY`] each would all be held for one `/spaces` page.
+pub const MAX_ROOM_BYTES: usize = 16 * MAX_BODY;
 
 /// One room, as much of it as the spaces page shows. Webex may omit any of these.
 #[derive(Debug, Deserialize)]
@@ -47,23 +51,25 @@ pub struct RoomPages<'a> {
 struct Cursor {
     next: Option<Url>,
     fetched: usize,
+    /// What is left of [`MAX_ROOM_BYTES`] for the pages still to come.
+    bytes_left: usize,
 }
 
 impl RoomPages<'_> {
     /// The next page's rooms; `None` after the last page, or at [`MAX_ROOM_PAGES`].
     pub async fn next(&self, token: &Secret) -> Result<Option<Vec<Room>>, WebexError> {
-        let url = {
+        let (url, limit) = {
             let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
             if cursor.next.is_some() && cursor.fetched >= MAX_ROOM_PAGES {
                 tracing::warn!(pages = MAX_ROOM_PAGES, "stopped following /rooms pages");
                 cursor.next = None;
             }
             match &cursor.next {
-                Some(url) => url.clone(),
+                Some(url) => (url.clone(), cursor.bytes_left.min(MAX_BODY)),
                 None => return Ok(None),
             }
         };
-        let page = self.client.rooms_page(token, &url).await?;
+        let (page, read) = self.client.rooms_page(token, &url, limit).await?;
         if let Some(next) = &page.next
             && !self.client.same_origin(next)
         {
@@ -79,6 +85,7 @@ impl RoomPages<'_> {
         }
         let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         cursor.fetched = cursor.fetched.saturating_add(1);
+        cursor.bytes_left = cursor.bytes_left.saturating_sub(read);
         cursor.next = page.next;
         Ok(Some(page.items))
     }
@@ -122,13 +129,20 @@ impl WebexClient {
             cursor: Mutex::new(Cursor {
                 next: Some(first),
                 fetched: 0,
+                bytes_left: MAX_ROOM_BYTES,
             }),
         }
     }
 
-    /// Fetches one page of `/rooms` at `url` (the first page, or a `next` link used verbatim).
+    /// Fetches one page of `/rooms` at `url` (the first page, or a `next` link used verbatim),
+    /// of at most `limit` bytes; also returns how many it read.
     #[tracing::instrument(skip_all)]
-    async fn rooms_page(&self, token: &Secret, url: &Url) -> Result<RoomsPage, WebexError> {
+    async fn rooms_page(
+        &self,
+        token: &Secret,
+        url: &Url,
+        limit: usize,
+    ) -> Result<(RoomsPage, usize), WebexError> {
         let response = send(self.http.get(url.clone()).bearer_auth(token.expose())).await?;
         let next = next_link(
             response
@@ -138,11 +152,12 @@ impl WebexClient {
                 .filter_map(|v| v.to_str().ok()),
             url,
         );
-        let body: RoomsBody = decode(response, "room list").await?;
-        Ok(RoomsPage {
+        let (body, read): (RoomsBody, usize) = decode_within(response, "room list", limit).await?;
+        let page = RoomsPage {
             items: body.items,
             next,
-        })
+        };
+        Ok((page, read))
     }
 
     /// `/people/me`.
@@ -155,11 +170,11 @@ impl WebexClient {
         )
         .await?;
         let raw: serde_json::Value = decode(response, "profile").await?;
-        let fields: PersonFields =
-            serde_json::from_value(raw.clone()).map_err(|_| WebexError::Decode {
-                what: "profile",
-                tracking_id: None,
-            })?;
+        // Read from a borrow: a clone would double what Webex made us hold.
+        let fields = PersonFields::deserialize(&raw).map_err(|_| WebexError::Decode {
+            what: "profile",
+            tracking_id: None,
+        })?;
         Ok(Person {
             display_name: fields.display_name,
             // Only http(s) avatars go into an <img src>.

@@ -4,6 +4,7 @@
 //! its identity service may answer RFC 6749 style (`error`, `error_description`). We read any of
 //! them and never keep the raw body, which could echo what we sent.
 
+use super::body::{MAX_ERROR_BODY, read_capped};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
@@ -41,6 +42,21 @@ pub enum WebexError {
         what: &'static str,
         tracking_id: Option<String>,
     },
+    /// A 2xx whose body is longer than we read (`limit` bytes): refused, not buffered.
+    #[error("Webex sent a {what} larger than {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        limit: usize,
+        tracking_id: Option<String>,
+    },
+    /// A 2xx that reads as JSON but carries a value we refuse (`problem` says which, in words
+    /// fit for the page: "a verification link that is not https").
+    #[error("Webex sent a {what} with {problem}")]
+    Invalid {
+        what: &'static str,
+        problem: &'static str,
+        tracking_id: Option<String>,
+    },
     /// Webex did not answer within the client's timeout.
     #[error("Webex did not answer in time")]
     Timeout,
@@ -64,11 +80,11 @@ impl WebexError {
     pub(crate) async fn from_response(response: Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
-        // A bounded read: Webex error bodies are small, and a broken proxy's may not be.
-        let body = match response.bytes().await {
-            Ok(bytes) if bytes.len() <= 64 * 1024 => bytes,
-            _ => Default::default(),
-        };
+        // A bounded read: Webex error bodies are small, and a broken proxy's may not be. An
+        // oversized or broken one is classified by its status alone (a 5xx stays transient).
+        let body = read_capped(response, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
         Self::classify(status, &headers, &body)
     }
 
@@ -114,7 +130,9 @@ impl WebexError {
             | Self::Forbidden { tracking_id, .. }
             | Self::RateLimited { tracking_id, .. }
             | Self::Status { tracking_id, .. }
-            | Self::Decode { tracking_id, .. } => tracking_id.as_deref(),
+            | Self::Decode { tracking_id, .. }
+            | Self::TooLarge { tracking_id, .. }
+            | Self::Invalid { tracking_id, .. } => tracking_id.as_deref(),
             Self::Timeout | Self::Transport(_) => None,
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
 //! (`/device/authorize`, `/device/token`) and [`api`] (`/rooms`, `/people/me`). Every reply is
-//! classified by [`error::WebexError`] before anyone reads it.
+//! classified by [`error::WebexError`] before anyone reads it, and every body is read through
+//! [`body::read_capped`], never whole.
 
 mod api;
+mod body;
 pub mod device;
 mod error;
 mod oauth;
@@ -12,6 +14,7 @@ mod oauth;
 pub use error::WebexError;
 
 use crate::secret::Secret;
+use body::{MAX_BODY, ReadError, read_capped};
 use reqwest::Response;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -87,21 +90,51 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Response, WebexError> 
     request.send().await.map_err(WebexError::from_transport)
 }
 
-/// Reads a 2xx JSON body as `T`, or classifies the failure.
+/// Reads a 2xx JSON body (at most [`MAX_BODY`] bytes) as `T`, or classifies the failure.
 async fn decode<T: DeserializeOwned>(
     response: Response,
     what: &'static str,
 ) -> Result<T, WebexError> {
+    decode_within(response, what, MAX_BODY)
+        .await
+        .map(|(value, _)| value)
+}
+
+/// [`decode`] with a smaller cap of `limit` bytes; also returns the body's length.
+async fn decode_within<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+    limit: usize,
+) -> Result<(T, usize), WebexError> {
     let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
     if !status.is_success() {
         return Err(WebexError::from_response(response).await);
     }
-    let body = response.bytes().await.map_err(WebexError::from_transport)?;
-    serde_json::from_slice(&body).map_err(|err| {
-        tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
-        WebexError::Decode { what, tracking_id }
-    })
+    let body = match read_capped(response, limit).await {
+        Ok(body) => body,
+        Err(ReadError::Transport(err)) => return Err(WebexError::from_transport(err)),
+        Err(ReadError::TooLarge) => {
+            tracing::warn!(
+                what,
+                limit,
+                tracking_id = tracking_id.as_deref(),
+                "Webex sent a body larger than we read"
+            );
+            return Err(WebexError::TooLarge {
+                what,
+                limit,
+                tracking_id,
+            });
+        }
+    };
+    match serde_json::from_slice(&body) {
+        Ok(value) => Ok((value, body.len())),
+        Err(err) => {
+            tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+            Err(WebexError::Decode { what, tracking_id })
+        }
+    }
 }
 
 /// The token JSON of `/access_token` and `/device/token`.

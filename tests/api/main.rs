@@ -9,6 +9,7 @@ mod device;
 mod errors;
 mod fuzz;
 mod helpers;
+mod hostile_webex;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
