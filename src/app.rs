@@ -29,6 +29,7 @@ pub struct App {
     state: AppState,
     fake: Option<FakeWebex>,
     sessions: SessionBackend,
+    limiter: web::ClientLimiter,
 }
 
 impl App {
@@ -67,13 +68,18 @@ impl App {
             listener.local_addr().ok(),
         );
         // 4. The router and its layers.
-        let router = web::router(state.clone(), store.sessions.clone());
+        let limiter = web::ClientLimiter::new(
+            state.config().rate_limit_per_minute,
+            state.config().client_ip_header.clone(),
+        );
+        let router = web::router(state.clone(), store.sessions.clone(), limiter.clone());
         Ok(Self {
             listener,
             router,
             state,
             fake,
             sessions: store.sessions,
+            limiter,
         })
     }
 
@@ -111,6 +117,14 @@ impl App {
         let flows = self.state.flows().clone();
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
         let sweep = tokio::spawn(self.sessions.sweep_expired());
+        let limiter = self.limiter.clone();
+        let forget = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.forget_idle_clients();
+            }
+        });
         let config = self.state.config();
         let limits = serve::Limits {
             header_read_timeout: config.header_read_timeout,
@@ -123,6 +137,7 @@ impl App {
         // the leases), then the pollers, then the leases themselves.
         housekeeping.abort();
         sweep.abort();
+        forget.abort();
         let _ = housekeeping.await;
         let _ = sweep.await;
         flows.stop_pollers();

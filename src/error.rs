@@ -45,6 +45,9 @@ pub enum AppError {
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 429: this client started too many sign-ins in the last minute (`Retry-After` is set).
+    #[error("client rate limited")]
+    TooManyRequests { retry_after: std::time::Duration },
     /// 503: too many device sign-ins pending on this server.
     #[error("too many device sign-ins are pending")]
     Busy,
@@ -174,6 +177,15 @@ impl AppError {
             ),
             Self::NotFound => ErrorPage::for_status(S::NOT_FOUND),
             Self::MethodNotAllowed => ErrorPage::for_status(S::METHOD_NOT_ALLOWED),
+            Self::TooManyRequests { retry_after } => ErrorPage::new(
+                S::TOO_MANY_REQUESTS,
+                "Too many sign-ins from here",
+                format!(
+                    "Sign-ins from your address are limited; the next one is possible in {} seconds.",
+                    retry_after.as_secs().max(1)
+                ),
+                "Wait a moment, then try again.",
+            ),
             Self::Busy => ErrorPage::new(
                 S::SERVICE_UNAVAILABLE,
                 "Too many sign-ins in progress",
@@ -296,6 +308,15 @@ impl IntoResponse for AppError {
             tracing::warn!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), error = %self, "request refused");
         }
         let mut response = page.status.into_response();
+        if let Self::TooManyRequests { retry_after } = &self {
+            // Whole seconds, rounded up: never tell a client to come back too early.
+            let secs = retry_after
+                .as_secs()
+                .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+        }
         response.extensions_mut().insert(page);
         response
     }

@@ -10,10 +10,12 @@
 mod assets;
 mod authed;
 mod guard;
+mod rate_limit;
 mod routes;
 mod session;
 
 pub use guard::content_security_policy;
+pub use rate_limit::ClientLimiter;
 
 use crate::state::AppState;
 use crate::store::SessionBackend;
@@ -33,12 +35,12 @@ use tracing::Level;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → guard (query limit, cross-site check, error pages, security headers) → timeout →
-/// body limit → sessions → panic catcher → routes, so that error pages are rendered for
+/// trace → guard (host, query limit, cross-site check, error pages, security headers) →
+/// timeout → body limit → rate limit → sessions → panic catcher → routes, so that error pages are rendered for
 /// everything inside, including a failed session save, a panic or a timeout, logged inside the
 /// request's span, and carry the headers. The timeout sits right inside the guard: its bare
 /// 504 gets the HTML page, and it bounds the session load and save as well as the handler.
-pub fn router(state: AppState, sessions: SessionBackend) -> Router {
+pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
     let name = if state.config().secure_cookies() {
@@ -59,6 +61,8 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
     routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)
+        // Outside the sessions: a refused request writes no session.
+        .layer(from_fn_with_state(limiter, rate_limit::limit))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,

@@ -124,3 +124,98 @@ async fn a_state_stays_used_up_when_the_code_exchange_fails() {
     );
     assert_eq!(app.fake.count(Counter::CodeExchanges), 1);
 }
+
+/// A client from `ip` (127.0.0.2, 127.0.0.3 … stand in for distinct clients).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sign_ins_are_rate_limited_per_client_address() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| c.rate_limit_per_minute = 5).await;
+    let flooder = client_from("127.0.0.2");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            flooder
+                .get(app.url("/login"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{statuses:?}"
+    );
+    let refused = flooder.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(text(refused).await.contains("Too many sign-ins"));
+    let sign_in = flooder
+        .post(app.url("/sign-in"))
+        .form(&[("", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sign_in.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "POST /sign-in shares the quota"
+    );
+    let before = app.fake.count(Counter::DeviceAuthorizations);
+    assert_eq!(before, 0, "a refused sign-in never reached Webex");
+
+    // Another client is not affected, and neither are other pages for the flooder.
+    let other = client_from("127.0.0.3");
+    assert_eq!(
+        other.get(app.url("/login")).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        flooder.get(app.url("/")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_last_hop_of_client_ip_header_is_the_client() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+        c.rate_limit_per_minute = 2;
+        c.client_ip_header = Some(reqwest::header::HeaderName::from_static("x-forwarded-for"));
+    })
+    .await;
+    // Every request comes from the proxy (127.0.0.1); the clients differ in the header.
+    let proxy = client_from("127.0.0.1");
+    let via = |client: &'static str| {
+        proxy
+            .get(app.url("/login"))
+            .header("x-forwarded-for", format!("198.51.100.1, {client}"))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            via("203.0.113.5").await.unwrap().status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    assert_eq!(
+        via("203.0.113.5").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        via("203.0.113.6").await.unwrap().status(),
+        StatusCode::SEE_OTHER,
+        "the forged first hop does not matter; the last one does"
+    );
+}

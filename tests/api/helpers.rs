@@ -111,6 +111,8 @@ impl TestApp {
         // Short timeouts keep the timeout tests quick.
         config.connect_timeout = Duration::from_secs(1);
         config.request_timeout = Duration::from_secs(2);
+        // Tests sign in far more often than a person; the rate-limit tests set their own.
+        config.rate_limit_per_minute = 100_000;
         tweak(&mut config);
         Self::serve(config, listener, fake).await
     }

@@ -1,0 +1,127 @@
+//! Per-client rate limit on the two routes that make us call Webex for a stranger: `GET /login`
+//! and `POST /sign-in` (`RATE_LIMIT_PER_MINUTE` per client address, a burst of that size).
+//!
+//! The client address is the peer's, or, when `CLIENT_IP_HEADER` names a header (behind your
+//! proxy), the last hop that header gives: the one your proxy appended, which a client cannot
+//! forge. A limited request gets the 429 page with `Retry-After`; other clients are unaffected.
+
+use crate::error::AppError;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cloning is cheap; clones share the counts.
+#[derive(Clone)]
+pub struct ClientLimiter {
+    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    header: Option<HeaderName>,
+}
+
+impl ClientLimiter {
+    pub fn new(per_minute: u32, header: Option<HeaderName>) -> Self {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(per_minute);
+        Self {
+            limiter: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
+            header,
+        }
+    }
+
+    /// Forgets clients whose bucket is full again (run every minute by the app), so the map
+    /// holds only clients seen lately.
+    pub fn forget_idle_clients(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// The client's address: the last hop of the configured header, else the peer.
+    fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if let Some(name) = &self.header
+            && let Some(hop) = last_hop(headers, name)
+        {
+            return Some(hop);
+        }
+        peer
+    }
+
+    /// `Err(wait)` when this client is over its quota.
+    fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// The last address of the last line of `name` (`X-Forwarded-For: client, proxy1, proxy2`).
+fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
+    let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+    let hop = value.rsplit(',').next()?.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+fn is_limited_route(request: &Request) -> bool {
+    let path = request.uri().path();
+    (request.method() == Method::GET && path == "/login")
+        || (request.method() == Method::POST && path == "/sign-in")
+}
+
+/// The middleware (inside the guard, so the 429 gets its page and headers; outside the
+/// session layer, so a refused request writes no session).
+pub async fn limit(State(limiter): State<ClientLimiter>, request: Request, next: Next) -> Response {
+    if is_limited_route(&request) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(client) = limiter.client(request.headers(), peer)
+            && let Err(wait) = limiter.check(client)
+        {
+            tracing::warn!(path = request.uri().path(), "client rate limited");
+            return AppError::TooManyRequests { retry_after: wait }.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_last_hop_of_the_header_is_the_client() {
+        let name = HeaderName::from_static("x-forwarded-for");
+        let mut headers = HeaderMap::new();
+        headers.append(&name, HeaderValue::from_static("203.0.113.9, 10.0.0.1"));
+        assert_eq!(last_hop(&headers, &name), "10.0.0.1".parse().ok());
+        headers.append(&name, HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(last_hop(&headers, &name), "198.51.100.7".parse().ok());
+        let mut odd = HeaderMap::new();
+        odd.insert(&name, HeaderValue::from_static("garbage"));
+        assert_eq!(last_hop(&odd, &name), None);
+    }
+
+    #[test]
+    fn a_burst_of_the_quota_then_a_wait() {
+        let limiter = ClientLimiter::new(3, None);
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        for _ in 0..3 {
+            assert!(limiter.check(a).is_ok());
+        }
+        let wait = limiter.check(a).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check(b).is_ok(), "another client is unaffected");
+    }
+}
