@@ -53,7 +53,12 @@ impl App {
             .await
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
         // 3. The state every request shares.
-        let flows = DeviceFlows::new(store.flows, webex.clone(), config.max_pending_flows);
+        let flows = DeviceFlows::new(
+            store.flows,
+            webex.clone(),
+            config.max_pending_flows,
+            config.abandoned_flow,
+        );
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))

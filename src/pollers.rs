@@ -55,17 +55,46 @@ pub struct DeviceFlows {
     pollers: Arc<Mutex<HashMap<String, AbortHandle>>>,
     webex: WebexClient,
     max_pending: usize,
+    /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
+    abandoned_after: Duration,
 }
 
 impl DeviceFlows {
     /// `max_pending`: past this many pending flows, new sign-ins get a 503 page.
-    pub fn new(store: FlowStore, webex: WebexClient, max_pending: usize) -> Self {
+    pub fn new(
+        store: FlowStore,
+        webex: WebexClient,
+        max_pending: usize,
+        abandoned_after: Duration,
+    ) -> Self {
         Self {
             store,
             owner: random_token().expose().into(),
             pollers: Arc::default(),
             webex,
             max_pending,
+            abandoned_after,
+        }
+    }
+
+    /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
+    /// poller goes on. Written at most every few seconds.
+    pub async fn mark_seen(&self, id: &str) -> Result<(), StoreError> {
+        self.store.mark_seen(id).await
+    }
+
+    /// True when nobody has looked at the flow for [`Self::abandoned_after`].
+    async fn abandoned(&self, id: &str) -> bool {
+        match self.store.last_seen(id).await {
+            Ok(Some(seen)) => {
+                let idle = unix_now_ms().saturating_sub(seen);
+                u128::from(idle) >= self.abandoned_after.as_millis()
+            }
+            Ok(None) => false,
+            Err(err) => {
+                tracing::warn!(%err, "cannot read when a device flow was last watched");
+                false
+            }
         }
     }
 
@@ -262,6 +291,10 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         }
         let (status, tokens) = if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
+            (FlowStatus::Expired, None)
+        } else if flows.abandoned(id).await {
+            // Nobody watches the page: stop polling Webex (with our client secret) for it.
+            tracing::info!("device flow abandoned: its page was not fetched for a while");
             (FlowStatus::Expired, None)
         } else {
             let reply = flows.webex.device_poll(&record.device_code).await;

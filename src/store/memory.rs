@@ -1,6 +1,7 @@
 //! Device flows in this process's memory (`SESSION_STORE=memory`): lost on restart.
 
 use super::{StoreResult, lease_until, millis};
+
 use crate::clock::unix_now_ms;
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::tokens::TokenSet;
@@ -13,6 +14,8 @@ struct Flow {
     /// Holder and until when (Unix ms).
     lease: Option<(String, u64)>,
     tokens: Option<TokenSet>,
+    /// When the owning session last looked at it (Unix ms).
+    seen_ms: u64,
 }
 
 #[derive(Clone, Default)]
@@ -30,6 +33,7 @@ impl MemoryFlows {
                 record: record.clone(),
                 lease: Some((owner.to_owned(), lease_until(unix_now_ms()))),
                 tokens: None,
+                seen_ms: unix_now_ms(),
             },
         );
         Ok(())
@@ -71,6 +75,17 @@ impl MemoryFlows {
             return Ok(map.remove(id).and_then(|f| f.tokens));
         }
         Ok(None)
+    }
+
+    pub fn mark_seen(&self, id: &str) -> StoreResult<()> {
+        if let Some(flow) = self.map().get_mut(id) {
+            flow.seen_ms = unix_now_ms();
+        }
+        Ok(())
+    }
+
+    pub fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
+        Ok(self.map().get(id).map(|f| f.seen_ms))
     }
 
     pub fn delete(&self, id: &str) -> StoreResult<()> {

@@ -12,7 +12,7 @@ mod refresh_lock;
 mod sessions;
 mod sqlite;
 
-pub use refresh_lock::RefreshLocks;
+pub use refresh_lock::{RefreshGuard, RefreshLocks};
 pub use sessions::SessionBackend;
 
 use crate::config::{EncryptionKey, StoreConfig};
@@ -111,6 +111,9 @@ enum Backend {
     Redis(RedisFlows),
 }
 
+/// `mark_seen` writes at most this often per flow.
+const SEEN_RESOLUTION_MS: u64 = 5_000;
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -168,6 +171,25 @@ impl FlowStore {
             Backend::Memory(m) => m.delete(id),
             Backend::Sqlite(s) => s.delete(id).await,
             Backend::Redis(r) => r.delete(id).await,
+        }
+    }
+
+    /// Records that the owning session looked at the flow now (skipped when it did so within
+    /// the last few seconds, so a watched page costs few writes).
+    pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
+        match &self.0 {
+            Backend::Memory(m) => m.mark_seen(id),
+            Backend::Sqlite(s) => s.mark_seen(id).await,
+            Backend::Redis(r) => r.mark_seen(id).await,
+        }
+    }
+
+    /// When the owning session last looked at the flow (Unix ms), if it is known.
+    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
+        match &self.0 {
+            Backend::Memory(m) => m.last_seen(id),
+            Backend::Sqlite(s) => s.last_seen(id).await,
+            Backend::Redis(r) => r.last_seen(id).await,
         }
     }
 

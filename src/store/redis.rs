@@ -25,6 +25,9 @@ mod key {
     pub fn tokens(id: &str) -> String {
         format!("webex-oauth:flow-tokens:{id}")
     }
+    pub fn seen(id: &str) -> String {
+        format!("webex-oauth:flow-seen:{id}")
+    }
     pub fn lock(name: &str) -> String {
         format!("webex-oauth:lock:{name}")
     }
@@ -163,7 +166,29 @@ impl RedisFlows {
             )
             .await?;
         let _: () = pool.sadd(key::PENDING, id).await?;
+        self.mark_seen(id).await
+    }
+
+    /// The seen key expires with the lease's flow; one SET, no read first.
+    pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
+        let _: () = self
+            .pool
+            .set(
+                key::seen(id),
+                unix_now_ms().to_string(),
+                Some(Expiration::PX(
+                    i64::try_from(KEEP_AFTER_EXPIRY_MS).unwrap_or(i64::MAX),
+                )),
+                None,
+                false,
+            )
+            .await?;
         Ok(())
+    }
+
+    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
+        let seen: Option<String> = self.pool.get(key::seen(id)).await?;
+        Ok(seen.and_then(|s| s.parse().ok()))
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
@@ -222,7 +247,12 @@ impl RedisFlows {
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         let _: () = self
             .pool
-            .del(vec![key::flow(id), key::lease(id), key::tokens(id)])
+            .del(vec![
+                key::flow(id),
+                key::lease(id),
+                key::tokens(id),
+                key::seen(id),
+            ])
             .await?;
         let _: () = self.pool.srem(key::PENDING, id).await?;
         Ok(())

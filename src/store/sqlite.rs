@@ -21,7 +21,7 @@ pub struct SqliteFlows {
 }
 
 /// Bumped when the file's layout changes; see [`migrate`].
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Unix milliseconds as SQLite's signed integer (saturating; our instants fit by far).
 fn sql_ms(ms: u64) -> i64 {
@@ -80,7 +80,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
             expires_at_ms integer not null,
             lease_owner text,
             lease_until_ms integer not null default 0,
-            tokens text
+            tokens text,
+            seen_at_ms integer not null default 0
         )",
     )
     .execute(&pool)
@@ -108,6 +109,7 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     Ok(pool)
 }
 
+/// Version 3 added `device_flows.seen_at_ms` (flows are short-lived: dropped, not altered).
 /// Files from before version 2 kept sessions (tower-sessions' table) and flows in clear, keyed
 /// by the cookie value: drop them (their users sign in again) and reclaim the pages.
 async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
@@ -214,8 +216,8 @@ impl SqliteFlows {
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
         sqlx::query(
-            "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms)
-             values (?, ?, ?, ?, ?, ?)",
+            "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms, seen_at_ms)
+             values (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(self.seal(record)?)
@@ -223,6 +225,7 @@ impl SqliteFlows {
         .bind(sql_ms(record.expires_at_ms))
         .bind(owner)
         .bind(sql_ms(lease_until(unix_now_ms())))
+        .bind(sql_ms(unix_now_ms()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -273,6 +276,26 @@ impl SqliteFlows {
             Some(row) => self.open(row.get::<&str, _>(0)),
             None => Ok(None),
         }
+    }
+
+    pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
+        let now = unix_now_ms();
+        sqlx::query("update device_flows set seen_at_ms = ? where id = ? and seen_at_ms < ?")
+            .bind(sql_ms(now))
+            .bind(id)
+            .bind(sql_ms(now.saturating_sub(super::SEEN_RESOLUTION_MS)))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
+        let seen: Option<i64> =
+            sqlx::query_scalar("select seen_at_ms from device_flows where id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(seen.map(|s| u64::try_from(s).unwrap_or(0)))
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {

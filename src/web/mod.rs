@@ -22,7 +22,9 @@ use crate::store::SessionBackend;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::http::header;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -31,12 +33,39 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tracing::Level;
 
+/// Put in a response's extensions by `POST /logout`: the one response that may delete the
+/// session cookie.
+#[derive(Clone, Copy)]
+pub struct SignedOut;
+
+/// tower-sessions deletes the cookie whenever a request's session ends up empty, which
+/// includes a request that arrives with an id another request of the same browser just
+/// replaced (two tabs at the moment of sign-in): that deletion, landing last, would sign the
+/// user out. A stale cookie is harmless (it maps to nothing), so only sign-out deletes it.
+async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.extensions().get::<SignedOut>().is_none() {
+        let kept: Vec<_> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|c| !c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
+            .cloned()
+            .collect();
+        response.headers_mut().remove(header::SET_COOKIE);
+        for cookie in kept {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
 /// trace → guard (host, query limit, cross-site check, error pages, security headers) →
-/// timeout → body limit → rate limit → sessions → panic catcher → routes, so that error pages are rendered for
+/// timeout → body limit → rate limit → cookie keeper → sessions → panic catcher → routes, so that error pages are rendered for
 /// everything inside, including a failed session save, a panic or a timeout, logged inside the
 /// request's span, and carry the headers. The timeout sits right inside the guard: its bare
 /// 504 gets the HTML page, and it bounds the session load and save as well as the handler.
@@ -61,6 +90,7 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
     routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)
+        .layer(from_fn(keep_cookie_unless_signed_out))
         // Outside the sessions: a refused request writes no session.
         .layer(from_fn_with_state(limiter, rate_limit::limit))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

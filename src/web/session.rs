@@ -155,6 +155,15 @@ impl WebSession {
         self.0.load().await
     }
 
+    /// True when the session had an id but its record is gone from the store (after
+    /// [`reload`](Self::reload): another request cycled the id, or signed out).
+    pub async fn is_gone(&self) -> Result<bool> {
+        let had_id = self.0.id().is_some();
+        // Reading loads the record; tower-sessions drops an id whose record is not found.
+        self.0.get_value(FLOW_KEY).await?;
+        Ok(had_id && self.0.id().is_none())
+    }
+
     /// Forgets everything, server-side too (sign-out).
     pub async fn flush(&self) -> Result<()> {
         self.0.flush().await

@@ -219,3 +219,116 @@ async fn behind_a_proxy_the_last_hop_of_client_ip_header_is_the_client() {
         "the forged first hop does not matter; the last one does"
     );
 }
+
+#[tokio::test]
+async fn ten_racing_sign_ins_on_one_cookie_leave_one_pending_flow() {
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
+    // A saved session first (the cookie the ten requests share).
+    app.start_device_flow_as(&app.client).await;
+    let racing: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url, origin) = (app.client.clone(), app.url("/sign-in"), app.base.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("Origin", origin)
+                    .form(&[("", "")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for request in racing {
+        assert_eq!(request.await.unwrap(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(
+        app.probe.flow_count().await,
+        1,
+        "one pending flow per session"
+    );
+    assert_eq!(app.probe.active_pollers(), 1);
+    let (status, body) = app.device_status_as(&app.client).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("pending"))
+    );
+}
+
+#[tokio::test]
+async fn a_flow_whose_page_nobody_watches_stops_and_reads_as_expired() {
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |c| {
+        c.abandoned_flow = std::time::Duration::from_secs(2)
+    })
+    .await;
+    let user_code = app.start_device_flow_as(&app.client).await;
+    crate::helpers::wait_for(
+        "the abandoned flow's poller to stop",
+        std::time::Duration::from_secs(15),
+        || async { app.probe.active_pollers() == 0 },
+    )
+    .await;
+    let polls = app.fake.device_polls(&user_code).len();
+    let (_, body) = app.device_status_as(&app.client).await;
+    assert_eq!(body["status"], "expired");
+    assert_eq!(
+        app.fake.device_polls(&user_code).len(),
+        polls,
+        "no poll after it stopped"
+    );
+
+    // A watched flow goes on past the same time.
+    let watcher = crate::helpers::browser();
+    app.start_device_flow_as(&watcher).await;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < until {
+        let (_, body) = app.device_status_as(&watcher).await;
+        assert_eq!(body["status"], "pending");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(app.probe.active_pollers(), 1);
+}
+
+#[tokio::test]
+async fn two_tabs_seeing_the_grant_both_end_signed_in_and_no_cookie_is_deleted() {
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
+    let user_code = app.start_device_flow_as(&app.client).await;
+    assert!(app.fake.approve_device(&user_code));
+    crate::helpers::wait_for("the grant", std::time::Duration::from_secs(15), || async {
+        app.probe.active_pollers() == 0
+    })
+    .await;
+    // Both tabs send the same (old) cookie at the same moment.
+    let tabs: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url("/device/status"));
+            tokio::spawn(async move {
+                let response = client.get(url).send().await.unwrap();
+                let deletes_cookie = response
+                    .headers()
+                    .get_all(SET_COOKIE)
+                    .iter()
+                    .any(|c| c.to_str().unwrap_or("").contains("Max-Age=0"));
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap();
+                (
+                    status,
+                    body["status"].as_str().map(str::to_owned),
+                    deletes_cookie,
+                )
+            })
+        })
+        .collect();
+    for tab in tabs {
+        let (status, said, deletes_cookie) = tab.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{said:?}");
+        assert_eq!(said.as_deref(), Some("granted"));
+        assert!(!deletes_cookie, "no response deletes the session cookie");
+    }
+    assert_eq!(
+        app.get("/spaces").await.status(),
+        StatusCode::OK,
+        "signed in"
+    );
+}

@@ -189,7 +189,9 @@ async fn logout(State(state): State<AppState>, session: WebSession) -> Result<Re
         state.flows().cancel(&flow).await?;
     }
     session.flush().await?;
-    Ok(Redirect::to("/").into_response())
+    let mut response = Redirect::to("/").into_response();
+    response.extensions_mut().insert(crate::web::SignedOut);
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::error::Result;
 use crate::state::AppState;
+use crate::store::RefreshGuard;
 use crate::templates::{SignInTemplate, render};
 use crate::web::session::WebSession;
 use axum::Router;
@@ -30,9 +31,24 @@ pub fn router() -> Router<AppState> {
         .route("/device/status", get(status))
 }
 
+/// Held while a request starts or claims this session's flow: one at a time per session (across
+/// instances with Redis), so ten racing `POST /sign-in` leave one pending flow, and two tabs
+/// seeing the grant both end signed in. `None` for a session not yet saved (no other request
+/// can share it).
+async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<RefreshGuard>> {
+    let Some(id) = session.id() else {
+        return Ok(None);
+    };
+    let guard = state.refresh_locks().lock(&format!("flow:{id}")).await?;
+    // Another request may have changed the session while we waited.
+    session.reload().await?;
+    Ok(Some(guard))
+}
+
 /// `POST /sign-in`: a new device flow (replacing this session's old one), then its page.
 async fn start(State(state): State<AppState>, session: WebSession) -> Result<Response> {
     let flows = state.flows();
+    let locked = flow_lock(&state, &session).await?;
     if let Some(old) = session.take_flow_id().await? {
         flows.cancel(&old).await?;
     }
@@ -44,6 +60,10 @@ async fn start(State(state): State<AppState>, session: WebSession) -> Result<Res
     let lifetime = std::time::Duration::from_secs(auth.expires_in);
     let id = flows.start(auth).await?;
     session.set_flow_id(&id, lifetime).await?;
+    if locked.is_some() {
+        // Saved before the lock opens, so the next request of this session sees this flow.
+        session.save_now().await?;
+    }
     tracing::info!("device flow started");
     Ok(Redirect::to("/sign-in").into_response())
 }
@@ -56,6 +76,11 @@ enum Current {
 }
 
 async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
+    if session.is_gone().await? {
+        // A stale cookie: most likely another tab of this browser just signed in with this
+        // flow under a new id (its cookie is already in the browser). Say so; write nothing.
+        return Ok(Current::SignedIn);
+    }
     let Some(id) = session.flow_id().await? else {
         return Ok(if session.has_tokens().await? {
             Current::SignedIn
@@ -63,13 +88,37 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
             Current::None
         });
     };
-    if let Some(tokens) = state.flows().take_tokens(&id).await? {
+    let flows = state.flows();
+    flows.mark_seen(&id).await?;
+    match flows.get(&id).await? {
+        Some(record) if record.status != FlowStatus::Granted => {
+            return Ok(Current::Flow(Box::new(record)));
+        }
+        _ => {}
+    }
+    // Granted (or gone): claim under the session's lock. The tab that wins signs in under a
+    // new session id; the other finds its old id deleted and must not touch the session (an
+    // empty session would answer with a cookie deletion that could sign the user out).
+    let _locked = flow_lock(state, session).await?;
+    if session.is_gone().await? {
+        return Ok(Current::SignedIn);
+    }
+    let Some(id) = session.flow_id().await? else {
+        return Ok(if session.has_tokens().await? {
+            Current::SignedIn
+        } else {
+            Current::None
+        });
+    };
+    if let Some(tokens) = flows.take_tokens(&id).await? {
         session.take_flow_id().await?;
         session.sign_in(&tokens).await?;
+        // Saved before the lock opens: the other tab then finds the old id gone.
+        session.save_now().await?;
         tracing::info!("signed in with the device flow");
         return Ok(Current::SignedIn);
     }
-    match state.flows().get(&id).await? {
+    match flows.get(&id).await? {
         Some(record) => Ok(Current::Flow(Box::new(record))),
         None => {
             // Cancelled, purged, or claimed by a concurrent request.
