@@ -53,15 +53,18 @@ use axum::routing::get;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
 use reqwest::{Client, StatusCode};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use webex_oauth_axum::fake_webex::{Counter, FakeConfig, FakeWebex};
 
-/// The release server binary; cargo builds it for benches.
-const SERVER_BIN: &str = env!("CARGO_BIN_EXE_webex-oauth-axum");
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::server::SERVER_BIN;
+use support::{ChildGuard, free_port};
+
 /// Every request of the load client gives up after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The access-token lifetime of the fake's defaults (about 14 days).
@@ -287,7 +290,7 @@ impl Backend {
 
 /// The server binary as a child; killed when dropped (also while unwinding from a panic).
 struct ServerProcess {
-    child: Child,
+    process: ChildGuard,
     base: String,
     workdir: PathBuf,
 }
@@ -300,56 +303,24 @@ impl ServerProcess {
         let workdir =
             std::env::temp_dir().join(format!("webex-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&workdir).expect("temporary working directory");
-        let defaults = FakeConfig::default();
-        let mut command = Command::new(SERVER_BIN);
-        command.env_clear();
+        let began = Instant::now();
+        let mut command = support::server::command(fake, port);
+        command.current_dir(&workdir).stderr(Stdio::inherit());
         if let Some(store) = store {
             command.env("SESSION_STORE", store);
         }
-        let began = Instant::now();
-        let child = command
-            .current_dir(&workdir)
-            .env("WEBEX_CLIENT_ID", &defaults.client_id)
-            .env("WEBEX_CLIENT_SECRET", &defaults.client_secret)
-            .env("WEBEX_API_BASE", fake.base_url())
-            .env("WEBEX_REDIRECT_URI", format!("{base}/oauth"))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SERVER_BIN}: {e}"));
-        let mut server = Self {
-            child,
+        let process = support::server::start(command, port, Duration::from_millis(1)).await;
+        let startup = began.elapsed();
+        let server = Self {
+            process,
             base,
             workdir,
         };
-        let probe = client_builder().pool_max_idle_per_host(0).build().unwrap();
-        let health = format!("{}/healthz", server.base);
-        loop {
-            if let Ok(response) = probe.get(&health).send().await
-                && response.status() == StatusCode::OK
-            {
-                break;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the server exited during start-up: {status}");
-            }
-            assert!(
-                began.elapsed() < Duration::from_secs(10),
-                "the server did not answer /healthz within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let startup = began.elapsed();
-        // The answer came from our child, not from a stray server on that port.
-        assert!(server.child.try_wait().unwrap().is_none());
         (server, startup)
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     /// Resident memory now, in bytes.
@@ -370,8 +341,7 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }
@@ -400,11 +370,6 @@ fn store_label(store: Option<&str>) -> String {
         Ok(config) => format!("{:?}", config.session_store),
         Err(err) => format!("{store:?} ({err})"),
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    listener.local_addr().unwrap().port()
 }
 
 fn rss_of(status_path: &str) -> u64 {
@@ -470,7 +435,7 @@ fn cookie_headers(cookie: &str) -> HeaderMap {
 }
 
 /// Walks the authorization-code flow as a browser would (`/login` → the fake's consent answered
-/// Accept → `/oauth`) and returns the session's `Cookie` header value.
+/// Accept → `/oauth` → `/granted`) and returns the session's `Cookie` header value.
 async fn log_in(backend: &Backend) -> String {
     use reqwest::cookie::CookieStore;
     let jar = Arc::new(reqwest::cookie::Jar::default());
@@ -478,20 +443,9 @@ async fn log_in(backend: &Backend) -> String {
         .cookie_provider(jar.clone())
         .build()
         .unwrap();
-    let login = browser.get(backend.url("/login")).send().await.unwrap();
-    assert_eq!(login.status(), StatusCode::SEE_OTHER, "GET /login");
-    let authorize = url::Url::parse(&location(&login)).expect("an /authorize URL");
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "accept".into()));
-    let answer = browser
-        .post(format!("{}/authorize", backend.fake.base_url()))
-        .form(&form)
-        .send()
+    support::login::log_in(&browser, backend.base(), &backend.fake.base_url())
         .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::FOUND, "the fake's consent");
-    let callback = browser.get(location(&answer)).send().await.unwrap();
-    assert_eq!(callback.status(), StatusCode::SEE_OTHER, "GET /oauth");
+        .unwrap_or_else(|err| panic!("{err}"));
     let cookie = jar
         .cookies(&url::Url::parse(backend.base()).unwrap())
         .expect("a session cookie");

@@ -11,4 +11,6 @@ mod pages;
 mod redis;
 mod soak;
 mod stores;
+#[path = "../support/mod.rs"]
+mod support;
 mod tokens;
