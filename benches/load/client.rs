@@ -1,9 +1,17 @@
-//! The load client.
+//! The load client: one task a connection, each a keep-alive HTTP/1.1 connection of hyper's,
+//! repeating one GET until a deadline and recording every latency.
 
 use crate::REQUEST_TIMEOUT;
 use crate::report::ms;
-use reqwest::header::HeaderMap;
+use axum::body::Bytes;
+use http_body_util::BodyExt;
+use hyper::client::conn::http1;
+use hyper::header::{HOST, HeaderMap, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// What one connection requests, over and over.
 #[derive(Clone)]
@@ -31,6 +39,9 @@ impl LoadResult {
     }
 }
 
+/// At tens of thousands of requests a second, hours of window.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100_000_000;
+
 /// One keep-alive connection per target, each looping until the deadline. Latencies are kept
 /// from requests started after the warm-up; req/s counts those over the measured window.
 pub async fn load(targets: &[Target], warmup: Duration, measure: Duration) -> LoadResult {
@@ -43,12 +54,18 @@ pub async fn load(targets: &[Target], warmup: Duration, measure: Duration) -> Lo
         tasks.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(64 * 1024);
             let mut errors = 0usize;
-            loop {
+            // Bounded in time (the deadline) and in count (a cap no run comes near; reaching
+            // it would cut the window short, so it fails the run rather than skew req/s).
+            for n in 0.. {
+                assert!(
+                    n < MAX_REQUESTS_PER_CONNECTION,
+                    "a load connection reached {MAX_REQUESTS_PER_CONNECTION} requests"
+                );
                 let sent = Instant::now();
                 if sent >= until {
                     break;
                 }
-                let ok = matches!(connection.get().await, Ok(200));
+                let ok = matches!(connection.get().await, Ok(StatusCode::OK));
                 if sent >= measured_from {
                     if ok {
                         let micros = sent.elapsed().as_micros();
@@ -82,15 +99,27 @@ pub async fn load(targets: &[Target], warmup: Duration, measure: Duration) -> Lo
     }
 }
 
-/// The load client's connection: a minimal HTTP/1.1 keep-alive client over one TCP stream that
-/// sends the same GET again and again and reads each response whole (status line, headers,
-/// `Content-Length` bytes of body). A general client (reqwest) costs several times more CPU a
-/// request, which on two cores is taken from the servers being measured.
+/// Requests and answers are whole in memory: an empty request body, a response body drained.
+type Body = http_body_util::Empty<Bytes>;
+
+/// The load client's connection: hyper's own HTTP/1.1 client connection over one keep-alive
+/// TCP stream, driven by the task that uses it (no task of its own), sending the same GET again
+/// and again and reading each response whole. A general client (reqwest, with its pool) costs
+/// more CPU a request, which on two cores is taken from the servers being measured.
 pub struct Connection {
-    pub addr: String,
-    pub request: Vec<u8>,
-    pub stream: Option<tokio::net::TcpStream>,
-    pub buffer: Vec<u8>,
+    addr: String,
+    /// Origin-form: the path and query.
+    uri: Uri,
+    /// `Host` and the target's own headers.
+    headers: HeaderMap,
+    link: Option<Link>,
+}
+
+/// One open HTTP/1.1 connection: the handle to send on, and the connection future that does the
+/// reading and writing. It is polled only while a request is under way, by that request.
+struct Link {
+    sender: http1::SendRequest<Body>,
+    io: Pin<Box<http1::Connection<TokioIo<TcpStream>, Body>>>,
 }
 
 impl Connection {
@@ -104,107 +133,81 @@ impl Connection {
             path.push('?');
             path.push_str(query);
         }
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n").into_bytes();
-        for (name, value) in &target.headers {
-            request.extend_from_slice(name.as_str().as_bytes());
-            request.extend_from_slice(b": ");
-            request.extend_from_slice(value.as_bytes());
-            request.extend_from_slice(b"\r\n");
-        }
-        request.extend_from_slice(b"\r\n");
+        let mut headers = target.headers.clone();
+        headers.insert(HOST, HeaderValue::from_str(&addr).expect("a Host header"));
         Self {
             addr,
-            request,
-            stream: None,
-            buffer: Vec::with_capacity(64 * 1024),
+            uri: path.parse().expect("a request path"),
+            headers,
+            link: None,
         }
     }
 
-    /// One request; the status code of its response. Any error drops the connection.
-    pub async fn get(&mut self) -> std::io::Result<u16> {
+    /// One request, bounded by [`REQUEST_TIMEOUT`]; the status of its response. Any error, and
+    /// a connection the server closed, drop the connection: the next request opens another.
+    pub async fn get(&mut self) -> Result<StatusCode, String> {
         let result = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange()).await;
-        match result {
-            Ok(Ok(status)) => Ok(status),
-            Ok(Err(err)) => {
-                self.stream = None;
-                Err(err)
-            }
-            Err(_) => {
-                self.stream = None;
-                Err(std::io::ErrorKind::TimedOut.into())
-            }
+        let result = result.unwrap_or_else(|_| Err("timed out".to_owned()));
+        if result.is_err() || self.link.as_ref().is_some_and(|l| l.sender.is_closed()) {
+            self.link = None;
         }
+        result
     }
 
-    pub async fn exchange(&mut self) -> std::io::Result<u16> {
-        use std::io::{Error, ErrorKind};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        if self.stream.is_none() {
-            let stream = tokio::net::TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.stream = Some(stream);
+    async fn exchange(&mut self) -> Result<StatusCode, String> {
+        if self.link.is_none() {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (sender, io) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.link = Some(Link {
+                sender,
+                io: Box::pin(io),
+            });
         }
-        let stream = self.stream.as_mut().expect("connected");
-        stream.write_all(&self.request).await?;
-        // Headers: read until the blank line.
-        self.buffer.clear();
-        let header_end = loop {
-            if let Some(at) = find(&self.buffer, b"\r\n\r\n") {
-                break at + 4;
-            }
-            if self.buffer.len() > 64 * 1024 {
-                return Err(Error::new(ErrorKind::InvalidData, "headers too long"));
-            }
-            if stream.read_buf(&mut self.buffer).await? == 0 {
-                return Err(ErrorKind::UnexpectedEof.into());
-            }
-        };
-        let head = std::str::from_utf8(&self.buffer[..header_end])
-            .map_err(|_| Error::new(ErrorKind::InvalidData, "headers are not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "bad status line"))?;
-        let mut length = None;
-        let mut close = false;
-        for line in lines {
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.parse::<usize>().ok();
-                } else if name.eq_ignore_ascii_case("connection") {
-                    close = value.eq_ignore_ascii_case("close");
+        let (result, closed) = {
+            let Link { sender, io } = self.link.as_mut().expect("connected");
+            let mut request = Request::new(Body::new());
+            *request.uri_mut() = self.uri.clone();
+            *request.headers_mut() = self.headers.clone();
+            let exchange = async {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                // Body: count the frames, keep none.
+                let mut body = response.into_body();
+                while let Some(frame) = body.frame().await {
+                    frame.map_err(|e| e.to_string())?;
+                }
+                Ok(status)
+            };
+            let mut exchange = std::pin::pin!(exchange);
+            tokio::select! {
+                biased;
+                result = &mut exchange => (result, false),
+                ended = io.as_mut() => {
+                    // The connection is done (closed, or failed); what it read may still complete
+                    // the response. It must not be polled again.
+                    let result = match (exchange.await, ended) {
+                        (Ok(status), _) => Ok(status),
+                        (Err(err), Ok(())) => Err(err),
+                        (Err(_), Err(err)) => Err(err.to_string()),
+                    };
+                    (result, true)
                 }
             }
+        };
+        if closed {
+            self.link = None;
         }
-        let length =
-            length.ok_or_else(|| Error::new(ErrorKind::InvalidData, "no Content-Length"))?;
-        // Body: count the bytes, keep none.
-        let mut remaining = length
-            .checked_sub(self.buffer.len() - header_end)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "more bytes than announced"))?;
-        while remaining > 0 {
-            self.buffer.clear();
-            let read = stream.read_buf(&mut self.buffer).await?;
-            if read == 0 {
-                return Err(ErrorKind::UnexpectedEof.into());
-            }
-            remaining = remaining
-                .checked_sub(read)
-                .ok_or_else(|| Error::new(ErrorKind::InvalidData, "more bytes than announced"))?;
-        }
-        if close {
-            self.stream = None;
-        }
-        Ok(status)
+        result
     }
-}
-
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Nearest-rank percentile of sorted microseconds.

@@ -15,8 +15,9 @@
 //!   `.env`, no proxy), so its resident memory (`VmRSS` of `/proc/PID/status`) and CPU time
 //!   (`/proc/PID/stat`) are its own; it is killed when dropped, also on a panic;
 //! - a plain axum handler returning the same bytes as the server's `GET /`: the ceiling;
-//! - the load client: one tokio task per connection, each a minimal HTTP/1.1 keep-alive client
-//!   that repeats one GET until a deadline (warm-up, then the measured window) and records
+//! - the load client: one tokio task per connection, each driving one keep-alive HTTP/1.1
+//!   connection of hyper's own client (`hyper::client::conn::http1`) that repeats one GET
+//!   until a deadline (warm-up, then the measured window) and records
 //!   every latency. A general client (reqwest) spends several times more CPU a request, which
 //!   on a small machine is taken from the servers it measures; reqwest walks the flows.
 //!
