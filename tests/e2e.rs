@@ -130,7 +130,7 @@ async fn demo() -> Demo {
     let fake = app.fake().unwrap().clone();
     fake.set_device_interval(1);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
+    support::spawn_watched(app.run_until(async {
         let _ = stopped.await;
     }));
     Demo {
@@ -223,7 +223,7 @@ async fn decode_qr(browser: &Client) -> String {
     grids[0].decode().unwrap().1
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn authorization_code_story() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -266,7 +266,7 @@ async fn authorization_code_story() {
     b.close().await.unwrap();
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_story_with_a_phone_approving_the_qr_code() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -301,7 +301,7 @@ async fn device_story_with_a_phone_approving_the_qr_code() {
     phone.close().await.unwrap();
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn denied_and_expired_device_stories_offer_start_again() {
     let app = demo().await;
     let mut driver = start_driver().await;

@@ -1,6 +1,6 @@
 //! `TestApp`: the fake Webex and the app on `127.0.0.1:0`, plus small helpers to walk the flows.
 
-use crate::support::login;
+use crate::support::{login, spawn_watched};
 use reqwest::header::LOCATION;
 use reqwest::{Client, Response, StatusCode};
 use std::future::Future;
@@ -140,7 +140,7 @@ impl TestApp {
         let addr = app.local_addr().unwrap();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
+        let server = spawn_watched(app.run_until(async {
             let _ = stopped.await;
         }));
         Self {

@@ -9,6 +9,7 @@ mod helpers;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+mod runner;
 mod soak;
 mod stores;
 #[path = "../support/mod.rs"]

@@ -62,7 +62,7 @@ async fn second_instance(a: &TestApp) -> TestApp {
     b
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_login_through_one_instance_works_through_the_other() {
     let redis = redis().await;
     let a = TestApp::spawn_with(FakeConfig::default(), |c| {
@@ -81,7 +81,7 @@ async fn a_login_through_one_instance_works_through_the_other() {
     assert_eq!(a.fake.count(Counter::Refreshes), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn concurrent_requests_on_two_instances_make_one_refresh() {
     let redis = redis().await;
     let fake = FakeConfig {
@@ -117,7 +117,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     let redis = redis().await;
     let a = TestApp::spawn_with(quick_device_fake(), |c| {
@@ -169,7 +169,7 @@ async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
@@ -188,7 +188,7 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
     assert!(err.starts_with("SESSION_STORE:"), "{err}");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     let mut redis = redis().await;
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {

@@ -77,6 +77,11 @@ fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `SOAK_SECS`, plus time for the last rounds to end (each request gives up after 30 s).
+fn soak_deadline() -> Duration {
+    Duration::from_secs(env_or("SOAK_SECS", 60) + 120)
+}
+
 async fn send(tally: &Tally, request: reqwest::RequestBuilder) -> Option<reqwest::Response> {
     tally.requests.fetch_add(1, Ordering::Relaxed);
     let response = request.timeout(Duration::from_secs(30)).send().await.ok()?;
@@ -172,7 +177,7 @@ async fn one_round(app: &Server, tally: &Tally) -> Option<()> {
     Some(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[crate::support::test(flavor = "multi_thread", timeout = soak_deadline())]
 #[ignore = "load and soak: run on purpose, it prints figures"]
 async fn soak_both_flows_with_many_users() {
     let users = env_or("SOAK_USERS", 200) as usize;
