@@ -6,6 +6,7 @@ use crate::client::Target;
 use crate::http::{client_builder, cookie_headers, fake_access_token, log_in};
 use crate::report::{Report, ms, yes};
 use crate::server::{Backend, spawn_plain};
+use axum::body::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use std::time::Duration;
@@ -22,20 +23,8 @@ pub async fn home_case(
 ) {
     let max_conns = connections.iter().copied().max().unwrap_or(1);
     // One logged-in session per connection: GET / loads it and shows "you have tokens".
-    let mut sessions = Vec::with_capacity(max_conns);
-    for _ in 0..max_conns {
-        sessions.push(log_in(backend).await);
-    }
-    let page = client_builder()
-        .build()
-        .unwrap()
-        .get(backend.url("/"))
-        .header(COOKIE, &sessions[0])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let page = page.bytes().await.unwrap();
+    let sessions = sessions(backend, max_conns).await;
+    let page = page_as(backend, "/", &sessions[0]).await;
     assert!(
         std::str::from_utf8(&page).is_ok_and(|p| p.contains("Continue to your session")),
         "GET / with a session shows the signed-in link"
@@ -48,13 +37,7 @@ pub async fn home_case(
     );
 
     for &conns in connections {
-        let server_targets: Vec<Target> = sessions[..conns]
-            .iter()
-            .map(|cookie| Target {
-                url: backend.url("/"),
-                headers: cookie_headers(cookie),
-            })
-            .collect();
+        let server_targets = session_targets(backend, "/", &sessions[..conns]);
         let plain_targets = vec![
             Target {
                 url: format!("{plain}/"),
@@ -75,32 +58,14 @@ pub async fn home_case(
             format!("{} (server CPU {server_cpu:.0}% of a core)", ours.summary()),
         );
         report.add(case, format!("plain axum, {conns} conn"), ceiling.summary());
-        report.check(
-            case,
-            format!("req/s ratio server/plain, {conns} conn"),
-            format!("{ratio:.2}"),
-            "≥ 0.5",
-            yes(ratio >= 0.5),
-        );
-        if conns == 16 {
-            report.check(
-                case,
-                "p99 at 16 conn",
-                ms(ours.p99),
-                "< 10 ms",
-                yes(ours.p99 < Duration::from_millis(10)),
-            );
-        }
+        check_targets(report, case, "server/plain", conns, ratio, ours.p99);
     }
 }
 
 pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Report) {
     const CONNECTIONS: [usize; 2] = [1, 16];
     let max_conns = CONNECTIONS[CONNECTIONS.len() - 1];
-    let mut sessions = Vec::with_capacity(max_conns);
-    for _ in 0..max_conns {
-        sessions.push(log_in(backend).await);
-    }
+    let sessions = sessions(backend, max_conns).await;
     let token = fake_access_token(backend).await;
     let rooms_url = format!("{}/rooms?max=100", backend.fake.base_url());
     let mut bearer = HeaderMap::new();
@@ -110,16 +75,7 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
     );
     // Sanity: one page of 100 rooms, fetched with one /rooms call.
     let calls_before = backend.fake.count(Counter::RoomsCalls);
-    let page = client_builder()
-        .build()
-        .unwrap()
-        .get(backend.url("/spaces"))
-        .header(COOKIE, &sessions[0])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let page = page.text().await.unwrap();
+    let page = String::from_utf8(page_as(backend, "/spaces", &sessions[0]).await.into()).unwrap();
     assert!(page.contains("100 spaces"), "GET /spaces lists 100 rooms");
     assert_eq!(backend.fake.count(Counter::RoomsCalls) - calls_before, 1);
     report.add(
@@ -129,13 +85,7 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
     );
 
     for conns in CONNECTIONS {
-        let server_targets: Vec<Target> = sessions[..conns]
-            .iter()
-            .map(|cookie| Target {
-                url: backend.url("/spaces"),
-                headers: cookie_headers(cookie),
-            })
-            .collect();
+        let server_targets = session_targets(backend, "/spaces", &sessions[..conns]);
         let direct_targets = vec![
             Target {
                 url: rooms_url.clone(),
@@ -156,48 +106,28 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
             format!("fake /rooms direct, {conns} conn"),
             direct.summary(),
         );
-        report.check(
+        check_targets(
+            report,
             "2 GET /spaces",
-            format!("req/s ratio server/direct, {conns} conn"),
-            format!("{ratio:.2}"),
-            "≥ 0.5",
-            yes(ratio >= 0.5),
+            "server/direct",
+            conns,
+            ratio,
+            ours.p99,
         );
-        if conns == 16 {
-            report.check(
-                "2 GET /spaces",
-                "p99 at 16 conn",
-                ms(ours.p99),
-                "< 10 ms",
-                yes(ours.p99 < Duration::from_millis(10)),
-            );
-        }
     }
 }
 
 pub async fn many_pages_case(settings: &Settings, backend: &Backend, report: &mut Report) {
     let cookie = log_in(backend).await;
     let calls_before = backend.fake.count(Counter::RoomsCalls);
-    let page = client_builder()
-        .build()
-        .unwrap()
-        .get(backend.url("/spaces"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let page = page.text().await.unwrap();
+    let page = String::from_utf8(page_as(backend, "/spaces", &cookie).await.into()).unwrap();
     assert!(
         page.contains("1000 spaces"),
         "GET /spaces lists 1,000 rooms"
     );
     let pages = backend.fake.count(Counter::RoomsCalls) - calls_before;
     assert_eq!(pages, 10, "1,000 rooms are 10 pages of 100");
-    let targets = vec![Target {
-        url: backend.url("/spaces"),
-        headers: cookie_headers(&cookie),
-    }];
+    let targets = session_targets(backend, "/spaces", std::slice::from_ref(&cookie));
     let result = measured(settings, "GET /spaces over 10 pages (server)", &targets).await;
     report.add(
         "3 GET /spaces ×10 pages",
@@ -209,4 +139,66 @@ pub async fn many_pages_case(settings: &Settings, backend: &Backend, report: &mu
         "page size",
         format!("{} bytes", page.len()),
     );
+}
+
+/// `n` logged-in sessions (their `Cookie` header values).
+async fn sessions(backend: &Backend, n: usize) -> Vec<String> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(log_in(backend).await);
+    }
+    sessions
+}
+
+/// `GET path` in the session `cookie`, which must answer 200; the page.
+async fn page_as(backend: &Backend, path: &str, cookie: &str) -> Bytes {
+    let page = client_builder()
+        .build()
+        .unwrap()
+        .get(backend.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "GET {path}");
+    page.bytes().await.unwrap()
+}
+
+/// One load connection per session, each requesting `path` in it.
+fn session_targets(backend: &Backend, path: &str, sessions: &[String]) -> Vec<Target> {
+    sessions
+        .iter()
+        .map(|cookie| Target {
+            url: backend.url(path),
+            headers: cookie_headers(cookie),
+        })
+        .collect()
+}
+
+/// The targets of a load case: the req/s ratio to its ceiling (`versus`) at least 0.5, and at
+/// 16 connections a p99 under 10 ms.
+fn check_targets(
+    report: &mut Report,
+    case: &'static str,
+    versus: &str,
+    conns: usize,
+    ratio: f64,
+    p99: Duration,
+) {
+    report.check(
+        case,
+        format!("req/s ratio {versus}, {conns} conn"),
+        format!("{ratio:.2}"),
+        "≥ 0.5",
+        yes(ratio >= 0.5),
+    );
+    if conns == 16 {
+        report.check(
+            case,
+            "p99 at 16 conn",
+            ms(p99),
+            "< 10 ms",
+            yes(p99 < Duration::from_millis(10)),
+        );
+    }
 }
