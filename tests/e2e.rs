@@ -7,9 +7,8 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -17,28 +16,18 @@ use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
 use webex_oauth_axum::fake_webex::FakeWebex;
 
+mod support;
+use support::{ChildGuard, free_port};
+
 /// Long enough for a cold Chromium on a busy 2-core machine; every wait is bounded by it.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// chromium-driver on a free loopback port, killed when dropped.
+/// chromium-driver on a free loopback port; it and the browsers it started (its process group)
+/// are killed when dropped, even when a test panicked before closing its browser.
 struct Driver {
-    child: Child,
+    _process: ChildGuard,
     url: String,
     profiles: Vec<tempdir::TempDir>,
-}
-
-impl Drop for Driver {
-    /// Kills chromedriver and the browsers it started (its process group), even when a test
-    /// panicked before closing its browser.
-    fn drop(&mut self) {
-        // pkill -g, not `kill -KILL -PGID`: procps' kill can read a negative number as a
-        // signal option and then hit far more than this group.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-g", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 mod tempdir {
@@ -68,36 +57,27 @@ mod tempdir {
 }
 
 async fn start_driver() -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
+    let port = free_port();
+    let mut command = Command::new("chromedriver");
+    command
         .arg(format!("--port={port}"))
-        .process_group(0)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed (apt-get install chromium-driver)");
+        .stderr(Stdio::null());
+    let process = ChildGuard::spawn(
+        "chromedriver (apt-get install chromium-driver)",
+        &mut command,
+    );
     let url = format!("http://127.0.0.1:{port}");
     let status = format!("{url}/status");
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Ok(response) = reqwest::get(&status).await
-            && response.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    process
+        .wait_ready(DEADLINE, Duration::from_millis(100), || async {
+            reqwest::get(&status)
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        })
+        .await;
     Driver {
-        child,
+        _process: process,
         url,
         profiles: Vec::new(),
     }
@@ -150,7 +130,7 @@ async fn demo() -> Demo {
     let fake = app.fake().unwrap().clone();
     fake.set_device_interval(1);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
+    support::spawn_watched(app.run_until(async {
         let _ = stopped.await;
     }));
     Demo {
@@ -243,7 +223,7 @@ async fn decode_qr(browser: &Client) -> String {
     grids[0].decode().unwrap().1
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn authorization_code_story() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -286,7 +266,7 @@ async fn authorization_code_story() {
     b.close().await.unwrap();
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_story_with_a_phone_approving_the_qr_code() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -321,7 +301,7 @@ async fn device_story_with_a_phone_approving_the_qr_code() {
     phone.close().await.unwrap();
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn denied_and_expired_device_stories_offer_start_again() {
     let app = demo().await;
     let mut driver = start_driver().await;

@@ -11,6 +11,9 @@ use webex_oauth_axum::fake_webex::{
     Counter, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Endpoint, FakeConfig, FakeWebex, Fault,
 };
 
+/// `#[support::test]`: every test here under a deadline.
+mod support;
+
 const REDIRECT: &str = "http://localhost:10060/oauth";
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qGUZ0wKvG.1Z_~x3yTnLs8qQ0mV";
 const INVALID_TOKEN: &str =
@@ -132,7 +135,7 @@ async fn envelope(response: Response, status: StatusCode, message: &str) -> Valu
     body
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn consent_page_then_code_exchange_with_pkce() {
     let fake = spawn().await;
     let challenge = s256(VERIFIER);
@@ -216,7 +219,7 @@ async fn consent_page_then_code_exchange_with_pkce() {
     assert_eq!(fake.count(Counter::CodeExchanges), 8);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn authorize_errors_show_a_page_and_decline_redirects() {
     let fake = spawn().await;
     let good = [
@@ -259,7 +262,7 @@ async fn authorize_errors_show_a_page_and_decline_redirects() {
     assert_eq!(response.headers()["location"], expected.as_str());
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn token_endpoint_client_auth_and_content_type() {
     let fake = spawn().await;
     // Shaped like real credentials: `C` + 64 hex, and 64 hex.
@@ -321,7 +324,7 @@ async fn token_endpoint_client_auth_and_content_type() {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn refresh_keeps_the_token_and_revocation_ends_it() {
     let fake = spawn().await;
     let first = tokens(&fake, "spark:all").await;
@@ -356,7 +359,7 @@ async fn refresh_keeps_the_token_and_revocation_ends_it() {
     assert_eq!(fake.count(Counter::Refreshes), 2);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn refresh_rotation_retires_the_old_token() {
     let config = FakeConfig {
         rotate_refresh_tokens: true,
@@ -411,7 +414,7 @@ async fn start_device(fake: &FakeWebex) -> (String, String, Value) {
     (device_code, user_code, body)
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_flow_pending_slow_down_then_approved_once() {
     let fake = spawn().await;
     let (device_code, user_code, body) = start_device(&fake).await;
@@ -498,7 +501,7 @@ async fn device_flow_pending_slow_down_then_approved_once() {
     assert!(secrets.iter().any(|s| tokens["access_token"] == s.as_str()));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_flow_denial_and_request_checks() {
     let fake = spawn().await;
     let bad_client = device_authorize(&fake, "Cnope", "spark:all").await;
@@ -573,7 +576,7 @@ async fn device_flow_denial_and_request_checks() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_flow_expires() {
     for expiry_error in ["expired_token", "invalid_grant"] {
         let config = FakeConfig {
@@ -605,7 +608,7 @@ async fn device_flow_expires() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn rooms_paginate_with_absolute_next_links() {
     let fake = spawn().await;
     let tokens = tokens(&fake, "spark:rooms_read").await;
@@ -682,7 +685,7 @@ async fn rooms_paginate_with_absolute_next_links() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn resource_apis_check_token_and_scope() {
     let fake = spawn().await;
     for path in ["/rooms", "/people/me"] {
@@ -736,7 +739,7 @@ async fn resource_apis_check_token_and_scope() {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn every_fault_fires_once_in_order() {
     let fake = spawn().await;
     let tokens = tokens(&fake, "spark:all").await;
@@ -871,7 +874,7 @@ async fn drain(mut response: Response) -> u64 {
     total
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn huge_body_streams_that_many_bytes_with_or_without_a_length() {
     let fake = spawn().await;
     let token = tokens(&fake, "spark:all").await["access_token"]
@@ -933,7 +936,7 @@ async fn huge_body_streams_that_many_bytes_with_or_without_a_length() {
     assert_eq!(&short[..], b"{\"i");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn json_fault_answers_exactly_that_json_on_any_endpoint() {
     let fake = spawn().await;
     let hostile = serde_json::json!({

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HOST, SET_COOKIE};
 use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_host_we_do_not_serve_gets_a_400_page_but_healthz_answers_any_host() {
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
         c.allowed_hosts = vec!["app.example.com".into()]
@@ -44,7 +44,7 @@ async fn a_host_we_do_not_serve_gets_a_400_page_but_healthz_answers_any_host() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_post_without_browser_headers_passes_and_a_foreign_origin_does_not() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::builder()
@@ -82,7 +82,7 @@ async fn a_post_without_browser_headers_passes_and_a_foreign_origin_does_not() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn over_https_the_session_cookie_has_the_host_prefix() {
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
         let https = c.redirect_uri.as_str().replacen("http://", "https://", 1);
@@ -109,7 +109,7 @@ async fn over_https_the_session_cookie_has_the_host_prefix() {
     assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_state_stays_used_up_when_the_code_exchange_fails() {
     let app = TestApp::spawn().await;
     let callback = app.authorize(&app.client, "accept").await;
@@ -134,7 +134,7 @@ fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sign_ins_are_rate_limited_per_client_address() {
     let app = TestApp::spawn_with(FakeConfig::default(), |c| c.rate_limit_per_minute = 5).await;
     let flooder = client_from("127.0.0.2");
@@ -188,7 +188,7 @@ async fn sign_ins_are_rate_limited_per_client_address() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn behind_a_proxy_the_last_hop_of_client_ip_header_is_the_client() {
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
         c.rate_limit_per_minute = 2;
@@ -220,7 +220,7 @@ async fn behind_a_proxy_the_last_hop_of_client_ip_header_is_the_client() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn ten_racing_sign_ins_on_one_cookie_leave_one_pending_flow() {
     let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
     // A saved session first (the cookie the ten requests share).
@@ -256,7 +256,7 @@ async fn ten_racing_sign_ins_on_one_cookie_leave_one_pending_flow() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_flow_whose_page_nobody_watches_stops_and_reads_as_expired() {
     let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |c| {
         c.abandoned_flow = std::time::Duration::from_secs(2)
@@ -290,7 +290,7 @@ async fn a_flow_whose_page_nobody_watches_stops_and_reads_as_expired() {
     assert_eq!(app.probe.active_pollers(), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn two_tabs_seeing_the_grant_both_end_signed_in_and_no_cookie_is_deleted() {
     let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
     let user_code = app.start_device_flow_as(&app.client).await;

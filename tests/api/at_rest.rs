@@ -42,7 +42,7 @@ fn value(cookie: &str) -> String {
     cookie.split_once('=').map_or("", |(_, v)| v).to_owned()
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     let dir = temp_dir("at-rest");
     let db = dir.join("sessions.db");
@@ -104,7 +104,7 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_rotated_key_keeps_sessions_and_a_wrong_key_signs_out_cleanly() {
     let dir = temp_dir("rotation");
     let db = dir.join("sessions.db");
@@ -150,7 +150,7 @@ async fn a_rotated_key_keeps_sessions_and_a_wrong_key_signs_out_cleanly() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sessions_without_tokens_expire_after_fifteen_minutes() {
     let dir = temp_dir("anonymous");
     let db = dir.join("sessions.db");

@@ -4,7 +4,7 @@ use crate::helpers::{TestApp, browser, html_escape, location, text};
 use reqwest::StatusCode;
 use webex_oauth_axum::fake_webex::{Counter, FakeConfig};
 
-#[tokio::test]
+#[crate::support::test]
 async fn grant_then_spaces_lists_every_room_of_every_page_escaped() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -29,7 +29,7 @@ async fn grant_then_spaces_lists_every_room_of_every_page_escaped() {
     assert_eq!(app.fake.count(Counter::CodeExchanges), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn login_sends_state_and_an_s256_pkce_challenge_and_keeps_the_verifier_out_of_the_url() {
     let app = TestApp::spawn().await;
     let response = app.get("/login").await;
@@ -54,7 +54,7 @@ async fn login_sends_state_and_an_s256_pkce_challenge_and_keeps_the_verifier_out
     assert_ne!(state2, query["state"]);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn login_on_another_host_name_moves_to_the_redirect_uris_origin_first() {
     let app = TestApp::spawn().await;
     let response = app
@@ -68,7 +68,7 @@ async fn login_on_another_host_name_moves_to_the_redirect_uris_origin_first() {
     assert_eq!(location(&response), app.url("/login"));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn two_tabs_can_each_finish_a_login() {
     let app = TestApp::spawn().await;
     let first = app.authorize(&app.client, "accept").await;
@@ -83,7 +83,7 @@ async fn two_tabs_can_each_finish_a_login() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_wrong_state_is_refused_without_a_token_exchange() {
     let app = TestApp::spawn().await;
     let callback = app.authorize(&app.client, "accept").await;
@@ -104,7 +104,7 @@ async fn a_wrong_state_is_refused_without_a_token_exchange() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_missing_state_or_code_is_a_400_page() {
     let app = TestApp::spawn().await;
     app.authorize(&app.client, "accept").await;
@@ -116,7 +116,7 @@ async fn a_missing_state_or_code_is_a_400_page() {
     assert_eq!(app.fake.count(Counter::CodeExchanges), 0);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_replayed_callback_is_refused() {
     let app = TestApp::spawn().await;
     let callback = app.authorize(&app.client, "accept").await;
@@ -129,7 +129,7 @@ async fn a_replayed_callback_is_refused() {
     assert_eq!(app.fake.count(Counter::CodeExchanges), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_callback_from_another_session_is_refused() {
     let app = TestApp::spawn().await;
     let victim_callback = app.authorize(&app.client, "accept").await;
@@ -149,7 +149,7 @@ async fn a_callback_from_another_session_is_refused() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn declining_at_webex_gives_a_403_page() {
     let app = TestApp::spawn().await;
     let callback = app.authorize(&app.client, "decline").await;
@@ -161,7 +161,7 @@ async fn declining_at_webex_gives_a_403_page() {
     assert_eq!(app.get("/granted").await.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn the_session_id_changes_at_login_and_logout_forgets_it() {
     let app = TestApp::spawn().await;
     let cookie_of = |r: &reqwest::Response| {
@@ -209,7 +209,7 @@ async fn the_session_id_changes_at_login_and_logout_forgets_it() {
     assert_eq!(app.get("/spaces").await.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn https_redirect_uris_make_the_cookie_secure() {
     let app = TestApp::spawn_with(FakeConfig::default(), |config| {
         config.redirect_uri = url::Url::parse("https://app.example.com/oauth").unwrap();

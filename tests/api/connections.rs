@@ -58,7 +58,7 @@ async fn slow_headers(
     started.elapsed()
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn slow_header_connections_are_closed_while_healthz_answers() {
     timeout(Duration::from_secs(60), async {
         let app = TestApp::spawn_with(FakeConfig::default(), |c| {
@@ -127,7 +127,7 @@ async fn idle_connection(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn past_max_connections_a_client_waits_then_is_served() {
     timeout(Duration::from_secs(30), async {
         let app = TestApp::spawn_with(FakeConfig::default(), |c| c.max_connections = 2).await;
@@ -158,7 +158,7 @@ async fn past_max_connections_a_client_waits_then_is_served() {
     .expect("the test finishes within 30 s");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_request_slower_than_the_handler_timeout_gets_the_504_page() {
     timeout(Duration::from_secs(30), async {
         let app = TestApp::spawn_with(FakeConfig::default(), |c| {

@@ -17,7 +17,7 @@ fn gaps(polls: &[Instant]) -> Vec<Duration> {
     polls.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sign_in_shows_the_qr_code_and_user_code_then_approval_signs_in() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let user_code = app.start_device_flow_as(&app.client).await;
@@ -58,7 +58,7 @@ async fn sign_in_shows_the_qr_code_and_user_code_then_approval_signs_in() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn polls_never_come_sooner_than_the_interval_and_stop_after_a_final_state() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let started = Instant::now();
@@ -91,7 +91,7 @@ async fn polls_never_come_sooner_than_the_interval_and_stop_after_a_final_state(
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn slow_down_adds_five_seconds_to_this_and_later_polls() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.fake.inject(Endpoint::DeviceToken, Fault::SlowDown);
@@ -112,7 +112,7 @@ async fn slow_down_adds_five_seconds_to_this_and_later_polls() {
     app.post("/sign-in/cancel").await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn denial_ends_the_flow_and_start_again_works() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let user_code = app.start_device_flow_as(&app.client).await;
@@ -135,7 +135,7 @@ async fn denial_ends_the_flow_and_start_again_works() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_unapproved_code_expires_at_its_deadline() {
     let fake = FakeConfig {
         device_interval: 1,
@@ -150,7 +150,7 @@ async fn an_unapproved_code_expires_at_its_deadline() {
     assert!(text(app.get("/sign-in").await).await.contains("expired"));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_new_sign_in_cancels_the_old_poller_and_cancel_stops_it() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let first = app.start_device_flow_as(&app.client).await;
@@ -166,7 +166,7 @@ async fn a_new_sign_in_cancels_the_old_poller_and_cancel_stops_it() {
     assert!(app.fake.device_polls(&second).len() <= 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn one_session_cannot_see_or_claim_another_sessions_flow() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let user_code = app.start_device_flow_as(&app.client).await;
@@ -188,7 +188,7 @@ async fn one_session_cannot_see_or_claim_another_sessions_flow() {
     assert_eq!(app.get("/whoami").await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn logout_cancels_a_pending_flow() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.start_device_flow_as(&app.client).await;
@@ -198,7 +198,7 @@ async fn logout_cancels_a_pending_flow() {
     assert!((app.probe.flow_count().await == 0));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn transient_poll_failures_are_retried_and_three_in_a_row_end_in_error() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     // One 503 then pending: the flow goes on.
@@ -229,7 +229,7 @@ async fn transient_poll_failures_are_retried_and_three_in_a_row_end_in_error() {
         .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_429_while_polling_waits_retry_after_and_goes_on() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.fake

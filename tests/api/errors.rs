@@ -27,7 +27,7 @@ async fn page_for(
     (status, text(response).await)
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn token_endpoint_faults_give_the_right_page() {
     let cases = [
         (Fault::Status(500), StatusCode::BAD_GATEWAY),
@@ -62,7 +62,7 @@ async fn token_endpoint_faults_give_the_right_page() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn webex_errors_show_the_tracking_id() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -71,7 +71,7 @@ async fn webex_errors_show_the_tracking_id() {
     assert!(body.contains("ROUTER_"), "the trackingId is on the page");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn rooms_and_people_faults_give_the_right_page() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -106,7 +106,7 @@ async fn rooms_and_people_faults_give_the_right_page() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn pagination_failures_and_tricks() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -129,7 +129,7 @@ async fn pagination_failures_and_tricks() {
     assert_eq!(app.fake.count(Counter::RoomsCalls) - before, 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_empty_room_list_shows_the_empty_state() {
     let fake = FakeConfig {
         room_count: 0,
@@ -142,7 +142,7 @@ async fn an_empty_room_list_shows_the_empty_state() {
     assert!(text(response).await.contains("not in any spaces"));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_authorize_faults_give_the_right_page() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     for (fault, want) in [
@@ -170,7 +170,7 @@ async fn device_authorize_faults_give_the_right_page() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_unreachable_webex_is_a_503_page() {
     // A port that was just free: nothing listens there.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -187,7 +187,7 @@ async fn an_unreachable_webex_is_a_503_page() {
     assert!(text(response).await.contains("unreachable"));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_slow_webex_for_one_user_does_not_slow_the_others() {
     let app = TestApp::spawn_with(FakeConfig::default(), |config| {
         config.request_timeout = Duration::from_secs(10)

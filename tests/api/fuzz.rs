@@ -47,7 +47,7 @@ fn query(other_state: String) -> impl Strategy<Value = String> {
     prop_oneof![encoded, "[ -~]{0,300}"]
 }
 
-#[test]
+#[crate::support::test]
 fn hostile_callbacks_never_get_a_5xx_or_a_token_exchange() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(TestApp::spawn());
@@ -80,7 +80,7 @@ fn hostile_callbacks_never_get_a_5xx_or_a_token_exchange() {
         .unwrap();
 }
 
-#[test]
+#[crate::support::test]
 fn random_paths_and_methods_never_get_a_5xx() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(TestApp::spawn());

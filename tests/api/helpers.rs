@@ -1,5 +1,6 @@
 //! `TestApp`: the fake Webex and the app on `127.0.0.1:0`, plus small helpers to walk the flows.
 
+use crate::support::{login, spawn_watched};
 use reqwest::header::LOCATION;
 use reqwest::{Client, Response, StatusCode};
 use std::future::Future;
@@ -141,7 +142,7 @@ impl TestApp {
         let addr = app.local_addr().unwrap();
         let probe = app.probe();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
+        let server = spawn_watched(app.run_until(async {
             let _ = stopped.await;
         }));
         Self {
@@ -213,49 +214,16 @@ impl TestApp {
     /// `GET /login`, then the fake's consent page answered with `decision`; returns the
     /// callback URL Webex sends the browser to (not yet visited).
     pub async fn authorize(&self, browser: &Client, decision: &str) -> String {
-        let login = browser.get(self.url("/login")).send().await.unwrap();
-        assert_eq!(login.status(), StatusCode::SEE_OTHER);
-        let authorize = location(&login);
-        assert!(
-            authorize.starts_with(&format!("{}/authorize?", self.fake.base_url())),
-            "{authorize}"
-        );
-        let consent = browser.get(&authorize).send().await.unwrap();
-        assert_eq!(
-            consent.status(),
-            StatusCode::OK,
-            "the fake shows its consent page"
-        );
-        let mut form: Vec<(String, String)> = url::Url::parse(&authorize)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect();
-        form.push(("decision".into(), decision.into()));
-        let answer = browser
-            .post(format!("{}/authorize", self.fake.base_url()))
-            .form(&form)
-            .send()
+        login::authorize(browser, &self.base, &self.fake.base_url(), decision)
             .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::FOUND);
-        let callback = location(&answer);
-        assert!(callback.starts_with(&self.url("/oauth?")), "{callback}");
-        callback
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The whole authorization-code flow in `browser`, ending on /granted.
     pub async fn login_as(&self, browser: &Client) {
-        let callback = self.authorize(browser, "accept").await;
-        let response = browser.get(&callback).send().await.unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::SEE_OTHER,
-            "{}",
-            text(response).await
-        );
-        let granted = browser.get(self.url("/granted")).send().await.unwrap();
-        assert_eq!(granted.status(), StatusCode::OK);
+        login::log_in(browser, &self.base, &self.fake.base_url())
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
     }
 
     pub async fn login(&self) {
@@ -319,22 +287,12 @@ pub async fn text(response: Response) -> String {
 }
 
 /// Polls `check` every 50 ms until it holds; panics after `deadline`.
-pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::wait_until(what, deadline, Duration::from_millis(50), check).await
 }
 
 /// A fake whose device flows poll every second, so device tests run in seconds.

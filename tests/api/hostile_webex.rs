@@ -33,7 +33,7 @@ async fn bad_gateway(response: reqwest::Response, says: &str) -> String {
     body
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn oversized_replies_are_refused_with_a_502_page() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -91,7 +91,7 @@ async fn wait_until_ended(app: &TestApp, want: &str, deadline: Duration) {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_interval_of_2_64_minus_1_does_not_stop_the_flow_from_ending() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let fault = device_json(&app.fake, json!({ "interval": u64::MAX, "expires_in": 2 }));
@@ -105,7 +105,7 @@ async fn an_interval_of_2_64_minus_1_does_not_stop_the_flow_from_ending() {
     wait_until_ended(&app, "expired", Duration::from_secs(10)).await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn huge_lifetimes_are_clamped_to_30_minutes() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let fault = device_json(
@@ -132,7 +132,7 @@ async fn huge_lifetimes_are_clamped_to_30_minutes() {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_retry_after_of_2_64_minus_1_seconds_waits_only_until_the_deadline() {
     let fake = FakeConfig {
         device_expires_in: 3,
@@ -151,7 +151,7 @@ async fn a_retry_after_of_2_64_minus_1_seconds_waits_only_until_the_deadline() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn hostile_verification_links_are_a_502_page_and_start_no_flow() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     let too_long = format!("https://x.example/{}", "a".repeat(3000));
@@ -274,7 +274,7 @@ async fn login(server: &ChildServer, fake: &FakeWebex, b: &Client) -> String {
     location(&answer)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[crate::support::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_of_300_mb_leave_the_servers_memory_flat() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let port = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -13,8 +13,11 @@ mod hostile_webex;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+mod runner;
 mod shutdown;
 mod sign_out;
 mod soak;
 mod stores;
+#[path = "../support/mod.rs"]
+mod support;
 mod tokens;

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use std::time::Duration;
 use webex_oauth_axum::fake_webex::Counter;
 
-#[tokio::test]
+#[crate::support::test]
 async fn landing_and_health() {
     let app = TestApp::spawn().await;
     let response = app.get("/").await;
@@ -25,7 +25,7 @@ async fn landing_and_health() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn no_route_shows_data_without_tokens() {
     let app = TestApp::spawn().await;
     for path in ["/granted", "/spaces", "/whoami"] {
@@ -44,7 +44,7 @@ async fn no_route_shows_data_without_tokens() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn unknown_paths_and_wrong_methods_get_html_pages() {
     let app = TestApp::spawn().await;
     let response = app.get("/no/such/page").await;
@@ -76,7 +76,7 @@ async fn unknown_paths_and_wrong_methods_get_html_pages() {
     assert!(text(response).await.contains("<html"));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_garbage_or_unknown_session_cookie_is_no_session() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::builder()
@@ -105,7 +105,7 @@ async fn a_garbage_or_unknown_session_cookie_is_no_session() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn demo_mode_runs_both_flows_on_the_embedded_fake() {
     let app = TestApp::demo().await;
     assert!(app.probe.config().is_demo());
@@ -143,7 +143,7 @@ async fn demo_mode_runs_both_flows_on_the_embedded_fake() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn no_token_code_or_secret_reaches_the_logs() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.login().await;
@@ -181,7 +181,7 @@ async fn no_token_code_or_secret_reaches_the_logs() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn every_page_carries_the_security_headers_and_pages_are_not_cached() {
     let app = TestApp::spawn().await;
     for path in ["/", "/no/such/page", "/healthz"] {
@@ -206,7 +206,7 @@ async fn every_page_carries_the_security_headers_and_pages_are_not_cached() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn cross_site_posts_are_refused() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     app.login().await;
@@ -260,7 +260,7 @@ async fn cross_site_posts_are_refused() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_overlong_query_is_a_414_page() {
     let app = TestApp::spawn().await;
     let response = app.get(&format!("/oauth?state={}", "a".repeat(5000))).await;
@@ -272,7 +272,7 @@ async fn an_overlong_query_is_a_414_page() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn past_the_pending_flow_cap_new_sign_ins_get_a_503_page() {
     let app = TestApp::spawn_with(quick_device_fake(), |config| config.max_pending_flows = 2).await;
     let (first, second, third) = (browser(), browser(), browser());

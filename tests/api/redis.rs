@@ -2,8 +2,9 @@
 //! a login and a device flow span both, and a surviving instance takes over a dead one's polling.
 
 use crate::helpers::{TestApp, quick_device_fake, text, wait_for};
+use crate::support::{ChildGuard, free_port};
 use reqwest::StatusCode;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webex_oauth_axum::StoreConfig;
@@ -11,20 +12,14 @@ use webex_oauth_axum::fake_webex::{Counter, FakeConfig};
 
 /// redis-server on a free loopback port, without persistence; killed when dropped.
 struct Redis {
-    child: Child,
+    server: ChildGuard,
     url: String,
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// redis-server on `port`, on loopback, keeping nothing on disk.
-fn spawn_redis(port: u16) -> Child {
-    Command::new("redis-server")
+/// redis-server on `port`, on loopback, keeping nothing on disk; answering once this returns.
+async fn spawn_redis(port: u16) -> ChildGuard {
+    let mut command = Command::new("redis-server");
+    command
         .args([
             "--port",
             &port.to_string(),
@@ -35,34 +30,28 @@ fn spawn_redis(port: u16) -> Child {
             "--appendonly",
             "no",
         ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (apt-get install redis-server)")
+        .stdout(Stdio::null());
+    let server = ChildGuard::spawn("redis-server (apt-get install redis-server)", &mut command);
+    server
+        .wait_ready(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+    server
 }
 
 async fn redis() -> Redis {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = spawn_redis(port);
-    let redis = Redis {
-        child,
+    let port = free_port();
+    Redis {
+        server: spawn_redis(port).await,
         url: format!("redis://127.0.0.1:{port}"),
-    };
-    wait_for(
-        "redis-server to listen",
-        Duration::from_secs(10),
-        || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        },
-    )
-    .await;
-    redis
+    }
 }
 
 /// A second instance beside `a`: same fake, same store, same browser.
@@ -81,7 +70,7 @@ fn use_redis(config: &mut webex_oauth_axum::Config, url: &str) {
     config.encryption_keys = vec![webex_oauth_axum::config::EncryptionKey([7; 32])];
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_login_through_one_instance_works_through_the_other() {
     let redis = redis().await;
     let a = TestApp::spawn_with(FakeConfig::default(), |c| use_redis(c, &redis.url)).await;
@@ -97,7 +86,7 @@ async fn a_login_through_one_instance_works_through_the_other() {
     assert_eq!(a.fake.count(Counter::Refreshes), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn concurrent_requests_on_two_instances_make_one_refresh() {
     let redis = redis().await;
     let fake = FakeConfig {
@@ -130,7 +119,7 @@ async fn concurrent_requests_on_two_instances_make_one_refresh() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     let redis = redis().await;
     let a = TestApp::spawn_with(quick_device_fake(), |c| use_redis(c, &redis.url)).await;
@@ -176,7 +165,7 @@ async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
@@ -198,13 +187,12 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
     assert!(err.starts_with("SESSION_STORE:"), "{err}");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     let mut redis = redis().await;
     let app = TestApp::spawn_with(FakeConfig::default(), |c| use_redis(c, &redis.url)).await;
     app.login().await;
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.server.kill();
     for path in ["/spaces", "/granted"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
@@ -217,7 +205,7 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
 
     // Redis comes back (empty: no persistence): the server serves again without a restart.
     let port = redis.url.rsplit(':').next().unwrap().to_owned();
-    redis.child = spawn_redis(port.parse().unwrap());
+    redis.server = spawn_redis(port.parse().unwrap()).await;
     wait_for(
         "the server to use Redis again",
         Duration::from_secs(20),
@@ -228,7 +216,7 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
     assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sign_out_is_final_with_the_redis_store() {
     let redis = redis().await;
     let url = redis.url.clone();
@@ -238,7 +226,7 @@ async fn sign_out_is_final_with_the_redis_store() {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn redis_holds_no_token_device_code_or_cookie_value() {
     use fred::prelude::{ClientLike, KeysInterface, SetsInterface};
     let redis = redis().await;
@@ -308,7 +296,7 @@ async fn redis_holds_no_token_device_code_or_cookie_value() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_stopped_instance_releases_only_its_own_leases() {
     use fred::prelude::{Builder, ClientLike, Config as RedisConfig, KeysInterface, SetsInterface};
     let redis = redis().await;

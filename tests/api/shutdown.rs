@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 use webex_oauth_axum::fake_webex::{Counter, Endpoint, Fault};
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_request_in_flight_across_the_stop_completes() {
     timeout(Duration::from_secs(30), async {
         let app = TestApp::spawn().await;
@@ -52,7 +52,7 @@ impl Drop for Server {
 }
 
 #[cfg(unix)]
-#[tokio::test]
+#[crate::support::test]
 async fn the_binary_exits_0_on_sigterm() {
     timeout(Duration::from_secs(60), async {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

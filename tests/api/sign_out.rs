@@ -136,12 +136,12 @@ pub async fn sign_out_and_cycled_ids_stay_dead(use_store: impl Fn(&mut Config) +
     app.stop().await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sign_out_is_final_with_the_memory_store() {
     sign_out_and_cycled_ids_stay_dead(|_| {}).await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn sign_out_is_final_with_the_sqlite_store() {
     let dir = crate::at_rest::temp_dir("sign-out");
     let path = dir.join("sessions.db");

@@ -6,9 +6,10 @@
 //! `cargo test --release --test api soak -- --ignored --nocapture`
 //! (`SOAK_USERS`, default 200, and `SOAK_SECS`, default 60, change the size.)
 
-use crate::helpers::{browser, location, wait_for};
+use crate::helpers::browser;
+use crate::support::login::{LOGIN_REQUESTS, log_in};
+use crate::support::{self, ChildGuard, free_port};
 use reqwest::{Client, StatusCode};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,26 +18,14 @@ use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
 
 /// The release server as a child process, against the fake; killed when dropped.
 struct Server {
-    child: Child,
+    process: ChildGuard,
     base: String,
     fake: FakeWebex,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
     async fn start() -> Self {
-        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let fake = FakeWebex::spawn(FakeConfig {
             device_interval: 1,
@@ -45,29 +34,18 @@ impl Server {
         })
         .await
         .unwrap();
-        let config = FakeConfig::default();
-        let child = Command::new(env!("CARGO_BIN_EXE_webex-oauth-axum"))
+        let mut command = support::server::command(&fake, port);
+        command
             .current_dir(std::env::temp_dir()) // no .env from the work tree
-            .env_clear()
-            .env("WEBEX_CLIENT_ID", &config.client_id)
-            .env("WEBEX_CLIENT_SECRET", &config.client_secret)
-            .env("WEBEX_API_BASE", fake.base_url())
-            .env("WEBEX_REDIRECT_URI", format!("{base}/oauth"))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("SESSION_STORE", "memory")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self { child, base, fake };
-        let health = server.url("/healthz");
-        wait_for("the server to start", Duration::from_secs(10), || async {
-            reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        server
+            // 200 users share one address here; a real deployment limits each client.
+            .env("RATE_LIMIT_PER_MINUTE", "100000000");
+        let process = support::server::start(command, port, Duration::from_millis(50)).await;
+        Self {
+            process,
+            base,
+            fake,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -76,7 +54,7 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
             .unwrap_or_default();
         status
             .lines()
@@ -101,6 +79,11 @@ fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `SOAK_SECS`, plus time for the last rounds to end (each request gives up after 30 s).
+fn soak_deadline() -> Duration {
+    Duration::from_secs(env_or("SOAK_SECS", 60) + 120)
+}
+
 async fn send(tally: &Tally, request: reqwest::RequestBuilder) -> Option<reqwest::Response> {
     tally.requests.fetch_add(1, Ordering::Relaxed);
     let response = request.timeout(Duration::from_secs(30)).send().await.ok()?;
@@ -123,17 +106,21 @@ async fn signed_in_page(app: &Server, tally: &Tally, b: &Client, path: &str) {
 async fn one_round(app: &Server, tally: &Tally) -> Option<()> {
     // Authorization code.
     let b = browser();
-    let login = send(tally, b.get(app.url("/login"))).await?;
-    let authorize = url::Url::parse(&location(&login)).ok()?;
-    let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    form.push(("decision".into(), "accept".into()));
-    let answer = send(
-        tally,
-        b.post(format!("{}/authorize", app.fake.base_url()))
-            .form(&form),
-    )
-    .await?;
-    send(tally, b.get(location(&answer))).await?;
+    let login = log_in(&b, &app.base, &app.fake.base_url()).await;
+    let sent = login
+        .as_ref()
+        .map_or_else(|err| err.sent, |()| LOGIN_REQUESTS);
+    tally.requests.fetch_add(sent, Ordering::Relaxed);
+    if let Err(err) = login {
+        // No answer (a timeout) ends the round, as `send` does; a wrong answer is counted.
+        match err.status {
+            Some(status) if status.is_server_error() => &tally.server_errors,
+            Some(_) => &tally.lost_sessions,
+            None => return None,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     signed_in_page(app, tally, &b, "/spaces").await;
     signed_in_page(app, tally, &b, "/whoami").await;
     send(
@@ -192,7 +179,7 @@ async fn one_round(app: &Server, tally: &Tally) -> Option<()> {
     Some(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[crate::support::test(flavor = "multi_thread", timeout = soak_deadline())]
 #[ignore = "load and soak: run on purpose, it prints figures"]
 async fn soak_both_flows_with_many_users() {
     let users = env_or("SOAK_USERS", 200) as usize;

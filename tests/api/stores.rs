@@ -26,7 +26,7 @@ fn rand_suffix() -> u64 {
         .map_or(0, |d| d.subsec_nanos() as u64)
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn an_auth_code_login_survives_a_restart_on_sqlite() {
     let path = db_path("login");
     let app = TestApp::spawn_with(FakeConfig::default(), |c| {
@@ -55,7 +55,7 @@ async fn an_auth_code_login_survives_a_restart_on_sqlite() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_pending_device_flow_survives_a_restart_on_sqlite() {
     let path = db_path("device");
     let app = TestApp::spawn_with(quick_device_fake(), |c| {
@@ -98,7 +98,7 @@ async fn a_pending_device_flow_survives_a_restart_on_sqlite() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_store_that_cannot_be_opened_stops_start_up_naming_session_store() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = webex_oauth_axum::Config::from_lookup(|key| {

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use std::time::Duration;
 use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_401_refreshes_once_and_retries() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -19,7 +19,7 @@ async fn a_401_refreshes_once_and_retries() {
     assert_eq!(app.fake.count(Counter::Refreshes), 1);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn n_concurrent_requests_with_an_expired_token_make_one_refresh() {
     // Tokens that expire within the 60 s margin are refreshed before use.
     let fake = FakeConfig {
@@ -46,7 +46,7 @@ async fn n_concurrent_requests_with_an_expired_token_make_one_refresh() {
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_refused_refresh_token_clears_the_session_and_asks_to_sign_in_again() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -67,7 +67,7 @@ async fn a_refused_refresh_token_clears_the_session_and_asks_to_sign_in_again() 
     );
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_second_401_after_refresh_means_sign_in_again() {
     let app = TestApp::spawn().await;
     app.login().await;
@@ -79,7 +79,7 @@ async fn a_second_401_after_refresh_means_sign_in_again() {
     assert_eq!(app.fake.count(Counter::PeopleCalls), 2);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn rotated_refresh_tokens_are_kept() {
     let fake = FakeConfig {
         rotate_refresh_tokens: true,
@@ -98,7 +98,7 @@ async fn rotated_refresh_tokens_are_kept() {
     }
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn a_short_429_is_waited_out_once_and_a_long_one_is_a_503_page() {
     let app = TestApp::spawn().await;
     app.login().await;

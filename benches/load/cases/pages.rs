@@ -1,0 +1,204 @@
+//! Cases 1 to 3: `GET /` and `GET /spaces` under load, each next to a ceiling.
+
+use super::measured;
+use crate::Settings;
+use crate::client::Target;
+use crate::http::{client_builder, cookie_headers, fake_access_token, log_in};
+use crate::report::{Report, ms, yes};
+use crate::server::{Backend, spawn_plain};
+use axum::body::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use webex_oauth_axum::fake_webex::Counter;
+
+pub async fn home_case(
+    settings: &Settings,
+    services: &Handle,
+    backend: &Backend,
+    connections: &[usize],
+    case: &'static str,
+    report: &mut Report,
+) {
+    let max_conns = connections.iter().copied().max().unwrap_or(1);
+    // One logged-in session per connection: GET / loads it and shows "you have tokens".
+    let sessions = sessions(backend, max_conns).await;
+    let page = page_as(backend, "/", &sessions[0]).await;
+    assert!(
+        std::str::from_utf8(&page).is_ok_and(|p| p.contains("Continue to your session")),
+        "GET / with a session shows the signed-in link"
+    );
+    let plain = spawn_plain(services, page.clone()).await;
+    report.add(
+        case,
+        "page size (the plain handler serves the same bytes)",
+        format!("{} bytes", page.len()),
+    );
+
+    for &conns in connections {
+        let server_targets = session_targets(backend, "/", &sessions[..conns]);
+        let plain_targets = vec![
+            Target {
+                url: format!("{plain}/"),
+                headers: HeaderMap::new(),
+            };
+            conns
+        ];
+        let cpu_before = backend.server.cpu();
+        let ours = measured(settings, "GET / (server)", &server_targets).await;
+        let cpu = backend.server.cpu().saturating_sub(cpu_before);
+        let ceiling = measured(settings, "GET / (plain axum)", &plain_targets).await;
+        let ratio = ours.rps / ceiling.rps;
+        let busy = settings.warmup + settings.measure;
+        let server_cpu = 100.0 * cpu.as_secs_f64() / busy.as_secs_f64();
+        report.add(
+            case,
+            format!("server, {conns} conn"),
+            format!("{} (server CPU {server_cpu:.0}% of a core)", ours.summary()),
+        );
+        report.add(case, format!("plain axum, {conns} conn"), ceiling.summary());
+        check_targets(report, case, "server/plain", conns, ratio, ours.p99);
+    }
+}
+
+pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Report) {
+    const CONNECTIONS: [usize; 2] = [1, 16];
+    let max_conns = CONNECTIONS[CONNECTIONS.len() - 1];
+    let sessions = sessions(backend, max_conns).await;
+    let token = fake_access_token(backend).await;
+    let rooms_url = format!("{}/rooms?max=100", backend.fake.base_url());
+    let mut bearer = HeaderMap::new();
+    bearer.insert(
+        reqwest::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    // Sanity: one page of 100 rooms, fetched with one /rooms call.
+    let calls_before = backend.fake.count(Counter::RoomsCalls);
+    let page = String::from_utf8(page_as(backend, "/spaces", &sessions[0]).await.into()).unwrap();
+    assert!(page.contains("100 spaces"), "GET /spaces lists 100 rooms");
+    assert_eq!(backend.fake.count(Counter::RoomsCalls) - calls_before, 1);
+    report.add(
+        "2 GET /spaces",
+        "page size (100 rooms, 1 page)",
+        format!("{} bytes", page.len()),
+    );
+
+    for conns in CONNECTIONS {
+        let server_targets = session_targets(backend, "/spaces", &sessions[..conns]);
+        let direct_targets = vec![
+            Target {
+                url: rooms_url.clone(),
+                headers: bearer.clone(),
+            };
+            conns
+        ];
+        let ours = measured(settings, "GET /spaces (server)", &server_targets).await;
+        let direct = measured(settings, "GET /v1/rooms (fake, direct)", &direct_targets).await;
+        let ratio = ours.rps / direct.rps;
+        report.add(
+            "2 GET /spaces",
+            format!("server, {conns} conn"),
+            ours.summary(),
+        );
+        report.add(
+            "2 GET /spaces",
+            format!("fake /rooms direct, {conns} conn"),
+            direct.summary(),
+        );
+        check_targets(
+            report,
+            "2 GET /spaces",
+            "server/direct",
+            conns,
+            ratio,
+            ours.p99,
+        );
+    }
+}
+
+pub async fn many_pages_case(settings: &Settings, backend: &Backend, report: &mut Report) {
+    let cookie = log_in(backend).await;
+    let calls_before = backend.fake.count(Counter::RoomsCalls);
+    let page = String::from_utf8(page_as(backend, "/spaces", &cookie).await.into()).unwrap();
+    assert!(
+        page.contains("1000 spaces"),
+        "GET /spaces lists 1,000 rooms"
+    );
+    let pages = backend.fake.count(Counter::RoomsCalls) - calls_before;
+    assert_eq!(pages, 10, "1,000 rooms are 10 pages of 100");
+    let targets = session_targets(backend, "/spaces", std::slice::from_ref(&cookie));
+    let result = measured(settings, "GET /spaces over 10 pages (server)", &targets).await;
+    report.add(
+        "3 GET /spaces ×10 pages",
+        format!("1,000 rooms, {pages} /rooms calls a request, 1 conn"),
+        result.summary(),
+    );
+    report.add(
+        "3 GET /spaces ×10 pages",
+        "page size",
+        format!("{} bytes", page.len()),
+    );
+}
+
+/// `n` logged-in sessions (their `Cookie` header values).
+async fn sessions(backend: &Backend, n: usize) -> Vec<String> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(log_in(backend).await);
+    }
+    sessions
+}
+
+/// `GET path` in the session `cookie`, which must answer 200; the page.
+async fn page_as(backend: &Backend, path: &str, cookie: &str) -> Bytes {
+    let page = client_builder()
+        .build()
+        .unwrap()
+        .get(backend.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "GET {path}");
+    page.bytes().await.unwrap()
+}
+
+/// One load connection per session, each requesting `path` in it.
+fn session_targets(backend: &Backend, path: &str, sessions: &[String]) -> Vec<Target> {
+    sessions
+        .iter()
+        .map(|cookie| Target {
+            url: backend.url(path),
+            headers: cookie_headers(cookie),
+        })
+        .collect()
+}
+
+/// The targets of a load case: the req/s ratio to its ceiling (`versus`) at least 0.5, and at
+/// 16 connections a p99 under 10 ms.
+fn check_targets(
+    report: &mut Report,
+    case: &'static str,
+    versus: &str,
+    conns: usize,
+    ratio: f64,
+    p99: Duration,
+) {
+    report.check(
+        case,
+        format!("req/s ratio {versus}, {conns} conn"),
+        format!("{ratio:.2}"),
+        "≥ 0.5",
+        yes(ratio >= 0.5),
+    );
+    if conns == 16 {
+        report.check(
+            case,
+            "p99 at 16 conn",
+            ms(p99),
+            "< 10 ms",
+            yes(p99 < Duration::from_millis(10)),
+        );
+    }
+}
