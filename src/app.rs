@@ -7,6 +7,7 @@ use crate::pollers::DeviceFlows;
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{self, SessionBackend};
+use crate::telemetry::{self, PrometheusHandle};
 use crate::test_support::Probe;
 use crate::web;
 use crate::webex::{Credentials, WebexClient};
@@ -25,6 +26,8 @@ pub struct App {
     state: AppState,
     fake: Option<FakeWebex>,
     sessions: SessionBackend,
+    /// The Prometheus listener (`METRICS_ADDR`) and what it renders.
+    metrics: Option<(TcpListener, PrometheusHandle)>,
 }
 
 impl App {
@@ -40,7 +43,9 @@ impl App {
     }
 
     /// Builds the app on a listener the caller bound (tests bind `127.0.0.1:0`).
-    pub async fn with_listener(config: Config, listener: TcpListener) -> io::Result<Self> {
+    pub async fn with_listener(mut config: Config, listener: TcpListener) -> io::Result<Self> {
+        // `127.0.0.1:0` becomes a real port, which the default redirect URI follows.
+        config.bound_to(listener.local_addr()?);
         // 1. Webex: the real one, or the fake on its own loopback port (demo mode).
         let (webex, fake) = webex_client(&config).await?;
         // 2. The store: one that cannot be opened stops start-up with a line naming the key.
@@ -56,17 +61,28 @@ impl App {
         let state = AppState::new(Arc::new(config), webex, flows, store.refresh_locks, csp);
         // 4. The router and its layers.
         let router = web::router(state.clone(), store.sessions.clone());
+        // 5. The metrics listener, when asked for: never on the public one.
+        let metrics = match state.config().metrics_addr {
+            None => None,
+            Some(addr) => Some(metrics_listener(addr).await?),
+        };
         Ok(Self {
             listener,
             router,
             state,
             fake,
             sessions: store.sessions,
+            metrics,
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served (`METRICS_ADDR`, bound); `None` when unset.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn config(&self) -> &Config {
@@ -97,14 +113,30 @@ impl App {
         let flows = self.state.flows().clone();
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
         let sweep = tokio::spawn(self.sessions.sweep_expired());
+        let metrics = self.metrics.map(|(listener, handle)| {
+            tokio::spawn(web::serve_metrics(listener, handle, self.state.clone()))
+        });
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
         sweep.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         flows.stop_pollers();
         result
     }
+}
+
+/// Binds `METRICS_ADDR` and installs the process's Prometheus recorder.
+async fn metrics_listener(addr: SocketAddr) -> io::Result<(TcpListener, PrometheusHandle)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("METRICS_ADDR: cannot bind {addr}: {e}")))?;
+    let handle = telemetry::prometheus()
+        .map_err(|e| io::Error::other(format!("METRICS_ADDR: cannot record metrics: {e}")))?;
+    Ok((listener, handle))
 }
 
 /// The Webex client for the configured mode; in demo mode, the fake it talks to.

@@ -13,6 +13,7 @@
 
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::error::Result;
+use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::templates::{SignInTemplate, render};
 use crate::web::session::WebSession;
@@ -43,7 +44,7 @@ async fn start(State(state): State<AppState>, session: WebSession) -> Result<Res
         .await?;
     let id = flows.start(auth).await?;
     session.set_flow_id(&id).await?;
-    tracing::info!("device flow started");
+    tracing::info!(flow = %fingerprint(&id), "device flow started");
     Ok(Redirect::to("/sign-in").into_response())
 }
 
@@ -65,7 +66,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     if let Some(tokens) = state.flows().take_tokens(&id).await? {
         session.take_flow_id().await?;
         session.sign_in(&tokens).await?;
-        tracing::info!("signed in with the device flow");
+        tracing::info!(flow = %fingerprint(&id), "signed in with the device flow");
         return Ok(Current::SignedIn);
     }
     match state.flows().get(&id).await? {
@@ -135,7 +136,7 @@ async fn status(State(state): State<AppState>, session: WebSession) -> Result<Re
 async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Response> {
     if let Some(id) = session.take_flow_id().await? {
         state.flows().cancel(&id).await?;
-        tracing::info!("device flow cancelled");
+        tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
     }
     Ok(Redirect::to("/").into_response())
 }
