@@ -66,6 +66,8 @@ pub struct TestApp {
     pub base: String,
     pub fake: FakeWebex,
     pub probe: Probe,
+    /// The `/metrics` listener, when the config set `metrics_addr`.
+    pub metrics: Option<SocketAddr>,
     /// The "browser": keeps cookies, never follows redirects.
     pub client: Client,
     stop: oneshot::Sender<()>,
@@ -135,9 +137,10 @@ impl TestApp {
         Self::run(app, fake)
     }
 
-    fn run(app: App, fake: FakeWebex) -> Self {
+    pub fn run(app: App, fake: FakeWebex) -> Self {
         let addr = app.local_addr().unwrap();
         let probe = app.probe();
+        let metrics = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -147,6 +150,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             fake,
             probe,
+            metrics,
             client: browser(),
             stop,
             server,
