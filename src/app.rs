@@ -36,7 +36,10 @@ impl App {
         let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("LISTEN_ADDR: cannot bind {}: {e}", config.listen_addr),
+                format!(
+                    "LISTEN_ADDR (or PORT): cannot bind {}: {e}",
+                    config.listen_addr
+                ),
             )
         })?;
         Self::with_listener(config, listener).await
