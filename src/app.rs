@@ -8,6 +8,7 @@ use crate::secret::Secret;
 use crate::serve;
 use crate::state::AppState;
 use crate::store::{self, SessionBackend};
+use crate::telemetry::{self, PrometheusHandle};
 use crate::test_support::Probe;
 use crate::web;
 use crate::webex::{Credentials, WebexClient};
@@ -30,6 +31,8 @@ pub struct App {
     fake: Option<FakeWebex>,
     sessions: SessionBackend,
     limiter: web::ClientLimiter,
+    /// The Prometheus listener (`METRICS_ADDR`) and what it renders.
+    metrics: Option<(TcpListener, PrometheusHandle)>,
 }
 
 impl App {
@@ -38,14 +41,19 @@ impl App {
         let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("LISTEN_ADDR: cannot bind {}: {e}", config.listen_addr),
+                format!(
+                    "LISTEN_ADDR (or PORT): cannot bind {}: {e}",
+                    config.listen_addr
+                ),
             )
         })?;
         Self::with_listener(config, listener).await
     }
 
     /// Builds the app on a listener the caller bound (tests bind `127.0.0.1:0`).
-    pub async fn with_listener(config: Config, listener: TcpListener) -> io::Result<Self> {
+    pub async fn with_listener(mut config: Config, listener: TcpListener) -> io::Result<Self> {
+        // `127.0.0.1:0` becomes a real port, which the default redirect URI follows.
+        config.bound_to(listener.local_addr()?);
         // 1. Webex: the real one, or the fake on its own loopback port (demo mode).
         let (webex, fake) = webex_client(&config).await?;
         // 2. The store: one that cannot be opened stops start-up with a line naming the key.
@@ -78,6 +86,11 @@ impl App {
             state.config().client_ip_header.clone(),
         );
         let router = web::router(state.clone(), store.sessions.clone(), limiter.clone());
+        // 5. The metrics listener, when asked for: never on the public one.
+        let metrics = match state.config().metrics_addr {
+            None => None,
+            Some(addr) => Some(metrics_listener(addr).await?),
+        };
         Ok(Self {
             listener,
             router,
@@ -85,11 +98,17 @@ impl App {
             fake,
             sessions: store.sessions,
             limiter,
+            metrics,
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served (`METRICS_ADDR`, bound); `None` when unset.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn config(&self) -> &Config {
@@ -122,6 +141,9 @@ impl App {
         let flows = self.state.flows().clone();
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
         let sweep = tokio::spawn(self.sessions.sweep_expired());
+        let metrics = self.metrics.map(|(listener, handle)| {
+            tokio::spawn(web::serve_metrics(listener, handle, self.state.clone()))
+        });
         let limiter = self.limiter.clone();
         let forget = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -143,6 +165,9 @@ impl App {
         housekeeping.abort();
         sweep.abort();
         forget.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         let _ = housekeeping.await;
         let _ = sweep.await;
         flows.stop_pollers();
@@ -157,6 +182,16 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds `METRICS_ADDR` and installs the process's Prometheus recorder.
+async fn metrics_listener(addr: SocketAddr) -> io::Result<(TcpListener, PrometheusHandle)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("METRICS_ADDR: cannot bind {addr}: {e}")))?;
+    let handle = telemetry::prometheus()
+        .map_err(|e| io::Error::other(format!("METRICS_ADDR: cannot record metrics: {e}")))?;
+    Ok((listener, handle))
 }
 
 /// The Webex client for the configured mode; in demo mode, the fake it talks to.

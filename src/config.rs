@@ -1,16 +1,28 @@
-//! The environment contract (`WEBEX_*`, `LISTEN_ADDR`, `SESSION_STORE`), read and checked at start-up.
+//! The environment contract (`WEBEX_*`, `LISTEN_ADDR`, `PORT`, `SESSION_STORE`, …), read and checked
+//! at start-up; [`crate::cli`] lists the same keys for `--help`.
 
 use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
 use url::Url;
 
+/// The redirect URI when `WEBEX_REDIRECT_URI` is unset: its port follows the listen port.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:10060/oauth";
 pub const DEFAULT_SCOPES: &str = "spark:all";
 pub const DEFAULT_DEVICE_SCOPES: &str = "meeting:recordings_read spark:all spark:kms";
 pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
 pub const DEFAULT_MAX_PENDING_DEVICE_FLOWS: usize = 10_000;
+pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,tower_http=info,warn";
+
+/// `LOG_FORMAT`: how log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line an event (coloured only on a terminal).
+    Text,
+    /// One JSON object a line, with the fields of every enclosing span (for log collectors).
+    Json,
+}
 
 /// Live against real Webex, or demo on the embedded fake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,13 +71,18 @@ pub struct Config {
     pub mode: Mode,
     /// `WEBEX_REDIRECT_URI`: where Webex sends the browser back with the code.
     pub redirect_uri: Url,
+    /// True when `WEBEX_REDIRECT_URI` is unset: the redirect URI is `http://localhost:PORT/oauth`
+    /// with the port the app is actually bound to (`App::with_listener` sets it).
+    pub redirect_uri_follows_port: bool,
     /// `WEBEX_SCOPES`: scopes of the authorization-code flow.
     pub scopes: String,
     /// `WEBEX_DEVICE_SCOPES`: scopes of the device flow.
     pub device_scopes: String,
     /// `WEBEX_API_BASE`: every Webex URL derives from it (ignored in demo mode).
     pub api_base: Url,
-    /// `LISTEN_ADDR`: the address to bind.
+    /// `LISTEN_ADDR`: the address to bind; unset, `0.0.0.0:$PORT` when `PORT` is set (hosting
+    /// platforms route outside traffic to that port on every interface), else `127.0.0.1:10060`.
+    /// `App::with_listener` replaces it with the address actually bound.
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
     pub session_store: StoreConfig,
@@ -89,6 +106,13 @@ pub struct Config {
     /// `ENCRYPTION_KEYS` (comma-separated base64 of 32 bytes each): the first encrypts tokens in
     /// the store, all decrypt. Empty: see `store::open` for what each backend does.
     pub encryption_keys: Vec<EncryptionKey>,
+    /// `METRICS_ADDR` (unset: no metrics): where Prometheus scrapes `/metrics`, a listener of its
+    /// own, never the public one.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `LOG_FORMAT` (`text`): `text` or `json`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`: the log filter (tracing's `EnvFilter` syntax), checked here.
+    pub log_filter: String,
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -97,29 +121,7 @@ pub struct Config {
     pub handler_timeout: Duration,
 }
 
-/// A 32-byte key of `ENCRYPTION_KEYS`; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EncryptionKey(pub [u8; 32]);
-
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EncryptionKey([redacted])")
-    }
-}
-
-impl EncryptionKey {
-    /// Parses one base64 key (standard or URL-safe alphabet, padding optional).
-    pub fn from_base64(text: &str) -> Option<Self> {
-        use base64::Engine;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let text = text.trim();
-        let bytes = STANDARD
-            .decode(text)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
-            .ok()?;
-        bytes.try_into().ok().map(Self)
-    }
-}
+pub use crate::crypto::EncryptionKey;
 
 /// A configuration error: one line naming the key and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -173,11 +175,16 @@ impl Config {
             }
         };
 
-        let redirect_uri = http_url(
+        let listen_addr = listen_addr(&get)?;
+        let redirect_uri_follows_port = get("WEBEX_REDIRECT_URI").is_none();
+        let mut redirect_uri = http_url(
             "WEBEX_REDIRECT_URI",
             get("WEBEX_REDIRECT_URI").as_deref(),
             DEFAULT_REDIRECT_URI,
         )?;
+        if redirect_uri_follows_port {
+            follow_port(&mut redirect_uri, listen_addr.port());
+        }
         if redirect_uri.query().is_some() || redirect_uri.fragment().is_some() {
             return Err(invalid(
                 "WEBEX_REDIRECT_URI",
@@ -196,14 +203,6 @@ impl Config {
             get("WEBEX_DEVICE_SCOPES"),
             DEFAULT_DEVICE_SCOPES,
         )?;
-
-        let listen = get("LISTEN_ADDR").unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
-        let listen_addr = listen.parse().map_err(|_| {
-            invalid(
-                "LISTEN_ADDR",
-                format!("{listen:?} is not an address like 127.0.0.1:10060"),
-            )
-        })?;
 
         let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
         let session_store = match store.as_str() {
@@ -286,6 +285,29 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let metrics_addr = match get("METRICS_ADDR") {
+            None => None,
+            Some(raw) => Some(socket_addr("METRICS_ADDR", &raw)?),
+        };
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} is neither text nor json"),
+                ));
+            }
+        };
+        let log_filter = get("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&log_filter)
+            .map_err(|e| {
+                invalid(
+                    "RUST_LOG",
+                    format!("{log_filter:?} is not a log filter ({e})"),
+                )
+            })?;
 
         if matches!(session_store, StoreConfig::Redis(_)) && encryption_keys.is_empty() {
             return Err(invalid(
@@ -297,6 +319,7 @@ impl Config {
         Ok(Self {
             mode,
             redirect_uri,
+            redirect_uri_follows_port,
             scopes,
             device_scopes,
             api_base,
@@ -310,6 +333,9 @@ impl Config {
             abandoned_flow,
             allowed_hosts,
             encryption_keys,
+            metrics_addr,
+            log_format,
+            log_filter,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             handler_timeout: Duration::from_secs(30),
@@ -345,11 +371,52 @@ impl Config {
         (hosts, origins)
     }
 
+    /// Records the address the app is actually bound to (`127.0.0.1:0` becomes a real port); the
+    /// default redirect URI follows it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        self.listen_addr = addr;
+        if self.redirect_uri_follows_port {
+            follow_port(&mut self.redirect_uri, addr.port());
+        }
+    }
+
     /// The URL to open in a browser: the redirect URI's origin, so the session cookie set on
     /// the landing page comes back on the OAuth callback.
     pub fn public_origin(&self) -> String {
         self.redirect_uri.origin().ascii_serialization()
     }
+}
+
+/// `LISTEN_ADDR`; unset, `0.0.0.0:$PORT` with `PORT`, else [`DEFAULT_LISTEN_ADDR`].
+fn listen_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
+    if let Some(raw) = get("LISTEN_ADDR") {
+        return socket_addr("LISTEN_ADDR", &raw);
+    }
+    let Some(raw) = get("PORT") else {
+        return socket_addr("LISTEN_ADDR", DEFAULT_LISTEN_ADDR);
+    };
+    // A platform that sets PORT routes outside traffic to it on every interface: loopback
+    // would be unreachable there.
+    let port: u16 = raw
+        .parse()
+        .map_err(|_| invalid("PORT", format!("{raw:?} is not a port number (0-65535)")))?;
+    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+fn socket_addr(key: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{raw:?} is not an address like 127.0.0.1:10060"),
+        )
+    })
+}
+
+/// The default redirect URI's port is the listen port (not the other way round: an explicit
+/// `WEBEX_REDIRECT_URI` may be a proxy's public https URL, on another port).
+fn follow_port(url: &mut Url, port: u16) {
+    // Cannot fail on an http:// URL with a host (the default); were it to, the URL keeps its port.
+    let _ = url.set_port(Some(port));
 }
 
 /// A positive whole number under `key`, or `default` when unset.
@@ -409,132 +476,4 @@ fn scope_list(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_give_demo_mode_on_localhost_10060() {
-        let c = config(&[]).unwrap();
-        assert!(c.is_demo());
-        assert_eq!(c.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
-        assert_eq!(c.scopes, "spark:all");
-        assert_eq!(
-            c.device_scopes,
-            "meeting:recordings_read spark:all spark:kms"
-        );
-        assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
-        assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
-        assert_eq!(
-            c.session_store,
-            StoreConfig::Sqlite("data/sessions.db".into())
-        );
-        assert_eq!(c.max_pending_flows, 10_000);
-        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
-        assert_eq!(c.max_connections, 10_000);
-        assert_eq!(c.rate_limit_per_minute, 20);
-        assert_eq!(c.abandoned_flow, Duration::from_secs(60));
-        assert!(c.client_ip_header.is_none() && c.allowed_hosts.is_empty());
-        assert!(c.encryption_keys.is_empty());
-        assert!(!c.secure_cookies());
-        assert_eq!(c.public_origin(), "http://localhost:10060");
-    }
-
-    #[test]
-    fn live_mode_needs_the_secret() {
-        let err = config(&[("WEBEX_CLIENT_ID", "Cabc")]).unwrap_err();
-        assert_eq!(err.key, "WEBEX_CLIENT_SECRET");
-        let c = config(&[
-            ("WEBEX_CLIENT_ID", "Cabc"),
-            ("WEBEX_CLIENT_SECRET", "s3cret"),
-        ])
-        .unwrap();
-        assert!(matches!(&c.mode, Mode::Live { client_id, .. } if client_id == "Cabc"));
-        assert!(!format!("{c:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        for (key, value) in [
-            ("WEBEX_REDIRECT_URI", "not a url"),
-            ("WEBEX_REDIRECT_URI", "ftp://host/oauth"),
-            ("WEBEX_REDIRECT_URI", "http://localhost:10060/oauth?x=1"),
-            ("WEBEX_API_BASE", "webexapis.com/v1"),
-            ("WEBEX_API_BASE", "https://user:pw@webexapis.com/v1"),
-            ("LISTEN_ADDR", "localhost"),
-            ("SESSION_STORE", "postgres://x"),
-            ("SESSION_STORE", "sqlite://"),
-            ("SESSION_STORE", "redis://"),
-            ("WEBEX_SCOPES", "spark:all \"x"),
-            ("MAX_PENDING_DEVICE_FLOWS", "0"),
-            ("MAX_PENDING_DEVICE_FLOWS", "lots"),
-            ("HEADER_READ_TIMEOUT_SECS", "0"),
-            ("MAX_CONNECTIONS", "-1"),
-            ("RATE_LIMIT_PER_MINUTE", "many"),
-            ("ABANDONED_FLOW_SECS", "1.5"),
-            ("CLIENT_IP_HEADER", "not a header"),
-            ("ENCRYPTION_KEYS", "c2hvcnQ="),
-        ] {
-            let err = config(&[(key, value)]).unwrap_err();
-            assert_eq!(err.key, key, "{value}");
-            assert!(err.to_string().starts_with(key));
-        }
-    }
-
-    #[test]
-    fn empty_values_count_as_unset_and_scopes_are_normalised() {
-        let c = config(&[
-            ("WEBEX_CLIENT_ID", "  "),
-            ("WEBEX_SCOPES", "  spark:all   spark:kms "),
-        ])
-        .unwrap();
-        assert!(c.is_demo());
-        assert_eq!(c.scopes, "spark:all spark:kms");
-        let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
-        assert!(c.secure_cookies());
-        let c = config(&[("SESSION_STORE", "memory")]).unwrap();
-        assert_eq!(c.session_store, StoreConfig::Memory);
-        let c = config(&[("SESSION_STORE", "sqlite:///var/lib/app/s.db")]).unwrap();
-        assert_eq!(
-            c.session_store,
-            StoreConfig::Sqlite("/var/lib/app/s.db".into())
-        );
-        let err = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap_err();
-        assert_eq!(err.key, "ENCRYPTION_KEYS");
-        let key = (
-            "ENCRYPTION_KEYS",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        );
-        let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2"), key]).unwrap();
-        assert_eq!(
-            c.session_store,
-            StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
-        );
-        let c = config(&[
-            ("SESSION_STORE", "rediss://:hunter2@cache.internal:6379/0"),
-            key,
-        ])
-        .unwrap();
-        assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
-        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-        let c = config(&[
-            ("ENCRYPTION_KEYS", &format!("{key}, {key}")),
-            ("ALLOWED_HOSTS", "App.Example.com, ,10.0.0.5:10060"),
-            ("CLIENT_IP_HEADER", "X-Forwarded-For"),
-        ])
-        .unwrap();
-        assert_eq!(c.encryption_keys.len(), 2);
-        assert_eq!(c.encryption_keys[0].0[31], 31);
-        assert!(!format!("{c:?}").contains(key));
-        assert_eq!(c.allowed_hosts, ["app.example.com", "10.0.0.5:10060"]);
-        assert_eq!(c.client_ip_header.unwrap().as_str(), "x-forwarded-for");
-    }
-}
+mod tests;

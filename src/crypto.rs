@@ -10,6 +10,30 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// A 32-byte key of `ENCRYPTION_KEYS`; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey([redacted])")
+    }
+}
+
+impl EncryptionKey {
+    /// Parses one base64 key (standard or URL-safe alphabet, padding optional).
+    pub fn from_base64(text: &str) -> Option<Self> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .ok()?;
+        bytes.try_into().ok().map(Self)
+    }
+}
+
 /// XChaCha20's nonce is 24 random bytes: random nonces never realistically repeat.
 const NONCE_LEN: usize = 24;
 

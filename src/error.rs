@@ -301,6 +301,9 @@ impl IntoResponse for AppError {
             }
             Outcome::Page(page) => page,
         };
+        if matches!(self, Self::Session(_) | Self::Store(_)) {
+            crate::telemetry::store_error("request");
+        }
         // The Display of every variant is safe to log: no variant carries a token or a body.
         if page.status.is_server_error() {
             tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), error = %self, "request failed");

@@ -10,11 +10,13 @@
 //! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
 //! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
-//! - leaves: [`config`], `secret`, `clock`, `qr`, `templates`.
+//! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `secret`,
+//!   `clock`, `qr`, `static_files`, `templates`.
 //! - [`fake_webex`]: a faithful fake of the Webex endpoints, self-contained (demo mode, tests).
 //! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark.
 
 mod app;
+pub mod cli;
 mod clock;
 pub mod config;
 mod crypto;
@@ -26,7 +28,9 @@ mod qr;
 mod secret;
 mod serve;
 mod state;
+mod static_files;
 mod store;
+mod telemetry;
 mod templates;
 pub mod test_support;
 mod tokens;
@@ -34,4 +38,5 @@ mod web;
 mod webex;
 
 pub use app::App;
-pub use config::{Config, Mode, StoreConfig};
+pub use config::{Config, LogFormat, Mode, StoreConfig};
+pub use telemetry::init_logging;

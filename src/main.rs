@@ -1,32 +1,31 @@
-//! `cargo run --release`: serves http://localhost:10060, in demo mode without `WEBEX_CLIENT_ID`.
+//! `cargo run --release`: serves http://localhost:10060, in demo mode without `WEBEX_CLIENT_ID`;
+//! `--help` lists every setting.
 
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
-use webex_oauth_axum::{App, Config};
+use webex_oauth_axum::{App, Config, cli, init_logging};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `.env` is optional: the environment alone is a complete configuration.
+    // `.env` is optional: the environment alone is a complete configuration. It is read before
+    // the command line, so `--help` and the flags see its values as environment.
     let dotenv = dotenvy::dotenv();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("webex_oauth_axum=info,tower_http=info,warn")),
-        )
-        .init();
+    // Exits here on --help, --version or a flag it does not know (with clap's message).
+    let matches = cli::command().get_matches();
+    // Logging follows the configuration, so these two errors go to stderr as one plain line.
     if let Err(err) = dotenv
         && !err.not_found()
     {
-        tracing::error!("cannot read .env: {err}");
+        eprintln!("cannot read .env: {err}");
         return ExitCode::from(2);
     }
-    let config = match Config::from_env() {
+    let config = match Config::from_lookup(|key| cli::value(&matches, key)) {
         Ok(config) => config,
         Err(err) => {
-            tracing::error!("configuration error: {err}");
+            eprintln!("configuration error: {err}");
             return ExitCode::from(2);
         }
     };
+    init_logging(&config);
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(err) => {
@@ -44,6 +43,9 @@ async fn main() -> ExitCode {
         None => tracing::info!("live mode: Webex at {}", config.api_base),
     }
     tracing::info!("sessions and device flows: {}", config.session_store);
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!("metrics: http://{metrics}/metrics");
+    }
     tracing::info!("listening on {listening}; open {}/", config.public_origin());
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,

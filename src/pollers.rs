@@ -17,8 +17,9 @@ use crate::device_flow::{
     FlowRecord, FlowStatus, PollState, Step, sleep_before_next_poll, time_left,
 };
 use crate::qr;
-use crate::secret::random_token;
+use crate::secret::{fingerprint, random_token};
 use crate::store::{FlowStore, LEASE_RENEW, StoreError};
+use crate::telemetry;
 use crate::tokens::{Grant, TokenSet};
 use crate::webex::WebexClient;
 use crate::webex::device::{DeviceAuthorization, PollReply};
@@ -133,6 +134,7 @@ impl DeviceFlows {
         };
         let id = random_token().expose().to_owned();
         self.store.insert(&id, &record, &self.owner).await?;
+        metrics::counter!(telemetry::DEVICE_FLOWS_STARTED).increment(1);
         self.spawn_poller(&id, false);
         Ok(id)
     }
@@ -143,10 +145,15 @@ impl DeviceFlows {
             return;
         }
         let (flows, id_owned) = (self.clone(), id.to_owned());
-        let task = tokio::spawn(async move {
-            poll(&flows, &id_owned, takeover).await;
-            flows.pollers().remove(&id_owned);
-        });
+        // Its log lines carry a short hash of the id, never the id (a bearer secret).
+        let span = tracing::info_span!("device_flow", flow = %fingerprint(id));
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                poll(&flows, &id_owned, takeover).await;
+                flows.pollers().remove(&id_owned);
+            },
+            span,
+        ));
         pollers.insert(id.to_owned(), task.abort_handle());
     }
 
@@ -179,8 +186,14 @@ impl DeviceFlows {
     pub async fn cancel(&self, id: &str) -> Result<(), StoreError> {
         if let Some(task) = self.pollers().remove(id) {
             task.abort();
+            metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => "cancelled").increment(1);
         }
         self.store.delete(id).await
+    }
+
+    /// Number of pending flows in the store (every instance's), for the metrics.
+    pub async fn pending(&self) -> Result<usize, StoreError> {
+        self.store.count_pending().await
     }
 
     /// Number of flows recorded (pending or finished but not yet claimed or purged).
@@ -225,16 +238,21 @@ impl DeviceFlows {
         for round in 0u64.. {
             tick.tick().await;
             if let Err(err) = self.renew_leases().await {
+                telemetry::store_error("housekeeping");
                 tracing::warn!(%err, "cannot renew the device flows' leases");
             }
             if let Err(err) = self.adopt_orphans().await {
+                telemetry::store_error("housekeeping");
                 tracing::warn!(%err, "cannot look for orphaned device flows");
             }
             if round % 20 == 0 {
                 match self.purge().await {
                     Ok(0) => {}
                     Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
-                    Err(err) => tracing::warn!(%err, "cannot purge expired device flows"),
+                    Err(err) => {
+                        telemetry::store_error("housekeeping");
+                        tracing::warn!(%err, "cannot purge expired device flows")
+                    }
                 }
             }
         }
@@ -256,6 +274,7 @@ impl DeviceFlows {
         match self.store.holds(id, &self.owner).await {
             Ok(held) => held,
             Err(err) => {
+                telemetry::store_error("poller");
                 tracing::warn!(%err, "cannot check a device flow's lease; another instance will take it over");
                 false
             }
@@ -342,6 +361,7 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
             }
         };
         tracing::info!(status = status.as_str(), "device flow finished");
+        metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
         record.status = status;
         write(flows, id, &record, tokens.as_ref()).await;
         return;
@@ -358,6 +378,7 @@ async fn write(
     match flows.store.update(id, record, tokens, &flows.owner).await {
         Ok(written) => written,
         Err(err) => {
+            telemetry::store_error("poller");
             tracing::warn!(%err, "cannot record a device flow's state");
             false
         }

@@ -1,5 +1,6 @@
 //! `Secret`: a string (token, code, client secret) whose `Debug` and `Display` print `[redacted]`,
-//! and [`random_token`], the unguessable values (state, PKCE verifier, ids) are made of.
+//! [`random_token`], the unguessable values (state, PKCE verifier, ids) are made of, and
+//! [`fingerprint`], a short name for one of them in logs.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +14,15 @@ pub fn random_token() -> Secret {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     Secret::new(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Eight hex digits of the SHA-256 of `value`: tells log lines of one device flow from another's
+/// without writing the flow id, which is a bearer secret of its session (2^32 values are far too
+/// few to find an id from, and the id's 256 random bits cannot be guessed from them).
+pub fn fingerprint(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(value.as_bytes());
+    hash.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A value that must never reach a log line, a URL or a page.
@@ -63,6 +73,16 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
+    }
+
+    #[test]
+    fn fingerprints_are_short_stable_and_not_the_value() {
+        let id = random_token();
+        let short = fingerprint(id.expose());
+        assert_eq!(short.len(), 8);
+        assert_eq!(short, fingerprint(id.expose()));
+        assert!(!id.expose().contains(&short));
+        assert_ne!(short, fingerprint(random_token().expose()));
     }
 
     #[test]

@@ -15,8 +15,9 @@ mod sqlite;
 pub use refresh_lock::{RefreshGuard, RefreshLocks};
 pub use sessions::SessionBackend;
 
-use crate::config::{EncryptionKey, StoreConfig};
+use crate::config::StoreConfig;
 use crate::crypto::Cipher;
+use crate::crypto::EncryptionKey;
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;

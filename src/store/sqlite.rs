@@ -165,7 +165,7 @@ pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-    crate::config::EncryptionKey::from_base64(&text)
+    crate::crypto::EncryptionKey::from_base64(&text)
         .and_then(|k| Cipher::new(&[k.0]))
         .ok_or_else(|| {
             problem(format!(

@@ -1,42 +1,53 @@
-//! The CSS, JS and images under `static/`, compiled into the binary (it runs from any directory).
+//! Serves the [`static_files`](crate::static_files): at their hashed URLs, cached for a year and
+//! immutable; at their plain paths (and `/favicon.ico`), revalidated by `ETag` (304).
 
 use crate::state::AppState;
+use crate::static_files::{self, StaticFile};
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-const STYLE_CSS: &str = include_str!("../../static/style.css");
-const APP_JS: &str = include_str!("../../static/app.js");
-const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
+/// A hashed URL names one content for good.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A plain path may change with the next release: the browser asks again (cheap: a 304).
+const REVALIDATE: &str = "public, no-cache";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/static/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
-        .route(
-            "/static/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/static/favicon.svg",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
-        .route(
-            "/favicon.ico",
-            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
-        )
+    let mut router = Router::new();
+    for file in static_files::all() {
+        router = router
+            .route(
+                &file.url,
+                get(move |h: HeaderMap| async move { asset(file, IMMUTABLE, &h) }),
+            )
+            .route(
+                file.path,
+                get(move |h: HeaderMap| async move { asset(file, REVALIDATE, &h) }),
+            );
+    }
+    let favicon: &'static StaticFile = &static_files::FAVICON_SVG;
+    router.route(
+        "/favicon.ico",
+        get(move |h: HeaderMap| async move { asset(favicon, REVALIDATE, &h) }),
+    )
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    // Assets change only with the binary; an hour of caching is safe and keeps pages snappy.
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
+fn asset(file: &'static StaticFile, cache: &'static str, request: &HeaderMap) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, file.content_type),
+        (header::CACHE_CONTROL, cache),
+        (header::ETAG, file.etag.as_str()),
+    ];
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == file.etag || tag.trim() == "*")
+        });
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (headers, file.body).into_response()
 }

@@ -14,6 +14,7 @@ use crate::clock::unix_now;
 use crate::error::AppError;
 use crate::secret::Secret;
 use crate::state::AppState;
+use crate::telemetry;
 use crate::tokens::TokenSet;
 use crate::webex::WebexError;
 use axum::extract::FromRequestParts;
@@ -112,10 +113,14 @@ impl Authed {
             None => current.needs_refresh(unix_now()),
         };
         if !still_needed {
+            metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "already_refreshed")
+                .increment(1);
             self.tokens = current;
             return Ok(());
         }
         let Some(refresh_token) = current.refresh_token.clone() else {
+            metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "sign_in_again")
+                .increment(1);
             self.session.forget_tokens().await?;
             return Err(AppError::SignInAgain);
         };
@@ -126,13 +131,20 @@ impl Authed {
                 self.session.save_refreshed(&next).await?;
                 self.tokens = next;
                 tracing::info!("access token refreshed");
+                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "refreshed")
+                    .increment(1);
                 Ok(())
             }
             Err(err) if err.oauth_code() == Some("invalid_grant") => {
+                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "sign_in_again")
+                    .increment(1);
                 self.session.forget_tokens().await?;
                 Err(AppError::SignInAgain)
             }
-            Err(err) => Err(err.into()),
+            Err(err) => {
+                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "error").increment(1);
+                Err(err.into())
+            }
         }
     }
 }

@@ -4,34 +4,39 @@
 //! - [`session`]: `WebSession`, every session key behind typed methods;
 //! - [`authed`]: `Authed`, a signed-in request that calls Webex with a fresh token;
 //! - [`guard`]: limits, the cross-site check, error pages and security headers;
+//! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
 //! - [`assets`]: CSS, JS and icons compiled into the binary;
+//! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
 //! - [`routes`]: the pages, one module per flow.
 
 mod assets;
 mod authed;
 mod guard;
+mod observe;
 mod rate_limit;
 mod routes;
 mod session;
 
 pub use guard::content_security_policy;
+pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
 
 use crate::state::AppState;
 use crate::store::SessionBackend;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::http::header;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tracing::Level;
 
 /// Put in a response's extensions by `POST /logout`: the one response that may delete the
 /// session cookie.
@@ -64,11 +69,13 @@ async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware:
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers. The order matters (the last `.layer` is the outermost):
-/// trace → guard (host, query limit, cross-site check, error pages, security headers) →
-/// timeout → body limit → rate limit → cookie keeper → sessions → panic catcher → routes, so that error pages are rendered for
-/// everything inside, including a failed session save, a panic or a timeout, logged inside the
-/// request's span, and carry the headers. The timeout sits right inside the guard: its bare
-/// 504 gets the HTML page, and it bounds the session load and save as well as the handler.
+/// request id (an odd one dropped, then kept or made, then copied to the response) → trace (the
+/// span, with the request id) → observe (the response line, the metrics) → compression → guard
+/// (host, query limit, cross-site check, error pages, security headers) → timeout → body limit
+/// → rate limit → cookie keeper → sessions → panic catcher → routes. So error pages are
+/// rendered for everything inside, including a failed session save, a panic or a timeout
+/// (right inside the guard, its bare 504 gets the page, and it bounds the session load and save
+/// as well as the handler), compressed, logged inside the request's span, with the headers.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -87,6 +94,7 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
+    let request_id = HeaderName::from_static(observe::REQUEST_ID);
     routes::router(state.clone())
         .layer(CatchPanicLayer::new())
         .layer(sessions)
@@ -99,12 +107,24 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
             state.config().handler_timeout,
         ))
         .layer(from_fn_with_state(state, guard::guard))
+        // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        .layer(from_fn(observe::observe))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: the query of /oauth carries the authorization code.
                 .make_span_with(|request: &Request| {
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %observe::request_id(request),
+                    )
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                // `observe` writes the response line, at a level that depends on the route.
+                .on_response(()),
         )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(MapRequestLayer::new(observe::drop_odd_request_id))
 }

@@ -61,7 +61,7 @@ impl ClientLimiter {
 
 /// The last address of the last line of `name` (`X-Forwarded-For: client, proxy1, proxy2`).
 fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
-    let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     let hop = value.rsplit(',').next()?.trim();
     hop.parse::<IpAddr>()
         .ok()

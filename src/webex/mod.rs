@@ -14,6 +14,7 @@ mod oauth;
 pub use error::WebexError;
 
 use crate::secret::Secret;
+use crate::telemetry;
 use body::{MAX_BODY, ReadError, read_capped};
 use reqwest::Response;
 use serde::Deserialize;
@@ -85,9 +86,38 @@ impl WebexClient {
     }
 }
 
-/// Sends a request and turns transport failures into [`WebexError`].
+/// Sends a request and turns transport failures into [`WebexError`]; counts and times it.
 async fn send(request: reqwest::RequestBuilder) -> Result<Response, WebexError> {
-    request.send().await.map_err(WebexError::from_transport)
+    let (client, request) = request.build_split();
+    let request = request.map_err(WebexError::from_transport)?;
+    let endpoint = endpoint_label(request.url());
+    let started = std::time::Instant::now();
+    let result = client.execute(request).await;
+    let status = match &result {
+        Ok(response) => response.status().as_str().to_owned(),
+        Err(_) => "error".to_owned(),
+    };
+    metrics::counter!(telemetry::WEBEX_REQUESTS, "endpoint" => endpoint, "status" => status)
+        .increment(1);
+    metrics::histogram!(telemetry::WEBEX_DURATION, "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    result.map_err(WebexError::from_transport)
+}
+
+/// The endpoint a URL calls, from a fixed list (a `next` link's path is Webex's to choose, and
+/// must not become a label value of its own).
+fn endpoint_label(url: &Url) -> &'static str {
+    let path = url.path();
+    [
+        "access_token",
+        "device/authorize",
+        "device/token",
+        "rooms",
+        "people/me",
+    ]
+    .into_iter()
+    .find(|endpoint| path.ends_with(endpoint))
+    .unwrap_or("other")
 }
 
 /// Reads a 2xx JSON body (at most [`MAX_BODY`] bytes) as `T`, or classifies the failure.

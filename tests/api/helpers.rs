@@ -67,6 +67,8 @@ pub struct TestApp {
     pub base: String,
     pub fake: FakeWebex,
     pub probe: Probe,
+    /// The `/metrics` listener, when the config set `metrics_addr`.
+    pub metrics: Option<SocketAddr>,
     /// The "browser": keeps cookies, never follows redirects.
     pub client: Client,
     stop: oneshot::Sender<()>,
@@ -138,9 +140,10 @@ impl TestApp {
         Self::run(app, fake)
     }
 
-    fn run(app: App, fake: FakeWebex) -> Self {
+    pub fn run(app: App, fake: FakeWebex) -> Self {
         let addr = app.local_addr().unwrap();
         let probe = app.probe();
+        let metrics = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = spawn_watched(app.run_until(async {
             let _ = stopped.await;
@@ -150,6 +153,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             fake,
             probe,
+            metrics,
             client: browser(),
             stop,
             server,

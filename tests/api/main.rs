@@ -2,6 +2,7 @@
 //! cookie-keeping client that does not follow redirects (so each hop is checked).
 
 mod abuse;
+mod assets;
 mod at_rest;
 mod auth_code;
 mod connections;
@@ -10,6 +11,7 @@ mod errors;
 mod fuzz;
 mod helpers;
 mod hostile_webex;
+mod ops;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;

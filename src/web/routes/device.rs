@@ -13,6 +13,7 @@
 
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::error::Result;
+use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::RefreshGuard;
 use crate::templates::{SignInTemplate, render};
@@ -64,7 +65,7 @@ async fn start(State(state): State<AppState>, session: WebSession) -> Result<Res
         // Saved before the lock opens, so the next request of this session sees this flow.
         session.save_now().await?;
     }
-    tracing::info!("device flow started");
+    tracing::info!(flow = %fingerprint(&id), "device flow started");
     Ok(Redirect::to("/sign-in").into_response())
 }
 
@@ -115,7 +116,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
         session.sign_in(&tokens).await?;
         // Saved before the lock opens: the other tab then finds the old id gone.
         session.save_now().await?;
-        tracing::info!("signed in with the device flow");
+        tracing::info!(flow = %fingerprint(&id), "signed in with the device flow");
         return Ok(Current::SignedIn);
     }
     match flows.get(&id).await? {
@@ -185,7 +186,7 @@ async fn status(State(state): State<AppState>, session: WebSession) -> Result<Re
 async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Response> {
     if let Some(id) = session.take_flow_id().await? {
         state.flows().cancel(&id).await?;
-        tracing::info!("device flow cancelled");
+        tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
     }
     Ok(Redirect::to("/").into_response())
 }

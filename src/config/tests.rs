@@ -1,0 +1,179 @@
+//! Unit tests of the environment contract: defaults, every bad value naming its key.
+
+use super::*;
+use std::collections::HashMap;
+
+fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_give_demo_mode_on_localhost_10060() {
+    let c = config(&[]).unwrap();
+    assert!(c.is_demo());
+    assert_eq!(c.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
+    assert_eq!(c.scopes, "spark:all");
+    assert_eq!(
+        c.device_scopes,
+        "meeting:recordings_read spark:all spark:kms"
+    );
+    assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
+    assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
+    assert_eq!(
+        c.session_store,
+        StoreConfig::Sqlite("data/sessions.db".into())
+    );
+    assert_eq!(c.max_pending_flows, 10_000);
+    assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.rate_limit_per_minute, 20);
+    assert_eq!(c.abandoned_flow, Duration::from_secs(60));
+    assert!(c.client_ip_header.is_none() && c.allowed_hosts.is_empty());
+    assert!(c.encryption_keys.is_empty());
+    assert!(!c.secure_cookies());
+    assert_eq!(c.public_origin(), "http://localhost:10060");
+}
+
+#[test]
+fn live_mode_needs_the_secret() {
+    let err = config(&[("WEBEX_CLIENT_ID", "Cabc")]).unwrap_err();
+    assert_eq!(err.key, "WEBEX_CLIENT_SECRET");
+    let c = config(&[
+        ("WEBEX_CLIENT_ID", "Cabc"),
+        ("WEBEX_CLIENT_SECRET", "s3cret"),
+    ])
+    .unwrap();
+    assert!(matches!(&c.mode, Mode::Live { client_id, .. } if client_id == "Cabc"));
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    for (key, value) in [
+        ("WEBEX_REDIRECT_URI", "not a url"),
+        ("WEBEX_REDIRECT_URI", "ftp://host/oauth"),
+        ("WEBEX_REDIRECT_URI", "http://localhost:10060/oauth?x=1"),
+        ("WEBEX_API_BASE", "webexapis.com/v1"),
+        ("WEBEX_API_BASE", "https://user:pw@webexapis.com/v1"),
+        ("LISTEN_ADDR", "localhost"),
+        ("SESSION_STORE", "postgres://x"),
+        ("SESSION_STORE", "sqlite://"),
+        ("SESSION_STORE", "redis://"),
+        ("WEBEX_SCOPES", "spark:all \"x"),
+        ("MAX_PENDING_DEVICE_FLOWS", "0"),
+        ("MAX_PENDING_DEVICE_FLOWS", "lots"),
+        ("HEADER_READ_TIMEOUT_SECS", "0"),
+        ("MAX_CONNECTIONS", "-1"),
+        ("RATE_LIMIT_PER_MINUTE", "many"),
+        ("ABANDONED_FLOW_SECS", "1.5"),
+        ("CLIENT_IP_HEADER", "not a header"),
+        ("ENCRYPTION_KEYS", "c2hvcnQ="),
+    ] {
+        let err = config(&[(key, value)]).unwrap_err();
+        assert_eq!(err.key, key, "{value}");
+        assert!(err.to_string().starts_with(key));
+    }
+}
+
+#[test]
+fn empty_values_count_as_unset_and_scopes_are_normalised() {
+    let c = config(&[
+        ("WEBEX_CLIENT_ID", "  "),
+        ("WEBEX_SCOPES", "  spark:all   spark:kms "),
+    ])
+    .unwrap();
+    assert!(c.is_demo());
+    assert_eq!(c.scopes, "spark:all spark:kms");
+    let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
+    assert!(c.secure_cookies());
+    let c = config(&[("SESSION_STORE", "memory")]).unwrap();
+    assert_eq!(c.session_store, StoreConfig::Memory);
+    let c = config(&[("SESSION_STORE", "sqlite:///var/lib/app/s.db")]).unwrap();
+    assert_eq!(
+        c.session_store,
+        StoreConfig::Sqlite("/var/lib/app/s.db".into())
+    );
+    let err = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap_err();
+    assert_eq!(err.key, "ENCRYPTION_KEYS", "Redis needs a shared key");
+    let shared = (
+        "ENCRYPTION_KEYS",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    );
+    let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2"), shared]).unwrap();
+    assert_eq!(
+        c.session_store,
+        StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
+    );
+    let c = config(&[
+        ("SESSION_STORE", "rediss://:hunter2@cache.internal:6379/0"),
+        shared,
+    ])
+    .unwrap();
+    assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let c = config(&[
+        ("ENCRYPTION_KEYS", &format!("{key}, {key}")),
+        ("ALLOWED_HOSTS", "App.Example.com, ,10.0.0.5:10060"),
+        ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+    ])
+    .unwrap();
+    assert_eq!(c.encryption_keys.len(), 2);
+    assert_eq!(c.encryption_keys[0].0[31], 31);
+    assert!(!format!("{c:?}").contains(key));
+    assert_eq!(c.allowed_hosts, ["app.example.com", "10.0.0.5:10060"]);
+    assert_eq!(c.client_ip_header.unwrap().as_str(), "x-forwarded-for");
+}
+
+#[test]
+fn the_default_redirect_uri_follows_the_listen_port_and_port() {
+    let c = config(&[("LISTEN_ADDR", "127.0.0.1:18090")]).unwrap();
+    assert_eq!(c.redirect_uri.as_str(), "http://localhost:18090/oauth");
+    assert_eq!(c.public_origin(), "http://localhost:18090");
+    let mut c = config(&[("PORT", "8080")]).unwrap();
+    assert_eq!(c.listen_addr.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.redirect_uri.as_str(), "http://localhost:8080/oauth");
+    c.bound_to("127.0.0.1:41234".parse().unwrap());
+    assert_eq!(c.redirect_uri.as_str(), "http://localhost:41234/oauth");
+    // LISTEN_ADDR wins over PORT; an explicit redirect URI never moves.
+    let c = config(&[("PORT", "8080"), ("LISTEN_ADDR", "127.0.0.1:9000")]).unwrap();
+    assert_eq!(c.listen_addr.to_string(), "127.0.0.1:9000");
+    let mut c = config(&[
+        ("LISTEN_ADDR", "127.0.0.1:9000"),
+        ("WEBEX_REDIRECT_URI", "https://app.example.com/oauth"),
+    ])
+    .unwrap();
+    c.bound_to("127.0.0.1:41234".parse().unwrap());
+    assert_eq!(c.redirect_uri.as_str(), "https://app.example.com/oauth");
+    assert_eq!(c.listen_addr.port(), 41234);
+}
+
+#[test]
+fn logs_and_metrics_settings() {
+    let c = config(&[]).unwrap();
+    assert_eq!(
+        (c.log_format, c.log_filter.as_str(), c.metrics_addr),
+        (LogFormat::Text, DEFAULT_LOG_FILTER, None)
+    );
+    let c = config(&[
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+        ("METRICS_ADDR", "127.0.0.1:9100"),
+    ])
+    .unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+    for (key, value) in [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("METRICS_ADDR", "9100"),
+        ("LOG_FORMAT", "yaml"),
+        ("RUST_LOG", "webex_oauth_axum=loud"),
+    ] {
+        let err = config(&[(key, value)]).unwrap_err();
+        assert_eq!(err.key, key, "{value}");
+    }
+}

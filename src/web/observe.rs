@@ -1,0 +1,169 @@
+//! What an operator sees of each request: the response log line (latency in milliseconds with
+//! microsecond precision; health checks and static files at debug level), the request id, the
+//! HTTP metrics, and the separate `/metrics` listener.
+
+use crate::state::AppState;
+use crate::telemetry::{self, PrometheusHandle};
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// The request-id header: kept when the client (or a proxy) sends one, made otherwise.
+pub const REQUEST_ID: &str = "x-request-id";
+/// A client's request id longer than this, or with anything but `[A-Za-z0-9._:-]`, is replaced
+/// (it goes into every log line of the request).
+const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's request id that is not a plain short token, so `SetRequestId` makes one.
+pub fn drop_odd_request_id(mut request: Request) -> Request {
+    let odd = request.headers().get(REQUEST_ID).is_some_and(|id| {
+        id.len() > MAX_REQUEST_ID
+            || id.is_empty()
+            || !id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+    });
+    if odd {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
+
+/// The request id of a request, for its span (`SetRequestId` has run before).
+pub fn request_id(request: &Request) -> &str {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Logs the response (inside the request's span) and counts it by route template.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    // The template (`/sign-in`), never the raw path: bounded label values, no ids in them.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let latency_ms = millis(latency);
+    if is_quiet(route) {
+        tracing::debug!(status, latency_ms, "response");
+    } else {
+        tracing::info!(status, latency_ms, "response");
+    }
+    if telemetry::metrics_enabled() {
+        let route = route.to_owned();
+        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route, "method" => method)
+            .record(latency.as_secs_f64());
+    }
+    response
+}
+
+/// Milliseconds with three decimals (microsecond precision): a cached page takes well under one.
+fn millis(latency: Duration) -> f64 {
+    let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+    f64::from(micros) / 1000.0
+}
+
+/// Probes and static files: logged at debug level, or they drown the log.
+fn is_quiet(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/favicon.ico") || route.starts_with("/static/")
+}
+
+/// The methods we serve, by name; any other method is `other` (a label value each would let a
+/// client grow the metrics without bound).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) on the metrics listener until aborted.
+pub async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
+    let scrape = handle.clone();
+    let router = Router::new().route(
+        "/metrics",
+        get(move || async move {
+            match state.flows().pending().await {
+                Ok(pending) => metrics::gauge!(telemetry::DEVICE_FLOWS_PENDING).set(pending as f64),
+                Err(_) => telemetry::store_error("metrics"),
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                )],
+                scrape.render(),
+            )
+        }),
+    );
+    // Histograms buffer samples until drained: a scrape drains them, and so does this when
+    // nobody scrapes. One task for both, so aborting it stops both.
+    let upkeep = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    };
+    tokio::select! {
+        result = axum::serve(listener, router) => {
+            if let Err(err) = result {
+                tracing::error!(%err, "the metrics listener stopped");
+            }
+        }
+        () = upkeep => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_keeps_microseconds() {
+        assert_eq!(millis(Duration::from_micros(1234)), 1.234);
+        assert_eq!(millis(Duration::from_micros(87)), 0.087);
+    }
+
+    #[test]
+    fn probes_and_assets_are_quiet_pages_are_not() {
+        assert!(is_quiet("/healthz") && is_quiet("/readyz") && is_quiet("/static/app.js"));
+        assert!(!is_quiet("/") && !is_quiet("/sign-in") && !is_quiet("unmatched"));
+    }
+
+    #[test]
+    fn odd_request_ids_are_dropped() {
+        let with = |id: &str| {
+            let request = Request::builder()
+                .header(REQUEST_ID, id)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            drop_odd_request_id(request)
+                .headers()
+                .contains_key(REQUEST_ID)
+        };
+        assert!(with("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
+        assert!(with("req_123.abc:7"));
+        assert!(!with("has space"));
+        assert!(!with(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,119 @@
+//! Efficient pages: compressed HTML, CSS and JS; static files at content-hashed URLs cached for
+//! good; `app.js` only on the sign-in page; the CSP unchanged.
+
+use crate::helpers::{TestApp, text};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
+
+/// The `href` or `src` that follows `marker` in `html`.
+fn link_after(html: &str, marker: &str) -> Option<String> {
+    let rest = &html[html.find(marker)? + marker.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_compressed_as_the_client_accepts() {
+    let app = TestApp::spawn().await;
+    for (encoding, path) in [("br", "/"), ("gzip", "/"), ("gzip", "/no/such/page")] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .header(ACCEPT_ENCODING, encoding)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[CONTENT_ENCODING], encoding, "{path}");
+        // The security headers survive compression.
+        assert!(response.headers().contains_key("content-security-policy"));
+        let body = response.bytes().await.unwrap();
+        if encoding == "gzip" {
+            assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip magic");
+        }
+    }
+    // No Accept-Encoding: plain.
+    let plain = app.get("/").await;
+    assert!(!plain.headers().contains_key(CONTENT_ENCODING));
+    let html = text(plain).await;
+    let css = link_after(&html, "rel=\"stylesheet\" href=\"").expect("a stylesheet link");
+    let full = app.get(&css).await.bytes().await.unwrap().len();
+    let response = app
+        .client
+        .get(app.url(&css))
+        .header(ACCEPT_ENCODING, "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[CONTENT_ENCODING], "br");
+    let compressed = response.bytes().await.unwrap().len();
+    assert!(compressed * 3 < full, "{compressed} of {full} bytes");
+}
+
+#[tokio::test]
+async fn assets_have_hashed_urls_cached_for_good_and_plain_paths_revalidate() {
+    let app = TestApp::spawn().await;
+    let html = text(app.get("/").await).await;
+    let css = link_after(&html, "rel=\"stylesheet\" href=\"").unwrap();
+    let icon = link_after(&html, "rel=\"icon\" href=\"").unwrap();
+    for (url, plain) in [(&css, "/static/style.css"), (&icon, "/static/favicon.svg")] {
+        assert_ne!(url, plain, "pages link to the hashed URL");
+        assert!(
+            url.starts_with("/static/") && url.len() == plain.len() + 11,
+            "{url}"
+        );
+        let response = app.get(url).await;
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            response.headers()[CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        let etag = response.headers()[ETAG].to_str().unwrap().to_owned();
+        assert!(url.contains(etag.trim_matches('"')), "{url} {etag}");
+        // The plain path serves the same bytes, revalidated: the ETag gets a 304.
+        let response = app.get(plain).await;
+        assert_eq!(response.headers()[CACHE_CONTROL], "public, no-cache");
+        assert_eq!(response.headers()[ETAG], etag.as_str());
+        let again = app
+            .client
+            .get(app.url(plain))
+            .header(IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let favicon = app.get("/favicon.ico").await;
+    assert_eq!(favicon.status(), StatusCode::OK);
+    assert_eq!(favicon.headers()["content-type"], "image/svg+xml");
+    // A hash that is not the current one is a 404, not a stale file.
+    let stale = app.get("/static/style.0000000000.css").await;
+    assert_eq!(stale.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn app_js_is_loaded_only_by_the_sign_in_page() {
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
+    let landing = text(app.get("/").await).await;
+    assert!(!landing.contains("app."), "{landing}");
+    app.start_device_flow_as(&app.client).await;
+    let response = app.get("/sign-in").await;
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"));
+    let page = text(response).await;
+    let script = link_after(&page, "<script src=\"").expect("the sign-in page loads app.js");
+    assert!(
+        script.starts_with("/static/app.") && script.ends_with(".js"),
+        "{script}"
+    );
+    let js = app.get(&script).await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+}
