@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use webex_oauth_axum::Config;
 use webex_oauth_axum::cli::SETTINGS;
 
+/// `#[support::test]`: every test here under a deadline.
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_webex-oauth-axum");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example");
 
@@ -28,7 +31,7 @@ fn known(key: &str) -> bool {
     SETTINGS.iter().any(|s| s.key == key)
 }
 
-#[test]
+#[crate::support::test]
 fn env_example_loads_and_every_key_in_it_is_a_valid_setting() {
     // The active lines, through the loader the server uses.
     let active: Vec<(String, String)> = dotenvy::from_path_iter(EXAMPLE)
@@ -81,7 +84,7 @@ fn env_example_loads_and_every_key_in_it_is_a_valid_setting() {
     }
 }
 
-#[test]
+#[crate::support::test]
 fn help_lists_every_setting_with_its_variable_and_default() {
     let out = run(&["--help"], &[("WEBEX_CLIENT_SECRET", "do-not-print-me")]);
     assert!(out.status.success());
@@ -106,7 +109,7 @@ fn help_lists_every_setting_with_its_variable_and_default() {
     assert!(!help.contains("do-not-print-me"), "help printed a secret");
 }
 
-#[test]
+#[crate::support::test]
 fn version_prints_the_version() {
     let out = run(&["--version"], &[]);
     assert!(out.status.success());
@@ -116,7 +119,7 @@ fn version_prints_the_version() {
     );
 }
 
-#[test]
+#[crate::support::test]
 fn an_unknown_flag_is_a_clear_error() {
     let out = run(&["--lisen-addr", "127.0.0.1:1"], &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -128,7 +131,7 @@ fn an_unknown_flag_is_a_clear_error() {
     );
 }
 
-#[test]
+#[crate::support::test]
 fn a_bad_setting_stops_start_up_naming_its_key() {
     for (key, value) in [
         ("RUST_LOG", "webex_oauth_axum=loud"),
@@ -197,7 +200,7 @@ fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn json_logs_are_one_object_a_line_with_the_request_id() {
     let server = Running::start(&[("LOG_FORMAT", "json")]);
     let port: u16 = server.line(|line| {
@@ -230,7 +233,7 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
     assert!(latency.as_f64().is_some_and(|ms| ms > 0.0), "{latency}");
 }
 
-#[test]
+#[crate::support::test]
 fn text_logs_have_no_colour_codes_off_a_terminal() {
     let server = Running::start(&[]);
     let line = server.line(|line| line.contains("listening on").then(|| line.to_owned()));

@@ -11,7 +11,7 @@ fn link_after(html: &str, marker: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn pages_and_assets_are_compressed_as_the_client_accepts() {
     let app = TestApp::spawn().await;
     for (encoding, path) in [("br", "/"), ("gzip", "/"), ("gzip", "/no/such/page")] {
@@ -48,7 +48,7 @@ async fn pages_and_assets_are_compressed_as_the_client_accepts() {
     assert!(compressed * 3 < full, "{compressed} of {full} bytes");
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn assets_have_hashed_urls_cached_for_good_and_plain_paths_revalidate() {
     let app = TestApp::spawn().await;
     let html = text(app.get("/").await).await;
@@ -90,7 +90,7 @@ async fn assets_have_hashed_urls_cached_for_good_and_plain_paths_revalidate() {
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn app_js_is_loaded_only_by_the_sign_in_page() {
     let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
     let landing = text(app.get("/").await).await;

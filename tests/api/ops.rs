@@ -9,7 +9,7 @@ use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
 use webex_oauth_axum::fake_webex::FakeConfig;
 
-#[tokio::test]
+#[crate::support::test]
 async fn demo_grant_works_on_a_random_port_with_no_setting() {
     // Only the store is set, so the test writes no file into the project; nothing names a port.
     let config = Config::from_lookup(|key| (key == "SESSION_STORE").then(|| "memory".into()))
@@ -49,7 +49,7 @@ fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
     let app = TestApp::spawn_with(quick_device_fake(), |config| {
         config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
@@ -140,14 +140,14 @@ async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn without_metrics_addr_nothing_listens() {
     let app = TestApp::spawn().await;
     assert!(app.metrics.is_none());
     assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn the_request_id_is_kept_or_made_and_returned() {
     let app = TestApp::spawn().await;
     let id = format!("ops-test-{}", app.addr.port());
@@ -184,7 +184,7 @@ async fn the_request_id_is_kept_or_made_and_returned() {
     .await;
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn health_checks_log_at_debug_and_pages_at_info() {
     let app = TestApp::spawn().await;
     let (health, page) = (
@@ -219,7 +219,7 @@ async fn health_checks_log_at_debug_and_pages_at_info() {
     assert!(line(&page).unwrap().contains(" INFO "), "{:?}", line(&page));
 }
 
-#[tokio::test]
+#[crate::support::test]
 async fn device_flow_log_lines_carry_a_short_flow_id() {
     let app = TestApp::spawn_with(
         FakeConfig {
