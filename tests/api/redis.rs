@@ -167,13 +167,15 @@ async fn a_device_flow_spans_instances_and_survives_the_death_of_its_poller() {
 
 #[crate::support::test]
 async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
+    let _ = crate::helpers::captured_logs(); // capture from here on
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
         .local_addr()
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("redis://{closed}");
+    // A password in the URL must not reach the message (nor any log line).
+    let url = format!("redis://:hunter2-secret@{closed}");
     let config = webex_oauth_axum::Config::from_lookup(|key| match key {
         "SESSION_STORE" => Some(url.clone()),
         "ENCRYPTION_KEYS" => Some(TEST_KEY_BASE64.to_owned()),
@@ -185,6 +187,11 @@ async fn start_up_fails_with_one_line_when_redis_is_unreachable() {
         Err(err) => err.to_string(),
     };
     assert!(err.starts_with("SESSION_STORE:"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    assert!(
+        !crate::helpers::captured_logs().contains("hunter2-secret"),
+        "the password reached a log line"
+    );
 }
 
 #[crate::support::test]
@@ -202,6 +209,12 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
         );
     }
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready without Redis"
+    );
 
     // Redis comes back (empty: no persistence): the server serves again without a restart.
     let port = redis.url.rsplit(':').next().unwrap().to_owned();
@@ -212,6 +225,11 @@ async fn a_redis_outage_gives_503_pages_and_the_server_recovers() {
         || async { app.get("/spaces").await.status() == StatusCode::SEE_OTHER },
     )
     .await;
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        StatusCode::OK,
+        "ready again"
+    );
     app.login().await;
     assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
 }
