@@ -369,3 +369,144 @@ async fn a_stopped_instance_releases_only_its_own_leases() {
         .await;
     b.stop().await;
 }
+
+#[crate::support::test]
+async fn rediss_reaches_a_redis_that_speaks_only_tls() {
+    let dir = crate::at_rest::temp_dir("rediss");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A test CA and a leaf for 127.0.0.1 signed by it (webpki refuses a CA certificate used
+    // as the server's own, which is what a bare `openssl req -x509` makes).
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl makes the test certificates");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "cert.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let tls_port = free_port();
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .stdout(Stdio::null());
+    let redis = ChildGuard::spawn("redis-server with TLS", &mut command);
+    redis
+        .wait_ready(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+
+    // The server binary, trusting the test CA (rustls-native-certs reads SSL_CERT_FILE).
+    let port = free_port();
+    let fake = webex_oauth_axum::fake_webex::FakeWebex::spawn(FakeConfig {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/oauth")],
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut server = crate::support::server::command(&fake, port);
+    server
+        .current_dir(&dir)
+        .env("SESSION_STORE", format!("rediss://127.0.0.1:{tls_port}"))
+        .env("ENCRYPTION_KEYS", TEST_KEY_BASE64)
+        .env("SSL_CERT_FILE", &ca);
+    let _server = crate::support::server::start(server, port, Duration::from_millis(50)).await;
+    let app = format!("http://127.0.0.1:{port}");
+    let browser = crate::helpers::browser();
+    crate::support::login::log_in(&browser, &app, &fake.base_url())
+        .await
+        .unwrap();
+    let spaces = browser.get(format!("{app}/spaces")).send().await.unwrap();
+    assert_eq!(
+        spaces.status(),
+        StatusCode::OK,
+        "sessions live in the TLS Redis"
+    );
+    let ready = browser.get(format!("{app}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
+}
