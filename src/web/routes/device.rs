@@ -76,6 +76,15 @@ enum Current {
     Flow(Box<FlowRecord>),
 }
 
+/// A session with no flow (any more): signed in, or nothing to show.
+async fn without_flow(session: &WebSession) -> Result<Current> {
+    Ok(if session.has_tokens().await? {
+        Current::SignedIn
+    } else {
+        Current::None
+    })
+}
+
 async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     if session.is_gone().await? {
         // A stale cookie: most likely another tab of this browser just signed in with this
@@ -83,11 +92,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
         return Ok(Current::SignedIn);
     }
     let Some(id) = session.flow_id().await? else {
-        return Ok(if session.has_tokens().await? {
-            Current::SignedIn
-        } else {
-            Current::None
-        });
+        return without_flow(session).await;
     };
     let flows = state.flows();
     flows.mark_seen(&id).await?;
@@ -105,11 +110,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
         return Ok(Current::SignedIn);
     }
     let Some(id) = session.flow_id().await? else {
-        return Ok(if session.has_tokens().await? {
-            Current::SignedIn
-        } else {
-            Current::None
-        });
+        return without_flow(session).await;
     };
     if let Some(tokens) = flows.take_tokens(&id).await? {
         session.take_flow_id().await?;
@@ -124,11 +125,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
         None => {
             // Cancelled, purged, or claimed by a concurrent request.
             session.take_flow_id().await?;
-            Ok(if session.has_tokens().await? {
-                Current::SignedIn
-            } else {
-                Current::None
-            })
+            without_flow(session).await
         }
     }
 }
