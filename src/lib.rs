@@ -10,7 +10,8 @@
 //! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
 //! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
-//! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `secret`,
+//! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
+//!   (sealing the store, hashing ids), `secret`,
 //!   `clock`, `qr`, `static_files`, `templates`.
 //! - [`fake_webex`]: a faithful fake of the Webex endpoints, self-contained (demo mode, tests).
 //! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark.
