@@ -84,19 +84,10 @@ impl DeviceFlows {
         self.store.mark_seen(id).await
     }
 
-    /// True when nobody has looked at the flow for [`Self::abandoned_after`].
-    async fn abandoned(&self, id: &str) -> bool {
-        match self.store.last_seen(id).await {
-            Ok(Some(seen)) => {
-                let idle = unix_now_ms().saturating_sub(seen);
-                u128::from(idle) >= self.abandoned_after.as_millis()
-            }
-            Ok(None) => false,
-            Err(err) => {
-                tracing::warn!(%err, "cannot read when a device flow was last watched");
-                false
-            }
-        }
+    /// True when nobody has looked at the flow since `seen_ms` for [`Self::abandoned_after`].
+    fn abandoned(&self, seen_ms: u64) -> bool {
+        let idle = unix_now_ms().saturating_sub(seen_ms);
+        u128::from(idle) >= self.abandoned_after.as_millis()
     }
 
     fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
@@ -267,16 +258,17 @@ impl DeviceFlows {
         self.store.renew_leases(&self.owner, &ids).await
     }
 
-    /// Sleeps until `until` (one timer), then checks that this instance still holds the lease.
-    /// False when it lost it (another instance polls the flow now) or the flow is gone.
-    async fn sleep_holding_lease(&self, id: &str, until: Instant) -> bool {
+    /// Sleeps until `until` (one timer), then checks that this instance still holds the lease:
+    /// when the flow's page was last seen, or `None` when the lease is lost (another instance
+    /// polls the flow now) or the flow is gone. One store read a wake.
+    async fn sleep_holding_lease(&self, id: &str, until: Instant) -> Option<u64> {
         tokio::time::sleep_until(until).await;
         match self.store.holds(id, &self.owner).await {
-            Ok(held) => held,
+            Ok(seen) => seen,
             Err(err) => {
                 telemetry::store_error("poller");
                 tracing::warn!(%err, "cannot check a device flow's lease; another instance will take it over");
-                false
+                None
             }
         }
     }
@@ -305,13 +297,13 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         next = next.max(after(state.interval, deadline));
     }
     loop {
-        if !flows.sleep_holding_lease(id, next).await {
+        let Some(seen_ms) = flows.sleep_holding_lease(id, next).await else {
             return; // cancelled, or another instance polls it now
-        }
+        };
         let (status, tokens) = if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
             (FlowStatus::Expired, None)
-        } else if flows.abandoned(id).await {
+        } else if flows.abandoned(seen_ms) {
             // Nobody watches the page: stop polling Webex (with our client secret) for it.
             tracing::info!("device flow abandoned: its page was not fetched for a while");
             (FlowStatus::Expired, None)

@@ -84,10 +84,6 @@ impl MemoryFlows {
         Ok(())
     }
 
-    pub fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
-        Ok(self.map().get(id).map(|f| f.seen_ms))
-    }
-
     pub fn delete(&self, id: &str) -> StoreResult<()> {
         self.map().remove(id);
         Ok(())
@@ -139,14 +135,18 @@ impl MemoryFlows {
         Ok(released)
     }
 
-    pub fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+    pub fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
         let now = unix_now_ms();
-        Ok(self.map().get(id).is_some_and(|f| {
-            f.record.status == FlowStatus::Pending
-                && f.lease
-                    .as_ref()
-                    .is_some_and(|(o, until)| o == owner && *until >= now)
-        }))
+        Ok(self
+            .map()
+            .get(id)
+            .filter(|f| {
+                f.record.status == FlowStatus::Pending
+                    && f.lease
+                        .as_ref()
+                        .is_some_and(|(o, until)| o == owner && *until >= now)
+            })
+            .map(|f| f.seen_ms))
     }
 
     pub fn orphans(&self) -> StoreResult<Vec<String>> {

@@ -119,6 +119,32 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Unix milliseconds as a signed integer for SQLite and Redis (saturating; ours fit by far).
+fn signed_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A flow record or token set as sealed text (JSON, then [`Cipher::seal_text`]).
+fn seal_json<T: serde::Serialize>(cipher: &Cipher, value: &T) -> StoreResult<String> {
+    Ok(cipher.seal_text(&serde_json::to_string(value)?))
+}
+
+/// The value, or `None` when no key opens it (a retired key): the flow reads as gone.
+fn open_json<T: serde::de::DeserializeOwned>(
+    cipher: &Cipher,
+    sealed: &str,
+) -> StoreResult<Option<T>> {
+    match cipher.open_text(sealed) {
+        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+        None => {
+            tracing::warn!(
+                "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// The end of a lease taken at `now_ms`.
 fn lease_until(now_ms: u64) -> u64 {
     now_ms.saturating_add(millis(LEASE))
@@ -185,15 +211,6 @@ impl FlowStore {
         }
     }
 
-    /// When the owning session last looked at the flow (Unix ms), if it is known.
-    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
-        match &self.0 {
-            Backend::Memory(m) => m.last_seen(id),
-            Backend::Sqlite(s) => s.last_seen(id).await,
-            Backend::Redis(r) => r.last_seen(id).await,
-        }
-    }
-
     /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is free,
     /// lapsed, or already `owner`'s.
     pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
@@ -225,8 +242,9 @@ impl FlowStore {
         }
     }
 
-    /// Whether `owner` still holds the lease of this pending flow (a read, no write).
-    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+    /// When `owner` still holds the lease of this pending flow: when its owning session last
+    /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no write.
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
         match &self.0 {
             Backend::Memory(m) => m.holds(id, owner),
             Backend::Sqlite(s) => s.holds(id, owner).await,

@@ -2,7 +2,7 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis};
+use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
 use crate::clock::unix_now_ms;
 use crate::crypto::Cipher;
 use crate::device_flow::FlowRecord;
@@ -35,6 +35,9 @@ mod key {
 
 /// How long Redis keeps a flow's keys: until its code expired, plus the grace for the page.
 const KEEP_AFTER_EXPIRY_MS: u64 = 10 * 60 * 1000;
+/// How long a flow's seen key lives: longer than any flow (its lifetime is clamped to
+/// `MAX_EXPIRES_IN`), so a missing key means the flow is gone too.
+const SEEN_KEY_MS: u64 = crate::webex::device::MAX_EXPIRES_IN * 1000 + KEEP_AFTER_EXPIRY_MS;
 
 /// Connects to `redis://HOST:PORT[/DB]`. Commands time out after 5 s (a page then says the
 /// store is unavailable) and the pool reconnects for ever, so the app recovers when Redis does.
@@ -124,25 +127,14 @@ impl RedisFlows {
     }
 
     fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
-        Ok(self.cipher.seal_text(&serde_json::to_string(value)?))
+        seal_json(&self.cipher, value)
     }
 
     fn open<T: serde::de::DeserializeOwned>(
         &self,
         sealed: Option<String>,
     ) -> StoreResult<Option<T>> {
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        match self.cipher.open_text(&sealed) {
-            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
-            None => {
-                tracing::warn!(
-                    "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
-                );
-                Ok(None)
-            }
-        }
+        sealed.map_or(Ok(None), |sealed| open_json(&self.cipher, &sealed))
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
@@ -177,18 +169,13 @@ impl RedisFlows {
                 key::seen(id),
                 unix_now_ms().to_string(),
                 Some(Expiration::PX(
-                    i64::try_from(KEEP_AFTER_EXPIRY_MS).unwrap_or(i64::MAX),
+                    i64::try_from(SEEN_KEY_MS).unwrap_or(i64::MAX),
                 )),
                 None,
                 false,
             )
             .await?;
         Ok(())
-    }
-
-    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
-        let seen: Option<String> = self.pool.get(key::seen(id)).await?;
-        Ok(seen.and_then(|s| s.parse().ok()))
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
@@ -315,10 +302,15 @@ impl RedisFlows {
         Ok(released)
     }
 
-    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
         let holder: Option<String> = self.pool.get(key::lease(id)).await?;
         let pending: bool = self.pool.sismember(key::PENDING, id).await?;
-        Ok(pending && holder.as_deref() == Some(owner))
+        if !pending || holder.as_deref() != Some(owner) {
+            return Ok(None);
+        }
+        // A seen key that expired (unwatched for longer than it lives) reads as never seen.
+        let seen: Option<String> = self.pool.get(key::seen(id)).await?;
+        Ok(Some(seen.and_then(|s| s.parse().ok()).unwrap_or(0)))
     }
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {

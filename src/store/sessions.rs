@@ -8,7 +8,7 @@
 //! before the id was cycled at sign-in) and saves it afterwards writes nothing. The cache in
 //! front of SQLite keeps a tombstone for a deleted id, so a slow read cannot put it back.
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, signed_ms as sql_ms};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, store_key};
 use async_trait::async_trait;
@@ -108,12 +108,30 @@ fn expires_at_ms(record: &Record) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
-fn sql_ms(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
+fn redis_key(key: &str) -> String {
+    format!("webex-oauth:session:{key}")
 }
 
-const fn redis_key_prefix() -> &'static str {
-    "webex-oauth:session:"
+/// `SET` a sealed record until its expiry, under `only` (`NX`: create, `XX`: update);
+/// whether it was written.
+async fn redis_set(
+    pool: &RedisPool,
+    key: &str,
+    sealed: &[u8],
+    expires_at_ms: u64,
+    only: SetOptions,
+) -> session_store::Result<bool> {
+    let set: Option<String> = pool
+        .set(
+            redis_key(key),
+            sealed.to_vec(),
+            Some(Expiration::PXAT(sql_ms(expires_at_ms))),
+            Some(only),
+            false,
+        )
+        .await
+        .map_err(backend_error)?;
+    Ok(set.is_some())
 }
 
 impl SessionBackend {
@@ -176,9 +194,11 @@ impl SessionBackend {
         }
     }
 
-    fn seal(&self, record: &Record) -> session_store::Result<Vec<u8>> {
+    /// The record's store key, its sealed bytes and its expiry (Unix ms).
+    fn seal(&self, record: &Record) -> session_store::Result<(String, Arc<[u8]>, u64)> {
         let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
-        Ok(self.0.cipher.seal(&json))
+        let key = store_key(&record.id.to_string());
+        Ok((key, self.0.cipher.seal(&json).into(), expires_at_ms(record)))
     }
 
     /// The record, or `None` when it is expired or does not open (a wrong or retired key:
@@ -205,15 +225,14 @@ impl SessionBackend {
         }
     }
 
-    /// Puts `slot` in the cache unless a tombstone is there (`only_existing`: unless nothing is).
-    async fn cache_put_unless_gone(&self, key: String, slot: Slot, only_existing: bool) {
+    /// Puts `slot` in the cache unless a tombstone is there.
+    async fn cache_put_unless_gone(&self, key: String, slot: Slot) {
         self.0
             .cache
             .entry(key)
             .and_compute_with(|entry| async move {
                 match entry.map(|e| e.into_value()) {
                     Some(Slot::Gone) => Op::Nop,
-                    None if only_existing => Op::Nop,
                     _ => Op::Put(slot),
                 }
             })
@@ -222,9 +241,7 @@ impl SessionBackend {
 
     /// Inserts under `record.id` only if no record has that key; false on a collision.
     async fn insert_new(&self, record: &Record) -> session_store::Result<bool> {
-        let key = store_key(&record.id.to_string());
-        let sealed: Arc<[u8]> = self.seal(record)?.into();
-        let expires = expires_at_ms(record);
+        let (key, sealed, expires) = self.seal(record)?;
         let slot = Slot::Live {
             sealed: sealed.clone(),
             expires_at_ms: expires,
@@ -264,19 +281,7 @@ impl SessionBackend {
                 self.0.cache.insert(key, slot).await;
                 Ok(true)
             }
-            Durable::Redis(pool) => {
-                let set: Option<String> = pool
-                    .set(
-                        format!("{}{key}", redis_key_prefix()),
-                        sealed.to_vec(),
-                        Some(Expiration::PXAT(sql_ms(expires))),
-                        Some(SetOptions::NX),
-                        false,
-                    )
-                    .await
-                    .map_err(backend_error)?;
-                Ok(set.is_some())
-            }
+            Durable::Redis(pool) => redis_set(pool, &key, &sealed, expires, SetOptions::NX).await,
         }
     }
 }
@@ -294,9 +299,7 @@ impl SessionStore for SessionBackend {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let key = store_key(&record.id.to_string());
-        let sealed: Arc<[u8]> = self.seal(record)?.into();
-        let expires = expires_at_ms(record);
+        let (key, sealed, expires) = self.seal(record)?;
         let slot = Slot::Live {
             sealed: sealed.clone(),
             expires_at_ms: expires,
@@ -324,20 +327,12 @@ impl SessionStore for SessionBackend {
                         .await
                         .map_err(backend_error)?;
                 if done.rows_affected() == 1 {
-                    self.cache_put_unless_gone(key, slot, false).await;
+                    self.cache_put_unless_gone(key, slot).await;
                 }
             }
             Durable::Redis(pool) => {
-                let _: Option<String> = pool
-                    .set(
-                        format!("{}{key}", redis_key_prefix()),
-                        sealed.to_vec(),
-                        Some(Expiration::PXAT(sql_ms(expires))),
-                        Some(SetOptions::XX),
-                        false,
-                    )
-                    .await
-                    .map_err(backend_error)?;
+                // Not written when the key is gone: that is the point.
+                redis_set(pool, &key, &sealed, expires, SetOptions::XX).await?;
             }
         }
         Ok(())
@@ -382,16 +377,13 @@ impl SessionStore for SessionBackend {
                         sealed,
                         expires_at_ms: expires,
                     },
-                    false,
                 )
                 .await;
                 Ok(record)
             }
             Durable::Redis(pool) => {
-                let sealed: Option<Vec<u8>> = pool
-                    .get(format!("{}{key}", redis_key_prefix()))
-                    .await
-                    .map_err(backend_error)?;
+                let sealed: Option<Vec<u8>> =
+                    pool.get(redis_key(&key)).await.map_err(backend_error)?;
                 // Redis expires the key itself; the record's own date is checked as well.
                 Ok(sealed.and_then(|s| {
                     self.open(id, &s, u64::MAX)
@@ -415,10 +407,7 @@ impl SessionStore for SessionBackend {
                     .map_err(backend_error)?;
             }
             Durable::Redis(pool) => {
-                let _: i64 = pool
-                    .del(format!("{}{key}", redis_key_prefix()))
-                    .await
-                    .map_err(backend_error)?;
+                let _: i64 = pool.del(redis_key(&key)).await.map_err(backend_error)?;
             }
         }
         Ok(())

@@ -2,7 +2,9 @@
 //! survive restarts. One instance owns the file. The flow record (with its device code) and the
 //! tokens are sealed; the columns the queries filter on (status, instants, lease) are not.
 
-use super::{StoreError, StoreResult, lease_until, millis};
+use super::{
+    StoreError, StoreResult, lease_until, millis, open_json, seal_json, signed_ms as sql_ms,
+};
 use crate::clock::unix_now_ms;
 use crate::crypto::Cipher;
 use crate::device_flow::FlowRecord;
@@ -22,11 +24,6 @@ pub struct SqliteFlows {
 
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
-
-/// Unix milliseconds as SQLite's signed integer (saturating; our instants fit by far).
-fn sql_ms(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
 
 /// Opens (creating it and its folder, mode 0600) the SQLite file, and the flows table.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
@@ -198,20 +195,11 @@ impl SqliteFlows {
     }
 
     fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
-        Ok(self.cipher.seal_text(&serde_json::to_string(value)?))
+        seal_json(&self.cipher, value)
     }
 
-    /// `None` when the value does not open (a retired key): the flow reads as gone.
     fn open<T: serde::de::DeserializeOwned>(&self, sealed: &str) -> StoreResult<Option<T>> {
-        match self.cipher.open_text(sealed) {
-            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
-            None => {
-                tracing::warn!(
-                    "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
-                );
-                Ok(None)
-            }
-        }
+        open_json(&self.cipher, sealed)
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
@@ -289,15 +277,6 @@ impl SqliteFlows {
         Ok(())
     }
 
-    pub async fn last_seen(&self, id: &str) -> StoreResult<Option<u64>> {
-        let seen: Option<i64> =
-            sqlx::query_scalar("select seen_at_ms from device_flows where id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(seen.map(|s| u64::try_from(s).unwrap_or(0)))
-    }
-
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
         sqlx::query("delete from device_flows where id = ?")
             .bind(id)
@@ -350,9 +329,9 @@ impl SqliteFlows {
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
-    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<bool> {
-        let row = sqlx::query(
-            "select 1 from device_flows
+    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
+        let seen: Option<i64> = sqlx::query_scalar(
+            "select seen_at_ms from device_flows
              where id = ? and status = 'pending' and lease_owner = ? and lease_until_ms >= ?",
         )
         .bind(id)
@@ -360,7 +339,7 @@ impl SqliteFlows {
         .bind(sql_ms(unix_now_ms()))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.is_some())
+        Ok(seen.map(|s| u64::try_from(s).unwrap_or(0)))
     }
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {

@@ -49,12 +49,19 @@ pub struct SignedOut;
 /// user out. A stale cookie is harmless (it maps to nothing), so only sign-out deletes it.
 async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware::Next) -> Response {
     let mut response = next.run(request).await;
-    if response.extensions().get::<SignedOut>().is_none() {
+    let is_removal = |c: &header::HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
+    // Most responses set no cookie at all: look before rebuilding the headers.
+    let removes = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(is_removal);
+    if removes && response.extensions().get::<SignedOut>().is_none() {
         let kept: Vec<_> = response
             .headers()
             .get_all(header::SET_COOKIE)
             .iter()
-            .filter(|c| !c.to_str().is_ok_and(|c| c.contains("Max-Age=0")))
+            .filter(|c| !is_removal(c))
             .cloned()
             .collect();
         response.headers_mut().remove(header::SET_COOKIE);

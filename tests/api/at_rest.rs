@@ -37,9 +37,18 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
             .any(|w| w == needle.as_bytes())
 }
 
-/// The value of a `Cookie` header (`name=value`).
-fn value(cookie: &str) -> String {
-    cookie.split_once('=').map_or("", |(_, v)| v).to_owned()
+/// Fails when `bytes` (a store's raw contents) hold, in clear, a secret the fake issued or
+/// the value of one of `cookies` (`Cookie` headers, `name=value`).
+pub fn assert_holds_no_secret(what: &str, bytes: &[u8], app: &TestApp, cookies: &[String]) {
+    let mut secrets = app.fake.issued_secrets();
+    secrets.extend(
+        cookies
+            .iter()
+            .filter_map(|c| c.split_once('=').map(|(_, v)| v.to_owned())),
+    );
+    for secret in &secrets {
+        assert!(!contains(bytes, secret), "{what} holds a secret in clear");
+    }
 }
 
 #[crate::support::test]
@@ -84,14 +93,10 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
         StatusCode::OK
     );
 
-    let mut secrets = app.fake.issued_secrets();
-    secrets.extend(cookies.iter().map(|c| value(c)));
     let files = raw_files(&db);
     assert!(!files.is_empty());
     for (file, bytes) in &files {
-        for secret in &secrets {
-            assert!(!contains(bytes, secret), "{file} holds a secret in clear");
-        }
+        assert_holds_no_secret(file, bytes, &app, &cookies);
     }
     app.stop().await;
     let key = dir.join("encryption.key");

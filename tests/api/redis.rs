@@ -32,6 +32,12 @@ async fn spawn_redis(port: u16) -> ChildGuard {
         ])
         .stdout(Stdio::null());
     let server = ChildGuard::spawn("redis-server (apt-get install redis-server)", &mut command);
+    listening(&server, port).await;
+    server
+}
+
+/// Waits (10 s at most) until `server` accepts connections on `port`.
+async fn listening(server: &ChildGuard, port: u16) {
     server
         .wait_ready(
             Duration::from_secs(10),
@@ -43,7 +49,6 @@ async fn spawn_redis(port: u16) -> ChildGuard {
             },
         )
         .await;
-    server
 }
 
 async fn redis() -> Redis {
@@ -300,18 +305,7 @@ async fn redis_holds_no_token_device_code_or_cookie_value() {
     );
     read_all().await;
     assert!(!dump.is_empty());
-    let mut secrets = app.fake.issued_secrets();
-    secrets.extend(
-        cookies
-            .iter()
-            .filter_map(|c| c.split_once('=').map(|(_, v)| v.to_owned())),
-    );
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        assert!(
-            !dump.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "Redis holds a secret in clear"
-        );
-    }
+    crate::at_rest::assert_holds_no_secret("Redis", &dump, &app, &cookies);
 }
 
 #[crate::support::test]
@@ -467,17 +461,7 @@ async fn rediss_reaches_a_redis_that_speaks_only_tls() {
         .arg(&ca)
         .stdout(Stdio::null());
     let redis = ChildGuard::spawn("redis-server with TLS", &mut command);
-    redis
-        .wait_ready(
-            Duration::from_secs(10),
-            Duration::from_millis(50),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+    listening(&redis, tls_port).await;
 
     // The server binary, trusting the test CA (rustls-native-certs reads SSL_CERT_FILE).
     let port = free_port();
