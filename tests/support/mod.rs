@@ -4,7 +4,7 @@
 //! immediate failure when the server task under test dies).
 //!
 //! Each test binary and the bench include this file as a module (`mod support;` beside
-//! `tests/e2e.rs` and `tests/fake_webex.rs`, `#[path]` from `tests/api/main.rs` and
+//! `tests/fake_webex.rs`, `#[path]` from `tests/api/main.rs`, `tests/e2e/main.rs` and
 //! `benches/load/main.rs`). Each uses a part of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 

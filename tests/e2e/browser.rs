@@ -1,8 +1,5 @@
-//! Browser tests: headless Chromium, driven through chromium-driver, walks both flows in demo mode.
-//!
-//! Run with `cargo test --features e2e --test e2e` after `apt-get install chromium chromium-driver`.
-//! Each page visited is saved to `target/e2e-screenshots/`.
-#![cfg(feature = "e2e")]
+//! The browser harness: chromium-driver, one Chromium per profile, the demo app, and waits
+//! bounded by [`DEADLINE`].
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,15 +13,14 @@ use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
 use webex_oauth_axum::fake_webex::FakeWebex;
 
-mod support;
-use support::{ChildGuard, free_port};
+use crate::support::{self, ChildGuard, free_port};
 
 /// Long enough for a cold Chromium on a busy 2-core machine; every wait is bounded by it.
-const DEADLINE: Duration = Duration::from_secs(30);
+pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// chromium-driver on a free loopback port; it and the browsers it started (its process group)
 /// are killed when dropped, even when a test panicked before closing its browser.
-struct Driver {
+pub struct Driver {
     _process: ChildGuard,
     url: String,
     profiles: Vec<tempdir::TempDir>,
@@ -56,7 +52,7 @@ mod tempdir {
     }
 }
 
-async fn start_driver() -> Driver {
+pub async fn start_driver() -> Driver {
     let port = free_port();
     let mut command = Command::new("chromedriver");
     command
@@ -84,7 +80,7 @@ async fn start_driver() -> Driver {
 }
 
 /// A new browser (its own profile, so its own cookies) on `driver`.
-async fn browser(driver: &mut Driver, tag: &str) -> Client {
+pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
     let profile = tempdir::TempDir::new(tag);
     let args = vec![
         "--headless".to_owned(),
@@ -114,13 +110,13 @@ async fn browser(driver: &mut Driver, tag: &str) -> Client {
 }
 
 /// The app in demo mode on a free loopback port; device codes poll every second.
-struct Demo {
-    base: String,
-    fake: FakeWebex,
+pub struct Demo {
+    pub base: String,
+    pub fake: FakeWebex,
     _stop: oneshot::Sender<()>,
 }
 
-async fn demo() -> Demo {
+pub async fn demo() -> Demo {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let redirect = format!("{base}/oauth");
@@ -140,18 +136,18 @@ async fn demo() -> Demo {
     }
 }
 
-fn screenshot_dir() -> PathBuf {
+pub fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-async fn shot(browser: &Client, name: &str) {
+pub async fn shot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
 }
 
-async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element {
+pub async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(DEADLINE)
@@ -160,12 +156,12 @@ async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|e| panic!("no {css} within {DEADLINE:?}: {e}"))
 }
 
-async fn click(browser: &Client, css: &str) {
+pub async fn click(browser: &Client, css: &str) {
     wait_for(browser, css).await.click().await.unwrap();
 }
 
 /// Waits until the browser's path is `path` (the page moved on by itself or by a click).
-async fn wait_for_path(browser: &Client, path: &str) {
+pub async fn wait_for_path(browser: &Client, path: &str) {
     let until = tokio::time::Instant::now() + DEADLINE;
     loop {
         let url = browser.current_url().await.unwrap();
@@ -180,7 +176,7 @@ async fn wait_for_path(browser: &Client, path: &str) {
     }
 }
 
-async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
+pub async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
     let until = tokio::time::Instant::now() + DEADLINE;
     loop {
         if let Ok(element) = browser.find(Locator::Css(css)).await
@@ -198,7 +194,7 @@ async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
 }
 
 /// Reads the sign-in page's QR code image back into text.
-async fn decode_qr(browser: &Client) -> String {
+pub async fn decode_qr(browser: &Client) -> String {
     use base64::Engine;
     let src = wait_for(browser, "#qr")
         .await
@@ -223,112 +219,3 @@ async fn decode_qr(browser: &Client) -> String {
     grids[0].decode().unwrap().1
 }
 
-#[crate::support::test]
-async fn authorization_code_story() {
-    let app = demo().await;
-    let mut driver = start_driver().await;
-    let b = browser(&mut driver, "grant").await;
-
-    b.goto(&app.base).await.unwrap();
-    wait_for(&b, "#grant").await;
-    shot(&b, "01-landing").await;
-    click(&b, "#grant").await;
-
-    wait_for(&b, "#accept").await;
-    shot(&b, "02-consent").await;
-    click(&b, "#accept").await;
-
-    wait_for_path(&b, "/granted").await;
-    wait_for(&b, "#spaces").await;
-    shot(&b, "03-granted").await;
-    click(&b, "#spaces").await;
-
-    wait_for_path(&b, "/spaces").await;
-    let body = wait_for(&b, "main").await.text().await.unwrap();
-    assert!(
-        body.contains("<script>alert(\"x\")</script> & friends"),
-        "the hostile title shows as text"
-    );
-    assert!(body.contains("東京オフィス"));
-    let alert = b
-        .execute(
-            "return document.querySelectorAll('main script').length",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(alert, json!(0), "no script element came from a room title");
-    shot(&b, "04-spaces").await;
-
-    b.goto(&format!("{}/no/such/page", app.base)).await.unwrap();
-    wait_for_text(&b, "main", "Page not found").await;
-    shot(&b, "08-error").await;
-    b.close().await.unwrap();
-}
-
-#[crate::support::test]
-async fn device_story_with_a_phone_approving_the_qr_code() {
-    let app = demo().await;
-    let mut driver = start_driver().await;
-    let laptop = browser(&mut driver, "laptop").await;
-    let phone = browser(&mut driver, "phone").await;
-
-    laptop.goto(&app.base).await.unwrap();
-    click(&laptop, "#sign-in").await;
-    wait_for_path(&laptop, "/sign-in").await;
-    let qr_text = decode_qr(&laptop).await;
-    let user_code = app.fake.last_user_code().unwrap();
-    assert_eq!(
-        Some(qr_text.clone()),
-        app.fake.verification_uri_complete(&user_code)
-    );
-    let shown = wait_for(&laptop, "#user-code").await.text().await.unwrap();
-    assert_eq!(shown.trim(), user_code);
-    shot(&laptop, "05-sign-in").await;
-
-    phone.goto(&qr_text).await.unwrap();
-    wait_for(&phone, "#approve").await;
-    shot(&phone, "06-phone-approve").await;
-    click(&phone, "#approve").await;
-
-    // The laptop's page moves on by itself (app.js polls /device/status).
-    wait_for_path(&laptop, "/granted").await;
-    click(&laptop, "#profile").await;
-    wait_for_path(&laptop, "/whoami").await;
-    wait_for_text(&laptop, "main", "Ada Lovelace").await;
-    shot(&laptop, "07-profile").await;
-    laptop.close().await.unwrap();
-    phone.close().await.unwrap();
-}
-
-#[crate::support::test]
-async fn denied_and_expired_device_stories_offer_start_again() {
-    let app = demo().await;
-    let mut driver = start_driver().await;
-    let laptop = browser(&mut driver, "laptop2").await;
-    let phone = browser(&mut driver, "phone2").await;
-
-    // Denied on the phone: the laptop says so, and "Start again" gives a fresh code.
-    laptop.goto(&app.base).await.unwrap();
-    click(&laptop, "#sign-in").await;
-    let qr_text = decode_qr(&laptop).await;
-    phone.goto(&qr_text).await.unwrap();
-    click(&phone, "#deny").await;
-    wait_for_text(&laptop, "#status", "denied").await;
-    shot(&laptop, "09-denied").await;
-    let first = app.fake.last_user_code().unwrap();
-    click(&laptop, "#start-again").await;
-    wait_for(&laptop, "#qr").await;
-    assert_ne!(app.fake.last_user_code().unwrap(), first);
-
-    // Expired: a code that lives 3 seconds.
-    app.fake.set_device_expires_in(3);
-    click(&laptop, "#cancel").await;
-    wait_for_path(&laptop, "/").await;
-    click(&laptop, "#sign-in").await;
-    wait_for_text(&laptop, "#status", "expired").await;
-    shot(&laptop, "10-expired").await;
-    wait_for(&laptop, "#start-again").await;
-    laptop.close().await.unwrap();
-    phone.close().await.unwrap();
-}
