@@ -117,7 +117,13 @@ pub struct Demo {
 }
 
 pub async fn demo() -> Demo {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    demo_on("127.0.0.1").await
+}
+
+/// The demo app on `ip` (another loopback address stands in for a LAN address), with its
+/// redirect URI on that address too: the fake then builds its links on it.
+pub async fn demo_on(ip: &str) -> Demo {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let redirect = format!("{base}/oauth");
     let config =
@@ -218,4 +224,3 @@ pub async fn decode_qr(browser: &Client) -> String {
     assert_eq!(grids.len(), 1, "one QR code on the page");
     grids[0].decode().unwrap().1
 }
-
