@@ -88,9 +88,18 @@ pub(super) fn router(fake: Arc<Fake>) -> Router {
         .route("/v1/rooms", get(resources::rooms))
         .route("/v1/people/me", get(resources::people_me))
         .route("/avatar.svg", get(resources::avatar))
-        .route("/static/style.css", get(|h: HeaderMap| async move { STYLE.serve(&h) }))
-        .route("/favicon.svg", get(|h: HeaderMap| async move { FAVICON.serve(&h) }))
-        .route("/favicon.ico", get(|h: HeaderMap| async move { FAVICON.serve(&h) }))
+        .route(
+            "/static/style.css",
+            get(|h: HeaderMap| async move { STYLE.serve(&h) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|h: HeaderMap| async move { FAVICON.serve(&h) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|h: HeaderMap| async move { FAVICON.serve(&h) }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, NOT_FOUND, NOT_FOUND) })
         .layer(middleware::map_response(add_tracking_id))
         .with_state(fake)

@@ -135,9 +135,12 @@ async fn error_pages_pass_axe_in_every_variant() {
     sweep.check("error-405", 405).await;
 
     // The fake's own error page: an /authorize request it refuses.
-    b.goto(&format!("{}/authorize?response_type=token", app.fake.base_url()))
-        .await
-        .unwrap();
+    b.goto(&format!(
+        "{}/authorize?response_type=token",
+        app.fake.base_url()
+    ))
+    .await
+    .unwrap();
     wait_for_text(&b, "main", "Authorization error").await;
     sweep.check("fake-authorize-error", 400).await;
 

@@ -48,7 +48,11 @@ impl Variant {
 
     /// CSS pixels of the viewport, and the device pixel ratio.
     fn metrics(self) -> (u32, u32, u32) {
-        if self.phone { (390, 844, 2) } else { (1280, 800, 1) }
+        if self.phone {
+            (390, 844, 2)
+        } else {
+            (1280, 800, 1)
+        }
     }
 }
 
@@ -81,7 +85,10 @@ impl Inspector {
             .unwrap_or_else(|e| panic!("chromium-driver {path}: {e}"));
         let status = response.status();
         let mut reply: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "chromium-driver {path}: {status} {reply}");
+        assert!(
+            status.is_success(),
+            "chromium-driver {path}: {status} {reply}"
+        );
         reply["value"].take()
     }
 
@@ -182,17 +189,15 @@ impl<'a> Sweep<'a> {
             let found = self.browser.execute_async(AXE_RUN, vec![]).await.unwrap();
             let where_ = format!("{page} {} ({url})", variant.name());
             match found {
-                Value::Array(violations) => {
-                    self.findings.extend(violations.iter().map(|v| {
-                        format!(
-                            "{where_}: axe {} ({}): {} at {}",
-                            v["id"].as_str().unwrap_or("?"),
-                            v["impact"].as_str().unwrap_or("?"),
-                            v["help"].as_str().unwrap_or(""),
-                            v["targets"]
-                        )
-                    }))
-                }
+                Value::Array(violations) => self.findings.extend(violations.iter().map(|v| {
+                    format!(
+                        "{where_}: axe {} ({}): {} at {}",
+                        v["id"].as_str().unwrap_or("?"),
+                        v["impact"].as_str().unwrap_or("?"),
+                        v["help"].as_str().unwrap_or(""),
+                        v["targets"]
+                    )
+                })),
                 other => self
                     .findings
                     .push(format!("{where_}: axe did not run: {other}")),
@@ -212,7 +217,9 @@ impl<'a> Sweep<'a> {
             }
             shot(self.browser, &format!("{page}-{}", variant.name())).await;
         }
-        let own_status = format!("{url} - Failed to load resource: the server responded with a status of {status} ");
+        let own_status = format!(
+            "{url} - Failed to load resource: the server responded with a status of {status} "
+        );
         for entry in self.inspector.take_log().await {
             let message = entry["message"].as_str().unwrap_or_default();
             let excused = status >= 400 && message.starts_with(&own_status);
