@@ -157,8 +157,7 @@ impl<'a> Sweep<'a> {
 
     /// The current page in every variant: zero axe violations of any impact, no sideways
     /// scrolling, a screenshot `<page>-<variant>.png`; then no console error since the previous
-    /// page. `status` is what the page answers: for an error page, the browser's own line about
-    /// the document's status ("Failed to load resource: … 404") is the point, not a fault.
+    /// page. `status` is what the page answers (for an error page, checked in the log).
     pub async fn check(&mut self, page: &str, status: u16) {
         let url = self.browser.current_url().await.unwrap().to_string();
         for variant in VARIANTS {
@@ -217,16 +216,26 @@ impl<'a> Sweep<'a> {
             }
             shot(self.browser, &format!("{page}-{}", variant.name())).await;
         }
+        // An error page's status is the browser's one "Failed to load resource" line about the
+        // document itself: expected (and required, so the page answers the status it says),
+        // while every other error line is a finding.
         let own_status = format!(
             "{url} - Failed to load resource: the server responded with a status of {status} "
         );
+        let mut saw_status = false;
         for entry in self.inspector.take_log().await {
             let message = entry["message"].as_str().unwrap_or_default();
-            let excused = status >= 400 && message.starts_with(&own_status);
-            if entry["level"] == "SEVERE" && !excused {
+            if status >= 400 && !saw_status && message.starts_with(&own_status) {
+                saw_status = true;
+            } else if entry["level"] == "SEVERE" {
                 self.findings
                     .push(format!("{page} ({url}): console error: {message}"));
             }
+        }
+        if status >= 400 && !saw_status {
+            self.findings.push(format!(
+                "{page} ({url}): the browser saw no {status} answer"
+            ));
         }
         self.pages += 1;
     }
