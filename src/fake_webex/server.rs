@@ -118,10 +118,17 @@ static STYLE: Asset = Asset {
     body: include_str!("../../static/style.css"),
 };
 
-/// The app's key on Webex-less amber: a tab of the fake is told apart from the app's at a glance.
+/// The app's key on the demo badge's amber: a tab of the fake is told apart from the app's at a
+/// glance.
 static FAVICON: Asset = Asset {
     content_type: "image/svg+xml",
-    body: r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" width="32" height="32"><title>Fake Webex</title><rect width="32" height="32" rx="8" fill="#b45309"/><circle cx="11" cy="16" r="5" fill="none" stroke="#fff" stroke-width="3"/><path d="M16 16h10M22 16v4.5M25.5 16v3.5" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/></svg>"##,
+    body: concat!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" width="32" height="32">"##,
+        r##"<title>Fake Webex</title><rect width="32" height="32" rx="8" fill="#b45309"/>"##,
+        r##"<circle cx="11" cy="16" r="5" fill="none" stroke="#fff" stroke-width="3"/>"##,
+        r##"<path d="M16 16h10M22 16v4.5M25.5 16v3.5" fill="none" stroke="#fff" "##,
+        r##"stroke-width="3" stroke-linecap="round"/></svg>"##,
+    ),
 };
 
 impl Asset {

@@ -26,7 +26,7 @@ async fn wait_for_origin(browser: &fantoccini::Client, base: &str) {
     .await;
 }
 
-#[crate::support::test(timeout = Duration::from_secs(240))]
+#[crate::support::test(timeout = Duration::from_secs(150))]
 async fn authorization_code_pages_pass_axe_in_every_variant() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -62,7 +62,7 @@ async fn authorization_code_pages_pass_axe_in_every_variant() {
     b.close().await.unwrap();
 }
 
-#[crate::support::test(timeout = Duration::from_secs(240))]
+#[crate::support::test(timeout = Duration::from_secs(150))]
 async fn device_pages_pass_axe_in_every_variant() {
     let app = demo().await;
     let mut driver = start_driver().await;
@@ -114,7 +114,7 @@ async fn device_pages_pass_axe_in_every_variant() {
     b.close().await.unwrap();
 }
 
-#[crate::support::test(timeout = Duration::from_secs(240))]
+#[crate::support::test(timeout = Duration::from_secs(150))]
 async fn error_pages_pass_axe_in_every_variant() {
     // Three logins a minute: the fourth GET /login of this test gets the 429 page.
     let app = demo_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
