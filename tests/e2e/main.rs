@@ -4,6 +4,8 @@
 //! Each page visited is saved to `target/e2e-screenshots/`.
 #![cfg(feature = "e2e")]
 
+mod a11y;
+mod axe;
 mod browser;
 mod phone_scan;
 mod stories;
