@@ -81,6 +81,22 @@ pub async fn start_driver() -> Driver {
 
 /// A new browser (its own profile, so its own cookies) on `driver`.
 pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
+    browser_with_prefs(driver, tag, json!({})).await
+}
+
+/// A new browser with JavaScript turned off (Chromium's content setting), for the pages'
+/// no-script paths.
+pub async fn browser_without_js(driver: &mut Driver, tag: &str) -> Client {
+    let prefs = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    browser_with_prefs(driver, tag, prefs).await
+}
+
+/// A new browser whose profile starts with these Chromium `prefs`.
+pub async fn browser_with_prefs(
+    driver: &mut Driver,
+    tag: &str,
+    prefs: serde_json::Value,
+) -> Client {
     let profile = tempdir::TempDir::new(tag);
     let args = vec![
         "--headless".to_owned(),
@@ -97,7 +113,7 @@ pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
     driver.profiles.push(profile);
     let caps = json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args, "prefs": prefs },
     });
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
@@ -218,4 +234,3 @@ pub async fn decode_qr(browser: &Client) -> String {
     assert_eq!(grids.len(), 1, "one QR code on the page");
     grids[0].decode().unwrap().1
 }
-

@@ -5,6 +5,7 @@
 #![cfg(feature = "e2e")]
 
 mod browser;
+mod spaces;
 mod stories;
 #[path = "../support/mod.rs"]
 mod support;
