@@ -88,6 +88,22 @@ pub async fn start_driver() -> Driver {
 
 /// A new browser (its own profile, so its own cookies) on `driver`.
 pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
+    browser_with_prefs(driver, tag, json!({})).await
+}
+
+/// A new browser with JavaScript turned off (Chromium's content setting), for the pages'
+/// no-script paths.
+pub async fn browser_without_js(driver: &mut Driver, tag: &str) -> Client {
+    let prefs = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    browser_with_prefs(driver, tag, prefs).await
+}
+
+/// A new browser whose profile starts with these Chromium `prefs`.
+pub async fn browser_with_prefs(
+    driver: &mut Driver,
+    tag: &str,
+    prefs: serde_json::Value,
+) -> Client {
     let profile = tempdir::TempDir::new(tag);
     let args = vec![
         "--headless".to_owned(),
@@ -105,7 +121,7 @@ pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
     // The browser's console log (errors included) is read back through `/se/log` (axe.rs).
     let caps = json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args, "prefs": prefs },
         "goog:loggingPrefs": { "browser": "ALL" },
     });
     let serde_json::Value::Object(caps) = caps else {
