@@ -5,6 +5,7 @@
 #![cfg(feature = "e2e")]
 
 mod browser;
+mod sign_in;
 mod spaces;
 mod stories;
 #[path = "../support/mod.rs"]

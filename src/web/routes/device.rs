@@ -145,7 +145,8 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         FlowStatus::Pending => "Waiting for approval on your other device…",
         FlowStatus::Granted => "Approved. Signing you in…",
         FlowStatus::Denied => "The sign-in was denied on the other device.",
-        FlowStatus::Expired => "The code expired before it was approved.",
+        // The heading already says the code expired.
+        FlowStatus::Expired => "Nobody approved it in time. Start again for a new code.",
         FlowStatus::Error => "Webex could not complete the sign-in.",
     };
     Ok(render(&SignInTemplate {
@@ -154,6 +155,7 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         lifetime: record.lifetime_secs.max(1),
         user_code: record.user_code,
         verification_uri: record.verification_uri,
+        loopback_host: loopback_host(&record.verification_uri_complete),
         verification_uri_complete: record.verification_uri_complete,
         qr_data_uri: record.qr_data_uri,
         status: status.as_str(),
@@ -186,4 +188,47 @@ async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Re
         tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
     }
     Ok(Redirect::to("/").into_response())
+}
+
+/// The host of `link` when it is this computer (a 127.0.0.0/8 or `::1` address, `localhost`
+/// or a name under `.localhost`), as the page shows it; `None` for any other host or no URL.
+fn loopback_host(link: &str) -> Option<String> {
+    let url = url::Url::parse(link).ok()?;
+    let local = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+    };
+    local.then(|| url.host_str().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn links_to_this_computer_are_recognised() {
+        for (link, host) in [
+            (
+                "http://127.0.0.1:10060/verify?userCode=1",
+                Some("127.0.0.1"),
+            ),
+            ("http://127.9.8.7/verify", Some("127.9.8.7")),
+            ("http://[::1]:8080/verify", Some("[::1]")),
+            ("http://LocalHost:10060/verify", Some("localhost")),
+            ("http://app.localhost/verify", Some("app.localhost")),
+            ("http://192.168.1.20:10060/verify", None),
+            ("https://oauth-helper-a.wbx2.com/verify", None),
+            ("http://localhost.example.com/verify", None),
+            ("http://[::ffff:192.168.1.2]/verify", None),
+            ("not a url", None),
+            ("", None),
+        ] {
+            assert_eq!(loopback_host(link).as_deref(), host, "{link}");
+        }
+    }
 }
