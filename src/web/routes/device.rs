@@ -12,7 +12,7 @@
 //! can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::RefreshGuard;
@@ -46,10 +46,17 @@ async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<Refr
     Ok(Some(guard))
 }
 
-/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page.
-async fn start(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page. A
+/// failure redirects to its `/problem` page (a reload does not post again).
+async fn start(State(state): State<AppState>, session: WebSession) -> Response {
+    start_flow(&state, &session)
+        .await
+        .unwrap_or_else(AppError::after_form_post)
+}
+
+async fn start_flow(state: &AppState, session: &WebSession) -> Result<Response> {
     let flows = state.flows();
-    let locked = flow_lock(&state, &session).await?;
+    let locked = flow_lock(state, session).await?;
     if let Some(old) = session.take_flow_id().await? {
         flows.cancel(&old).await?;
     }
@@ -181,13 +188,17 @@ async fn status(State(state): State<AppState>, session: WebSession) -> Result<Re
     })
 }
 
-/// `POST /sign-in/cancel`: stops this session's flow, back to the start.
-async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Response> {
-    if let Some(id) = session.take_flow_id().await? {
-        state.flows().cancel(&id).await?;
-        tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
-    }
-    Ok(Redirect::to("/").into_response())
+/// `POST /sign-in/cancel`: stops this session's flow, back to the start (or to the failure's
+/// `/problem` page).
+async fn cancel(State(state): State<AppState>, session: WebSession) -> Response {
+    let cancelled = async {
+        if let Some(id) = session.take_flow_id().await? {
+            state.flows().cancel(&id).await?;
+            tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
+        }
+        Ok::<_, AppError>(Redirect::to("/").into_response())
+    };
+    cancelled.await.unwrap_or_else(AppError::after_form_post)
 }
 
 /// The host of `link` when it is this computer (a 127.0.0.0/8 or `::1` address, `localhost`
