@@ -141,3 +141,27 @@ async fn on_a_phone_screen_the_approval_page_comes_first() {
     shot(&b, "13-sign-in-phone").await;
     b.close().await.unwrap();
 }
+
+#[crate::support::test]
+async fn without_javascript_a_note_says_the_page_refreshes_and_there_is_no_copy_button() {
+    let app = demo().await;
+    let mut driver = start_driver().await;
+    let b = browser_without_js(&mut driver, "sign-in-no-js").await;
+    b.goto(&app.base).await.unwrap();
+    click(&b, "#sign-in").await;
+    wait_for_path(&b, "/sign-in").await;
+    let note = wait_for(&b, "#noscript-note").await;
+    assert!(note.is_displayed().await.unwrap());
+    let said = note.text().await.unwrap();
+    assert!(said.contains("refreshes itself every 5 seconds"), "{said}");
+    let copy = wait_for(&b, "#copy-code").await;
+    assert!(
+        !copy.is_displayed().await.unwrap(),
+        "no Copy button that cannot copy"
+    );
+    // The head's refresh reloads the page by itself: the phone approves, and the page moves on.
+    let user_code = app.fake.last_user_code().unwrap();
+    assert!(app.fake.approve_device(&user_code));
+    wait_for_path(&b, "/granted").await;
+    b.close().await.unwrap();
+}
