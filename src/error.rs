@@ -4,6 +4,9 @@
 //! leaves an [`ErrorPage`] in the response's extensions. [`render_error_page`], which the guard
 //! middleware calls on every response, turns that into `templates/error.html`, and gives the
 //! same page to axum's own plain-text rejections (bad query, body too large, 404, 405).
+//! A form post's failure answers a 303 to `GET /problem?kind=…` instead
+//! ([`AppError::after_form_post`]), so reloading the page does not post the form again. Pages
+//! speak to the person; what the operator should check goes to the log line (`hint`).
 //! Lower layers return their own errors ([`StoreError`], [`FlowError`], [`WebexError`]); the
 //! `From` impls here convert them at the edge, keeping the cause as the error's source.
 
@@ -75,61 +78,135 @@ impl From<FlowError> for AppError {
     }
 }
 
+/// One kind of failure page: its name in `/problem?kind=`, its status and its words for the
+/// person reading it. A page may say more than `message` (what exactly Webex answered); the
+/// `/problem` page of a form post says only this.
+#[derive(Debug)]
+pub struct Kind {
+    pub name: &'static str,
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+    next_step: &'static str,
+}
+
+macro_rules! kinds {
+    ($($id:ident = $name:literal, $status:ident, $title:literal, $message:literal, $next:literal;)*) => {
+        $(const $id: Kind = Kind {
+            name: $name,
+            status: StatusCode::$status,
+            title: $title,
+            message: $message,
+            next_step: $next,
+        };)*
+        /// Every kind, for `/problem?kind=`.
+        const KINDS: &[&Kind] = &[$(&$id),*];
+    };
+}
+
+kinds! {
+    NOT_FOUND = "not-found", NOT_FOUND, "Page not found",
+        "There is no page at this address.", "Go back to the start page.";
+    METHOD = "method", METHOD_NOT_ALLOWED, "Method not allowed",
+        "This page does not accept that kind of request.", "Go back to the start page and use its buttons.";
+    TOO_LARGE = "too-large", PAYLOAD_TOO_LARGE, "Request too large",
+        "The request was larger than this server accepts.", "Go back to the start page.";
+    BAD_REQUEST = "bad-request", BAD_REQUEST, "Bad request",
+        "The request could not be understood.", "Go back to the start page and try again.";
+    SIGN_IN_FAILED = "sign-in-failed", BAD_REQUEST, "Sign-in failed",
+        "This sign-in does not fit this browser's session.", "Go back to the start page and sign in again.";
+    DENIED = "denied", FORBIDDEN, "Access was not granted",
+        "Access was not granted.", "If that was a mistake, go back to the start page and click GRANT again.";
+    CROSS_SITE = "cross-site", FORBIDDEN, "Request refused",
+        "This form was sent from another site, so it was refused.", "Go back to the start page and use its buttons.";
+    UNKNOWN_HOST = "unknown-host", BAD_REQUEST, "Unknown address",
+        "This server does not answer to that host name.", "Open the address you were given for this app.";
+    QUERY_TOO_LONG = "query-too-long", URI_TOO_LONG, "Address too long",
+        "The address of this request is longer than this server accepts.", "Go back to the start page.";
+    RATE_LIMITED = "rate-limited", TOO_MANY_REQUESTS, "Too many sign-ins from here",
+        "Sign-ins from your address are limited.", "Wait a moment, then try again.";
+    BUSY = "busy", SERVICE_UNAVAILABLE, "Too many sign-ins in progress",
+        "This server has too many device sign-ins waiting for approval.", "Try again in a few minutes.";
+    SESSIONS = "sessions", SERVICE_UNAVAILABLE, "Sessions are unavailable",
+        "This server cannot keep track of sign-ins just now.", "Try again in a moment.";
+    INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Something went wrong",
+        "The server could not complete the request.", "Try again in a moment.";
+    WEBEX_TIMEOUT = "webex-timeout", GATEWAY_TIMEOUT, "Webex did not answer in time",
+        "The request to Webex timed out.", "Try again in a moment; if it keeps happening, check https://status.webex.com.";
+    WEBEX_UNREACHABLE = "webex-unreachable", SERVICE_UNAVAILABLE, "Webex is unreachable",
+        "This server could not connect to Webex.", "Try again in a moment; if it keeps happening, check https://status.webex.com.";
+    WEBEX_RATE_LIMITED = "webex-rate-limited", SERVICE_UNAVAILABLE, "Webex is rate limiting us",
+        "Webex asked us to wait before the next request.", "Wait a minute, then try again.";
+    WEBEX_FORBIDDEN = "webex-forbidden", FORBIDDEN, "Webex refused the request",
+        "Your sign-in does not allow this: it needs permission to read your spaces (scope spark:rooms_read) or your profile (spark:people_read).",
+        "Sign out, then sign in again and allow what the app asks for; if it keeps happening, tell whoever runs this app.";
+    WEBEX_UNAUTHORIZED = "webex-unauthorized", BAD_GATEWAY, "Webex refused the credentials",
+        "Webex did not accept the access token.", "Sign out and sign in again.";
+    WEBEX_SETUP = "webex-setup", BAD_GATEWAY, "Webex refused this app",
+        "Webex did not accept this app's own credentials.", "Try again later: whoever runs this app needs to fix its Webex registration.";
+    WEBEX_ERROR = "webex-error", BAD_GATEWAY, "Webex returned an error",
+        "Webex could not complete the request.", "Try again; if it keeps happening, quote the tracking id to Webex support.";
+    WEBEX_UNEXPECTED = "webex-unexpected", BAD_GATEWAY, "Webex sent something unexpected",
+        "Webex sent an answer this server cannot use.", "Try again in a moment.";
+    WEBEX_TOO_MUCH = "webex-too-much", BAD_GATEWAY, "Webex sent too much",
+        "Webex sent an answer larger than this server reads.", "Try again in a moment.";
+}
+
+impl Kind {
+    /// The kind named `name`, if there is one.
+    pub fn named(name: &str) -> Option<&'static Kind> {
+        KINDS.iter().copied().find(|kind| kind.name == name)
+    }
+}
+
 /// What the error page shows. Lives in the response's extensions until the middleware renders it.
 #[derive(Clone, Debug)]
 pub struct ErrorPage {
+    pub kind: &'static str,
     pub status: StatusCode,
-    pub title: String,
+    pub title: &'static str,
     pub message: String,
-    pub next_step: String,
+    pub next_step: &'static str,
     pub tracking_id: Option<String>,
+    /// For the operator: goes to the log line, never to the page (e.g. which setting to check).
+    pub hint: Option<&'static str>,
 }
 
 impl ErrorPage {
-    fn new(status: StatusCode, title: &str, message: impl Into<String>, next_step: &str) -> Self {
+    /// `kind`'s page, in its own words.
+    pub fn of(kind: &'static Kind) -> Self {
         Self {
-            status,
-            title: title.into(),
-            message: message.into(),
-            next_step: next_step.into(),
+            kind: kind.name,
+            status: kind.status,
+            title: kind.title,
+            message: kind.message.into(),
+            next_step: kind.next_step,
             tracking_id: None,
+            hint: None,
         }
+    }
+
+    fn saying(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    fn hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
     }
 
     /// The generic page for a status we have no details for (axum rejections, fallbacks).
     pub fn for_status(status: StatusCode) -> Self {
-        match status {
-            StatusCode::NOT_FOUND => Self::new(
-                status,
-                "Page not found",
-                "There is no page at this address.",
-                "Go back to the start page.",
-            ),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(
-                status,
-                "Method not allowed",
-                "This page does not accept that kind of request.",
-                "Go back to the start page and use its buttons.",
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
-                status,
-                "Request too large",
-                "The request was larger than this server accepts.",
-                "Go back to the start page.",
-            ),
-            s if s.is_client_error() => Self::new(
-                status,
-                "Bad request",
-                "The request could not be understood.",
-                "Go back to the start page and try again.",
-            ),
-            _ => Self::new(
-                status,
-                "Something went wrong",
-                "The server could not complete the request.",
-                "Try again in a moment.",
-            ),
-        }
+        let mut page = Self::of(match status {
+            StatusCode::NOT_FOUND => &NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED => &METHOD,
+            StatusCode::PAYLOAD_TOO_LARGE => &TOO_LARGE,
+            s if s.is_client_error() => &BAD_REQUEST,
+            _ => &INTERNAL,
+        });
+        page.status = status;
+        page
     }
 }
 
@@ -141,64 +218,27 @@ enum Outcome {
 
 impl AppError {
     fn outcome(&self) -> Outcome {
-        use StatusCode as S;
         Outcome::Page(match self {
             Self::NotSignedIn => return Outcome::Redirect("/"),
             Self::SignInAgain => return Outcome::Redirect("/?notice=reauth"),
-            Self::BadRequest(message) => ErrorPage::new(
-                S::BAD_REQUEST,
-                "Sign-in failed",
-                message.clone(),
-                "Go back to the start page and sign in again.",
-            ),
-            Self::Denied(message) => ErrorPage::new(
-                S::FORBIDDEN,
-                "Access was not granted",
-                message.clone(),
-                "If that was a mistake, go back to the start page and click GRANT again.",
-            ),
-            Self::CrossSite => ErrorPage::new(
-                S::FORBIDDEN,
-                "Request refused",
-                "This form was sent from another site, so it was refused.",
-                "Go back to the start page and use its buttons.",
-            ),
-            Self::UnknownHost => ErrorPage::new(
-                S::BAD_REQUEST,
-                "Unknown address",
-                "This server does not answer to that host name.",
-                "Open the address you were given for this app.",
-            ),
-            Self::QueryTooLong => ErrorPage::new(
-                S::URI_TOO_LONG,
-                "Address too long",
-                "The address of this request is longer than this server accepts.",
-                "Go back to the start page.",
-            ),
-            Self::NotFound => ErrorPage::for_status(S::NOT_FOUND),
-            Self::MethodNotAllowed => ErrorPage::for_status(S::METHOD_NOT_ALLOWED),
-            Self::TooManyRequests { retry_after } => ErrorPage::new(
-                S::TOO_MANY_REQUESTS,
-                "Too many sign-ins from here",
-                format!(
-                    "Sign-ins from your address are limited; the next one is possible in {} seconds.",
-                    retry_after.as_secs().max(1)
-                ),
-                "Wait a moment, then try again.",
-            ),
-            Self::Busy => ErrorPage::new(
-                S::SERVICE_UNAVAILABLE,
-                "Too many sign-ins in progress",
-                "This server has too many device sign-ins waiting for approval.",
-                "Try again in a few minutes.",
-            ),
-            Self::Session(_) | Self::Store(_) => ErrorPage::new(
-                S::SERVICE_UNAVAILABLE,
-                "Sessions are unavailable",
-                "The session store did not answer.",
-                "Try again in a moment.",
-            ),
-            Self::Internal(_) => ErrorPage::for_status(S::INTERNAL_SERVER_ERROR),
+            Self::BadRequest(message) => ErrorPage::of(&SIGN_IN_FAILED).saying(message.clone()),
+            Self::Denied(message) => ErrorPage::of(&DENIED).saying(message.clone()),
+            Self::CrossSite => ErrorPage::of(&CROSS_SITE),
+            Self::UnknownHost => ErrorPage::of(&UNKNOWN_HOST),
+            Self::QueryTooLong => ErrorPage::of(&QUERY_TOO_LONG),
+            Self::NotFound => ErrorPage::of(&NOT_FOUND),
+            Self::MethodNotAllowed => ErrorPage::of(&METHOD),
+            Self::TooManyRequests { retry_after } => ErrorPage::of(&RATE_LIMITED).saying(format!(
+                "Sign-ins from your address are limited; the next one is possible in {} seconds.",
+                retry_after.as_secs().max(1)
+            )),
+            Self::Busy => {
+                ErrorPage::of(&BUSY).hint("raise MAX_PENDING_DEVICE_FLOWS if this is normal load")
+            }
+            Self::Session(_) | Self::Store(_) => {
+                ErrorPage::of(&SESSIONS).hint("check SESSION_STORE and that its store answers")
+            }
+            Self::Internal(_) => ErrorPage::of(&INTERNAL),
             Self::Webex(err) => {
                 let mut page = webex_page(err);
                 page.tracking_id = err.tracking_id().map(str::to_owned);
@@ -206,47 +246,68 @@ impl AppError {
             }
         })
     }
+
+    /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure: a
+    /// 303 to `GET /problem?kind=…` (with Webex's tracking id, never a secret), whose page has the
+    /// status, so a reload does not post the form again. Logged here, as `into_response` does.
+    pub fn after_form_post(self) -> Response {
+        let response = self.into_response();
+        let Some(page) = response.extensions().get::<ErrorPage>() else {
+            return response; // a redirect already
+        };
+        let path = "/problem?";
+        let mut target = url::form_urlencoded::Serializer::for_suffix(path.to_owned(), path.len());
+        target.append_pair("kind", page.kind);
+        if let Some(id) = page.tracking_id.as_deref().filter(|id| is_tracking_id(id)) {
+            target.append_pair("tracking", id);
+        }
+        Redirect::to(&target.finish()).into_response()
+    }
+}
+
+/// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
+/// put in a URL or shown from one.
+pub fn is_tracking_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to, with
+/// its status; a kind that is not known is the 404 page.
+pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
+    let Some(kind) = Kind::named(kind) else {
+        return AppError::NotFound.into_response();
+    };
+    let mut page = ErrorPage::of(kind);
+    page.tracking_id = tracking_id
+        .filter(|id| is_tracking_id(id))
+        .map(str::to_owned);
+    let mut response = page.status.into_response();
+    response.extensions_mut().insert(page);
+    response
 }
 
 fn webex_page(err: &WebexError) -> ErrorPage {
-    use StatusCode as S;
+    const CHECK_API_BASE: &str = "check WEBEX_API_BASE and the network";
     match err {
-        WebexError::Timeout => ErrorPage::new(
-            S::GATEWAY_TIMEOUT,
-            "Webex did not answer in time",
-            "The request to Webex timed out.",
-            "Try again in a moment; if it keeps happening, check https://status.webex.com.",
-        ),
-        WebexError::Transport(_) => ErrorPage::new(
-            S::SERVICE_UNAVAILABLE,
-            "Webex is unreachable",
-            "This server could not connect to Webex.",
-            "Check the network and WEBEX_API_BASE, then try again.",
-        ),
+        WebexError::Timeout => ErrorPage::of(&WEBEX_TIMEOUT).hint(CHECK_API_BASE),
+        WebexError::Transport(_) => ErrorPage::of(&WEBEX_UNREACHABLE).hint(CHECK_API_BASE),
         WebexError::RateLimited { retry_after, .. } => {
             let wait =
                 retry_after.map_or("a while".to_owned(), |d| format!("{} seconds", d.as_secs()));
-            ErrorPage::new(
-                S::SERVICE_UNAVAILABLE,
-                "Webex is rate limiting us",
-                format!("Webex asked us to wait {wait} before the next request."),
-                "Wait, then try again.",
-            )
+            ErrorPage::of(&WEBEX_RATE_LIMITED)
+                .saying(format!("Webex asked us to wait {wait} before the next request."))
         }
-        WebexError::Forbidden { message, .. } => ErrorPage::new(
-            S::FORBIDDEN,
-            "Webex refused the request",
-            format!(
-                "Webex said: {message}. The token probably lacks a scope this page needs (spark:rooms_read for spaces, spark:people_read for the profile)."
-            ),
-            "Check WEBEX_SCOPES / WEBEX_DEVICE_SCOPES and the scopes registered on your integration, then sign in again.",
-        ),
-        WebexError::Unauthorized { .. } => ErrorPage::new(
-            S::BAD_GATEWAY,
-            "Webex refused the credentials",
-            "Webex did not accept the access token.",
-            "Sign out and sign in again.",
-        ),
+        WebexError::Forbidden { message, .. } => ErrorPage::of(&WEBEX_FORBIDDEN)
+            .saying(format!("Webex said: {message}. {}", WEBEX_FORBIDDEN.message))
+            .hint("check WEBEX_SCOPES / WEBEX_DEVICE_SCOPES and the scopes registered on the integration"),
+        WebexError::Unauthorized { .. } => ErrorPage::of(&WEBEX_UNAUTHORIZED),
+        WebexError::Status { code, .. } if code.as_deref() == Some("invalid_client") => {
+            ErrorPage::of(&WEBEX_SETUP).hint("check WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET")
+        }
         WebexError::Status {
             status,
             code,
@@ -254,39 +315,21 @@ fn webex_page(err: &WebexError) -> ErrorPage {
             ..
         } => {
             let said = code.as_deref().unwrap_or(message);
-            let next = if code.as_deref() == Some("invalid_client") {
-                "Check WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET."
-            } else {
-                "Try again; if it keeps happening, quote the tracking id to Webex support."
-            };
-            ErrorPage::new(
-                S::BAD_GATEWAY,
-                "Webex returned an error",
-                format!("Webex answered {} ({said}).", status.as_u16()),
-                next,
-            )
+            ErrorPage::of(&WEBEX_ERROR)
+                .saying(format!("Webex answered {} ({said}).", status.as_u16()))
         }
-        WebexError::Decode { what, .. } => ErrorPage::new(
-            S::BAD_GATEWAY,
-            "Webex sent something unexpected",
-            format!("Webex sent a {what} this server cannot read."),
-            "Try again; if it keeps happening, check WEBEX_API_BASE.",
-        ),
-        WebexError::TooLarge { what, limit, .. } => ErrorPage::new(
-            S::BAD_GATEWAY,
-            "Webex sent too much",
-            format!(
+        WebexError::Decode { what, .. } => ErrorPage::of(&WEBEX_UNEXPECTED)
+            .saying(format!("Webex sent a {what} this server cannot read."))
+            .hint(CHECK_API_BASE),
+        WebexError::TooLarge { what, limit, .. } => ErrorPage::of(&WEBEX_TOO_MUCH)
+            .saying(format!(
                 "Webex sent a {what} larger than this server reads ({} KiB), so it was refused.",
                 limit / 1024
-            ),
-            "Try again; if it keeps happening, check WEBEX_API_BASE.",
-        ),
-        WebexError::Invalid { what, problem, .. } => ErrorPage::new(
-            S::BAD_GATEWAY,
-            "Webex sent something unexpected",
-            format!("Webex sent a {what} with {problem}, so it was refused."),
-            "Try again; if it keeps happening, check WEBEX_API_BASE.",
-        ),
+            ))
+            .hint(CHECK_API_BASE),
+        WebexError::Invalid { what, problem, .. } => ErrorPage::of(&WEBEX_UNEXPECTED)
+            .saying(format!("Webex sent a {what} with {problem}, so it was refused."))
+            .hint(CHECK_API_BASE),
     }
 }
 
@@ -306,9 +349,9 @@ impl IntoResponse for AppError {
         }
         // The Display of every variant is safe to log: no variant carries a token or a body.
         if page.status.is_server_error() {
-            tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), error = %self, "request failed");
+            tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request failed");
         } else {
-            tracing::warn!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), error = %self, "request refused");
+            tracing::warn!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request refused");
         }
         let mut response = page.status.into_response();
         if let Self::TooManyRequests { retry_after } = &self {
@@ -352,9 +395,9 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
     let mut page_response = render(&ErrorTemplate {
         demo,
         status: page.status.as_u16(),
-        title: page.title,
+        title: page.title.into(),
         message: page.message,
-        next_step: page.next_step,
+        next_step: page.next_step.into(),
         tracking_id: page.tracking_id,
     });
     *page_response.status_mut() = status;
@@ -366,4 +409,39 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
     );
     page_response.headers_mut().extend(parts.headers);
     page_response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_unique_names_and_no_page_names_a_setting() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(Kind::named(kind.name).map(|k| k.name), Some(kind.name));
+            assert!(
+                KINDS[..i].iter().all(|other| other.name != kind.name),
+                "{}",
+                kind.name
+            );
+            for text in [kind.title, kind.message, kind.next_step] {
+                assert!(
+                    !text.contains("WEBEX_") && !text.contains("SESSION_STORE"),
+                    "{text}"
+                );
+            }
+        }
+        assert!(Kind::named("").is_none() && Kind::named("Busy").is_none());
+    }
+
+    #[test]
+    fn only_tracking_ids_go_into_a_url() {
+        assert!(is_tracking_id(
+            "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
+        ));
+        assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
+        for bad in ["", "a b", "<b>", "x&kind=busy", &"a".repeat(129), "é"] {
+            assert!(!is_tracking_id(bad), "{bad}");
+        }
+    }
 }

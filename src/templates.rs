@@ -98,6 +98,9 @@ pub struct SignInTemplate {
     pub verification_uri_complete: String,
     /// `data:image/png;base64,...` of the QR code of `verification_uri_complete`.
     pub qr_data_uri: String,
+    /// The host of `verification_uri_complete` when it is this computer (`127.0.0.1`, `::1`,
+    /// `localhost`): no phone can open the QR code, and the page says so.
+    pub loopback_host: Option<String>,
     /// Seconds left before the code expires.
     pub expires_in: u64,
     /// The code's whole lifetime in seconds (for the progress bar).

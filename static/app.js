@@ -1,7 +1,8 @@
 // webex-oauth-axum: the device sign-in page's script (GET /sign-in only; /spaces has spaces.js):
 // it counts down to the code's expiry, polls GET /device/status and moves
-// on when the flow ends, and wires the Copy button. Every other page works without it, and so
-// does the sign-in page (its "Refresh" link reloads it).
+// on when the flow ends (pausing while the tab is hidden, polling at once when it is shown
+// again), and reveals and wires the Copy button. Every other page works without it, and so does
+// the sign-in page (it refreshes itself every 5 s without a script; its "Refresh" link too).
 "use strict";
 
 (function () {
@@ -53,6 +54,7 @@
   let failures = 0; // consecutive failed requests, for the backoff
   let tickTimer = 0;
   let pollTimer = 0;
+  let paused = false; // the tab was hidden when a poll was due: poll as soon as it is shown
 
   /** Seconds left before the code expires, by our clock. */
   function secondsLeft() {
@@ -151,6 +153,12 @@
     if (finished || inFlight) {
       return;
     }
+    if (document.visibilityState === "hidden") {
+      // Nobody is looking: no requests until the tab is shown again (the server's poller
+      // keeps asking Webex meanwhile, so nothing is missed).
+      paused = true;
+      return;
+    }
     inFlight = true;
     fetch("/device/status", {
       cache: "no-store",
@@ -184,6 +192,24 @@
       });
   }
 
+  document.addEventListener("visibilitychange", function () {
+    if (finished) {
+      return;
+    }
+    if (document.visibilityState === "hidden") {
+      clearTimeout(pollTimer);
+      paused = true;
+      return;
+    }
+    // Shown again: the countdown is deadline-based, so one tick puts it right; ask at once.
+    tick();
+    if (paused) {
+      paused = false;
+      clearTimeout(pollTimer);
+      poll();
+    }
+  });
+
   tickTimer = setInterval(tick, TICK_MS);
   tick();
   schedule(POLL_MS);
@@ -195,6 +221,7 @@
     if (!button || !code) {
       return;
     }
+    button.hidden = false;
     const label = button.textContent;
     let resetTimer = 0;
 

@@ -1,6 +1,9 @@
 //! Upstream faults on each endpoint give the right page, and never a raw body.
 
-use crate::helpers::{TestApp, browser, quick_device_fake, text, wait_for};
+use crate::helpers::{
+    TestApp, browser, captured_logs, location, problem_after_post, quick_device_fake, text,
+    wait_for,
+};
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -161,8 +164,9 @@ async fn device_authorize_faults_give_the_right_page() {
     ] {
         app.fake.inject(Endpoint::DeviceAuthorize, fault.clone());
         let response = app.post("/sign-in").await;
-        assert_eq!(response.status(), want, "{fault:?}");
-        assert!(text(response).await.contains("<html"));
+        let (_, status, body) = problem_after_post(&app, &app.client, response).await;
+        assert_eq!(status, want, "{fault:?}");
+        assert!(body.contains("<html"));
         assert!(
             (app.probe.flow_count().await == 0),
             "{fault:?}: no flow recorded"
@@ -183,8 +187,18 @@ async fn an_unreachable_webex_is_a_503_page() {
     })
     .await;
     let response = app.post("/sign-in").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(text(response).await.contains("unreachable"));
+    let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
+    assert_eq!(
+        (kind.as_str(), status),
+        ("webex-unreachable", StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert!(body.contains("Webex is unreachable"), "{body}");
+    assert!(
+        !body.contains("WEBEX_API_BASE"),
+        "the page speaks to the person"
+    );
+    // The operator's hint is in the log line instead.
+    assert!(captured_logs().contains("check WEBEX_API_BASE"));
 }
 
 #[crate::support::test]
@@ -225,4 +239,151 @@ async fn a_slow_webex_for_one_user_does_not_slow_the_others() {
         "the slow request is still waiting on Webex"
     );
     assert_eq!(slow.await.unwrap(), StatusCode::OK);
+}
+
+/// The settings an operator sets; no page tells the person reading it to check one.
+const SETTINGS: [&str; 7] = [
+    "WEBEX_API_BASE",
+    "WEBEX_CLIENT_ID",
+    "WEBEX_CLIENT_SECRET",
+    "WEBEX_SCOPES",
+    "WEBEX_DEVICE_SCOPES",
+    "SESSION_STORE",
+    "MAX_PENDING_DEVICE_FLOWS",
+];
+
+fn names_no_setting(body: &str, what: &str) {
+    for setting in SETTINGS {
+        assert!(!body.contains(setting), "{what}: the page names {setting}");
+    }
+}
+
+#[crate::support::test]
+async fn a_failed_sign_in_post_redirects_to_its_page_which_reloads_without_posting_again() {
+    let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
+    app.fake
+        .inject(Endpoint::DeviceAuthorize, Fault::Status(500));
+    let response = app.post("/sign-in").await;
+    let to = location(&response);
+    assert!(
+        to.starts_with("/problem?kind=webex-error&tracking=ROUTER_"),
+        "{to}"
+    );
+    let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
+    assert_eq!(
+        (kind.as_str(), status),
+        ("webex-error", StatusCode::BAD_GATEWAY)
+    );
+    assert!(body.contains("Webex returned an error"), "{body}");
+    let tracking = to.split("tracking=").nth(1).unwrap();
+    assert!(body.contains(tracking), "the page keeps the tracking id");
+    names_no_setting(&body, "POST /sign-in");
+    // A reload is a GET of the same page: the same answer, and Webex is not asked again.
+    let asked = app.fake.count(Counter::DeviceAuthorizations);
+    let again = app.get(&to).await;
+    assert_eq!(again.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(text(again).await, body);
+    assert_eq!(app.fake.count(Counter::DeviceAuthorizations), asked);
+    assert_eq!(app.probe.flow_count().await, 0, "no flow recorded");
+}
+
+#[crate::support::test]
+async fn problem_pages_know_their_kinds_and_show_only_tracking_ids() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/problem",
+        "/problem?kind=nope",
+        "/problem?kind=",
+        "/problem?kind=BUSY",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(text(response).await.contains("Page not found"));
+    }
+    for (kind, status) in [
+        ("busy", StatusCode::SERVICE_UNAVAILABLE),
+        ("sessions", StatusCode::SERVICE_UNAVAILABLE),
+        ("webex-timeout", StatusCode::GATEWAY_TIMEOUT),
+        ("webex-forbidden", StatusCode::FORBIDDEN),
+        ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let response = app.get(&format!("/problem?kind={kind}")).await;
+        assert_eq!(response.status(), status, "{kind}");
+        let body = text(response).await;
+        assert!(
+            !body.contains("Webex tracking id:"),
+            "{kind}: no tracking id given"
+        );
+        names_no_setting(&body, kind);
+    }
+    // Only what looks like a Webex tracking id is shown; markup never is.
+    let body = text(
+        app.get("/problem?kind=webex-error&tracking=%3Cb%3Ex%3C%2Fb%3E")
+            .await,
+    )
+    .await;
+    assert!(
+        !body.contains("Webex tracking id:") && !body.contains("<b>x"),
+        "{body}"
+    );
+    let body = text(
+        app.get("/problem?kind=webex-error&tracking=ROUTER_65F3A1B2-0C")
+            .await,
+    )
+    .await;
+    assert!(
+        body.contains("<code class=\"break\">ROUTER_65F3A1B2-0C</code>"),
+        "{body}"
+    );
+}
+
+#[crate::support::test]
+async fn no_error_page_tells_the_person_to_check_a_setting() {
+    let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
+    app.login().await;
+    let faults = [
+        Fault::Status(500),
+        Fault::Status(400),
+        Fault::InvalidJson,
+        Fault::MissingFields,
+        Fault::Forbidden,
+        Fault::Unauthorized,
+        Fault::Delay(Duration::from_secs(3)),
+        Fault::RateLimited { retry_after: 60 },
+        Fault::HugeBody {
+            status: 200,
+            bytes: 4 * 1024 * 1024,
+            declare_length: true,
+        },
+    ];
+    for fault in &faults {
+        for (endpoint, path) in [
+            (Endpoint::Rooms, "/spaces"),
+            (Endpoint::PeopleMe, "/whoami"),
+        ] {
+            app.fake.inject(endpoint, fault.clone());
+            let response = app.get(path).await;
+            // (An Unauthorized is refreshed and retried: that page is a 200.)
+            let body = text(response).await;
+            names_no_setting(&body, &format!("{path} {fault:?}"));
+        }
+        app.fake.inject(Endpoint::DeviceAuthorize, fault.clone());
+        let response = app.post("/sign-in").await;
+        let (kind, _, body) = problem_after_post(&app, &app.client, response).await;
+        names_no_setting(&body, &format!("POST /sign-in {fault:?} ({kind})"));
+    }
+    // An unreachable Webex (the 503 that used to name WEBEX_API_BASE), on a page and a post.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = TestApp::spawn_with(FakeConfig::default(), |config| {
+        config.api_base = url::Url::parse(&format!("http://{closed}/v1")).unwrap();
+    })
+    .await;
+    let response = app.post("/sign-in").await;
+    let (_, status, body) = problem_after_post(&app, &app.client, response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    names_no_setting(&body, "unreachable");
 }

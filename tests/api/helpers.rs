@@ -315,3 +315,22 @@ pub fn html_escape(s: &str) -> String {
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
 }
+
+/// A failed form post: asserts its 303 to `/problem?kind=…`, then follows it in `browser`.
+/// Returns the kind, and the page's status and body.
+pub async fn problem_after_post(
+    app: &TestApp,
+    browser: &Client,
+    response: Response,
+) -> (String, StatusCode, String) {
+    let status = response.status();
+    let to = location(&response);
+    assert_eq!(status, StatusCode::SEE_OTHER, "{}", text(response).await);
+    let kind = to
+        .strip_prefix("/problem?kind=")
+        .unwrap_or_else(|| panic!("a /problem page, not {to}"));
+    let kind = kind.split('&').next().unwrap().to_owned();
+    let page = browser.get(app.url(&to)).send().await.unwrap();
+    let status = page.status();
+    (kind, status, text(page).await)
+}

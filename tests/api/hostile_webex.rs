@@ -1,7 +1,10 @@
 //! A hostile Webex: replies too large to read, device values that would overflow a poller or
 //! put `javascript:` in a link. Each is refused with a 502 page, or clamped, and every flow ends.
 
-use crate::helpers::{TestApp, browser, location, quick_device_fake, text, wait_for};
+use crate::helpers::{
+    TestApp, browser, captured_logs, location, problem_after_post, quick_device_fake, text,
+    wait_for,
+};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -182,7 +185,15 @@ async fn hostile_verification_links_are_a_502_page_and_start_no_flow() {
         for (link, says) in &cases {
             let fault = device_json(&app.fake, json!({ field: link }));
             app.fake.inject(Endpoint::DeviceAuthorize, fault);
-            let body = bad_gateway(app.post("/sign-in").await, says).await;
+            // A form post: the page is a redirect away, in general words; the details are logged.
+            let response = app.post("/sign-in").await;
+            let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
+            assert_eq!(
+                (kind.as_str(), status),
+                ("webex-unexpected", StatusCode::BAD_GATEWAY)
+            );
+            assert!(body.contains("Webex sent something unexpected"), "{body}");
+            assert!(captured_logs().contains(says), "{says} is logged");
             assert!(
                 !body.contains("javascript:"),
                 "{field}: the link is not shown"

@@ -17,6 +17,7 @@ mod pages;
 mod redis;
 mod runner;
 mod shutdown;
+mod sign_in_page;
 mod sign_out;
 mod soak;
 mod spaces;

@@ -8,6 +8,7 @@ mod a11y;
 mod axe;
 mod browser;
 mod phone_scan;
+mod sign_in;
 mod spaces;
 mod stories;
 #[path = "../support/mod.rs"]

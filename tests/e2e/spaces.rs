@@ -118,6 +118,14 @@ async fn typing_narrows_the_list_and_times_read_in_words() {
     wait_for_value(&b, count, json!("0 of 130 spaces")).await;
     let none = b.find(Locator::Id("spaces-none")).await.unwrap();
     assert!(none.is_displayed().await.unwrap());
+
+    // On a phone: the same form above one card per space.
+    b.set_window_size(390, 844).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("a").await.unwrap();
+    let shown = all.iter().filter(|t| fold(t).contains('a')).count();
+    wait_for_value(&b, count, json!(format!("{shown} of 130 spaces"))).await;
+    shot(&b, "14-spaces-phone").await;
     b.close().await.unwrap();
 }
 

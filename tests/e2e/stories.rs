@@ -106,7 +106,9 @@ async fn denied_and_expired_device_stories_offer_start_again() {
     click(&laptop, "#cancel").await;
     wait_for_path(&laptop, "/").await;
     click(&laptop, "#sign-in").await;
-    wait_for_text(&laptop, "#status", "expired").await;
+    // The heading says it (once); the status line says what to do.
+    wait_for_text(&laptop, "#page-title", "expired").await;
+    wait_for_text(&laptop, "#status", "Start again").await;
     shot(&laptop, "10-expired").await;
     wait_for(&laptop, "#start-again").await;
     laptop.close().await.unwrap();

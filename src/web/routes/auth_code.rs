@@ -183,8 +183,14 @@ fn short_code(code: &str) -> String {
 }
 
 /// `POST /logout`: cancels any device flow, forgets the session (server-side too), back to
-/// the start.
-async fn logout(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+/// the start. A failure redirects to its `/problem` page (a reload does not post again).
+async fn logout(State(state): State<AppState>, session: WebSession) -> Response {
+    forget_session(&state, &session)
+        .await
+        .unwrap_or_else(AppError::after_form_post)
+}
+
+async fn forget_session(state: &AppState, session: &WebSession) -> Result<Response> {
     if let Some(flow) = session.flow_id().await? {
         state.flows().cancel(&flow).await?;
     }

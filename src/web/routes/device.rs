@@ -12,7 +12,7 @@
 //! can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::RefreshGuard;
@@ -46,10 +46,17 @@ async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<Refr
     Ok(Some(guard))
 }
 
-/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page.
-async fn start(State(state): State<AppState>, session: WebSession) -> Result<Response> {
+/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page. A
+/// failure redirects to its `/problem` page (a reload does not post again).
+async fn start(State(state): State<AppState>, session: WebSession) -> Response {
+    start_flow(&state, &session)
+        .await
+        .unwrap_or_else(AppError::after_form_post)
+}
+
+async fn start_flow(state: &AppState, session: &WebSession) -> Result<Response> {
     let flows = state.flows();
-    let locked = flow_lock(&state, &session).await?;
+    let locked = flow_lock(state, session).await?;
     if let Some(old) = session.take_flow_id().await? {
         flows.cancel(&old).await?;
     }
@@ -145,7 +152,8 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         FlowStatus::Pending => "Waiting for approval on your other device…",
         FlowStatus::Granted => "Approved. Signing you in…",
         FlowStatus::Denied => "The sign-in was denied on the other device.",
-        FlowStatus::Expired => "The code expired before it was approved.",
+        // The heading already says the code expired.
+        FlowStatus::Expired => "Nobody approved it in time. Start again for a new code.",
         FlowStatus::Error => "Webex could not complete the sign-in.",
     };
     Ok(render(&SignInTemplate {
@@ -154,6 +162,7 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         lifetime: record.lifetime_secs.max(1),
         user_code: record.user_code,
         verification_uri: record.verification_uri,
+        loopback_host: loopback_host(&record.verification_uri_complete),
         verification_uri_complete: record.verification_uri_complete,
         qr_data_uri: record.qr_data_uri,
         status: status.as_str(),
@@ -179,11 +188,58 @@ async fn status(State(state): State<AppState>, session: WebSession) -> Result<Re
     })
 }
 
-/// `POST /sign-in/cancel`: stops this session's flow, back to the start.
-async fn cancel(State(state): State<AppState>, session: WebSession) -> Result<Response> {
-    if let Some(id) = session.take_flow_id().await? {
-        state.flows().cancel(&id).await?;
-        tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
+/// `POST /sign-in/cancel`: stops this session's flow, back to the start (or to the failure's
+/// `/problem` page).
+async fn cancel(State(state): State<AppState>, session: WebSession) -> Response {
+    let cancelled = async {
+        if let Some(id) = session.take_flow_id().await? {
+            state.flows().cancel(&id).await?;
+            tracing::info!(flow = %fingerprint(&id), "device flow cancelled");
+        }
+        Ok::<_, AppError>(Redirect::to("/").into_response())
+    };
+    cancelled.await.unwrap_or_else(AppError::after_form_post)
+}
+
+/// The host of `link` when it is this computer (a 127.0.0.0/8 or `::1` address, `localhost`
+/// or a name under `.localhost`), as the page shows it; `None` for any other host or no URL.
+fn loopback_host(link: &str) -> Option<String> {
+    let url = url::Url::parse(link).ok()?;
+    let local = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+    };
+    local.then(|| url.host_str().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn links_to_this_computer_are_recognised() {
+        for (link, host) in [
+            (
+                "http://127.0.0.1:10060/verify?userCode=1",
+                Some("127.0.0.1"),
+            ),
+            ("http://127.9.8.7/verify", Some("127.9.8.7")),
+            ("http://[::1]:8080/verify", Some("[::1]")),
+            ("http://LocalHost:10060/verify", Some("localhost")),
+            ("http://app.localhost/verify", Some("app.localhost")),
+            ("http://192.168.1.20:10060/verify", None),
+            ("https://oauth-helper-a.wbx2.com/verify", None),
+            ("http://localhost.example.com/verify", None),
+            ("http://[::ffff:192.168.1.2]/verify", None),
+            ("not a url", None),
+            ("", None),
+        ] {
+            assert_eq!(loopback_host(link).as_deref(), host, "{link}");
+        }
     }
-    Ok(Redirect::to("/").into_response())
 }

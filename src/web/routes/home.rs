@@ -1,4 +1,5 @@
-//! `GET /` (the two buttons), `GET /healthz` (liveness) and `GET /readyz` (the store answers).
+//! `GET /` (the two buttons), `GET /healthz` (liveness), `GET /readyz` (the store answers) and
+//! `GET /problem` (the page a failed form post redirects to).
 
 use crate::error::Result;
 use crate::state::AppState;
@@ -17,6 +18,22 @@ pub fn router() -> Router<AppState> {
         // Liveness only: it never touches the store.
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/problem", get(problem))
+}
+
+/// `GET /problem?kind=<kind>&tracking=<id>`: where a failed form post sends the browser, so
+/// the error page (with its status) can be reloaded without posting the form again.
+async fn problem(RawQuery(query): RawQuery) -> Response {
+    let (mut kind, mut tracking) = (None, None);
+    let query = query.unwrap_or_default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "kind" if kind.is_none() => kind = Some(value),
+            "tracking" if tracking.is_none() => tracking = Some(value),
+            _ => {}
+        }
+    }
+    crate::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
 }
 
 /// `GET /readyz`: 200 when the session store answers, 503 when it does not (JSON, for probes).
