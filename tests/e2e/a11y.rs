@@ -107,10 +107,10 @@ async fn device_pages_pass_axe_in_every_variant() {
 
     app.fake.set_device_expires_in(2);
     click(&b, "#start-again").await;
-    wait_for_text(&b, "#status", "expired").await;
+    wait_for_text(&b, "#page-title", "expired").await;
     sweep.check("expired", 200).await;
 
-    sweep.finish(7);
+    sweep.finish(8);
     b.close().await.unwrap();
 }
 
@@ -165,7 +165,16 @@ async fn error_pages_pass_axe_in_every_variant() {
     wait_for(&b, "main h1").await;
     sweep.check("error-503", 503).await;
 
-    // 429: logins until the limit answers (login 3 of 3 still passes).
+    // A failed form post: 303 to the /problem page (sign-in 3 of 3).
+    app.fake
+        .inject(Endpoint::DeviceAuthorize, Fault::Status(500));
+    b.goto(&app.base).await.unwrap();
+    click(&b, "#sign-in").await;
+    wait_for_path(&b, "/problem").await;
+    wait_for(&b, "main h1").await;
+    sweep.check("error-after-post", 502).await;
+
+    // 429: logins until the limit answers.
     let mut limited = false;
     for _ in 0..6 {
         b.goto(&format!("{}/login", app.base)).await.unwrap();
