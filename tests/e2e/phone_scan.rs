@@ -23,12 +23,14 @@ async fn on_a_lan_address_the_qr_code_points_there_and_a_second_device_approves_
     let qr = url::Url::parse(&qr_text).unwrap();
     assert_eq!(qr.host_str(), Some("127.0.0.2"), "the QR code: {qr_text}");
     assert_eq!(qr.path(), "/verify");
+    shot(&laptop, "lan-sign-in").await;
 
     // The "phone" only ever opens what the QR code says.
     phone.goto(&qr_text).await.unwrap();
     wait_for(&phone, "#approve").await;
     let on_phone = phone.current_url().await.unwrap();
     assert_eq!(on_phone.host_str(), Some("127.0.0.2"), "{on_phone}");
+    shot(&phone, "lan-phone-approve").await;
     click(&phone, "#approve").await;
 
     wait_for_path(&laptop, "/granted").await;
