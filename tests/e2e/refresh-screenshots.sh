@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies README's screenshots from the last run of the browser tests into static/screenshots/.
 #
-#   cargo test --locked --features e2e --test e2e a11y    # writes target/e2e-screenshots/
+#   cargo test --locked --features e2e --test e2e         # writes target/e2e-screenshots/
 #   tests/e2e/refresh-screenshots.sh                      # the default set below
 #   tests/e2e/refresh-screenshots.sh spaces-phone-dark …  # or the shots you name
 #
@@ -16,13 +16,19 @@ default=(
   landing-desktop-light landing-phone-dark
   granted-desktop-dark
   spaces-desktop-light spaces-phone-dark
-  sign-in-desktop-light sign-in-phone-light sign-in-desktop-dark
+  sign-in-phone-light sign-in-desktop-dark
   fake-verify-code-phone-light fake-consent-desktop-dark
   profile-desktop-light
   expired-phone-dark
   error-404-desktop-dark
 )
-if [ "$#" -gt 0 ]; then shots=("$@"); else shots=("${default[@]}"); fi
+# And three shots of the stories, under the names README uses.
+renamed=(
+  "11-spaces-filter:spaces-filter-desktop-light"
+  "lan-sign-in:lan-sign-in-desktop-light"
+  "lan-phone-approve:lan-phone-approve-phone-light"
+)
+if [ "$#" -gt 0 ]; then shots=("$@"); renamed=(); else shots=("${default[@]}"); fi
 
 missing=0
 for shot in "${shots[@]}"; do
@@ -33,7 +39,19 @@ for shot in "${shots[@]}"; do
 done
 [ "$missing" -eq 0 ] || exit 1
 
+for pair in "${renamed[@]}"; do
+  if [ ! -f "$from/${pair%%:*}.png" ]; then
+    echo "no $from/${pair%%:*}.png (run: cargo test --locked --features e2e --test e2e)" >&2
+    missing=1
+  fi
+done
+[ "$missing" -eq 0 ] || exit 1
+
 mkdir -p "$to"
+for pair in "${renamed[@]}"; do
+  cp "$from/${pair%%:*}.png" "$to/${pair##*:}.png"
+  echo "$to/${pair##*:}.png"
+done
 for shot in "${shots[@]}"; do
   cp "$from/$shot.png" "$to/$shot.png"
   echo "$to/$shot.png"
