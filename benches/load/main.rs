@@ -54,6 +54,7 @@
 mod cases;
 mod client;
 mod http;
+mod reference;
 mod report;
 mod server;
 #[path = "../../tests/support/mod.rs"]
@@ -127,6 +128,11 @@ impl Settings {
 }
 
 fn main() {
+    // The same binary, started again by case 2, serves the lean reference.
+    if std::env::var(reference::ROLE).as_deref() == Ok("reference") {
+        reference::serve();
+        return;
+    }
     let settings = Settings::from_env();
     // The fake and the plain handler get their own runtime, the load client another: the
     // client's tasks never queue behind the servers' on the same worker threads.

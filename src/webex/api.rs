@@ -32,6 +32,12 @@ struct RoomsBody {
     items: Vec<Room>,
 }
 
+/// The rooms of one `/rooms` body, read as [`RoomPages::next`] reads them (for the benchmark's
+/// lean reference, through `test_support`).
+pub fn rooms_of_page(body: &[u8]) -> Result<Vec<Room>, serde_json::Error> {
+    serde_json::from_slice::<RoomsBody>(body).map(|body| body.items)
+}
+
 /// One page of `/rooms` and where the next one is, if anywhere.
 struct RoomsPage {
     items: Vec<Room>,

@@ -218,4 +218,3 @@ pub async fn decode_qr(browser: &Client) -> String {
     assert_eq!(grids.len(), 1, "one QR code on the page");
     grids[0].decode().unwrap().1
 }
-
