@@ -57,7 +57,11 @@ pub async fn home_case(
         report.add(
             case,
             format!("server, {conns} conn"),
-            format!("{} (server CPU {server_cpu:.0}% of a core)", ours.summary()),
+            format!(
+                "{} (server CPU {server_cpu:.0}% of a core, {} a request)",
+                ours.summary(),
+                cpu_per_request(cpu, ours.rps, busy)
+            ),
         );
         report.add(case, format!("plain axum, {conns} conn"), ceiling.summary());
         check_targets(report, case, "server/plain", conns, ratio, ours.p99);
@@ -103,16 +107,7 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
     );
 
     let busy = settings.warmup + settings.measure;
-    // CPU a request: process CPU over warm-up and window, over the requests that time made
-    // (at the window's rate).
-    let per_request = |cpu: Duration, rps: f64| {
-        let requests = rps * busy.as_secs_f64();
-        if requests > 0.0 {
-            format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / requests)
-        } else {
-            "-".to_owned()
-        }
-    };
+    let per_request = |cpu: Duration, rps: f64| cpu_per_request(cpu, rps, busy);
     for conns in CONNECTIONS {
         let server_targets = session_targets(backend, "/spaces", &sessions[..conns]);
         let reference_targets: Vec<Target> = reference_cookies[..conns]
@@ -207,6 +202,18 @@ pub async fn many_pages_case(settings: &Settings, backend: &Backend, report: &mu
         "page size",
         format!("{} bytes", page.len()),
     );
+}
+
+/// CPU a request: a process's CPU time over warm-up and window (`busy`), over the requests
+/// that time made at the window's rate. CPU is what the layers cost, whatever else the shared
+/// cores are doing; req/s ratios move with the neighbours.
+fn cpu_per_request(cpu: Duration, rps: f64, busy: Duration) -> String {
+    let requests = rps * busy.as_secs_f64();
+    if requests > 0.0 {
+        format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / requests)
+    } else {
+        "-".to_owned()
+    }
 }
 
 /// `n` logged-in sessions (their `Cookie` header values).
