@@ -33,7 +33,7 @@ use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
@@ -109,7 +109,10 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
     // boxed clones a request. Listed outermost first.
     let layers = ServiceBuilder::new()
         .layer(MapRequestLayer::new(observe::drop_odd_request_id))
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            request_id.clone(),
+            observe::MakeRequestId,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http()
