@@ -16,9 +16,10 @@ use axum::Router;
 use axum::http::HeaderValue;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use url::Host;
 
 /// At shutdown, the store gets this long to release this instance's device-flow leases.
 const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -209,11 +210,24 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
             None,
         ),
         Mode::Demo => {
-            let fake = FakeWebex::spawn(FakeConfig {
-                redirect_uris: vec![config.redirect_uri.to_string()],
-                ..FakeConfig::default()
-            })
+            // On the app's interface, so a phone that reaches the app reaches the fake too.
+            let bind = config.listen_addr.ip();
+            let listener = TcpListener::bind((bind, 0)).await?;
+            let fake = FakeWebex::spawn_on(
+                listener,
+                FakeConfig {
+                    redirect_uris: vec![config.redirect_uri.to_string()],
+                    public_host: demo_link_host(bind, &config.redirect_uri),
+                    ..FakeConfig::default()
+                },
+            )
             .await?;
+            if !bind.is_loopback() {
+                tracing::warn!(
+                    origin = %fake.origin(),
+                    "demo mode on a network interface: the fake Webex's pages are reachable from the network"
+                );
+            }
             let base = url::Url::parse(&fake.base_url()).map_err(io::Error::other)?;
             let creds = Credentials {
                 client_id: DEMO_CLIENT_ID.to_owned(),
@@ -230,6 +244,22 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
     )
     .map_err(io::Error::other)?;
     Ok((webex, fake))
+}
+
+/// The host the demo fake puts in its links: the redirect URI's, when the fake (bound to
+/// `bind`) answers there, so the QR code works on a phone that reaches the app; else `None`
+/// (the bound address).
+fn demo_link_host(bind: IpAddr, redirect_uri: &url::Url) -> Option<String> {
+    match redirect_uri.host()? {
+        Host::Domain(name) if bind.is_unspecified() && name != "localhost" => Some(name.to_owned()),
+        Host::Ipv4(ip) if bind == IpAddr::V4(ip) || bind == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
+            Some(ip.to_string())
+        }
+        Host::Ipv6(ip) if bind == IpAddr::V6(ip) || bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+            Some(format!("[{ip}]"))
+        }
+        _ => None,
+    }
 }
 
 async fn shutdown_signal() {
@@ -258,4 +288,41 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::demo_link_host;
+    use std::net::IpAddr;
+
+    fn host(bind: &str, redirect: &str) -> Option<String> {
+        let bind: IpAddr = bind.parse().unwrap();
+        demo_link_host(bind, &url::Url::parse(redirect).unwrap())
+    }
+
+    #[test]
+    fn the_demo_fake_links_to_the_redirect_host_only_where_it_answers() {
+        // A LAN address the app is bound to, or any name/address with a wildcard bind.
+        assert_eq!(
+            host("127.0.0.2", "http://127.0.0.2:1/oauth").as_deref(),
+            Some("127.0.0.2")
+        );
+        assert_eq!(
+            host("0.0.0.0", "http://192.168.1.5:1/oauth").as_deref(),
+            Some("192.168.1.5")
+        );
+        assert_eq!(
+            host("0.0.0.0", "http://laptop.local:1/oauth").as_deref(),
+            Some("laptop.local")
+        );
+        assert_eq!(
+            host("::", "http://[fe80::1]:1/oauth").as_deref(),
+            Some("[fe80::1]")
+        );
+        // Elsewhere the fake would not answer: its bound address.
+        assert_eq!(host("127.0.0.1", "http://192.168.1.5:1/oauth"), None);
+        assert_eq!(host("0.0.0.0", "http://localhost:1/oauth"), None);
+        assert_eq!(host("127.0.0.1", "http://laptop.local:1/oauth"), None);
+        assert_eq!(host("0.0.0.0", "http://[::1]:1/oauth"), None);
+    }
 }

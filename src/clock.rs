@@ -1,6 +1,10 @@
-//! Wall-clock time as Unix seconds and milliseconds, the unit every store record uses.
+//! Wall-clock time as Unix seconds and milliseconds, the unit every store record uses, and
+//! Webex's RFC 3339 timestamps, read defensively and shown readably.
 
+use std::fmt::{self, Display};
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
+use time::{Month, OffsetDateTime, UtcOffset};
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -12,4 +16,94 @@ pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A point in time Webex sent as RFC 3339 (`2026-03-02T09:15:12.481Z`), kept in UTC, shown
+/// readably: [`Timestamp::short`] "2 Mar 2026, 09:15 UTC", [`Timestamp::exact`] with seconds.
+/// Orders by instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// `None` for anything that is not RFC 3339 (or falls outside the years `time` handles).
+    pub fn parse(text: &str) -> Option<Self> {
+        let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        at.checked_to_offset(UtcOffset::UTC).map(Self)
+    }
+
+    /// "2 Mar 2026, 09:15 UTC"
+    pub fn short(self) -> impl Display {
+        Shown(self.0, false)
+    }
+
+    /// "2 Mar 2026, 09:15:12 UTC"
+    pub fn exact(self) -> impl Display {
+        Shown(self.0, true)
+    }
+}
+
+/// Writes straight into the page: no string per row.
+struct Shown(OffsetDateTime, bool);
+
+impl Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Shown(at, seconds) = *self;
+        let month = match at.month() {
+            Month::January => "Jan",
+            Month::February => "Feb",
+            Month::March => "Mar",
+            Month::April => "Apr",
+            Month::May => "May",
+            Month::June => "Jun",
+            Month::July => "Jul",
+            Month::August => "Aug",
+            Month::September => "Sep",
+            Month::October => "Oct",
+            Month::November => "Nov",
+            Month::December => "Dec",
+        };
+        write!(
+            f,
+            "{} {month} {}, {:02}:{:02}",
+            at.day(),
+            at.year(),
+            at.hour(),
+            at.minute()
+        )?;
+        if seconds {
+            write!(f, ":{:02}", at.second())?;
+        }
+        f.write_str(" UTC")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn webex_timestamps_read_as_dates_in_utc() {
+        let at = Timestamp::parse("2026-03-02T09:15:12.481Z").unwrap();
+        assert_eq!(at.short().to_string(), "2 Mar 2026, 09:15 UTC");
+        assert_eq!(at.exact().to_string(), "2 Mar 2026, 09:15:12 UTC");
+        // Another offset is shown in UTC.
+        let at = Timestamp::parse("2026-12-31T23:30:00-01:00").unwrap();
+        assert_eq!(at.short().to_string(), "1 Jan 2027, 00:30 UTC");
+        assert!(at > Timestamp::parse("2026-03-02T09:15:12Z").unwrap());
+    }
+
+    #[test]
+    fn anything_else_is_not_a_timestamp() {
+        for text in [
+            "",
+            "yesterday",
+            "2026-03-02",
+            "2026-13-02T09:15:12Z",
+            "2026-03-02T09:15:12",
+            "9999-12-31T23:59:59-23:59",
+            "2026-03-02T09:15:12.481Z\u{202e}",
+        ] {
+            assert!(Timestamp::parse(text).is_none(), "{text:?}");
+        }
+    }
 }

@@ -54,6 +54,14 @@ pub static APP_JS: LazyLock<StaticFile> = LazyLock::new(|| {
     )
 });
 
+pub static SPACES_JS: LazyLock<StaticFile> = LazyLock::new(|| {
+    StaticFile::new(
+        "/static/spaces.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/spaces.js"),
+    )
+});
+
 pub static FAVICON_SVG: LazyLock<StaticFile> = LazyLock::new(|| {
     StaticFile::new(
         "/static/favicon.svg",
@@ -63,8 +71,8 @@ pub static FAVICON_SVG: LazyLock<StaticFile> = LazyLock::new(|| {
 });
 
 /// Every static file, for the router.
-pub fn all() -> [&'static StaticFile; 3] {
-    [&STYLE_CSS, &APP_JS, &FAVICON_SVG]
+pub fn all() -> [&'static StaticFile; 4] {
+    [&STYLE_CSS, &APP_JS, &SPACES_JS, &FAVICON_SVG]
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Every struct carries `demo` so the shared header can show the mode. Askama escapes every
 //! `{{ }}` in `.html` templates, so room titles and profile fields are always shown as text.
 
+use crate::clock::Timestamp;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -52,16 +53,39 @@ pub struct RoomRow {
     pub title: String,
     /// "group" or "direct" (as Webex says it).
     pub kind: String,
-    /// Webex's ISO 8601 timestamp, shown as given ("" when absent).
+    /// Webex's timestamp as given ("" when absent): the `datetime` attribute, or the text
+    /// itself when it does not parse.
     pub last_activity: String,
+    /// `last_activity` read, when it is RFC 3339.
+    pub activity: Option<Timestamp>,
 }
 
-/// `GET /spaces`: every room of the user.
+impl RoomRow {
+    /// A row; `last_activity` is parsed here, once.
+    pub fn new(title: String, kind: String, last_activity: String) -> Self {
+        let activity = Timestamp::parse(&last_activity);
+        Self {
+            title,
+            kind,
+            last_activity,
+            activity,
+        }
+    }
+}
+
+/// `GET /spaces`: the user's rooms, filtered and sorted as the query asked.
 #[derive(Template)]
 #[template(path = "spaces.html")]
 pub struct SpacesTemplate {
     pub demo: bool,
+    /// The rooms shown, in order.
     pub rooms: Vec<RoomRow>,
+    /// How many rooms the user has in all.
+    pub total: usize,
+    /// The filter as the user typed it (capped), "" for none.
+    pub query: String,
+    /// `activity` or `title`.
+    pub sort: &'static str,
 }
 
 /// `GET /sign-in`: the pending device flow.

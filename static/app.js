@@ -1,5 +1,5 @@
-// webex-oauth-axum: the only script of the site, loaded by the device sign-in page (GET /sign-in)
-// only: it counts down to the code's expiry, polls GET /device/status and moves
+// webex-oauth-axum: the device sign-in page's script (GET /sign-in only; /spaces has spaces.js):
+// it counts down to the code's expiry, polls GET /device/status and moves
 // on when the flow ends, and wires the Copy button. Every other page works without it, and so
 // does the sign-in page (its "Refresh" link reloads it).
 "use strict";

@@ -968,3 +968,59 @@ async fn json_fault_answers_exactly_that_json_on_any_endpoint() {
         "one request per fault"
     );
 }
+
+#[crate::support::test]
+async fn pages_link_the_apps_stylesheet_and_a_favicon_under_a_strict_policy() {
+    let fake = spawn().await;
+    let page = client()
+        .get(format!("{}/verify", fake.origin()))
+        .send()
+        .await
+        .expect("GET /verify");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'self'"));
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = page.text().await.expect("body");
+    assert!(html.contains(r#"<link rel="stylesheet" href="/static/style.css">"#));
+    assert!(html.contains("stands in for webexapis.com"));
+    assert!(!html.contains("<style") && !html.contains(" style="));
+
+    let css = client()
+        .get(format!("{}/static/style.css", fake.origin()))
+        .send()
+        .await
+        .expect("GET the stylesheet");
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("text/css")
+    );
+    let etag = css.headers()["etag"].clone();
+    assert_eq!(
+        css.text().await.expect("body"),
+        include_str!("../static/style.css"),
+        "the app's own stylesheet"
+    );
+    let again = client()
+        .get(format!("{}/static/style.css", fake.origin()))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET the stylesheet again");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+    for path in ["/favicon.ico", "/favicon.svg"] {
+        let icon = client()
+            .get(format!("{}{path}", fake.origin()))
+            .send()
+            .await
+            .expect("GET the favicon");
+        assert_eq!(icon.status(), StatusCode::OK, "{path}");
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml", "{path}");
+    }
+}

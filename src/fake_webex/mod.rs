@@ -19,7 +19,7 @@ mod wire;
 
 use std::{
     fmt,
-    net::SocketAddr,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -54,6 +54,9 @@ pub struct FakeConfig {
     pub room_count: usize,
     /// When false (default) a refresh returns the same refresh token, as Webex usually does.
     pub rotate_refresh_tokens: bool,
+    /// The host its links (API base, consent page, verification URIs, next-page links, avatar)
+    /// carry, e.g. a LAN address so a phone can open the QR code; `None`: the bound address.
+    pub public_host: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -74,6 +77,7 @@ impl Default for FakeConfig {
             device_expiry_error: "expired_token".to_owned(),
             room_count: 130,
             rotate_refresh_tokens: false,
+            public_host: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl fmt::Debug for FakeConfig {
             .field("client_secret", &"[redacted]")
             .field("redirect_uris", &self.redirect_uris)
             .field("registered_scopes", &self.registered_scopes)
+            .field("public_host", &self.public_host)
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +128,8 @@ impl FakeWebex {
         Self::spawn_on(listener, config).await
     }
 
-    /// Serves the fake on `listener` in a tokio task that lives as long as the runtime.
+    /// Serves the fake on `listener` in a tokio task that lives as long as the runtime. Its
+    /// links carry `config.public_host`, or else the bound address (loopback for a wildcard).
     pub async fn spawn_on(
         listener: tokio::net::TcpListener,
         config: FakeConfig,
@@ -131,9 +137,16 @@ impl FakeWebex {
         let mut addr = listener.local_addr()?;
         // A wildcard bind is not a URL a browser or client can use; loopback always reaches it.
         if addr.ip().is_unspecified() {
-            addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
         }
-        let fake = Arc::new(Fake::new(format!("http://{addr}"), config));
+        let origin = match &config.public_host {
+            Some(host) => format!("http://{host}:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        let fake = Arc::new(Fake::new(origin, config));
         let app = server::router(fake.clone());
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
@@ -143,7 +156,7 @@ impl FakeWebex {
         Ok(FakeWebex { fake })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or the public host's).
     pub fn origin(&self) -> String {
         self.fake.origin.clone()
     }

@@ -7,11 +7,12 @@ use std::{
 
 use axum::{
     Router,
-    http::{HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
+use sha2::{Digest, Sha256};
 
 use super::{
     Counter, Endpoint, FakeConfig, Fault, consent,
@@ -89,9 +90,67 @@ pub(super) fn router(fake: Arc<Fake>) -> Router {
         .route("/v1/rooms", get(resources::rooms))
         .route("/v1/people/me", get(resources::people_me))
         .route("/avatar.svg", get(resources::avatar))
+        .route(
+            "/static/style.css",
+            get(|h: HeaderMap| async move { STYLE.serve(&h) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|h: HeaderMap| async move { FAVICON.serve(&h) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|h: HeaderMap| async move { FAVICON.serve(&h) }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, NOT_FOUND, NOT_FOUND) })
         .layer(middleware::map_response(add_tracking_id))
         .with_state(fake)
+}
+
+/// A file the fake's pages link to, revalidated by a strong `ETag` of its content.
+struct Asset {
+    content_type: &'static str,
+    body: &'static str,
+}
+
+/// The app's own stylesheet, so the fake's pages share its look, dark mode included (the file is
+/// included, not imported: the fake depends on nothing else in the crate).
+static STYLE: Asset = Asset {
+    content_type: "text/css; charset=utf-8",
+    body: include_str!("../../static/style.css"),
+};
+
+/// The app's key on the demo badge's amber: a tab of the fake is told apart from the app's at a
+/// glance.
+static FAVICON: Asset = Asset {
+    content_type: "image/svg+xml",
+    body: concat!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" width="32" height="32">"##,
+        r##"<title>Fake Webex</title><rect width="32" height="32" rx="8" fill="#b45309"/>"##,
+        r##"<circle cx="11" cy="16" r="5" fill="none" stroke="#fff" stroke-width="3"/>"##,
+        r##"<path d="M16 16h10M22 16v4.5M25.5 16v3.5" fill="none" stroke="#fff" "##,
+        r##"stroke-width="3" stroke-linecap="round"/></svg>"##,
+    ),
+};
+
+impl Asset {
+    fn serve(&self, request: &HeaderMap) -> Response {
+        let hash = Sha256::digest(self.body.as_bytes());
+        let etag = format!("\"{:x}\"", hash);
+        let fresh = request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
+        let headers = [
+            (header::CONTENT_TYPE, self.content_type.to_owned()),
+            (header::CACHE_CONTROL, "public, no-cache".to_owned()),
+            (header::ETAG, etag),
+        ];
+        if fresh {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+        (headers, self.body).into_response()
+    }
 }
 
 /// Every Webex response carries a `TrackingID`; envelopes set their own so body and header agree.

@@ -99,9 +99,18 @@ struct MessagePage<'a> {
     message: &'a str,
 }
 
+/// The fake's pages load only their own stylesheet and images: no script, no inline style.
+const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+
 pub(super) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => (
+            status,
+            [(header::CONTENT_SECURITY_POLICY, PAGE_CSP)],
+            Html(html),
+        )
+            .into_response(),
         Err(err) => {
             tracing::error!(%err, "fake Webex template failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -117,3 +117,38 @@ async fn app_js_is_loaded_only_by_the_sign_in_page() {
             .starts_with("text/javascript")
     );
 }
+
+#[crate::support::test]
+async fn spaces_js_is_loaded_only_by_the_spaces_page() {
+    let app = TestApp::spawn_with(crate::helpers::quick_device_fake(), |_| {}).await;
+    let landing = text(app.get("/").await).await;
+    assert!(!landing.contains("/static/spaces."), "{landing}");
+    app.login().await;
+    for path in ["/granted", "/whoami"] {
+        let page = text(app.get(path).await).await;
+        assert!(!page.contains("<script"), "{path}: {page}");
+    }
+    let page = text(app.get("/spaces").await).await;
+    let script = link_after(&page, "<script src=\"").expect("the spaces page loads spaces.js");
+    assert!(
+        script.starts_with("/static/spaces.") && script.ends_with(".js"),
+        "{script}"
+    );
+    assert_eq!(page.matches("<script").count(), 1, "only spaces.js");
+    let js = app.get(&script).await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(
+        js.headers()[CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    // The sign-in page loads app.js, not spaces.js.
+    app.start_device_flow_as(&app.client).await;
+    let sign_in = text(app.get("/sign-in").await).await;
+    assert!(!sign_in.contains("/static/spaces."), "{sign_in}");
+}

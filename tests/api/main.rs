@@ -19,6 +19,7 @@ mod runner;
 mod shutdown;
 mod sign_out;
 mod soak;
+mod spaces;
 mod stores;
 #[path = "../support/mod.rs"]
 mod support;

@@ -52,6 +52,13 @@ mod tempdir {
     }
 }
 
+impl Driver {
+    /// chromium-driver's own URL, for the commands fantoccini does not wrap (axe.rs).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 pub async fn start_driver() -> Driver {
     let port = free_port();
     let mut command = Command::new("chromedriver");
@@ -81,6 +88,22 @@ pub async fn start_driver() -> Driver {
 
 /// A new browser (its own profile, so its own cookies) on `driver`.
 pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
+    browser_with_prefs(driver, tag, json!({})).await
+}
+
+/// A new browser with JavaScript turned off (Chromium's content setting), for the pages'
+/// no-script paths.
+pub async fn browser_without_js(driver: &mut Driver, tag: &str) -> Client {
+    let prefs = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    browser_with_prefs(driver, tag, prefs).await
+}
+
+/// A new browser whose profile starts with these Chromium `prefs`.
+pub async fn browser_with_prefs(
+    driver: &mut Driver,
+    tag: &str,
+    prefs: serde_json::Value,
+) -> Client {
     let profile = tempdir::TempDir::new(tag);
     let args = vec![
         "--headless".to_owned(),
@@ -95,9 +118,11 @@ pub async fn browser(driver: &mut Driver, tag: &str) -> Client {
         format!("--user-data-dir={}", profile.0.display()),
     ];
     driver.profiles.push(profile);
+    // The browser's console log (errors included) is read back through `/se/log` (axe.rs).
     let caps = json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args, "prefs": prefs },
+        "goog:loggingPrefs": { "browser": "ALL" },
     });
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
@@ -117,11 +142,28 @@ pub struct Demo {
 }
 
 pub async fn demo() -> Demo {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    demo_with("127.0.0.1", &[]).await
+}
+
+/// The demo app on `ip` (another loopback address stands in for a LAN address), with its
+/// redirect URI on that address too: the fake then builds its links on it.
+pub async fn demo_on(ip: &str) -> Demo {
+    demo_with(ip, &[]).await
+}
+
+/// The demo app on `ip` with more configuration keys, e.g. `("RATE_LIMIT_PER_MINUTE", "3")`.
+pub async fn demo_with(ip: &str, settings: &[(&str, &str)]) -> Demo {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let redirect = format!("{base}/oauth");
-    let config =
-        Config::from_lookup(|key| (key == "WEBEX_REDIRECT_URI").then(|| redirect.clone())).unwrap();
+    let config = Config::from_lookup(|key| match key {
+        "WEBEX_REDIRECT_URI" => Some(redirect.clone()),
+        _ => settings
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| (*value).to_owned()),
+    })
+    .unwrap();
     let app = App::with_listener(config, listener).await.unwrap();
     let fake = app.fake().unwrap().clone();
     fake.set_device_interval(1);

@@ -4,7 +4,11 @@
 //! Each page visited is saved to `target/e2e-screenshots/`.
 #![cfg(feature = "e2e")]
 
+mod a11y;
+mod axe;
 mod browser;
+mod phone_scan;
+mod spaces;
 mod stories;
 #[path = "../support/mod.rs"]
 mod support;

@@ -2,13 +2,14 @@
 //! `GET /whoami` (`/people/me`). All of them go through [`Authed`], which refreshes tokens;
 //! the Webex client follows the pages and their rules.
 
+use super::spaces::{self, SpacesQuery};
 use crate::clock::unix_now;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::templates::{GrantedTemplate, RoomRow, SpacesTemplate, WhoamiTemplate, render};
 use crate::web::authed::Authed;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 
@@ -30,8 +31,14 @@ async fn granted(State(state): State<AppState>, authed: Authed) -> Result<Respon
     }))
 }
 
-/// `GET /spaces`: every room of the user, all pages.
-async fn spaces(State(state): State<AppState>, mut authed: Authed) -> Result<Response> {
+/// `GET /spaces`: every room of the user, all pages; `?q=` filters by title, `?sort=activity`
+/// (the default) or `?sort=title` orders them (see [`spaces::list`]).
+async fn spaces(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    mut authed: Authed,
+) -> Result<Response> {
+    let query = SpacesQuery::from_raw(raw.as_deref());
     let pages = state.webex().room_pages();
     let pages = &pages;
     let mut rooms = Vec::new();
@@ -39,15 +46,21 @@ async fn spaces(State(state): State<AppState>, mut authed: Authed) -> Result<Res
         .call(|token| async move { pages.next(&token).await })
         .await?
     {
-        rooms.extend(page.into_iter().map(|room| RoomRow {
-            title: room.title.unwrap_or_else(|| "(untitled)".into()),
-            kind: room.kind.unwrap_or_default(),
-            last_activity: room.last_activity.unwrap_or_default(),
+        rooms.extend(page.into_iter().map(|room| {
+            RoomRow::new(
+                room.title.unwrap_or_else(|| "(untitled)".into()),
+                room.kind.unwrap_or_default(),
+                room.last_activity.unwrap_or_default(),
+            )
         }));
     }
+    let (rooms, total) = spaces::list(rooms, &query);
     Ok(render(&SpacesTemplate {
         demo: state.is_demo(),
         rooms,
+        total,
+        sort: query.sort.as_str(),
+        query: query.q,
     }))
 }
 

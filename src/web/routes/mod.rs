@@ -4,6 +4,7 @@ mod account;
 mod auth_code;
 mod device;
 mod home;
+mod spaces;
 
 use crate::error::AppError;
 use crate::state::AppState;

@@ -1,0 +1,174 @@
+//! What `GET /spaces` shows of the rooms: the `?q=` filter (a case-insensitive substring of the
+//! title) and the `?sort=` order (last activity, newest first, or title), as one pure function
+//! of the rooms and the query, [`list`].
+
+use crate::templates::RoomRow;
+use std::cmp::Ordering;
+
+/// The longest filter kept, in characters (a title is rarely longer; the rest is dropped).
+pub const MAX_QUERY_CHARS: usize = 100;
+
+/// The orders the page offers; anything else reads as the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortBy {
+    /// Newest activity first; rooms without a (readable) time last.
+    #[default]
+    Activity,
+    /// By title, ignoring case; equal titles newest first.
+    Title,
+}
+
+impl SortBy {
+    /// Its value in `?sort=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortBy::Activity => "activity",
+            SortBy::Title => "title",
+        }
+    }
+}
+
+/// The page's query string, read leniently: never an error.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SpacesQuery {
+    /// Trimmed, at most [`MAX_QUERY_CHARS`] characters; "" for no filter.
+    pub q: String,
+    pub sort: SortBy,
+}
+
+impl SpacesQuery {
+    /// From the raw query string; the first `q` and the first `sort` count, the rest is ignored.
+    pub fn from_raw(raw: Option<&str>) -> Self {
+        let mut query = SpacesQuery::default();
+        let (mut seen_q, mut seen_sort) = (false, false);
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "q" if !seen_q => {
+                    seen_q = true;
+                    query.q = value.trim().chars().take(MAX_QUERY_CHARS).collect();
+                    query.q.truncate(query.q.trim_end().len());
+                }
+                "sort" if !seen_sort => {
+                    seen_sort = true;
+                    if value == "title" {
+                        query.sort = SortBy::Title;
+                    }
+                }
+                _ => {}
+            }
+        }
+        query
+    }
+}
+
+/// Keeps the rooms whose title contains `query.q` (ignoring case, by Unicode's simple lowercase
+/// mapping, as the page's script does), in `query.sort` order. Returns them and how many there
+/// were in all.
+pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usize) {
+    let total = rooms.len();
+    if !query.q.is_empty() {
+        let needle: String = fold(&query.q).collect();
+        // One buffer for every title, not a string per row.
+        let mut title = String::new();
+        rooms.retain(|room| {
+            title.clear();
+            title.extend(fold(&room.title));
+            title.contains(&needle)
+        });
+    }
+    match query.sort {
+        SortBy::Activity => rooms.sort_by(newest_first),
+        SortBy::Title => rooms.sort_by(|a, b| {
+            fold(&a.title)
+                .cmp(fold(&b.title))
+                .then_with(|| newest_first(a, b))
+        }),
+    }
+    (rooms, total)
+}
+
+fn fold(text: &str) -> impl Iterator<Item = char> + '_ {
+    text.chars().flat_map(char::to_lowercase)
+}
+
+/// `None` sorts below every time, so reversed it comes last.
+fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
+    b.activity.cmp(&a.activity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(title: &str, at: &str) -> RoomRow {
+        RoomRow::new(title.into(), "group".into(), at.into())
+    }
+
+    fn titles(rooms: &[RoomRow]) -> Vec<&str> {
+        rooms.iter().map(|r| r.title.as_str()).collect()
+    }
+
+    fn rooms() -> Vec<RoomRow> {
+        vec![
+            room("beta", "2026-03-01T10:00:00.000Z"),
+            room("Alpha", ""),
+            room("東京オフィス", "2026-03-02T10:00:00.000Z"),
+            room("ÜBER team", "not a time"),
+            room("alpha", "2026-02-01T10:00:00Z"),
+        ]
+    }
+
+    #[test]
+    fn the_query_string_is_read_leniently() {
+        let q = |raw| SpacesQuery::from_raw(Some(raw));
+        assert_eq!(q("").sort, SortBy::Activity);
+        assert_eq!(q("sort=title").sort, SortBy::Title);
+        assert_eq!(q("sort=TITLE;drop").sort, SortBy::Activity);
+        assert_eq!(q("sort=oops&sort=title").sort, SortBy::Activity);
+        assert_eq!(q("q=%20%20T%C3%B6kyo+&q=other").q, "Tökyo");
+        assert_eq!(q("q=%FF%FE").q, "\u{fffd}\u{fffd}");
+        let long = "é".repeat(500);
+        assert_eq!(q(&format!("q={long}")).q.chars().count(), MAX_QUERY_CHARS);
+        assert_eq!(SpacesQuery::from_raw(None), SpacesQuery::default());
+    }
+
+    #[test]
+    fn activity_order_is_newest_first_and_rooms_without_a_time_last() {
+        let (shown, total) = list(rooms(), &SpacesQuery::default());
+        assert_eq!(total, 5);
+        assert_eq!(
+            titles(&shown),
+            ["東京オフィス", "beta", "alpha", "Alpha", "ÜBER team"]
+        );
+    }
+
+    #[test]
+    fn title_order_ignores_case() {
+        let query = SpacesQuery {
+            sort: SortBy::Title,
+            ..SpacesQuery::default()
+        };
+        let (shown, _) = list(rooms(), &query);
+        assert_eq!(
+            titles(&shown),
+            ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"]
+        );
+    }
+
+    #[test]
+    fn the_filter_is_a_case_insensitive_substring_of_the_title() {
+        for (q, want) in [
+            ("ALPH", vec!["alpha", "Alpha"]),
+            ("über", vec!["ÜBER team"]),
+            ("京オ", vec!["東京オフィス"]),
+            ("nothing", vec![]),
+        ] {
+            let query = SpacesQuery {
+                q: q.into(),
+                sort: SortBy::Activity,
+            };
+            let (shown, total) = list(rooms(), &query);
+            assert_eq!((titles(&shown), total), (want, 5), "{q}");
+        }
+    }
+}
