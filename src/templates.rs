@@ -7,11 +7,21 @@ use crate::clock::Timestamp;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
 /// error page, which could fail the same way).
 pub fn render(template: &impl Template) -> Response {
-    match template.render() {
+    respond(template.render())
+}
+
+/// [`render`] into a buffer sized from the last page of the same kind (`hint`).
+pub fn render_sized(template: &impl Template, hint: &SizeHint) -> Response {
+    respond(hint.render(template))
+}
+
+fn respond(page: askama::Result<String>) -> Response {
+    match page {
         Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "template failed to render");
@@ -21,6 +31,36 @@ pub fn render(template: &impl Template) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// The size of a kind of page, learnt from the last one rendered, so the next is written into
+/// one allocation: askama starts from a compile-time estimate, and a 60 KB spaces page grew
+/// its string (allocating and copying) several times on the way.
+pub struct SizeHint(AtomicUsize);
+
+/// A hint never asks for more than this, whatever the last page was.
+const MAX_SIZE_HINT: usize = 1 << 20;
+
+impl SizeHint {
+    pub const fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    pub fn render<T: Template>(&self, template: &T) -> askama::Result<String> {
+        let hint = self.0.load(Ordering::Relaxed).max(T::SIZE_HINT);
+        let mut page = String::with_capacity(hint);
+        template.render_into(&mut page)?;
+        // An eighth of headroom: the next page may be a little longer.
+        let next = page.len().saturating_add(page.len() / 8).min(MAX_SIZE_HINT);
+        self.0.store(next, Ordering::Relaxed);
+        Ok(page)
+    }
+}
+
+impl Default for SizeHint {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

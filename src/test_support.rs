@@ -4,8 +4,6 @@
 
 use crate::config::Config;
 use crate::state::AppState;
-use crate::templates::{RoomRow, SpacesTemplate};
-use askama::Template;
 
 /// What the tests look at inside a running app. Cloning is cheap.
 #[derive(Clone)]
@@ -37,19 +35,12 @@ impl Probe {
 }
 
 /// The spaces page for one `/rooms` body, parsed and rendered as `GET /spaces` does it (the
-/// same parser, rows and template), for the benchmark's lean reference: the same work without
-/// the app's layers, which follows the page when it changes.
+/// same parser, rows, order and template), for the benchmark's lean reference: the same work
+/// without the app's layers, which follows the page when it changes.
 pub fn render_spaces_page(demo: bool, rooms_body: &[u8]) -> Result<String, String> {
     let rooms = crate::webex::rooms_of_page(rooms_body).map_err(|e| e.to_string())?;
-    let rooms = rooms
-        .into_iter()
-        .map(|room| RoomRow {
-            title: room.title.unwrap_or_else(|| "(untitled)".into()),
-            kind: room.kind.unwrap_or_default(),
-            last_activity: room.last_activity.unwrap_or_default(),
-        })
-        .collect();
-    SpacesTemplate { demo, rooms }
-        .render()
+    let page = crate::web::spaces_page(demo, rooms, None);
+    crate::web::SPACES_PAGE_SIZE
+        .render(&page)
         .map_err(|e| e.to_string())
 }

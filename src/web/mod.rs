@@ -20,6 +20,7 @@ mod session;
 pub use guard::content_security_policy;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
+pub use routes::{SPACES_PAGE_SIZE, spaces_page};
 
 use crate::state::AppState;
 use crate::store::SessionBackend;

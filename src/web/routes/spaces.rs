@@ -1,8 +1,9 @@
 //! What `GET /spaces` shows of the rooms: the `?q=` filter (a case-insensitive substring of the
 //! title) and the `?sort=` order (last activity, newest first, or title), as one pure function
-//! of the rooms and the query, [`list`].
+//! of the rooms and the query, [`list`]; [`page`] makes the whole page of the rooms.
 
-use crate::templates::RoomRow;
+use crate::templates::{RoomRow, SizeHint, SpacesTemplate};
+use crate::webex::Room;
 use std::cmp::Ordering;
 
 /// The longest filter kept, in characters (a title is rarely longer; the rest is dropped).
@@ -58,6 +59,33 @@ impl SpacesQuery {
             }
         }
         query
+    }
+}
+
+/// The size of the last spaces page, for the next one's buffer.
+pub static PAGE_SIZE: SizeHint = SizeHint::new();
+
+/// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string: the
+/// rows, filtered and sorted as [`list`] does, in the template.
+pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemplate {
+    let query = SpacesQuery::from_raw(raw_query);
+    let rooms = rooms
+        .into_iter()
+        .map(|room| {
+            RoomRow::new(
+                room.title.unwrap_or_else(|| "(untitled)".into()),
+                room.kind.unwrap_or_default(),
+                room.last_activity.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (rooms, total) = list(rooms, &query);
+    SpacesTemplate {
+        demo,
+        rooms,
+        total,
+        sort: query.sort.as_str(),
+        query: query.q,
     }
 }
 
