@@ -7,6 +7,7 @@ use crate::clock::Timestamp;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
@@ -88,25 +89,30 @@ pub struct GrantedTemplate {
     pub expires_in_words: String,
 }
 
-/// One row of the spaces table.
-pub struct RoomRow {
-    pub title: String,
+/// One row of the spaces table, its text borrowed from the `/rooms` bodies where it can be.
+pub struct RoomRow<'a> {
+    pub title: Cow<'a, str>,
     /// "group" or "direct" (as Webex says it).
-    pub kind: String,
+    pub kind: Cow<'a, str>,
     /// Webex's timestamp as given ("" when absent): the `datetime` attribute, or the text
     /// itself when it does not parse.
-    pub last_activity: String,
+    pub last_activity: Cow<'a, str>,
     /// `last_activity` read, when it is RFC 3339.
     pub activity: Option<Timestamp>,
 }
 
-impl RoomRow {
+impl<'a> RoomRow<'a> {
     /// A row; `last_activity` is parsed here, once.
-    pub fn new(title: String, kind: String, last_activity: String) -> Self {
+    pub fn new(
+        title: impl Into<Cow<'a, str>>,
+        kind: impl Into<Cow<'a, str>>,
+        last_activity: impl Into<Cow<'a, str>>,
+    ) -> Self {
+        let last_activity = last_activity.into();
         let activity = Timestamp::parse(&last_activity);
         Self {
-            title,
-            kind,
+            title: title.into(),
+            kind: kind.into(),
             last_activity,
             activity,
         }
@@ -116,10 +122,10 @@ impl RoomRow {
 /// `GET /spaces`: the user's rooms, filtered and sorted as the query asked.
 #[derive(Template)]
 #[template(path = "spaces.html")]
-pub struct SpacesTemplate {
+pub struct SpacesTemplate<'a> {
     pub demo: bool,
     /// The rooms shown, in order.
-    pub rooms: Vec<RoomRow>,
+    pub rooms: Vec<RoomRow<'a>>,
     /// How many rooms the user has in all.
     pub total: usize,
     /// The filter as the user typed it (capped), "" for none.

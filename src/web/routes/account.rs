@@ -40,12 +40,17 @@ async fn spaces(
 ) -> Result<Response> {
     let pages = state.webex().room_pages();
     let pages = &pages;
-    let mut rooms = Vec::new();
+    let mut fetched = Vec::new();
     while let Some(page) = authed
         .call(|token| async move { pages.next(&token).await })
         .await?
     {
-        rooms.extend(page);
+        fetched.push(page);
+    }
+    // Read once every page is in: the rows borrow their text from the bodies.
+    let mut rooms = Vec::new();
+    for page in &fetched {
+        rooms.extend(page.rooms()?);
     }
     let page = spaces::page(state.is_demo(), rooms, raw.as_deref());
     Ok(render_sized(&page, &spaces::PAGE_SIZE))
