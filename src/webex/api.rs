@@ -21,12 +21,23 @@ pub const MAX_ROOM_BYTES: usize = 16 * MAX_BODY;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub title: Option<Cow<'a, str>>,
-    #[serde(default, borrow, rename = "type")]
+    #[serde(default, borrow, deserialize_with = "borrowed", rename = "type")]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub last_activity: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the input when it has no escape. serde borrows a
+/// `Cow<str>` field marked `borrow`, but not one inside an `Option`: that one is always owned.
+fn borrowed<'de: 'a, 'a, D>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 #[derive(Debug, Deserialize)]
