@@ -1,4 +1,5 @@
-//! Cases 1 to 3: `GET /` and `GET /spaces` under load, each next to a ceiling.
+//! Cases 1 to 3: `GET /` and `GET /spaces` under load, each next to a ceiling (the plain
+//! handler for `GET /`, the lean reference for `GET /spaces`).
 
 use super::measured;
 use crate::Settings;
@@ -255,7 +256,7 @@ fn session_targets(backend: &Backend, path: &str, sessions: &[String]) -> Vec<Ta
         .collect()
 }
 
-/// The targets of a load case: the req/s ratio to its ceiling (`versus`) at least 0.5, and at
+/// The targets of `GET /`: the req/s ratio to the plain handler (`versus`) at least 0.5, and at
 /// 16 connections a p99 under 10 ms.
 fn check_targets(
     report: &mut Report,
