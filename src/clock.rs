@@ -32,18 +32,23 @@ impl Timestamp {
     }
 
     /// "2 Mar 2026, 09:15 UTC"
-    pub fn short(self) -> impl Display {
+    pub fn short(self) -> Shown {
         Shown(self.0, false)
     }
 
     /// "2 Mar 2026, 09:15:12 UTC"
-    pub fn exact(self) -> impl Display {
+    pub fn exact(self) -> Shown {
         Shown(self.0, true)
     }
 }
 
-/// Writes straight into the page: no string per row.
-struct Shown(OffsetDateTime, bool);
+/// A [`Timestamp`] as the page shows it. Writes straight into the page (no string per row), as
+/// one `write_str` of a stack buffer: a `write!` with `{:02}` went through the formatting
+/// machinery six times a timestamp, two timestamps a room.
+pub struct Shown(OffsetDateTime, bool);
+
+/// Digits, a month's abbreviation, `, `, `:` and `UTC`: nothing a page must escape.
+impl askama::filters::HtmlSafe for Shown {}
 
 impl Display for Shown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,18 +67,61 @@ impl Display for Shown {
             Month::November => "Nov",
             Month::December => "Dec",
         };
-        write!(
-            f,
-            "{} {month} {}, {:02}:{:02}",
-            at.day(),
-            at.year(),
-            at.hour(),
-            at.minute()
-        )?;
-        if seconds {
-            write!(f, ":{:02}", at.second())?;
+        let Ok(year) = u16::try_from(at.year()) else {
+            // Before year 0 (`time` reads down to -9999): the slow way.
+            return write!(
+                f,
+                "{} {month} {}, {:02}:{:02}{} UTC",
+                at.day(),
+                at.year(),
+                at.hour(),
+                at.minute(),
+                if seconds {
+                    format!(":{:02}", at.second())
+                } else {
+                    String::new()
+                }
+            );
+        };
+        // "31 Dec 9999, 23:59:59 UTC" is 25 bytes.
+        let mut text = [0u8; 32];
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            text[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        let two = |n: u8| [b'0' + n / 10 % 10, b'0' + n % 10];
+        let day = at.day();
+        if day >= 10 {
+            put(&two(day));
+        } else {
+            put(&[b'0' + day]);
         }
-        f.write_str(" UTC")
+        put(b" ");
+        put(month.as_bytes());
+        put(b" ");
+        // Years 0 to 9999: four digits at most (`time` goes no further by default).
+        let digits = [
+            (year / 1000 % 10) as u8,
+            (year / 100 % 10) as u8,
+            (year / 10 % 10) as u8,
+            (year % 10) as u8,
+        ];
+        let first = digits.iter().position(|&d| d != 0).unwrap_or(3);
+        for digit in &digits[first..] {
+            put(&[b'0' + digit]);
+        }
+        put(b", ");
+        put(&two(at.hour()));
+        put(b":");
+        put(&two(at.minute()));
+        if seconds {
+            put(b":");
+            put(&two(at.second()));
+        }
+        put(b" UTC");
+        // Only ASCII went in.
+        f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -90,6 +138,35 @@ mod tests {
         let at = Timestamp::parse("2026-12-31T23:30:00-01:00").unwrap();
         assert_eq!(at.short().to_string(), "1 Jan 2027, 00:30 UTC");
         assert!(at > Timestamp::parse("2026-03-02T09:15:12Z").unwrap());
+    }
+
+    #[test]
+    fn every_width_of_day_year_and_time_reads_right() {
+        let show = |text: &str| {
+            let at = Timestamp::parse(text).unwrap();
+            (at.short().to_string(), at.exact().to_string())
+        };
+        assert_eq!(
+            show("0987-01-09T00:05:07Z"),
+            (
+                "9 Jan 987, 00:05 UTC".into(),
+                "9 Jan 987, 00:05:07 UTC".into()
+            )
+        );
+        assert_eq!(
+            show("9999-12-31T23:59:59Z"),
+            (
+                "31 Dec 9999, 23:59 UTC".into(),
+                "31 Dec 9999, 23:59:59 UTC".into()
+            )
+        );
+        assert_eq!(
+            show("0000-10-20T10:00:00Z"),
+            (
+                "20 Oct 0, 10:00 UTC".into(),
+                "20 Oct 0, 10:00:00 UTC".into()
+            )
+        );
     }
 
     #[test]

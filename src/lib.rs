@@ -14,7 +14,8 @@
 //!   (sealing the store, hashing ids), `secret`,
 //!   `clock`, `qr`, `static_files`, `templates`.
 //! - [`fake_webex`]: a faithful fake of the Webex endpoints, self-contained (demo mode, tests).
-//! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark.
+//! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark, and the
+//!   spaces page's parse and render for the benchmark's lean reference.
 
 mod app;
 pub mod cli;

@@ -4,6 +4,10 @@
 use std::process::ExitCode;
 use webex_oauth_axum::{App, Config, cli, init_logging};
 
+/// mimalloc rather than glibc's malloc: measured faster on the request paths (Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `.env` is optional: the environment alone is a complete configuration. It is read before

@@ -7,11 +7,22 @@ use crate::clock::Timestamp;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
 /// error page, which could fail the same way).
 pub fn render(template: &impl Template) -> Response {
-    match template.render() {
+    respond(template.render())
+}
+
+/// [`render`] into a buffer sized from the last page of the same kind (`hint`).
+pub fn render_sized(template: &impl Template, hint: &SizeHint) -> Response {
+    respond(hint.render(template))
+}
+
+fn respond(page: askama::Result<String>) -> Response {
+    match page {
         Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "template failed to render");
@@ -21,6 +32,36 @@ pub fn render(template: &impl Template) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// The size of a kind of page, learnt from the last one rendered, so the next is written into
+/// one allocation: askama starts from a compile-time estimate, and a 60 KB spaces page grew
+/// its string (allocating and copying) several times on the way.
+pub struct SizeHint(AtomicUsize);
+
+/// A hint never asks for more than this, whatever the last page was.
+const MAX_SIZE_HINT: usize = 1 << 20;
+
+impl SizeHint {
+    pub const fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    pub fn render<T: Template>(&self, template: &T) -> askama::Result<String> {
+        let hint = self.0.load(Ordering::Relaxed).max(T::SIZE_HINT);
+        let mut page = String::with_capacity(hint);
+        template.render_into(&mut page)?;
+        // An eighth of headroom: the next page may be a little longer.
+        let next = page.len().saturating_add(page.len() / 8).min(MAX_SIZE_HINT);
+        self.0.store(next, Ordering::Relaxed);
+        Ok(page)
+    }
+}
+
+impl Default for SizeHint {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -48,25 +89,30 @@ pub struct GrantedTemplate {
     pub expires_in_words: String,
 }
 
-/// One row of the spaces table.
-pub struct RoomRow {
-    pub title: String,
+/// One row of the spaces table, its text borrowed from the `/rooms` bodies where it can be.
+pub struct RoomRow<'a> {
+    pub title: Cow<'a, str>,
     /// "group" or "direct" (as Webex says it).
-    pub kind: String,
+    pub kind: Cow<'a, str>,
     /// Webex's timestamp as given ("" when absent): the `datetime` attribute, or the text
     /// itself when it does not parse.
-    pub last_activity: String,
+    pub last_activity: Cow<'a, str>,
     /// `last_activity` read, when it is RFC 3339.
     pub activity: Option<Timestamp>,
 }
 
-impl RoomRow {
+impl<'a> RoomRow<'a> {
     /// A row; `last_activity` is parsed here, once.
-    pub fn new(title: String, kind: String, last_activity: String) -> Self {
+    pub fn new(
+        title: impl Into<Cow<'a, str>>,
+        kind: impl Into<Cow<'a, str>>,
+        last_activity: impl Into<Cow<'a, str>>,
+    ) -> Self {
+        let last_activity = last_activity.into();
         let activity = Timestamp::parse(&last_activity);
         Self {
-            title,
-            kind,
+            title: title.into(),
+            kind: kind.into(),
             last_activity,
             activity,
         }
@@ -76,10 +122,10 @@ impl RoomRow {
 /// `GET /spaces`: the user's rooms, filtered and sorted as the query asked.
 #[derive(Template)]
 #[template(path = "spaces.html")]
-pub struct SpacesTemplate {
+pub struct SpacesTemplate<'a> {
     pub demo: bool,
     /// The rooms shown, in order.
-    pub rooms: Vec<RoomRow>,
+    pub rooms: Vec<RoomRow<'a>>,
     /// How many rooms the user has in all.
     pub total: usize,
     /// The filter as the user typed it (capped), "" for none.

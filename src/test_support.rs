@@ -1,6 +1,6 @@
 //! Test support: a read-only [`Probe`] into a running [`crate::App`], for the integration tests
-//! and the benchmark. The server itself never uses it; it exists so that tests need no public
-//! internals.
+//! and the benchmark, and the spaces page's parse-and-render for the benchmark's lean
+//! reference. The server itself never uses it; it exists so that tests need no public internals.
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -32,4 +32,15 @@ impl Probe {
     pub fn refreshes_in_progress(&self) -> usize {
         self.0.refresh_locks().len()
     }
+}
+
+/// The spaces page for one `/rooms` body, parsed and rendered as `GET /spaces` does it (the
+/// same parser, rows, order and template), for the benchmark's lean reference: the same work
+/// without the app's layers, which follows the page when it changes.
+pub fn render_spaces_page(demo: bool, rooms_body: &[u8]) -> Result<String, String> {
+    let rooms = crate::webex::rooms_of_page(rooms_body).map_err(|e| e.to_string())?;
+    let page = crate::web::spaces_page(demo, rooms, None);
+    crate::web::SPACES_PAGE_SIZE
+        .render(&page)
+        .map_err(|e| e.to_string())
 }

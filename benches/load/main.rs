@@ -14,7 +14,12 @@
 //!   mode against that fake, in an empty temporary directory with a cleared environment (no
 //!   `.env`, no proxy), so its resident memory (`VmRSS` of `/proc/PID/status`) and CPU time
 //!   (`/proc/PID/stat`) are its own; it is killed when dropped, also on a panic;
+//!   The server runs as deployed: every layer on, the default log filter (one response line a
+//!   request, to stdout, here `/dev/null`) and the metrics recorder (`METRICS_ADDR`);
 //! - a plain axum handler returning the same bytes as the server's `GET /`: the ceiling;
+//! - the lean reference of case 2 (`reference.rs`): this binary again, in a child process,
+//!   doing the work of `GET /spaces` (a cookie looked up in a map, one GET of `/rooms`, the
+//!   library's own parse and render of the page) without the app's layers;
 //! - the load client: one tokio task per connection, each driving one keep-alive HTTP/1.1
 //!   connection of hyper's own client (`hyper::client::conn::http1`) that repeats one GET
 //!   until a deadline (warm-up, then the measured window) and records
@@ -24,8 +29,10 @@
 //! The cases:
 //! 1. `GET /` (template + session load) at 1, 16 and 64 connections, one logged-in session a
 //!    connection: req/s, p50/p99, and the ratio to the plain handler in the same run.
-//! 2. `GET /spaces` (one page of 100 rooms) at 1 and 16 connections: req/s, p50/p99, and the
-//!    ratio to calling the fake's `/v1/rooms?max=100` directly with the same client.
+//! 2. `GET /spaces` (one page of 100 rooms, which the fake serves from stored bytes) at 1 and
+//!    16 connections: req/s, p50/p99 and CPU a request of the server and of the lean
+//!    reference, their ratio (target at 16 connections: 0.8, p99 under 5 ms), and the fake's
+//!    `/v1/rooms?max=100` called directly (the upstream alone).
 //! 3. `GET /spaces` over 1,000 rooms (10 pages of 100), one connection: latency.
 //! 4. Refresh storm: 100 concurrent `GET /spaces`, one connection each, on a session whose
 //!    access token has expired: refresh calls the fake saw (must be 1) and the p99.
@@ -48,12 +55,13 @@
 //! when something is broken (a wrong status, a missing page, a failed request in a load run).
 //!
 //! The files: `main.rs` (settings and the order of the cases), `server.rs` (the servers under
-//! test), `client.rs` (the load client), `http.rs` (reqwest for the rest), `cases/` (one file a
-//! concern) and `report.rs` (the table).
+//! test), `reference.rs` (the lean reference), `client.rs` (the load client), `http.rs`
+//! (reqwest for the rest), `cases/` (one file a concern) and `report.rs` (the table).
 
 mod cases;
 mod client;
 mod http;
+mod reference;
 mod report;
 mod server;
 #[path = "../../tests/support/mod.rs"]
@@ -127,6 +135,11 @@ impl Settings {
 }
 
 fn main() {
+    // The same binary, started again by case 2, serves the lean reference.
+    if std::env::var(reference::ROLE).as_deref() == Ok("reference") {
+        reference::serve();
+        return;
+    }
     let settings = Settings::from_env();
     // The fake and the plain handler get their own runtime, the load client another: the
     // client's tasks never queue behind the servers' on the same worker threads.

@@ -78,7 +78,11 @@ impl ServerProcess {
             // Every load connection comes from 127.0.0.1, and the device case holds 10,000 flows
             // whose pages nobody watches: lift the per-client limit and the abandonment.
             .env("RATE_LIMIT_PER_MINUTE", "100000000")
-            .env("ABANDONED_FLOW_SECS", "86400");
+            .env("ABANDONED_FLOW_SECS", "86400")
+            // Every layer on, as deployed: the default log filter (a response line per
+            // request, to stdout, which is /dev/null here) and the metrics recorder.
+            .env_remove("RUST_LOG")
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()));
         if let Some(store) = store {
             command.env("SESSION_STORE", store);
         }

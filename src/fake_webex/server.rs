@@ -64,6 +64,8 @@ pub(super) struct World {
     /// The client secret and every code, token and device code handed out, for `issued_secrets`.
     pub issued: Vec<String>,
     pub rooms: Vec<Room>,
+    /// Each `/rooms` page served so far, as its JSON bytes, by (first, end) index.
+    pub room_pages: HashMap<(usize, usize), axum::body::Bytes>,
 }
 
 impl World {

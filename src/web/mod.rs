@@ -20,6 +20,7 @@ mod session;
 pub use guard::content_security_policy;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
+pub use routes::{SPACES_PAGE_SIZE, spaces_page};
 
 use crate::state::AppState;
 use crate::store::SessionBackend;
@@ -28,11 +29,12 @@ use axum::extract::Request;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
+use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
@@ -75,11 +77,11 @@ async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware:
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers. The order matters (the last `.layer` is the outermost):
+/// The router with its layers. The order matters (outermost first):
 /// request id (an odd one dropped, then kept or made, then copied to the response) → trace (the
 /// span, with the request id) → observe (the response line, the metrics) → compression → guard
-/// (host, query limit, cross-site check, error pages, security headers) → timeout → body limit
-/// → rate limit → cookie keeper → sessions → panic catcher → routes. So error pages are
+/// (host, query limit, cross-site check, error pages, security headers) → timeout → rate limit
+/// → cookie keeper → sessions → panic catcher → body limit → routes. So error pages are
 /// rendered for everything inside, including a failed session save, a panic or a timeout
 /// (right inside the guard, its bare 504 gets the page, and it bounds the session load and save
 /// as well as the handler), compressed, logged inside the request's span, with the headers.
@@ -102,21 +104,17 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
     let request_id = HeaderName::from_static(observe::REQUEST_ID);
-    routes::router(state.clone())
-        .layer(CatchPanicLayer::new())
-        .layer(sessions)
-        .layer(from_fn(keep_cookie_unless_signed_out))
-        // Outside the sessions: a refused request writes no session.
-        .layer(from_fn_with_state(limiter, rate_limit::limit))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            state.config().handler_timeout,
+    // One `Router::layer` call with the whole stack: axum boxes a route once per `layer` call,
+    // and every layer that clones its inner service per request (the `from_fn`s, the session
+    // manager) would clone each box below it: with a dozen separate calls that was about 70
+    // boxed clones a request. Listed outermost first.
+    let layers = ServiceBuilder::new()
+        .layer(MapRequestLayer::new(observe::drop_odd_request_id))
+        .layer(SetRequestIdLayer::new(
+            request_id.clone(),
+            observe::MakeRequestId,
         ))
-        .layer(from_fn_with_state(state, guard::guard))
-        // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
-        .layer(CompressionLayer::new().br(true).gzip(true))
-        .layer(from_fn(observe::observe))
+        .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: the query of /oauth carries the authorization code.
@@ -131,7 +129,21 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 // `observe` writes the response line, at a level that depends on the route.
                 .on_response(()),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(MapRequestLayer::new(observe::drop_odd_request_id))
+        .layer(from_fn(observe::observe))
+        // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        .layer(from_fn_with_state(state.clone(), guard::guard))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            state.config().handler_timeout,
+        ))
+        // Outside the sessions: a refused request writes no session.
+        .layer(from_fn_with_state(limiter, rate_limit::limit))
+        .layer(from_fn(keep_cookie_unless_signed_out))
+        .layer(sessions)
+        .layer(CatchPanicLayer::new())
+        // Innermost: the request body becomes `Limited<Body>`, which `from_fn` layers cannot
+        // take but the routes can.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+    routes::router(state).layer(layers)
 }

@@ -35,6 +35,43 @@ pub fn drop_odd_request_id(mut request: Request) -> Request {
     request
 }
 
+/// Makes the id of a request that came without one: a random UUID (version 4 layout) from the
+/// thread's userspace generator. tower-http's `MakeRequestUuid` asks the kernel for each one (a
+/// `getrandom` system call a request); an id only has to be unique, not secret.
+#[derive(Clone, Copy, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid_v4_text(rand::random());
+        HeaderValue::from_bytes(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx` (y is 8 to b) of 128 random bits.
+fn uuid_v4_text(bits: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Version 4 in the high nibble of octet 6, variant `10` in the top bits of octet 8.
+    let bits = (bits & !(0xF << 76)) | (0x4 << 76);
+    let bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (i, slot) in text.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        let shift = 124 - 4 * at;
+        *slot = HEX[((bits >> shift) & 0xF) as usize];
+        at += 1;
+    }
+    text
+}
+
 /// The request id of a request, for its span (`SetRequestId` has run before).
 pub fn request_id(request: &Request) -> &str {
     request
@@ -148,6 +185,14 @@ mod tests {
     fn probes_and_assets_are_quiet_pages_are_not() {
         assert!(is_quiet("/healthz") && is_quiet("/readyz") && is_quiet("/static/app.js"));
         assert!(!is_quiet("/") && !is_quiet("/sign-in") && !is_quiet("unmatched"));
+    }
+
+    #[test]
+    fn made_request_ids_are_version_4_uuids() {
+        let text = uuid_v4_text(u128::MAX);
+        assert_eq!(&text, b"ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let text = uuid_v4_text(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(&text, b"01234567-89ab-4def-8123-456789abcdef");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! [`MAX_ROOM_PAGES`] and [`MAX_ROOM_BYTES`]) and `/people/me`.
 
 use super::body::MAX_BODY;
-use super::{WebexClient, WebexError, decode, decode_within, send};
+use super::{WebexClient, WebexError, decode, read_within, send};
 use crate::secret::Secret;
 use reqwest::header::LINK;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::Mutex;
 use url::Url;
 
@@ -15,30 +16,70 @@ pub const MAX_ROOM_PAGES: usize = 100;
 /// 100 pages of just under [`MAX_BODY`] each would all be held for one `/spaces` page.
 pub const MAX_ROOM_BYTES: usize = 16 * MAX_BODY;
 
-/// One room, as much of it as the spaces page shows. Webex may omit any of these.
+/// One room, as much of it as the spaces page shows, its text borrowed from the page's body
+/// (owned only where the JSON escapes a character). Webex may omit any of these.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Room {
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default, rename = "type")]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub last_activity: Option<String>,
+pub struct Room<'a> {
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub title: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed", rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    pub last_activity: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the input when it has no escape. serde borrows a
+/// `Cow<str>` field marked `borrow`, but not one inside an `Option`: that one is always owned.
+fn borrowed<'de: 'a, 'a, D>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 #[derive(Debug, Deserialize)]
-struct RoomsBody {
-    items: Vec<Room>,
+struct RoomsBody<'a> {
+    #[serde(borrow)]
+    items: Vec<Room<'a>>,
 }
 
-/// One page of `/rooms` and where the next one is, if anywhere.
-struct RoomsPage {
-    items: Vec<Room>,
+/// The rooms of one `/rooms` body, borrowing from it.
+pub fn rooms_of_page(body: &[u8]) -> Result<Vec<Room<'_>>, serde_json::Error> {
+    serde_json::from_slice::<RoomsBody<'_>>(body).map(|body| body.items)
+}
+
+/// One page of `/rooms` as Webex sent it (a 2xx body within the caps, not read yet):
+/// [`RoomsPage::rooms`] reads its rooms, borrowing their text from it, so a page's titles are
+/// never copied into strings of their own.
+pub struct RoomsPage {
+    body: Vec<u8>,
+    tracking_id: Option<String>,
+}
+
+impl RoomsPage {
+    pub fn rooms(&self) -> Result<Vec<Room<'_>>, WebexError> {
+        rooms_of_page(&self.body).map_err(|err| {
+            let tracking_id = self.tracking_id.clone();
+            tracing::warn!(what = "room list", %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+            WebexError::Decode {
+                what: "room list",
+                tracking_id,
+            }
+        })
+    }
+}
+
+/// A fetched page and where the next one is, if anywhere.
+struct Fetched {
+    page: RoomsPage,
     next: Option<Url>,
 }
 
-/// The user's rooms, page by page: `while let Some(rooms) = pages.next(&token).await? { … }`.
+/// The user's rooms, page by page: `while let Some(page) = pages.next(&token).await? { … }`,
+/// then [`RoomsPage::rooms`] of each (the pages are kept, so the rows can borrow from them).
 /// A failed page can be asked for again (after a token refresh); it is not skipped.
 ///
 /// `next` takes `&self` (the cursor sits behind a mutex, never held across an await) so that
@@ -56,8 +97,8 @@ struct Cursor {
 }
 
 impl RoomPages<'_> {
-    /// The next page's rooms; `None` after the last page, or at [`MAX_ROOM_PAGES`].
-    pub async fn next(&self, token: &Secret) -> Result<Option<Vec<Room>>, WebexError> {
+    /// The next page; `None` after the last page, or at [`MAX_ROOM_PAGES`].
+    pub async fn next(&self, token: &Secret) -> Result<Option<RoomsPage>, WebexError> {
         let (url, limit) = {
             let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
             if cursor.next.is_some() && cursor.fetched >= MAX_ROOM_PAGES {
@@ -69,8 +110,8 @@ impl RoomPages<'_> {
                 None => return Ok(None),
             }
         };
-        let (page, read) = self.client.rooms_page(token, &url, limit).await?;
-        if let Some(next) = &page.next
+        let (fetched, read) = self.client.rooms_page(token, &url, limit).await?;
+        if let Some(next) = &fetched.next
             && !self.client.same_origin(next)
         {
             // The next link gets our bearer token: it must point where the first page did.
@@ -86,8 +127,8 @@ impl RoomPages<'_> {
         let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         cursor.fetched = cursor.fetched.saturating_add(1);
         cursor.bytes_left = cursor.bytes_left.saturating_sub(read);
-        cursor.next = page.next;
-        Ok(Some(page.items))
+        cursor.next = fetched.next;
+        Ok(Some(fetched.page))
     }
 }
 
@@ -142,7 +183,7 @@ impl WebexClient {
         token: &Secret,
         url: &Url,
         limit: usize,
-    ) -> Result<(RoomsPage, usize), WebexError> {
+    ) -> Result<(Fetched, usize), WebexError> {
         let response = send(self.http.get(url.clone()).bearer_auth(token.expose())).await?;
         let next = next_link(
             response
@@ -152,12 +193,10 @@ impl WebexClient {
                 .filter_map(|v| v.to_str().ok()),
             url,
         );
-        let (body, read): (RoomsBody, usize) = decode_within(response, "room list", limit).await?;
-        let page = RoomsPage {
-            items: body.items,
-            next,
-        };
-        Ok((page, read))
+        let (body, tracking_id) = read_within(response, "room list", limit).await?;
+        let read = body.len();
+        let page = RoomsPage { body, tracking_id };
+        Ok((Fetched { page, next }, read))
     }
 
     /// `/people/me`.
@@ -296,13 +335,18 @@ mod tests {
 
     #[test]
     fn room_json_tolerates_missing_fields() {
-        let body: RoomsBody = serde_json::from_str(
-            r#"{"items":[{"id":"x"},{"title":"t","type":"group","lastActivity":"2026"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(body.items.len(), 2);
-        assert!(body.items[0].title.is_none());
-        assert!(serde_json::from_str::<RoomsBody>(r#"{"items":"nope"}"#).is_err());
-        assert!(serde_json::from_str::<RoomsBody>("{}").is_err());
+        let json = br#"{"items":[{"id":"x"},{"title":"t","type":"group","lastActivity":"2026"}]}"#;
+        let items = rooms_of_page(json).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items[0].title.is_none());
+        assert!(
+            matches!(items[1].title, Some(Cow::Borrowed("t"))),
+            "borrowed"
+        );
+        assert!(rooms_of_page(br#"{"items":"nope"}"#).is_err());
+        assert!(rooms_of_page(b"{}").is_err());
+        // An escaped character makes that one string owned.
+        let escaped = rooms_of_page(br#"{"items":[{"title":"Tom & Jerry"}]}"#).unwrap();
+        assert_eq!(escaped[0].title.as_deref(), Some("Tom & Jerry"));
     }
 }

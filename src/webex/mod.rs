@@ -11,6 +11,7 @@ pub mod device;
 mod error;
 mod oauth;
 
+pub use api::{Room, rooms_of_page};
 pub use error::WebexError;
 
 use crate::secret::Secret;
@@ -130,12 +131,13 @@ async fn decode<T: DeserializeOwned>(
         .map(|(value, _)| value)
 }
 
-/// [`decode`] with a smaller cap of `limit` bytes; also returns the body's length.
-async fn decode_within<T: DeserializeOwned>(
+/// Reads a 2xx body of at most `limit` bytes (and the reply's tracking id), or classifies the
+/// failure.
+async fn read_within(
     response: Response,
     what: &'static str,
     limit: usize,
-) -> Result<(T, usize), WebexError> {
+) -> Result<(Vec<u8>, Option<String>), WebexError> {
     let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
     if !status.is_success() {
@@ -158,6 +160,16 @@ async fn decode_within<T: DeserializeOwned>(
             });
         }
     };
+    Ok((body, tracking_id))
+}
+
+/// [`decode`] with a smaller cap of `limit` bytes; also returns the body's length.
+async fn decode_within<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+    limit: usize,
+) -> Result<(T, usize), WebexError> {
+    let (body, tracking_id) = read_within(response, what, limit).await?;
     match serde_json::from_slice(&body) {
         Ok(value) => Ok((value, body.len())),
         Err(err) => {

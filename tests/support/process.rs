@@ -38,6 +38,11 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The child's stdin, when it was spawned with `Stdio::piped()` (once; dropping it closes it).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// Whether the leader has exited. It is not reaped (a zombie keeps its group id taken).
     pub fn has_exited(&self) -> bool {
         if self.reaped {

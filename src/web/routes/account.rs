@@ -2,11 +2,11 @@
 //! `GET /whoami` (`/people/me`). All of them go through [`Authed`], which refreshes tokens;
 //! the Webex client follows the pages and their rules.
 
-use super::spaces::{self, SpacesQuery};
+use super::spaces;
 use crate::clock::unix_now;
 use crate::error::Result;
 use crate::state::AppState;
-use crate::templates::{GrantedTemplate, RoomRow, SpacesTemplate, WhoamiTemplate, render};
+use crate::templates::{GrantedTemplate, WhoamiTemplate, render, render_sized};
 use crate::web::authed::Authed;
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -38,30 +38,22 @@ async fn spaces(
     RawQuery(raw): RawQuery,
     mut authed: Authed,
 ) -> Result<Response> {
-    let query = SpacesQuery::from_raw(raw.as_deref());
     let pages = state.webex().room_pages();
     let pages = &pages;
-    let mut rooms = Vec::new();
+    let mut fetched = Vec::new();
     while let Some(page) = authed
         .call(|token| async move { pages.next(&token).await })
         .await?
     {
-        rooms.extend(page.into_iter().map(|room| {
-            RoomRow::new(
-                room.title.unwrap_or_else(|| "(untitled)".into()),
-                room.kind.unwrap_or_default(),
-                room.last_activity.unwrap_or_default(),
-            )
-        }));
+        fetched.push(page);
     }
-    let (rooms, total) = spaces::list(rooms, &query);
-    Ok(render(&SpacesTemplate {
-        demo: state.is_demo(),
-        rooms,
-        total,
-        sort: query.sort.as_str(),
-        query: query.q,
-    }))
+    // Read once every page is in: the rows borrow their text from the bodies.
+    let mut rooms = Vec::new();
+    for page in &fetched {
+        rooms.extend(page.rooms()?);
+    }
+    let page = spaces::page(state.is_demo(), rooms, raw.as_deref());
+    Ok(render_sized(&page, &spaces::PAGE_SIZE))
 }
 
 /// `GET /whoami`: the profile from `/people/me`.

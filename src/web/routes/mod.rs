@@ -6,6 +6,8 @@ mod device;
 mod home;
 mod spaces;
 
+pub use spaces::{PAGE_SIZE as SPACES_PAGE_SIZE, page as spaces_page};
+
 use crate::error::AppError;
 use crate::state::AppState;
 use axum::Router;

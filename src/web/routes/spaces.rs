@@ -1,8 +1,10 @@
 //! What `GET /spaces` shows of the rooms: the `?q=` filter (a case-insensitive substring of the
 //! title) and the `?sort=` order (last activity, newest first, or title), as one pure function
-//! of the rooms and the query, [`list`].
+//! of the rooms and the query, [`list`]; [`page`] makes the whole page of the rooms.
 
-use crate::templates::RoomRow;
+use crate::templates::{RoomRow, SizeHint, SpacesTemplate};
+use crate::webex::Room;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The longest filter kept, in characters (a title is rarely longer; the rest is dropped).
@@ -61,10 +63,37 @@ impl SpacesQuery {
     }
 }
 
+/// The size of the last spaces page, for the next one's buffer.
+pub static PAGE_SIZE: SizeHint = SizeHint::new();
+
+/// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string: the
+/// rows, filtered and sorted as [`list`] does, in the template.
+pub fn page<'a>(demo: bool, rooms: Vec<Room<'a>>, raw_query: Option<&str>) -> SpacesTemplate<'a> {
+    let query = SpacesQuery::from_raw(raw_query);
+    let rooms = rooms
+        .into_iter()
+        .map(|room| {
+            RoomRow::new(
+                room.title.unwrap_or(Cow::Borrowed("(untitled)")),
+                room.kind.unwrap_or_default(),
+                room.last_activity.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (rooms, total) = list(rooms, &query);
+    SpacesTemplate {
+        demo,
+        rooms,
+        total,
+        sort: query.sort.as_str(),
+        query: query.q,
+    }
+}
+
 /// Keeps the rooms whose title contains `query.q` (ignoring case, by Unicode's simple lowercase
 /// mapping, as the page's script does), in `query.sort` order. Returns them and how many there
 /// were in all.
-pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usize) {
+pub fn list<'a>(mut rooms: Vec<RoomRow<'a>>, query: &SpacesQuery) -> (Vec<RoomRow<'a>>, usize) {
     let total = rooms.len();
     if !query.q.is_empty() {
         let needle: String = fold(&query.q).collect();
@@ -92,7 +121,7 @@ fn fold(text: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 /// `None` sorts below every time, so reversed it comes last.
-fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
+fn newest_first(a: &RoomRow<'_>, b: &RoomRow<'_>) -> Ordering {
     b.activity.cmp(&a.activity)
 }
 
@@ -100,15 +129,15 @@ fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
 mod tests {
     use super::*;
 
-    fn room(title: &str, at: &str) -> RoomRow {
-        RoomRow::new(title.into(), "group".into(), at.into())
+    fn room(title: &str, at: &str) -> RoomRow<'static> {
+        RoomRow::new(title.to_owned(), "group", at.to_owned())
     }
 
-    fn titles(rooms: &[RoomRow]) -> Vec<&str> {
-        rooms.iter().map(|r| r.title.as_str()).collect()
+    fn titles<'a>(rooms: &'a [RoomRow<'_>]) -> Vec<&'a str> {
+        rooms.iter().map(|r| &*r.title).collect()
     }
 
-    fn rooms() -> Vec<RoomRow> {
+    fn rooms() -> Vec<RoomRow<'static>> {
         vec![
             room("beta", "2026-03-01T10:00:00.000Z"),
             room("Alpha", ""),

@@ -1,0 +1,169 @@
+//! The lean reference of case 2: the work of `GET /spaces` and nothing else, in a process of its
+//! own (this bench binary started again with `BENCH_ROLE=reference`), so that its CPU time is
+//! its own and it gets the same cores and runtime the server gets.
+//!
+//! Per request: the cookie looked up in a map, one GET of the same `/rooms` URL with the bearer
+//! token (reqwest, built as the app builds its Webex client), the body parsed and the page
+//! rendered by the library's own `test_support::render_spaces_page` (the route's parser, rows
+//! and template). No session layer, no middleware, no log line, no metrics.
+
+use crate::support::ChildGuard;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set (to `reference`) in the environment of the child that serves the reference.
+pub const ROLE: &str = "BENCH_ROLE";
+const PORT: &str = "BENCH_REFERENCE_PORT";
+const ROOMS_URL: &str = "BENCH_REFERENCE_ROOMS_URL";
+/// The reference's cookie: its value is a key of the session map.
+const COOKIE_NAME: &str = "reference_session";
+
+/// The reference server as a child process, killed when dropped.
+pub struct ReferenceProcess {
+    pub process: ChildGuard,
+    pub base: String,
+}
+
+impl ReferenceProcess {
+    /// Starts the reference on `port`, calling `rooms_url`; one session per token, whose
+    /// `Cookie` header values it returns. The tokens go to the child on its stdin.
+    pub async fn start(port: u16, rooms_url: &str, tokens: &[String]) -> (Self, Vec<String>) {
+        let exe = std::env::current_exe().expect("the bench binary's path");
+        let mut command = Command::new(exe);
+        command
+            .env_clear()
+            .env(ROLE, "reference")
+            .env(PORT, port.to_string())
+            .env(ROOMS_URL, rooms_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let mut process = ChildGuard::spawn("the lean reference", &mut command);
+        let mut cookies = Vec::with_capacity(tokens.len());
+        {
+            let mut stdin = process.take_stdin().expect("the reference's stdin");
+            for (n, token) in tokens.iter().enumerate() {
+                let id = format!("s{n}-{:032x}", rand::random::<u128>());
+                writeln!(stdin, "{id} {token}").expect("sessions sent to the reference");
+                cookies.push(format!("{COOKIE_NAME}={id}"));
+            }
+            // Dropped here: EOF, the reference starts serving.
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let probe = reqwest::Client::builder().no_proxy().build().unwrap();
+        let health = format!("{base}/healthz");
+        process
+            .wait_ready(
+                Duration::from_secs(10),
+                Duration::from_millis(5),
+                || async {
+                    probe
+                        .get(&health)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+                },
+            )
+            .await;
+        (Self { process, base }, cookies)
+    }
+
+    pub fn cpu(&self) -> Duration {
+        crate::server::cpu_of(&format!("/proc/{}/stat", self.process.id()))
+    }
+}
+
+struct Reference {
+    sessions: HashMap<String, String>,
+    http: reqwest::Client,
+    rooms_url: String,
+}
+
+/// `main` of the child: serves until killed. Its runtime is `#[tokio::main]`'s default, as the
+/// server's is (a worker a core).
+pub fn serve() {
+    let port: u16 = std::env::var(PORT)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("BENCH_REFERENCE_PORT");
+    let rooms_url = std::env::var(ROOMS_URL).expect("BENCH_REFERENCE_ROOMS_URL");
+    let sessions = std::io::stdin()
+        .lock()
+        .lines()
+        .map(|line| {
+            let line = line.expect("a session line");
+            let (id, token) = line.split_once(' ').expect("`id token`");
+            (id.to_owned(), token.to_owned())
+        })
+        .collect();
+    // As `WebexClient::new` builds it (the app's defaults: 5 s to connect, 15 s in all).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .user_agent("webex-oauth-axum-reference")
+        .build()
+        .expect("an HTTP client");
+    let reference = Arc::new(Reference {
+        sessions,
+        http,
+        rooms_url,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/spaces", get(spaces))
+            .with_state(reference);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("the reference's port");
+        axum::serve(listener, app)
+            .await
+            .expect("the reference serves");
+    });
+}
+
+/// The session id in the `Cookie` header, if any.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+}
+
+async fn spaces(State(reference): State<Arc<Reference>>, headers: HeaderMap) -> Response {
+    let Some(token) = session_id(&headers).and_then(|id| reference.sessions.get(id)) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let answer = reference
+        .http
+        .get(&reference.rooms_url)
+        .bearer_auth(token)
+        .send()
+        .await;
+    let body = match answer {
+        Ok(answer) if answer.status().is_success() => answer.bytes().await,
+        _ => return StatusCode::BAD_GATEWAY.into_response(),
+    };
+    let Ok(body) = body else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    match webex_oauth_axum::test_support::render_spaces_page(false, &body) {
+        Ok(page) => Html(page).into_response(),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
