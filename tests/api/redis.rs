@@ -16,8 +16,8 @@ struct Redis {
     url: String,
 }
 
-/// redis-server on `port`, on loopback, keeping nothing on disk; answering once this returns.
-async fn spawn_redis(port: u16) -> ChildGuard {
+/// redis-server on `port`, on loopback, keeping nothing on disk (not yet answering).
+fn start_redis(port: u16) -> ChildGuard {
     let mut command = Command::new("redis-server");
     command
         .args([
@@ -30,10 +30,38 @@ async fn spawn_redis(port: u16) -> ChildGuard {
             "--appendonly",
             "no",
         ])
-        .stdout(Stdio::null());
-    let server = ChildGuard::spawn("redis-server (apt-get install redis-server)", &mut command);
-    listening(&server, port).await;
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard::spawn("redis-server (apt-get install redis-server)", &mut command)
+}
+
+/// redis-server on `port`, answering `PING` once this returns (a restart on a known port).
+async fn spawn_redis(port: u16) -> ChildGuard {
+    let server = start_redis(port);
     server
+        .wait_ready(Duration::from_secs(10), Duration::from_millis(50), || {
+            answers_ping(port)
+        })
+        .await;
+    server
+}
+
+/// Something on `port` answers `PING` with `+PONG`: Redis itself, not whatever else took the
+/// port between `free_port` and redis-server's bind.
+async fn answers_ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut answer = [0u8; 7];
+    let exchange = async {
+        stream.write_all(b"PING\r\n").await?;
+        stream.read_exact(&mut answer).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), exchange).await,
+        Ok(Ok(_))
+    ) && &answer == b"+PONG\r\n"
 }
 
 /// Waits (10 s at most) until `server` accepts connections on `port`.
@@ -51,12 +79,32 @@ async fn listening(server: &ChildGuard, port: u16) {
         .await;
 }
 
+/// A fresh redis-server on a free port. A port another test takes between `free_port` and the
+/// bind makes redis-server exit: then another port (5 tries).
 async fn redis() -> Redis {
-    let port = free_port();
-    Redis {
-        server: spawn_redis(port).await,
-        url: format!("redis://127.0.0.1:{port}"),
+    for _ in 0..5 {
+        let port = free_port();
+        let server = start_redis(port);
+        // Polled with a deadline: up (it answers), failed (it exited), or still starting.
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut up = None;
+        while up.is_none() && tokio::time::Instant::now() < until {
+            if answers_ping(port).await {
+                up = Some(true);
+            } else if server.has_exited() {
+                up = Some(false);
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if up == Some(true) {
+            return Redis {
+                server,
+                url: format!("redis://127.0.0.1:{port}"),
+            };
+        }
     }
+    panic!("redis-server did not start on any of 5 free ports");
 }
 
 /// A second instance beside `a`: same fake, same store, same browser.
