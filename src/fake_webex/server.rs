@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
 };
 
 use axum::{
@@ -111,6 +111,8 @@ pub(super) fn router(fake: Arc<Fake>) -> Router {
 struct Asset {
     content_type: &'static str,
     body: &'static str,
+    /// The quoted SHA-256 of `body`, computed on the first request.
+    etag: OnceLock<String>,
 }
 
 /// The app's own stylesheet, so the fake's pages share its look, dark mode included (the file is
@@ -118,6 +120,7 @@ struct Asset {
 static STYLE: Asset = Asset {
     content_type: "text/css; charset=utf-8",
     body: include_str!("../../static/style.css"),
+    etag: OnceLock::new(),
 };
 
 /// The app's key on the demo badge's amber: a tab of the fake is told apart from the app's at a
@@ -131,12 +134,14 @@ static FAVICON: Asset = Asset {
         r##"<path d="M16 16h10M22 16v4.5M25.5 16v3.5" fill="none" stroke="#fff" "##,
         r##"stroke-width="3" stroke-linecap="round"/></svg>"##,
     ),
+    etag: OnceLock::new(),
 };
 
 impl Asset {
     fn serve(&self, request: &HeaderMap) -> Response {
-        let hash = Sha256::digest(self.body.as_bytes());
-        let etag = format!("\"{:x}\"", hash);
+        let etag = self
+            .etag
+            .get_or_init(|| format!("\"{:x}\"", Sha256::digest(self.body.as_bytes())));
         let fresh = request
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
@@ -144,7 +149,7 @@ impl Asset {
         let headers = [
             (header::CONTENT_TYPE, self.content_type.to_owned()),
             (header::CACHE_CONTROL, "public, no-cache".to_owned()),
-            (header::ETAG, etag),
+            (header::ETAG, etag.clone()),
         ];
         if fresh {
             return (StatusCode::NOT_MODIFIED, headers).into_response();

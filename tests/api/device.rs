@@ -1,9 +1,11 @@
 //! The device flow: pending then granted, polling cadence, slow_down, denial, expiry, isolation.
 
-use crate::helpers::{TestApp, browser, location, quick_device_fake, text, wait_for};
+use crate::helpers::{
+    TestApp, app_with_an_expired_device_flow, browser, location, quick_device_fake, text, wait_for,
+};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
+use webex_oauth_axum::fake_webex::{Counter, Endpoint, Fault};
 
 /// Waits until the flow's poller task has ended (so no poll can follow).
 async fn wait_for_pollers_to_end(app: &TestApp) {
@@ -137,15 +139,7 @@ async fn denial_ends_the_flow_and_start_again_works() {
 
 #[crate::support::test]
 async fn an_unapproved_code_expires_at_its_deadline() {
-    let fake = FakeConfig {
-        device_interval: 1,
-        device_expires_in: 2,
-        ..FakeConfig::default()
-    };
-    let app = TestApp::spawn_with(fake, |_| {}).await;
-    app.start_device_flow_as(&app.client).await;
-    app.wait_for_device_status_as(&app.client, "expired", Duration::from_secs(10))
-        .await;
+    let app = app_with_an_expired_device_flow().await;
     wait_for_pollers_to_end(&app).await;
     assert!(text(app.get("/sign-in").await).await.contains("expired"));
 }

@@ -174,18 +174,22 @@ async fn device_authorize_faults_give_the_right_page() {
     }
 }
 
-#[crate::support::test]
-async fn an_unreachable_webex_is_a_503_page() {
-    // A port that was just free: nothing listens there.
+/// An app whose Webex is a port that was just free: nothing listens there.
+async fn app_with_unreachable_webex() -> TestApp {
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
         .local_addr()
         .unwrap();
-    let app = TestApp::spawn_with(FakeConfig::default(), |config| {
+    TestApp::spawn_with(FakeConfig::default(), |config| {
         config.api_base = url::Url::parse(&format!("http://{closed}/v1")).unwrap();
     })
-    .await;
+    .await
+}
+
+#[crate::support::test]
+async fn an_unreachable_webex_is_a_503_page() {
+    let app = app_with_unreachable_webex().await;
     let response = app.post("/sign-in").await;
     let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
     assert_eq!(
@@ -373,15 +377,7 @@ async fn no_error_page_tells_the_person_to_check_a_setting() {
         names_no_setting(&body, &format!("POST /sign-in {fault:?} ({kind})"));
     }
     // An unreachable Webex (the 503 that used to name WEBEX_API_BASE), on a page and a post.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let app = TestApp::spawn_with(FakeConfig::default(), |config| {
-        config.api_base = url::Url::parse(&format!("http://{closed}/v1")).unwrap();
-    })
-    .await;
+    let app = app_with_unreachable_webex().await;
     let response = app.post("/sign-in").await;
     let (_, status, body) = problem_after_post(&app, &app.client, response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -307,6 +307,20 @@ pub fn quick_device_fake() -> FakeConfig {
     }
 }
 
+/// An app whose device flow, started by `app.client` with a 2 s code, expired unapproved.
+pub async fn app_with_an_expired_device_flow() -> TestApp {
+    let fake = FakeConfig {
+        device_interval: 1,
+        device_expires_in: 2,
+        ..FakeConfig::default()
+    };
+    let app = TestApp::spawn_with(fake, |_| {}).await;
+    app.start_device_flow_as(&app.client).await;
+    app.wait_for_device_status_as(&app.client, "expired", Duration::from_secs(10))
+        .await;
+    app
+}
+
 /// What askama makes of text in HTML.
 pub fn html_escape(s: &str) -> String {
     s.replace('&', "&#38;")

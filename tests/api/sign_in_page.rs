@@ -2,11 +2,10 @@
 //! at this computer, a `<noscript>` note and no Copy button until the script reveals it, and
 //! an expired page that says "expired" once.
 
-use crate::helpers::{TestApp, quick_device_fake, text};
+use crate::helpers::{TestApp, app_with_an_expired_device_flow, quick_device_fake, text};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
-use webex_oauth_axum::fake_webex::{Endpoint, FakeConfig, Fault};
+use webex_oauth_axum::fake_webex::{Endpoint, Fault};
 
 /// The page's `<main>`, where the copy is.
 fn main_of(page: &str) -> &str {
@@ -112,15 +111,7 @@ async fn a_code_for_another_host_has_no_loopback_sentence() {
 
 #[crate::support::test]
 async fn the_expired_page_says_expired_once() {
-    let fake = FakeConfig {
-        device_interval: 1,
-        device_expires_in: 2,
-        ..FakeConfig::default()
-    };
-    let app = TestApp::spawn_with(fake, |_| {}).await;
-    app.start_device_flow_as(&app.client).await;
-    app.wait_for_device_status_as(&app.client, "expired", Duration::from_secs(10))
-        .await;
+    let app = app_with_an_expired_device_flow().await;
     let page = text(app.get("/sign-in").await).await;
     let main = main_of(&page);
     assert!(main.contains("The code expired"), "{main}");

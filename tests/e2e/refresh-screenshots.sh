@@ -28,18 +28,11 @@ renamed=(
   "lan-sign-in:lan-sign-in-desktop-light"
   "lan-phone-approve:lan-phone-approve-phone-light"
 )
-if [ "$#" -gt 0 ]; then shots=("$@"); renamed=(); else shots=("${default[@]}"); fi
+# Each shot as `name` (kept) or `from:to` (renamed); named shots on the command line win.
+if [ "$#" -gt 0 ]; then pairs=("$@"); else pairs=("${default[@]}" "${renamed[@]}"); fi
 
 missing=0
-for shot in "${shots[@]}"; do
-  if [ ! -f "$from/$shot.png" ]; then
-    echo "no $from/$shot.png (run: cargo test --locked --features e2e --test e2e a11y)" >&2
-    missing=1
-  fi
-done
-[ "$missing" -eq 0 ] || exit 1
-
-for pair in "${renamed[@]}"; do
+for pair in "${pairs[@]}"; do
   if [ ! -f "$from/${pair%%:*}.png" ]; then
     echo "no $from/${pair%%:*}.png (run: cargo test --locked --features e2e --test e2e)" >&2
     missing=1
@@ -48,11 +41,7 @@ done
 [ "$missing" -eq 0 ] || exit 1
 
 mkdir -p "$to"
-for pair in "${renamed[@]}"; do
+for pair in "${pairs[@]}"; do
   cp "$from/${pair%%:*}.png" "$to/${pair##*:}.png"
   echo "$to/${pair##*:}.png"
-done
-for shot in "${shots[@]}"; do
-  cp "$from/$shot.png" "$to/$shot.png"
-  echo "$to/$shot.png"
 done
