@@ -235,22 +235,11 @@ pub async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
     }
 }
 
-/// Reads the sign-in page's QR code image back into text.
+/// Reads the sign-in page's QR code back into text, from a screenshot of the image as the
+/// page shows it (a camera's view: the one-pixel-a-module PNG scaled up by the browser).
 pub async fn decode_qr(browser: &Client) -> String {
-    use base64::Engine;
-    let src = wait_for(browser, "#qr")
-        .await
-        .attr("src")
-        .await
-        .unwrap()
-        .unwrap();
-    let data = src
-        .strip_prefix("data:image/png;base64,")
-        .expect("a PNG data URI");
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .unwrap();
-    let image = image::load_from_memory(&png).unwrap().to_luma8();
+    let shot = wait_for(browser, "#qr").await.screenshot().await.unwrap();
+    let image = image::load_from_memory(&shot).unwrap().to_luma8();
     let (width, height) = image.dimensions();
     let mut prepared =
         rqrr::PreparedImage::prepare_from_greyscale(width as usize, height as usize, |x, y| {
