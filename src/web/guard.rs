@@ -1,12 +1,11 @@
-//! The guard middleware around every request: the query limit, the cross-site POST check, the
-//! error pages and the security headers.
+//! The guard, the first and last step of the app's edge: the host and query limits, the
+//! cross-site POST check, the error pages and the security headers.
 
 use crate::error::{AppError, render_error_page};
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// The Content-Security-Policy: our own scripts and styles only, images from us, `data:` (the
 /// QR code) and the avatar hosts, no framing, forms only to us.
@@ -25,14 +24,9 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 /// Longest query string accepted (the OAuth callback's is about 200 bytes).
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// Everything around a request, in one middleware (one boxed future a request, not four):
-/// 1. refuses a `Host` we do not serve (400: DNS rebinding; `/healthz` and `/readyz` answer
-///    any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403);
-/// 2. runs the request;
-/// 3. gives every error response its HTML page ([`render_error_page`]);
-/// 4. adds the security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries
-///    the code), `nosniff`, and `Cache-Control: no-store` on pages (they may show user data)
-///    unless a route set its own caching (the static assets).
+/// What the guard checks before a request runs (the first step of the app's edge, see
+/// `web::edge`): a `Host` we do not serve (400: DNS rebinding; `/healthz` and `/readyz` answer
+/// any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
 /// this also covers same-site neighbours (another port or subdomain). As Go 1.25's
@@ -40,9 +34,9 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// passes when `same-origin` or `none` and refuses anything else; without it, an `Origin` must
 /// be one of ours (scheme, host and port); with neither, the request is not from a browser (no
 /// ambient cookie to abuse) and passes, so scripts and `curl` can use the forms.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let path = request.uri().path();
-    let refused = if !matches!(path, "/healthz" | "/readyz")
+    if !matches!(path, "/healthz" | "/readyz")
         && !host_allowed(request.headers(), state.allowed_hosts())
     {
         tracing::warn!(path, "request for a host we do not serve");
@@ -52,7 +46,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .query()
         .is_some_and(|q| q.len() > MAX_QUERY_BYTES)
     {
-        tracing::warn!(path = request.uri().path(), "query string too long");
+        tracing::warn!(path, "query string too long");
         Some(AppError::QueryTooLong)
     } else if request.method() == Method::POST
         && !is_same_origin(request.headers(), state.allowed_origins())
@@ -62,11 +56,14 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Some(AppError::CrossSite)
     } else {
         None
-    };
-    let response = match refused {
-        Some(err) => err.into_response(),
-        None => next.run(request).await,
-    };
+    }
+}
+
+/// What the guard does to every response: gives an error response its HTML page
+/// ([`render_error_page`]) and adds the security headers: CSP, `Referrer-Policy: no-referrer`
+/// (the callback URL carries the code), `nosniff`, and `Cache-Control: no-store` on pages
+/// (they may show user data) unless a route set its own caching (the static assets).
+pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());

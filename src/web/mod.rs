@@ -1,13 +1,15 @@
 //! The HTTP face of the app: the router and its layers, the typed session, the signed-in
-//! extractor, the guard middleware, the static assets and the pages.
+//! extractor, the app's edge middleware, the static assets and the pages.
 //!
 //! - [`session`]: `WebSession`, every session key behind typed methods;
 //! - [`authed`]: `Authed`, a signed-in request that calls Webex with a fresh token;
 //! - [`guard`]: limits, the cross-site check, error pages and security headers;
 //! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
-//! - [`assets`]: CSS, JS and icons compiled into the binary;
 //! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
+//! - [`assets`]: CSS, JS and icons compiled into the binary;
 //! - [`routes`]: the pages, one module per flow.
+//!
+//! The guard, the rate limit and `observe` are steps of one middleware, [`edge`], here.
 
 mod assets;
 mod authed;
@@ -25,10 +27,10 @@ pub use routes::{SPACES_PAGE_SIZE, spaces_page};
 use crate::state::AppState;
 use crate::store::SessionBackend;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::Response;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,8 +51,7 @@ pub struct SignedOut;
 /// includes a request that arrives with an id another request of the same browser just
 /// replaced (two tabs at the moment of sign-in): that deletion, landing last, would sign the
 /// user out. A stale cookie is harmless (it maps to nothing), so only sign-out deletes it.
-async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(request).await;
+fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
     let is_removal = |c: &header::HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
     // Most responses set no cookie at all: look before rebuilding the headers.
     let removes = response
@@ -74,16 +75,42 @@ async fn keep_cookie_unless_signed_out(request: Request, next: axum::middleware:
     response
 }
 
+/// The app's edge: every request's checks and every response's finish, in one middleware (one
+/// boxed future a request; as four they cost four, and moved each response four more times):
+/// 1. [`observe`] starts the clock;
+/// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
+///    [`rate_limit`] a client over its quota on the routes that call Webex for a stranger;
+///    either answers at once, before any session is loaded;
+/// 3. the request runs (timeout, sessions, route), and a session cookie is deleted only by
+///    sign-out ([`keep_cookie_unless_signed_out`]);
+/// 4. the guard gives an error response its page and every response the security headers;
+/// 5. [`observe`] logs the response line and counts it.
+async fn edge(
+    State((state, limiter)): State<(AppState, ClientLimiter)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let observation = observe::Observation::start(&request);
+    let refusal = guard::refusal(&state, &request).or_else(|| limiter.refusal(&request));
+    let response = match refusal {
+        Some(err) => err.into_response(),
+        None => keep_cookie_unless_signed_out(next.run(request).await),
+    };
+    let response = guard::finish(&state, response);
+    observation.finish(&response);
+    response
+}
+
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers. The order matters (outermost first):
 /// request id (an odd one dropped, then kept or made, then copied to the response) → trace (the
-/// span, with the request id) → observe (the response line, the metrics) → compression → guard
-/// (host, query limit, cross-site check, error pages, security headers) → timeout → rate limit
-/// → cookie keeper → sessions → panic catcher → body limit → routes. So error pages are
+/// span, with the request id) → compression → [`edge`] (the log line and metrics; the host,
+/// query, cross-site and rate-limit refusals; the cookie keeper; error pages and security
+/// headers) → timeout → sessions → panic catcher → body limit → routes. So error pages are
 /// rendered for everything inside, including a failed session save, a panic or a timeout
-/// (right inside the guard, its bare 504 gets the page, and it bounds the session load and save
+/// (right inside the edge, its bare 504 gets the page, and it bounds the session load and save
 /// as well as the handler), compressed, logged inside the request's span, with the headers.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
@@ -129,17 +156,13 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 // `observe` writes the response line, at a level that depends on the route.
                 .on_response(()),
         )
-        .layer(from_fn(observe::observe))
         // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
         .layer(CompressionLayer::new().br(true).gzip(true))
-        .layer(from_fn_with_state(state.clone(), guard::guard))
+        .layer(from_fn_with_state((state.clone(), limiter), edge))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             state.config().handler_timeout,
         ))
-        // Outside the sessions: a refused request writes no session.
-        .layer(from_fn_with_state(limiter, rate_limit::limit))
-        .layer(from_fn(keep_cookie_unless_signed_out))
         .layer(sessions)
         .layer(CatchPanicLayer::new())
         // Innermost: the request body becomes `Limited<Body>`, which `from_fn` layers cannot

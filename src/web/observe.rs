@@ -7,9 +7,11 @@ use crate::telemetry::{self, PrometheusHandle};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
+use metrics::{Counter, Histogram};
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -81,30 +83,87 @@ pub fn request_id(request: &Request) -> &str {
         .unwrap_or_default()
 }
 
-/// Logs the response (inside the request's span) and counts it by route template.
-pub async fn observe(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    // The template (`/sign-in`), never the raw path: bounded label values, no ids in them.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let latency = started.elapsed();
-    let status = response.status().as_u16();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let latency_ms = millis(latency);
-    if is_quiet(route) {
-        tracing::debug!(status, latency_ms, "response");
-    } else {
-        tracing::info!(status, latency_ms, "response");
+/// One request as the edge sees it: started when it came in, finished with its response.
+pub struct Observation {
+    started: Instant,
+    method: &'static str,
+    /// The template (`/sign-in`), never the raw path: bounded label values, no ids in them.
+    route: Option<MatchedPath>,
+}
+
+impl Observation {
+    pub fn start(request: &Request) -> Self {
+        Self {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        }
     }
-    if telemetry::metrics_enabled() {
-        let route = route.to_owned();
-        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
-            .increment(1);
-        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route, "method" => method)
-            .record(latency.as_secs_f64());
+
+    /// Logs the response (inside the request's span) and counts it by route template.
+    pub fn finish(self, response: &Response) {
+        let latency = self.started.elapsed();
+        let status = response.status().as_u16();
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let latency_ms = millis(latency);
+        if is_quiet(route) {
+            tracing::debug!(status, latency_ms, "response");
+        } else {
+            tracing::info!(status, latency_ms, "response");
+        }
+        if telemetry::metrics_enabled() {
+            let (requests, duration) = http_metrics(route, self.method, status);
+            requests.increment(1);
+            duration.record(latency.as_secs_f64());
+        }
     }
-    response
+}
+
+/// The handles of one route's metrics: the counter of each (method, status) seen, and the
+/// histogram of each method.
+#[derive(Default)]
+struct RouteMetrics {
+    requests: Vec<(&'static str, u16, Counter)>,
+    durations: Vec<(&'static str, Histogram)>,
+}
+
+/// Metric handles by route, looked up without allocating: building a labelled key for each
+/// request (three label strings, a registry lookup) cost more than counting. The routes are
+/// the router's templates, so the map is small and bounded, as the label values are.
+static HTTP_METRICS: LazyLock<RwLock<HashMap<Box<str>, RouteMetrics>>> =
+    LazyLock::new(Default::default);
+
+/// `webex_oauth_http_requests_total{route, method, status}` and
+/// `webex_oauth_http_request_duration_seconds{route, method}` of one response.
+fn http_metrics(route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
+    let found = |metrics: &RouteMetrics| {
+        let requests = metrics
+            .requests
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)?;
+        let duration = metrics.durations.iter().find(|(m, _)| *m == method)?;
+        Some((requests.2.clone(), duration.1.clone()))
+    };
+    let read = HTTP_METRICS.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(handles) = read.get(route).and_then(found) {
+        return handles;
+    }
+    drop(read);
+    let mut write = HTTP_METRICS.write().unwrap_or_else(|e| e.into_inner());
+    let metrics = write.entry(route.into()).or_default();
+    if !metrics
+        .requests
+        .iter()
+        .any(|(m, s, _)| *m == method && *s == status)
+    {
+        let counter = metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string());
+        metrics.requests.push((method, status, counter));
+    }
+    if !metrics.durations.iter().any(|(m, _)| *m == method) {
+        let histogram = metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.to_owned(), "method" => method);
+        metrics.durations.push((method, histogram));
+    }
+    found(metrics).unwrap_or_else(|| (Counter::noop(), Histogram::noop()))
 }
 
 /// Milliseconds with three decimals (microsecond precision): a cached page takes well under one.

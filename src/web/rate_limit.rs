@@ -6,10 +6,8 @@
 //! forge. A limited request gets the 429 page with `Retry-After`; other clients are unaffected.
 
 use crate::error::AppError;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::{IpAddr, SocketAddr};
@@ -74,22 +72,21 @@ fn is_limited_route(request: &Request) -> bool {
         || (request.method() == Method::POST && path == "/sign-in")
 }
 
-/// The middleware (inside the guard, so the 429 gets its page and headers; outside the
-/// session layer, so a refused request writes no session).
-pub async fn limit(State(limiter): State<ClientLimiter>, request: Request, next: Next) -> Response {
-    if is_limited_route(&request) {
+impl ClientLimiter {
+    /// The 429 for a request over its client's quota on a limited route (a step of the app's
+    /// edge, before the session is loaded, so a refused request writes no session).
+    pub fn refusal(&self, request: &Request) -> Option<AppError> {
+        if !is_limited_route(request) {
+            return None;
+        }
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        if let Some(client) = limiter.client(request.headers(), peer)
-            && let Err(wait) = limiter.check(client)
-        {
-            tracing::warn!(path = request.uri().path(), "client rate limited");
-            return AppError::TooManyRequests { retry_after: wait }.into_response();
-        }
+        let wait = self.check(self.client(request.headers(), peer)?).err()?;
+        tracing::warn!(path = request.uri().path(), "client rate limited");
+        Some(AppError::TooManyRequests { retry_after: wait })
     }
-    next.run(request).await
 }
 
 #[cfg(test)]
