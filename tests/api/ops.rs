@@ -67,6 +67,10 @@ async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
     );
     // Never on the public listener.
     assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+    // Repeats count on the same series (the handles are looked up once, then reused).
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    }
 
     let scrape_url = format!("http://{metrics}/metrics");
     let response = browser().get(&scrape_url).send().await.unwrap();
@@ -98,6 +102,12 @@ async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
         requests,
         &[("route", "/sign-in"), ("method", "POST"), ("status", "303")],
     );
+    let healthz = sample(
+        &scrape,
+        requests,
+        &[("route", "/healthz"), ("method", "GET"), ("status", "200")],
+    );
+    assert!(healthz.is_some_and(|v| v >= 3.0), "{healthz:?}");
     // A path no route matched is counted under one label, never by its raw path.
     at_least_one(requests, &[("route", "unmatched"), ("status", "404")]);
     assert!(!scrape.contains("/no/such/page"));
