@@ -28,19 +28,17 @@ use crate::state::AppState;
 use crate::store::SessionBackend;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
-use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
+use tracing::Instrument;
 
 /// Put in a response's extensions by `POST /logout`: the one response that may delete the
 /// session cookie.
@@ -76,42 +74,59 @@ fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
 }
 
 /// The app's edge: every request's checks and every response's finish, in one middleware (one
-/// boxed future a request; as four they cost four, and moved each response four more times):
-/// 1. [`observe`] starts the clock;
+/// boxed future a request; as separate layers they cost one each, and moved each response
+/// once more):
+/// 1. the request id is kept or made ([`observe::request_id`]) and the request's span opened:
+///    every log line of the request carries the method, the path (never the query: the one of
+///    `/oauth` carries the authorization code) and the id; [`observe`] starts the clock;
 /// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
 ///    [`rate_limit`] a client over its quota on the routes that call Webex for a stranger;
 ///    either answers at once, before any session is loaded;
 /// 3. the request runs (timeout, sessions, route), and a session cookie is deleted only by
 ///    sign-out ([`keep_cookie_unless_signed_out`]);
-/// 4. the guard gives an error response its page and every response the security headers;
-/// 5. [`observe`] logs the response line and counts it.
+/// 4. the guard gives an error response its page and every response the security headers,
+///    and the response gets the request id;
+/// 5. [`observe`] logs the response line (inside the span) and counts it.
 async fn edge(
     State((state, limiter)): State<(AppState, ClientLimiter)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let observation = observe::Observation::start(&request);
-    let refusal = guard::refusal(&state, &request).or_else(|| limiter.refusal(&request));
-    let response = match refusal {
-        Some(err) => err.into_response(),
-        None => keep_cookie_unless_signed_out(next.run(request).await),
-    };
-    let response = guard::finish(&state, response);
-    observation.finish(&response);
-    response
+    let request_id = observe::request_id(&mut request);
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+    );
+    async move {
+        let observation = observe::Observation::start(&request);
+        let refusal = guard::refusal(&state, &request).or_else(|| limiter.refusal(&request));
+        let response = match refusal {
+            Some(err) => err.into_response(),
+            None => keep_cookie_unless_signed_out(next.run(request).await),
+        };
+        let mut response = guard::finish(&state, response);
+        response
+            .headers_mut()
+            .insert(observe::REQUEST_ID, request_id);
+        observation.finish(&response);
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers. The order matters (outermost first):
-/// request id (an odd one dropped, then kept or made, then copied to the response) → trace (the
-/// span, with the request id) → compression → [`edge`] (the log line and metrics; the host,
-/// query, cross-site and rate-limit refusals; the cookie keeper; error pages and security
-/// headers) → timeout → sessions → panic catcher → body limit → routes. So error pages are
-/// rendered for everything inside, including a failed session save, a panic or a timeout
-/// (right inside the edge, its bare 504 gets the page, and it bounds the session load and save
-/// as well as the handler), compressed, logged inside the request's span, with the headers.
+/// The router with its layers. The order matters (outermost first): compression → [`edge`]
+/// (the request id and span, the log line and metrics; the host, query, cross-site and
+/// rate-limit refusals; the cookie keeper; error pages and security headers) → timeout →
+/// sessions → panic catcher → body limit → routes. So error pages are rendered for everything
+/// inside, including a failed session save, a panic or a timeout (right inside the edge, its
+/// bare 504 gets the page, and it bounds the session load and save as well as the handler),
+/// compressed, logged inside the request's span, with the headers.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -130,32 +145,11 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
-    let request_id = HeaderName::from_static(observe::REQUEST_ID);
     // One `Router::layer` call with the whole stack: axum boxes a route once per `layer` call,
-    // and every layer that clones its inner service per request (the `from_fn`s, the session
+    // and every layer that clones its inner service per request (the `from_fn`, the session
     // manager) would clone each box below it: with a dozen separate calls that was about 70
     // boxed clones a request. Listed outermost first.
     let layers = ServiceBuilder::new()
-        .layer(MapRequestLayer::new(observe::drop_odd_request_id))
-        .layer(SetRequestIdLayer::new(
-            request_id.clone(),
-            observe::MakeRequestId,
-        ))
-        .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(
-            TraceLayer::new_for_http()
-                // The path only: the query of /oauth carries the authorization code.
-                .make_span_with(|request: &Request| {
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id = %observe::request_id(request),
-                    )
-                })
-                // `observe` writes the response line, at a level that depends on the route.
-                .on_response(()),
-        )
         // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
         .layer(CompressionLayer::new().br(true).gzip(true))
         .layer(from_fn_with_state((state.clone(), limiter), edge))

@@ -21,38 +21,32 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// (it goes into every log line of the request).
 const MAX_REQUEST_ID: usize = 128;
 
-/// Drops a client's request id that is not a plain short token, so `SetRequestId` makes one.
-pub fn drop_odd_request_id(mut request: Request) -> Request {
-    let odd = request.headers().get(REQUEST_ID).is_some_and(|id| {
-        id.len() > MAX_REQUEST_ID
-            || id.is_empty()
-            || !id
-                .as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
-    });
-    if odd {
-        request.headers_mut().remove(REQUEST_ID);
+/// The request's id: the client's (or its proxy's) when it is a plain short token, otherwise
+/// a new one, which replaces it on the request. An odd one is replaced because it goes into
+/// every log line of the request.
+///
+/// A new id is a random UUID (version 4 layout) from the thread's userspace generator: an id
+/// only has to be unique, not secret, and asking the kernel for each one (as tower-http's
+/// `MakeRequestUuid` does) is a system call a request.
+pub fn request_id(request: &mut Request) -> HeaderValue {
+    if let Some(id) = request.headers().get(REQUEST_ID)
+        && is_plain_token(id.as_bytes())
+    {
+        return id.clone();
     }
-    request
+    let made = HeaderValue::from_bytes(&uuid_v4_text(rand::random()))
+        .unwrap_or(HeaderValue::from_static("-"));
+    request.headers_mut().insert(REQUEST_ID, made.clone());
+    made
 }
 
-/// Makes the id of a request that came without one: a random UUID (version 4 layout) from the
-/// thread's userspace generator. tower-http's `MakeRequestUuid` asks the kernel for each one (a
-/// `getrandom` system call a request); an id only has to be unique, not secret.
-#[derive(Clone, Copy, Default)]
-pub struct MakeRequestId;
-
-impl tower_http::request_id::MakeRequestId for MakeRequestId {
-    fn make_request_id<B>(
-        &mut self,
-        _: &axum::http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let id = uuid_v4_text(rand::random());
-        HeaderValue::from_bytes(&id)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
+/// At most [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._:-]`.
+fn is_plain_token(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
 /// `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx` (y is 8 to b) of 128 random bits.
@@ -72,15 +66,6 @@ fn uuid_v4_text(bits: u128) -> [u8; 36] {
         at += 1;
     }
     text
-}
-
-/// The request id of a request, for its span (`SetRequestId` has run before).
-pub fn request_id(request: &Request) -> &str {
-    request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default()
 }
 
 /// One request as the edge sees it: started when it came in, finished with its response.
@@ -255,19 +240,26 @@ mod tests {
     }
 
     #[test]
-    fn odd_request_ids_are_dropped() {
-        let with = |id: &str| {
-            let request = Request::builder()
+    fn plain_request_ids_are_kept_and_odd_ones_replaced() {
+        let kept = |id: &str| {
+            let mut request = Request::builder()
                 .header(REQUEST_ID, id)
                 .body(axum::body::Body::empty())
                 .unwrap();
-            drop_odd_request_id(request)
-                .headers()
-                .contains_key(REQUEST_ID)
+            let given = request_id(&mut request);
+            assert_eq!(
+                request.headers()[REQUEST_ID],
+                given,
+                "the request carries it"
+            );
+            given == id
         };
-        assert!(with("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
-        assert!(with("req_123.abc:7"));
-        assert!(!with("has space"));
-        assert!(!with(&"x".repeat(129)));
+        assert!(kept("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
+        assert!(kept("req_123.abc:7"));
+        assert!(!kept("has space"));
+        assert!(!kept(&"x".repeat(129)));
+        assert!(!kept(""));
+        let mut without = Request::new(axum::body::Body::empty());
+        assert_eq!(request_id(&mut without).len(), 36);
     }
 }
