@@ -16,7 +16,9 @@
 //!   (`/proc/PID/stat`) are its own; it is killed when dropped, also on a panic;
 //!   The server runs as deployed: every layer on, the default log filter (one response line a
 //!   request, to stdout, here `/dev/null`) and the metrics recorder (`METRICS_ADDR`);
-//! - a plain axum handler returning the same bytes as the server's `GET /`: the ceiling;
+//! - a plain axum handler returning the same bytes as the server's `GET /`: the ceiling (in
+//!   this process, as in every run so far); and the same handler in a child process of its
+//!   own, as the server and the reference run, shown beside it;
 //! - the lean reference of case 2 (`reference.rs`): this binary again, in a child process,
 //!   doing the work of `GET /spaces` (a cookie looked up in a map, one GET of `/rooms`, the
 //!   library's own parse and render of the page) without the app's layers;
@@ -136,9 +138,10 @@ impl Settings {
 
 fn main() {
     // The same binary, started again by case 2, serves the lean reference.
-    if std::env::var(reference::ROLE).as_deref() == Ok("reference") {
-        reference::serve();
-        return;
+    match std::env::var(reference::ROLE).as_deref() {
+        Ok("reference") => return reference::serve(),
+        Ok("plain") => return reference::serve_plain(),
+        _ => {}
     }
     let settings = Settings::from_env();
     // The fake and the plain handler get their own runtime, the load client another: the

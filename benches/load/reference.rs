@@ -1,11 +1,14 @@
-//! The lean reference of case 2: the work of `GET /spaces` and nothing else, in a process of its
-//! own (this bench binary started again with `BENCH_ROLE=reference`), so that its CPU time is
-//! its own and it gets the same cores and runtime the server gets.
+//! The ceilings, each in a process of its own (this bench binary started again with
+//! `BENCH_ROLE`), so that its CPU time is its own and it gets the same cores and runtime the
+//! server gets:
 //!
-//! Per request: the cookie looked up in a map, one GET of the same `/rooms` URL with the bearer
-//! token (reqwest, built as the app builds its Webex client), the body parsed and the page
-//! rendered by the library's own `test_support::render_spaces_page` (the route's parser, rows
-//! and template). No session layer, no middleware, no log line, no metrics.
+//! - the lean reference of case 2 (`BENCH_ROLE=reference`): the work of `GET /spaces` and
+//!   nothing else. Per request: the cookie looked up in a map, one GET of the same `/rooms` URL
+//!   with the bearer token (reqwest, built as the app builds its Webex client), the body parsed
+//!   and the page rendered by the library's own `test_support::render_spaces_page` (the route's
+//!   parser, rows and template). No session layer, no middleware, no log line, no metrics;
+//! - the plain handler of case 1 (`BENCH_ROLE=plain`): axum answering `GET /` with the bytes of
+//!   the server's landing page, which it reads from its stdin.
 
 use crate::support::ChildGuard;
 use axum::Router;
@@ -79,6 +82,74 @@ impl ReferenceProcess {
     pub fn cpu(&self) -> Duration {
         crate::server::cpu_of(&format!("/proc/{}/stat", self.process.id()))
     }
+}
+
+/// The plain handler as a child process on `port`, serving `page`; killed when dropped.
+pub async fn start_plain(port: u16, page: &[u8]) -> ReferenceProcess {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let mut command = Command::new(exe);
+    command
+        .env_clear()
+        .env(ROLE, "plain")
+        .env(PORT, port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut process = ChildGuard::spawn("the plain handler", &mut command);
+    {
+        let mut stdin = process.take_stdin().expect("the plain handler's stdin");
+        stdin
+            .write_all(page)
+            .expect("the page sent to the plain handler");
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = reqwest::Client::builder().no_proxy().build().unwrap();
+    let home = format!("{base}/");
+    process
+        .wait_ready(
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || async {
+                probe
+                    .get(&home)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            },
+        )
+        .await;
+    ReferenceProcess { process, base }
+}
+
+/// `main` of the plain child: `GET /` with the page read from stdin, until killed; the
+/// runtime is `#[tokio::main]`'s default, as the server's is.
+pub fn serve_plain() {
+    let port: u16 = std::env::var(PORT)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("BENCH_REFERENCE_PORT");
+    let mut page = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut page).expect("the page");
+    let page = axum::body::Bytes::from(page);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let app = Router::new().route(
+            "/",
+            get(move || {
+                let page = page.clone();
+                async move { Html(page) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("the plain handler's port");
+        axum::serve(listener, app)
+            .await
+            .expect("the plain handler serves");
+    });
 }
 
 struct Reference {

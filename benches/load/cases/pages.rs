@@ -5,7 +5,7 @@ use super::measured;
 use crate::Settings;
 use crate::client::Target;
 use crate::http::{client_builder, cookie_headers, fake_access_token, log_in};
-use crate::reference::ReferenceProcess;
+use crate::reference::{self, ReferenceProcess};
 use crate::report::{Report, ms, yes};
 use crate::server::{Backend, spawn_plain};
 use crate::support::free_port;
@@ -33,6 +33,9 @@ pub async fn home_case(
         "GET / with a session shows the signed-in link"
     );
     let plain = spawn_plain(services, page.clone()).await;
+    // The same handler in a process of its own, as the server and the reference are: the
+    // share of the gap that is only where the ceiling runs (shown, not the target).
+    let plain_process = reference::start_plain(free_port(), &page).await;
     report.add(
         case,
         "page size (the plain handler serves the same bytes)",
@@ -48,10 +51,25 @@ pub async fn home_case(
             };
             conns
         ];
+        let plain_process_targets = vec![
+            Target {
+                url: format!("{}/", plain_process.base),
+                headers: HeaderMap::new(),
+            };
+            conns
+        ];
         let cpu_before = backend.server.cpu();
         let ours = measured(settings, "GET / (server)", &server_targets).await;
         let cpu = backend.server.cpu().saturating_sub(cpu_before);
         let ceiling = measured(settings, "GET / (plain axum)", &plain_targets).await;
+        let cpu_before = plain_process.cpu();
+        let apart = measured(
+            settings,
+            "GET / (plain axum, own process)",
+            &plain_process_targets,
+        )
+        .await;
+        let apart_cpu = plain_process.cpu().saturating_sub(cpu_before);
         let ratio = ours.rps / ceiling.rps;
         let busy = settings.warmup + settings.measure;
         let server_cpu = 100.0 * cpu.as_secs_f64() / busy.as_secs_f64();
@@ -65,6 +83,16 @@ pub async fn home_case(
             ),
         );
         report.add(case, format!("plain axum, {conns} conn"), ceiling.summary());
+        report.add(
+            case,
+            format!("plain axum in its own process, {conns} conn"),
+            format!(
+                "{} (its CPU {} a request); server/plain {:.2}",
+                apart.summary(),
+                cpu_per_request(apart_cpu, apart.rps, busy),
+                ours.rps / apart.rps
+            ),
+        );
         check_targets(report, case, "server/plain", conns, ratio, ours.p99);
     }
 }
