@@ -13,7 +13,7 @@ pub const DEFAULT_DEVICE_SCOPES: &str = "meeting:recordings_read spark:all spark
 pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
 pub const DEFAULT_MAX_PENDING_DEVICE_FLOWS: usize = 10_000;
-pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,tower_http=info,warn";
+pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 
 /// `LOG_FORMAT`: how log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -369,8 +369,12 @@ impl IntoResponse for AppError {
 }
 
 /// Renders [`ErrorPage`]s, and gives an HTML page to any other error response that has none
-/// (axum's rejections are plain text; the JSON API keeps its JSON). The guard middleware calls
-/// it on every response; `demo` shows the mode in the page's header.
+/// (axum's rejections are plain text; the JSON API keeps its JSON). The guard calls it on every
+/// response (a step of `web::edge`); `demo` shows the mode in the page's header.
+///
+/// A bare server error came from a layer, not from an [`AppError`] (which logs its own): the
+/// handler timeout's 504, or the panic catcher's 500. It is logged here, at error level, inside
+/// the request's span.
 pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -387,6 +391,17 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
             if content_type.starts_with("text/html") || content_type.starts_with("application/json")
             {
                 return response;
+            }
+            if status == StatusCode::GATEWAY_TIMEOUT {
+                tracing::error!(
+                    status = status.as_u16(),
+                    "the request took longer than the handler timeout"
+                );
+            } else if status.is_server_error() {
+                tracing::error!(
+                    status = status.as_u16(),
+                    "a layer answered with a server error"
+                );
             }
             ErrorPage::for_status(status)
         }

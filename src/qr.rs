@@ -17,7 +17,7 @@ pub fn png_data_uri(text: &str) -> Result<String, String> {
         .quiet_zone(true)
         .module_dimensions(1, 1)
         .build();
-    let mut png = Vec::with_capacity(8 * 1024);
+    let mut png = Vec::with_capacity(1024);
     image
         .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
         .map_err(|e| format!("cannot write the QR code PNG: {e}"))?;

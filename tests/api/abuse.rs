@@ -161,6 +161,10 @@ async fn sign_ins_are_rate_limited_per_client_address() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    // Refused at the edge, yet with its request id and the security headers.
+    assert_eq!(refused.headers()["x-request-id"].len(), 36);
+    assert!(refused.headers().contains_key("content-security-policy"));
+    assert_eq!(refused.headers()["cache-control"], "no-store");
     assert!(text(refused).await.contains("Too many sign-ins"));
     let sign_in = flooder
         .post(app.url("/sign-in"))

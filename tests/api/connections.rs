@@ -2,7 +2,7 @@
 //! `MAX_CONNECTIONS` wait in the backlog, and a request slower than the handler timeout gets
 //! the 504 page.
 
-use crate::helpers::{TestApp, browser, text, wait_for};
+use crate::helpers::{TestApp, browser, captured_logs, text, wait_for};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,7 +171,14 @@ async fn a_request_slower_than_the_handler_timeout_gets_the_504_page() {
         app.fake
             .inject(Endpoint::Rooms, Fault::Delay(Duration::from_secs(4)));
         let asked = Instant::now();
-        let response = app.get("/spaces").await;
+        let id = format!("slow-{}", app.addr.port());
+        let response = app
+            .client
+            .get(app.url("/spaces"))
+            .header("x-request-id", &id)
+            .send()
+            .await
+            .unwrap();
         assert!(
             asked.elapsed() < Duration::from_secs(3),
             "{:?}",
@@ -186,6 +193,15 @@ async fn a_request_slower_than_the_handler_timeout_gets_the_504_page() {
         assert!(response.headers().contains_key("content-security-policy"));
         let page = text(response).await;
         assert!(page.contains("<p class=\"error-code\">504</p>"), "{page}");
+        // Logged at error level, in the request's span (no AppError saw it).
+        let wanted = format!("request_id={id}");
+        wait_for("the timeout's error line", Duration::from_secs(5), || {
+            let found = captured_logs().lines().any(|l| {
+                l.contains(&wanted) && l.contains("ERROR") && l.contains("handler timeout")
+            });
+            async move { found }
+        })
+        .await;
         app.stop().await;
     })
     .await
