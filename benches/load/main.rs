@@ -60,6 +60,11 @@
 //! test), `reference.rs` (the lean reference), `client.rs` (the load client), `http.rs`
 //! (reqwest for the rest), `cases/` (one file a concern) and `report.rs` (the table).
 
+/// The server's allocator, so that the ceilings this binary also serves (the lean reference and
+/// the plain handler, in child processes) run on the same stack as the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cases;
 mod client;
 mod http;
