@@ -39,44 +39,22 @@ impl ReferenceProcess {
     /// Starts the reference on `port`, calling `rooms_url`; one session per token, whose
     /// `Cookie` header values it returns. The tokens go to the child on its stdin.
     pub async fn start(port: u16, rooms_url: &str, tokens: &[String]) -> (Self, Vec<String>) {
-        let exe = std::env::current_exe().expect("the bench binary's path");
-        let mut command = Command::new(exe);
-        command
-            .env_clear()
-            .env(ROLE, "reference")
-            .env(PORT, port.to_string())
-            .env(ROOMS_URL, rooms_url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let mut process = ChildGuard::spawn("the lean reference", &mut command);
+        let mut sessions = String::new();
         let mut cookies = Vec::with_capacity(tokens.len());
-        {
-            let mut stdin = process.take_stdin().expect("the reference's stdin");
-            for (n, token) in tokens.iter().enumerate() {
-                let id = format!("s{n}-{:032x}", rand::random::<u128>());
-                writeln!(stdin, "{id} {token}").expect("sessions sent to the reference");
-                cookies.push(format!("{COOKIE_NAME}={id}"));
-            }
-            // Dropped here: EOF, the reference starts serving.
+        for (n, token) in tokens.iter().enumerate() {
+            let id = format!("s{n}-{:032x}", rand::random::<u128>());
+            sessions.push_str(&format!("{id} {token}\n"));
+            cookies.push(format!("{COOKIE_NAME}={id}"));
         }
-        let base = format!("http://127.0.0.1:{port}");
-        let probe = reqwest::Client::builder().no_proxy().build().unwrap();
-        let health = format!("{base}/healthz");
-        process
-            .wait_ready(
-                Duration::from_secs(10),
-                Duration::from_millis(5),
-                || async {
-                    probe
-                        .get(&health)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-                },
-            )
-            .await;
-        (Self { process, base }, cookies)
+        let reference = start_child(
+            "reference",
+            port,
+            &[(ROOMS_URL, rooms_url)],
+            sessions.as_bytes(),
+            "/healthz",
+        )
+        .await;
+        (reference, cookies)
     }
 
     pub fn cpu(&self) -> Duration {
@@ -86,32 +64,44 @@ impl ReferenceProcess {
 
 /// The plain handler as a child process on `port`, serving `page`; killed when dropped.
 pub async fn start_plain(port: u16, page: &[u8]) -> ReferenceProcess {
+    start_child("plain", port, &[], page, "/").await
+}
+
+/// This binary started again as `role` on `port` with `env`, `input` written to its stdin and
+/// the stdin closed (the child starts serving at EOF); returned once `ready_path` answers 200.
+async fn start_child(
+    role: &str,
+    port: u16,
+    env: &[(&str, &str)],
+    input: &[u8],
+    ready_path: &str,
+) -> ReferenceProcess {
     let exe = std::env::current_exe().expect("the bench binary's path");
     let mut command = Command::new(exe);
     command
         .env_clear()
-        .env(ROLE, "plain")
+        .env(ROLE, role)
         .env(PORT, port.to_string())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    let mut process = ChildGuard::spawn("the plain handler", &mut command);
+    let mut process = ChildGuard::spawn(role, &mut command);
     {
-        let mut stdin = process.take_stdin().expect("the plain handler's stdin");
-        stdin
-            .write_all(page)
-            .expect("the page sent to the plain handler");
+        let mut stdin = process.take_stdin().expect("the child's stdin");
+        stdin.write_all(input).expect("the child's input");
+        // Dropped here: EOF.
     }
     let base = format!("http://127.0.0.1:{port}");
     let probe = reqwest::Client::builder().no_proxy().build().unwrap();
-    let home = format!("{base}/");
+    let ready = format!("{base}{ready_path}");
     process
         .wait_ready(
             Duration::from_secs(10),
             Duration::from_millis(5),
             || async {
                 probe
-                    .get(&home)
+                    .get(&ready)
                     .send()
                     .await
                     .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
@@ -121,34 +111,36 @@ pub async fn start_plain(port: u16, page: &[u8]) -> ReferenceProcess {
     ReferenceProcess { process, base }
 }
 
-/// `main` of the plain child: `GET /` with the page read from stdin, until killed; the
-/// runtime is `#[tokio::main]`'s default, as the server's is.
+/// `main` of the plain child: `GET /` with the page read from stdin, until killed.
 pub fn serve_plain() {
+    let mut page = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut page).expect("the page");
+    let page = axum::body::Bytes::from(page);
+    serve_child(Router::new().route(
+        "/",
+        get(move || {
+            let page = page.clone();
+            async move { Html(page) }
+        }),
+    ));
+}
+
+/// Serves `app` on the child's port until killed, on a default multi-thread runtime (a worker
+/// a core), as the server's `#[tokio::main]` is.
+fn serve_child(app: Router) {
     let port: u16 = std::env::var(PORT)
         .ok()
         .and_then(|p| p.parse().ok())
         .expect("BENCH_REFERENCE_PORT");
-    let mut page = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut page).expect("the page");
-    let page = axum::body::Bytes::from(page);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let app = Router::new().route(
-            "/",
-            get(move || {
-                let page = page.clone();
-                async move { Html(page) }
-            }),
-        );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("the plain handler's port");
-        axum::serve(listener, app)
-            .await
-            .expect("the plain handler serves");
+            .expect("the child's port");
+        axum::serve(listener, app).await.expect("the child serves");
     });
 }
 
@@ -161,10 +153,6 @@ struct Reference {
 /// `main` of the child: serves until killed. Its runtime is `#[tokio::main]`'s default, as the
 /// server's is (a worker a core).
 pub fn serve() {
-    let port: u16 = std::env::var(PORT)
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .expect("BENCH_REFERENCE_PORT");
     let rooms_url = std::env::var(ROOMS_URL).expect("BENCH_REFERENCE_ROOMS_URL");
     let sessions = std::io::stdin()
         .lock()
@@ -188,22 +176,12 @@ pub fn serve() {
         http,
         rooms_url,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async move {
-        let app = Router::new()
+    serve_child(
+        Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/spaces", get(spaces))
-            .with_state(reference);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("the reference's port");
-        axum::serve(listener, app)
-            .await
-            .expect("the reference serves");
-    });
+            .with_state(reference),
+    );
 }
 
 /// The session id in the `Cookie` header, if any.

@@ -97,7 +97,7 @@ async fn edge(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        request_id = %request_id.to_str().unwrap_or_default(),
     );
     async move {
         let observation = observe::Observation::start(&request);

@@ -104,51 +104,36 @@ impl Observation {
     }
 }
 
-/// The handles of one route's metrics: the counter of each (method, status) seen, and the
-/// histogram of each method.
-#[derive(Default)]
-struct RouteMetrics {
-    requests: Vec<(&'static str, u16, Counter)>,
-    durations: Vec<(&'static str, Histogram)>,
-}
-
-/// Metric handles by route, looked up without allocating: building a labelled key for each
-/// request (three label strings, a registry lookup) cost more than counting. The routes are
-/// the router's templates, so the map is small and bounded, as the label values are.
-static HTTP_METRICS: LazyLock<RwLock<HashMap<Box<str>, RouteMetrics>>> =
+/// Metric handles by route, then by (method, status), looked up without allocating: building a
+/// labelled key for each request (three label strings, a registry lookup) cost more than
+/// counting. The routes are the router's templates, so the map is small and bounded, as the
+/// label values are.
+type Handles = (Counter, Histogram);
+type ByMethodAndStatus = HashMap<(&'static str, u16), Handles>;
+static HTTP_METRICS: LazyLock<RwLock<HashMap<Box<str>, ByMethodAndStatus>>> =
     LazyLock::new(Default::default);
 
 /// `webex_oauth_http_requests_total{route, method, status}` and
 /// `webex_oauth_http_request_duration_seconds{route, method}` of one response.
-fn http_metrics(route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
-    let found = |metrics: &RouteMetrics| {
-        let requests = metrics
-            .requests
-            .iter()
-            .find(|(m, s, _)| *m == method && *s == status)?;
-        let duration = metrics.durations.iter().find(|(m, _)| *m == method)?;
-        Some((requests.2.clone(), duration.1.clone()))
-    };
+fn http_metrics(route: &str, method: &'static str, status: u16) -> Handles {
+    let key = (method, status);
     let read = HTTP_METRICS.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(handles) = read.get(route).and_then(found) {
-        return handles;
+    if let Some(handles) = read.get(route).and_then(|by_key| by_key.get(&key)) {
+        return handles.clone();
     }
     drop(read);
-    let mut write = HTTP_METRICS.write().unwrap_or_else(|e| e.into_inner());
-    let metrics = write.entry(route.into()).or_default();
-    if !metrics
-        .requests
-        .iter()
-        .any(|(m, s, _)| *m == method && *s == status)
-    {
-        let counter = metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string());
-        metrics.requests.push((method, status, counter));
-    }
-    if !metrics.durations.iter().any(|(m, _)| *m == method) {
-        let histogram = metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.to_owned(), "method" => method);
-        metrics.durations.push((method, histogram));
-    }
-    found(metrics).unwrap_or_else(|| (Counter::noop(), Histogram::noop()))
+    // The recorder hands out the same histogram for every status of a (route, method).
+    let handles = (
+        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string()),
+        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.to_owned(), "method" => method),
+    );
+    HTTP_METRICS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route.into())
+        .or_default()
+        .insert(key, handles.clone());
+    handles
 }
 
 /// Milliseconds with three decimals (microsecond precision): a cached page takes well under one.
