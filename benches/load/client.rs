@@ -26,9 +26,34 @@ pub struct LoadResult {
     pub p99: Duration,
     pub requests: usize,
     pub errors: usize,
+    /// Every measured latency in µs, sorted (so runs can be combined).
+    latencies: Vec<u32>,
+    window: Duration,
 }
 
 impl LoadResult {
+    fn new(mut latencies: Vec<u32>, errors: usize, window: Duration) -> Self {
+        latencies.sort_unstable();
+        Self {
+            rps: latencies.len() as f64 / window.as_secs_f64(),
+            p50: percentile(&latencies, 50.0),
+            p99: percentile(&latencies, 99.0),
+            requests: latencies.len(),
+            errors,
+            latencies,
+            window,
+        }
+    }
+
+    /// Several runs of the same target as one: their requests over their windows together,
+    /// percentiles over all their latencies.
+    pub fn combine(parts: Vec<LoadResult>) -> Self {
+        let window = parts.iter().map(|p| p.window).sum();
+        let errors = parts.iter().map(|p| p.errors).sum();
+        let latencies = parts.into_iter().flat_map(|p| p.latencies).collect();
+        Self::new(latencies, errors, window)
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{:.0} req/s, p50 {}, p99 {}",
@@ -89,14 +114,7 @@ pub async fn load(targets: &[Target], warmup: Duration, measure: Duration) -> Lo
         all.extend(latencies);
         errors += errs;
     }
-    all.sort_unstable();
-    LoadResult {
-        rps: all.len() as f64 / measure.as_secs_f64(),
-        p50: percentile(&all, 50.0),
-        p99: percentile(&all, 99.0),
-        requests: all.len(),
-        errors,
-    }
+    LoadResult::new(all, errors, measure)
 }
 
 /// Requests and answers are whole in memory: an empty request body, a response body drained.

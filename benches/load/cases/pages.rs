@@ -1,7 +1,7 @@
 //! Cases 1 to 3: `GET /` and `GET /spaces` under load, each next to a ceiling (the plain
 //! handler for `GET /`, the lean reference for `GET /spaces`).
 
-use super::measured;
+use super::{Contender, Outcome, interleaved, measured};
 use crate::Settings;
 use crate::client::Target;
 use crate::http::{client_builder, cookie_headers, fake_access_token, log_in};
@@ -58,42 +58,57 @@ pub async fn home_case(
             };
             conns
         ];
-        let cpu_before = backend.server.cpu();
-        let ours = measured(settings, "GET / (server)", &server_targets).await;
-        let cpu = backend.server.cpu().saturating_sub(cpu_before);
-        let ceiling = measured(settings, "GET / (plain axum)", &plain_targets).await;
-        let cpu_before = plain_process.cpu();
-        let apart = measured(
+        let server_cpu = || backend.server.cpu();
+        let apart_cpu = || plain_process.cpu();
+        let [ours, ceiling, apart]: [Outcome; 3] = interleaved(
             settings,
-            "GET / (plain axum, own process)",
-            &plain_process_targets,
+            &[
+                Contender {
+                    what: "GET / (server)",
+                    targets: &server_targets,
+                    cpu: Some(&server_cpu),
+                },
+                Contender {
+                    what: "GET / (plain axum)",
+                    targets: &plain_targets,
+                    cpu: None,
+                },
+                Contender {
+                    what: "GET / (plain axum, own process)",
+                    targets: &plain_process_targets,
+                    cpu: Some(&apart_cpu),
+                },
+            ],
         )
-        .await;
-        let apart_cpu = plain_process.cpu().saturating_sub(cpu_before);
-        let ratio = ours.rps / ceiling.rps;
-        let busy = settings.warmup + settings.measure;
-        let server_cpu = 100.0 * cpu.as_secs_f64() / busy.as_secs_f64();
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three contenders, three outcomes"));
+        let ratio = ours.load.rps / ceiling.load.rps;
         report.add(
             case,
             format!("server, {conns} conn"),
             format!(
-                "{} (server CPU {server_cpu:.0}% of a core, {} a request)",
-                ours.summary(),
-                cpu_per_request(cpu, ours.rps, busy)
+                "{} (server CPU {} a request)",
+                ours.load.summary(),
+                ours.cpu_per_request()
             ),
         );
-        report.add(case, format!("plain axum, {conns} conn"), ceiling.summary());
+        report.add(
+            case,
+            format!("plain axum, {conns} conn"),
+            ceiling.load.summary(),
+        );
         report.add(
             case,
             format!("plain axum in its own process, {conns} conn"),
             format!(
                 "{} (its CPU {} a request); server/plain {:.2}",
-                apart.summary(),
-                cpu_per_request(apart_cpu, apart.rps, busy),
-                ours.rps / apart.rps
+                apart.load.summary(),
+                apart.cpu_per_request(),
+                ours.load.rps / apart.load.rps
             ),
         );
-        check_targets(report, case, "server/plain", conns, ratio, ours.p99);
+        check_targets(report, case, "server/plain", conns, ratio, ours.load.p99);
     }
 }
 
@@ -135,8 +150,6 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
         format!("{} bytes", page.len()),
     );
 
-    let busy = settings.warmup + settings.measure;
-    let per_request = |cpu: Duration, rps: f64| cpu_per_request(cpu, rps, busy);
     for conns in CONNECTIONS {
         let server_targets = session_targets(backend, "/spaces", &sessions[..conns]);
         let reference_targets: Vec<Target> = reference_cookies[..conns]
@@ -153,21 +166,39 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
             };
             conns
         ];
-        let cpu_before = backend.server.cpu();
-        let ours = measured(settings, "GET /spaces (server)", &server_targets).await;
-        let ours_cpu = backend.server.cpu().saturating_sub(cpu_before);
-        let cpu_before = reference.cpu();
-        let lean = measured(settings, "GET /spaces (lean reference)", &reference_targets).await;
-        let lean_cpu = reference.cpu().saturating_sub(cpu_before);
-        let direct = measured(settings, "GET /v1/rooms (fake, direct)", &direct_targets).await;
-        let ratio = ours.rps / lean.rps;
+        let server_cpu = || backend.server.cpu();
+        let reference_cpu = || reference.cpu();
+        let [ours, lean, direct]: [Outcome; 3] = interleaved(
+            settings,
+            &[
+                Contender {
+                    what: "GET /spaces (server)",
+                    targets: &server_targets,
+                    cpu: Some(&server_cpu),
+                },
+                Contender {
+                    what: "GET /spaces (lean reference)",
+                    targets: &reference_targets,
+                    cpu: Some(&reference_cpu),
+                },
+                Contender {
+                    what: "GET /v1/rooms (fake, direct)",
+                    targets: &direct_targets,
+                    cpu: None,
+                },
+            ],
+        )
+        .await
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three contenders, three outcomes"));
+        let ratio = ours.load.rps / lean.load.rps;
         report.add(
             CASE,
             format!("server, {conns} conn"),
             format!(
                 "{} (server CPU {} a request)",
-                ours.summary(),
-                per_request(ours_cpu, ours.rps)
+                ours.load.summary(),
+                ours.cpu_per_request()
             ),
         );
         report.add(
@@ -175,14 +206,14 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
             format!("lean reference, {conns} conn"),
             format!(
                 "{} (its CPU {} a request)",
-                lean.summary(),
-                per_request(lean_cpu, lean.rps)
+                lean.load.summary(),
+                lean.cpu_per_request()
             ),
         );
         report.add(
             CASE,
             format!("fake /rooms direct (the upstream alone), {conns} conn"),
-            direct.summary(),
+            direct.load.summary(),
         );
         if conns == 16 {
             report.check(
@@ -195,9 +226,9 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
             report.check(
                 CASE,
                 "p99 at 16 conn",
-                ms(ours.p99),
+                ms(ours.load.p99),
                 "< 5 ms",
-                yes(ours.p99 < Duration::from_millis(5)),
+                yes(ours.load.p99 < Duration::from_millis(5)),
             );
         } else {
             report.add(
@@ -231,18 +262,6 @@ pub async fn many_pages_case(settings: &Settings, backend: &Backend, report: &mu
         "page size",
         format!("{} bytes", page.len()),
     );
-}
-
-/// CPU a request: a process's CPU time over warm-up and window (`busy`), over the requests
-/// that time made at the window's rate. CPU is what the layers cost, whatever else the shared
-/// cores are doing; req/s ratios move with the neighbours.
-fn cpu_per_request(cpu: Duration, rps: f64, busy: Duration) -> String {
-    let requests = rps * busy.as_secs_f64();
-    if requests > 0.0 {
-        format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / requests)
-    } else {
-        "-".to_owned()
-    }
 }
 
 /// `n` logged-in sessions (their `Cookie` header values).
