@@ -219,7 +219,7 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
             report.check(
                 CASE,
                 "req/s ratio server/reference, 16 conn",
-                format!("{ratio:.2}"),
+                format!("{ratio:.3}"),
                 "≥ 0.8",
                 yes(ratio >= 0.8),
             );
@@ -316,7 +316,7 @@ fn check_targets(
     report.check(
         case,
         format!("req/s ratio {versus}, {conns} conn"),
-        format!("{ratio:.2}"),
+        format!("{ratio:.3}"),
         "≥ 0.5",
         yes(ratio >= 0.5),
     );
