@@ -60,13 +60,6 @@ impl Cipher {
         Some(Self(Arc::new(keys)))
     }
 
-    /// A key that lives as long as the process (the memory store's default).
-    pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Self(Arc::new(vec![XChaCha20Poly1305::new((&key).into())]))
-    }
-
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];

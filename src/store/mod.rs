@@ -57,21 +57,19 @@ pub struct Store {
     pub refresh_locks: RefreshLocks,
 }
 
-/// Opens the configured backend (creating the SQLite file, or connecting to Redis). Records are
-/// sealed with `keys` (`ENCRYPTION_KEYS`); without keys, memory uses a key for the life of the
-/// process and SQLite one kept in `encryption.key` beside the file (created once, mode 0600),
-/// so `cargo run` needs no setup and restarts keep sessions. Redis needs keys (config checks).
+/// Opens the configured backend (creating the SQLite file, or connecting to Redis). What goes to
+/// the file or to Redis is sealed with `keys` (`ENCRYPTION_KEYS`); without keys, SQLite uses one
+/// kept in `encryption.key` beside the file (created once, mode 0600), so `cargo run` needs no
+/// setup and restarts keep sessions. Redis needs keys (config checks). The memory store seals
+/// nothing: its records never leave the process.
 pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<Store> {
     let given = Cipher::new(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
     Ok(match config {
-        StoreConfig::Memory => {
-            let cipher = given.unwrap_or_else(Cipher::random);
-            Store {
-                flows: FlowStore(Backend::Memory(MemoryFlows::default())),
-                sessions: SessionBackend::memory(cipher),
-                refresh_locks: RefreshLocks::in_process(),
-            }
-        }
+        StoreConfig::Memory => Store {
+            flows: FlowStore(Backend::Memory(MemoryFlows::default())),
+            sessions: SessionBackend::memory(),
+            refresh_locks: RefreshLocks::in_process(),
+        },
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
             let cipher = match given {

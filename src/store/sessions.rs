@@ -44,25 +44,25 @@ impl std::fmt::Debug for SessionBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.0.durable {
             Durable::Memory => "memory",
-            Durable::Sqlite(_) => "sqlite",
-            Durable::Redis(_) => "redis",
+            Durable::Sqlite(..) => "sqlite",
+            Durable::Redis(..) => "redis",
         };
         write!(f, "SessionBackend({kind})")
     }
 }
 
 struct Inner {
-    cipher: Cipher,
     /// The whole store (memory), or a cache in front of the file (SQLite); unused with Redis,
     /// which other instances change too.
     cache: Cache<Id, Slot>,
     durable: Durable,
 }
 
+/// Where records outlive the process, with the cipher that seals them there.
 enum Durable {
     Memory,
-    Sqlite(SqlitePool),
-    Redis(RedisPool),
+    Sqlite(SqlitePool, Cipher),
+    Redis(RedisPool, Cipher),
 }
 
 #[derive(Clone)]
@@ -114,6 +114,36 @@ fn expires_at_ms(record: &Record) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
+/// The record sealed, for the file or Redis.
+fn seal(cipher: &Cipher, record: &Record) -> session_store::Result<Vec<u8>> {
+    let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
+    Ok(cipher.seal(&json))
+}
+
+/// The record, or `None` when it is expired or does not open (a wrong or retired key:
+/// the user is simply signed out).
+fn open(cipher: &Cipher, id: &Id, sealed: &[u8], expires_at_ms: u64) -> Option<Record> {
+    if expires_at_ms <= unix_now_ms() {
+        return None;
+    }
+    let Some(json) = cipher.open(sealed) else {
+        tracing::warn!(
+            "a session record does not decrypt with ENCRYPTION_KEYS; treating it as signed out"
+        );
+        return None;
+    };
+    match serde_json::from_slice::<Record>(&json) {
+        Ok(mut record) => {
+            record.id = *id;
+            Some(record)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "a session record does not decode; treating it as signed out");
+            None
+        }
+    }
+}
+
 /// The key of a session in the file or in Redis: never the id itself.
 fn durable_key(id: &Id) -> String {
     store_key(&id.to_string())
@@ -146,40 +176,37 @@ async fn redis_set(
 }
 
 impl SessionBackend {
-    fn new(cipher: Cipher, durable: Durable) -> Self {
+    fn new(durable: Durable) -> Self {
         let cache = Cache::builder()
             .max_capacity(MAX_MEMORY_SESSIONS)
             .expire_after(SlotExpiry)
             .build();
-        Self(Arc::new(Inner {
-            cipher,
-            cache,
-            durable,
-        }))
+        Self(Arc::new(Inner { cache, durable }))
     }
 
-    pub(super) fn memory(cipher: Cipher) -> Self {
-        Self::new(cipher, Durable::Memory)
+    /// Records never leave the process, so nothing is sealed.
+    pub(super) fn memory() -> Self {
+        Self::new(Durable::Memory)
     }
 
     /// The `sessions` table must exist (see `sqlite::open`).
     pub(super) fn sqlite(pool: SqlitePool, cipher: Cipher) -> Self {
-        Self::new(cipher, Durable::Sqlite(pool))
+        Self::new(Durable::Sqlite(pool, cipher))
     }
 
     pub(super) fn redis(pool: RedisPool, cipher: Cipher) -> Self {
-        Self::new(cipher, Durable::Redis(pool))
+        Self::new(Durable::Redis(pool, cipher))
     }
 
     /// Whether the store answers (for `/readyz`).
     pub async fn ping(&self) -> StoreResult<()> {
         match &self.0.durable {
             Durable::Memory => Ok(()),
-            Durable::Sqlite(pool) => {
+            Durable::Sqlite(pool, _) => {
                 sqlx::query("select 1").execute(pool).await?;
                 Ok(())
             }
-            Durable::Redis(pool) => {
+            Durable::Redis(pool, _) => {
                 let _: Option<String> = pool.get("webex-oauth:ping").await?;
                 Ok(())
             }
@@ -189,7 +216,7 @@ impl SessionBackend {
     /// Runs for ever where the backend needs it (SQLite: delete expired sessions every
     /// minute; moka and Redis expire sessions by themselves). The app aborts it at shutdown.
     pub async fn sweep_expired(self) {
-        let Durable::Sqlite(pool) = &self.0.durable else {
+        let Durable::Sqlite(pool, _) = &self.0.durable else {
             return;
         };
         let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -205,47 +232,46 @@ impl SessionBackend {
         }
     }
 
-    /// The record sealed, for the file or Redis.
-    fn seal(&self, record: &Record) -> session_store::Result<Vec<u8>> {
-        let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
-        Ok(self.0.cipher.seal(&json))
-    }
-
-    /// The record, or `None` when it is expired or does not open (a wrong or retired key:
-    /// the user is simply signed out).
-    fn open(&self, id: &Id, sealed: &[u8], expires_at_ms: u64) -> Option<Record> {
-        if expires_at_ms <= unix_now_ms() {
-            return None;
-        }
-        let Some(json) = self.0.cipher.open(sealed) else {
-            tracing::warn!(
-                "a session record does not decrypt with ENCRYPTION_KEYS; treating it as signed out"
-            );
-            return None;
-        };
-        match serde_json::from_slice::<Record>(&json) {
-            Ok(mut record) => {
-                record.id = *id;
-                Some(record)
-            }
-            Err(err) => {
-                tracing::warn!(%err, "a session record does not decode; treating it as signed out");
-                None
-            }
-        }
-    }
-
-    /// Puts `record` in the cache unless a tombstone is there.
-    async fn cache_unless_gone(&self, record: Record) {
+    /// Caches `record` if `put_over` allows it over what is cached now (`None`: nothing);
+    /// whether it did. Every cache write goes through moka's per-key compute, so the conditional
+    /// puts and the deletes of one id happen one at a time, never interleaved.
+    async fn cache_where(
+        &self,
+        record: Record,
+        put_over: impl FnOnce(Option<&Slot>) -> bool + Send,
+    ) -> bool {
         let id = record.id;
         let slot = Slot::Live(Arc::new(record));
-        self.0
+        let result = self
+            .0
             .cache
             .entry(id)
             .and_compute_with(|entry| async move {
-                match entry.map(|e| e.into_value()) {
-                    Some(Slot::Gone) => Op::Nop,
-                    _ => Op::Put(slot),
+                if put_over(entry.as_ref().map(|e| e.value())) {
+                    Op::Put(slot)
+                } else {
+                    Op::Nop
+                }
+            })
+            .await;
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    /// Forgets `id` in the cache (with a tombstone in front of SQLite, so a late read of the
+    /// row cannot bring it back), through the same per-key compute as the puts: a save or a
+    /// load in flight cannot put the record back after it.
+    async fn cache_delete(&self, id: &Id, tombstone: bool) {
+        self.0
+            .cache
+            .entry(*id)
+            .and_compute_with(|_| async move {
+                if tombstone {
+                    Op::Put(Slot::Gone)
+                } else {
+                    Op::Remove
                 }
             })
             .await;
@@ -254,28 +280,14 @@ impl SessionBackend {
     /// Inserts under `record.id` only if no record has that key; false on a collision.
     async fn insert_new(&self, record: &Record) -> session_store::Result<bool> {
         match &self.0.durable {
-            Durable::Memory => {
-                let slot = Slot::Live(Arc::new(record.clone()));
-                let result = self
-                    .0
-                    .cache
-                    .entry(record.id)
-                    .and_compute_with(|entry| async move {
-                        match entry {
-                            None => Op::Put(slot),
-                            Some(_) => Op::Nop,
-                        }
-                    })
-                    .await;
-                Ok(matches!(result, CompResult::Inserted(_)))
-            }
-            Durable::Sqlite(pool) => {
+            Durable::Memory => Ok(self.cache_where(record.clone(), |now| now.is_none()).await),
+            Durable::Sqlite(pool, cipher) => {
                 let done = sqlx::query(
                     "insert into sessions (id, data, expires_at_ms) values (?, ?, ?)
                      on conflict (id) do nothing",
                 )
                 .bind(durable_key(&record.id))
-                .bind(self.seal(record)?)
+                .bind(seal(cipher, record)?)
                 .bind(sql_ms(expires_at_ms(record)))
                 .execute(pool)
                 .await
@@ -283,15 +295,12 @@ impl SessionBackend {
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
-                self.0
-                    .cache
-                    .insert(record.id, Slot::Live(Arc::new(record.clone())))
-                    .await;
+                self.cache_where(record.clone(), |now| now.is_none()).await;
                 Ok(true)
             }
-            Durable::Redis(pool) => {
+            Durable::Redis(pool, cipher) => {
                 let key = durable_key(&record.id);
-                let sealed = self.seal(record)?;
+                let sealed = seal(cipher, record)?;
                 redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::NX).await
             }
         }
@@ -313,35 +322,28 @@ impl SessionStore for SessionBackend {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         match &self.0.durable {
             Durable::Memory => {
-                let slot = Slot::Live(Arc::new(record.clone()));
-                self.0
-                    .cache
-                    .entry(record.id)
-                    .and_compute_with(|entry| async move {
-                        match entry.map(|e| e.into_value()) {
-                            Some(Slot::Live(_)) => Op::Put(slot),
-                            _ => Op::Nop,
-                        }
-                    })
-                    .await;
+                // Only over a live record: a deleted one stays deleted.
+                let live = |now: Option<&Slot>| matches!(now, Some(Slot::Live(_)));
+                self.cache_where(record.clone(), live).await;
             }
-            Durable::Sqlite(pool) => {
+            Durable::Sqlite(pool, cipher) => {
                 let done =
                     sqlx::query("update sessions set data = ?, expires_at_ms = ? where id = ?")
-                        .bind(self.seal(record)?)
+                        .bind(seal(cipher, record)?)
                         .bind(sql_ms(expires_at_ms(record)))
                         .bind(durable_key(&record.id))
                         .execute(pool)
                         .await
                         .map_err(backend_error)?;
                 if done.rows_affected() == 1 {
-                    self.cache_unless_gone(record.clone()).await;
+                    let not_gone = |now: Option<&Slot>| !matches!(now, Some(Slot::Gone));
+                    self.cache_where(record.clone(), not_gone).await;
                 }
             }
-            Durable::Redis(pool) => {
+            Durable::Redis(pool, cipher) => {
                 // Not written when the key is gone: that is the point.
                 let key = durable_key(&record.id);
-                let sealed = self.seal(record)?;
+                let sealed = seal(cipher, record)?;
                 redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::XX).await?;
             }
         }
@@ -349,20 +351,20 @@ impl SessionStore for SessionBackend {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let file = match &self.0.durable {
-            Durable::Redis(pool) => {
+        let sqlite = match &self.0.durable {
+            Durable::Redis(pool, cipher) => {
                 let sealed: Option<Vec<u8>> = pool
                     .get(redis_key(&durable_key(id)))
                     .await
                     .map_err(backend_error)?;
                 // Redis expires the key itself; the record's own date is checked as well.
                 return Ok(sealed.and_then(|s| {
-                    self.open(id, &s, u64::MAX)
+                    open(cipher, id, &s, u64::MAX)
                         .filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())
                 }));
             }
             Durable::Memory => None,
-            Durable::Sqlite(pool) => Some(pool),
+            Durable::Sqlite(pool, cipher) => Some((pool, cipher)),
         };
         match self.0.cache.get(id).await {
             Some(Slot::Live(record)) => return Ok(unexpired(&record)),
@@ -370,7 +372,7 @@ impl SessionStore for SessionBackend {
             None => {}
         }
         // In memory, the cache is the store.
-        let Some(pool) = file else {
+        let Some((pool, cipher)) = sqlite else {
             return Ok(None);
         };
         let row = sqlx::query(
@@ -386,26 +388,27 @@ impl SessionStore for SessionBackend {
         };
         let sealed: Vec<u8> = row.get(0);
         let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-        let record = self.open(id, &sealed, expires);
+        let record = open(cipher, id, &sealed, expires);
         if let Some(record) = &record {
-            self.cache_unless_gone(record.clone()).await;
+            // Only where nothing is cached: a save or a delete that landed since the read wins.
+            self.cache_where(record.clone(), |now| now.is_none()).await;
         }
         Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match &self.0.durable {
-            Durable::Memory => self.0.cache.invalidate(id).await,
-            Durable::Sqlite(pool) => {
+            Durable::Memory => self.cache_delete(id, false).await,
+            Durable::Sqlite(pool, _) => {
                 // The tombstone first: a read racing with this delete cannot re-cache the row.
-                self.0.cache.insert(*id, Slot::Gone).await;
+                self.cache_delete(id, true).await;
                 sqlx::query("delete from sessions where id = ?")
                     .bind(durable_key(id))
                     .execute(pool)
                     .await
                     .map_err(backend_error)?;
             }
-            Durable::Redis(pool) => {
+            Durable::Redis(pool, _) => {
                 let _: i64 = pool
                     .del(redis_key(&durable_key(id)))
                     .await
@@ -431,7 +434,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_store_keeps_records_open_and_sign_out_final() {
-        let store = SessionBackend::memory(Cipher::random());
+        let store = SessionBackend::memory();
         let mut live = record(time::Duration::minutes(5));
         store.create(&mut live).await.unwrap();
         let loaded = store.load(&live.id).await.unwrap().expect("cached");
@@ -451,5 +454,25 @@ mod tests {
             store.load(&stale.id).await.unwrap().is_none(),
             "an expired record reads as signed out"
         );
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_cache_keeps_a_deleted_session_deleted() {
+        let dir = std::env::temp_dir().join(format!("sessions-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessions.db");
+        let pool = super::super::sqlite::open(&path).await.unwrap();
+        let store = SessionBackend::sqlite(pool, Cipher::new(&[[7u8; 32]]).unwrap());
+        let mut live = record(time::Duration::minutes(5));
+        store.create(&mut live).await.unwrap();
+        assert_eq!(store.load(&live.id).await.unwrap().unwrap().data, live.data);
+
+        store.delete(&live.id).await.unwrap();
+        store.save(&live).await.unwrap();
+        assert!(
+            store.load(&live.id).await.unwrap().is_none(),
+            "neither the cache nor the file has it back"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
