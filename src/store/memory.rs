@@ -184,3 +184,51 @@ impl MemoryFlows {
         Ok(before.saturating_sub(map.len()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn pending() -> FlowRecord {
+        FlowRecord {
+            device_code: Secret::new("device-code"),
+            user_code: "ABCD-EFGH".to_owned(),
+            verification_uri: "https://example.test/verify".to_owned(),
+            verification_uri_complete: "https://example.test/verify?code=ABCD-EFGH".to_owned(),
+            qr_data_uri: String::new(),
+            lifetime_secs: 300,
+            expires_at_ms: unix_now_ms() + 300_000,
+            interval_secs: 5,
+            slowed_down: false,
+            next_poll_at_ms: 0,
+            status: FlowStatus::Pending,
+        }
+    }
+
+    #[test]
+    fn released_leases_are_free_for_another_instance_at_once() {
+        let flows = MemoryFlows::default();
+        for id in ["a1", "a2"] {
+            flows.insert(id, &pending(), "instance-a").unwrap();
+        }
+        flows.insert("b1", &pending(), "instance-b").unwrap();
+        assert!(flows.orphans().unwrap().is_empty(), "every lease is held");
+        assert!(!flows.lease("a1", "instance-b").unwrap());
+
+        assert_eq!(flows.release_leases("instance-a").unwrap(), 2);
+        let mut orphans = flows.orphans().unwrap();
+        orphans.sort();
+        assert_eq!(orphans, ["a1", "a2"], "b1 is still held by its owner");
+        assert!(flows.lease("a1", "instance-b").unwrap());
+        assert!(
+            !flows.update("a1", &pending(), None, "instance-a").unwrap(),
+            "the old owner may no longer write the flow"
+        );
+        assert_eq!(
+            flows.release_leases("instance-a").unwrap(),
+            0,
+            "a second release finds nothing more (a2's lease has lapsed already)"
+        );
+    }
+}
