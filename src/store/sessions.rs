@@ -462,7 +462,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sessions.db");
         let pool = super::super::sqlite::open(&path).await.unwrap();
-        let store = SessionBackend::sqlite(pool, Cipher::new(&[[7u8; 32]]).unwrap());
+        let cipher = Cipher::new(&[[7u8; 32]]).unwrap();
+        let store = SessionBackend::sqlite(pool.clone(), cipher.clone());
         let mut live = record(time::Duration::minutes(5));
         store.create(&mut live).await.unwrap();
         assert_eq!(store.load(&live.id).await.unwrap().unwrap().data, live.data);
@@ -471,7 +472,13 @@ mod tests {
         store.save(&live).await.unwrap();
         assert!(
             store.load(&live.id).await.unwrap().is_none(),
-            "neither the cache nor the file has it back"
+            "the cache has a tombstone"
+        );
+        // A store with an empty cache over the same file: what the next start would read.
+        let fresh = SessionBackend::sqlite(pool, cipher);
+        assert!(
+            fresh.load(&live.id).await.unwrap().is_none(),
+            "the file has no row: the save after the delete updated nothing"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

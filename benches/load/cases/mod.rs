@@ -67,15 +67,18 @@ impl Outcome {
     }
 }
 
-/// The contenders measured in turn, [`ROUNDS`] times over (A B A B A B), each time for a
+/// The contenders measured in turn, [`ROUNDS`] times over (A B C A B C A B C), each time for a
 /// third of the window, after the full warm-up the first time and a shorter one for the new
 /// connections after that. The machine is shared: back to back, a slow spell falls on one
 /// contender and swings their ratio (0.64 to 1.05 for the same two binaries on 2026-12-02);
-/// interleaved, it falls on both.
-pub async fn interleaved(settings: &Settings, contenders: &[Contender<'_>]) -> Vec<Outcome> {
+/// interleaved, it falls on all of them.
+pub async fn interleaved<const N: usize>(
+    settings: &Settings,
+    contenders: [Contender<'_>; N],
+) -> [Outcome; N] {
     let window = settings.measure / ROUNDS;
-    let mut runs: Vec<Vec<LoadResult>> = contenders.iter().map(|_| Vec::new()).collect();
-    let mut cpu = vec![Duration::ZERO; contenders.len()];
+    let mut runs: [Vec<LoadResult>; N] = std::array::from_fn(|_| Vec::new());
+    let mut cpu = [Duration::ZERO; N];
     let mut busy = Duration::ZERO;
     for round in 0..ROUNDS {
         let warmup = if round == 0 {
@@ -92,13 +95,9 @@ pub async fn interleaved(settings: &Settings, contenders: &[Contender<'_>]) -> V
         }
         busy += warmup + window;
     }
-    runs.into_iter()
-        .zip(contenders)
-        .zip(cpu)
-        .map(|((runs, contender), cpu)| Outcome {
-            load: LoadResult::combine(runs),
-            cpu: contender.cpu.map(|_| cpu),
-            busy,
-        })
-        .collect()
+    std::array::from_fn(|i| Outcome {
+        load: LoadResult::combine(std::mem::take(&mut runs[i])),
+        cpu: contenders[i].cpu.map(|_| cpu[i]),
+        busy,
+    })
 }

@@ -1,7 +1,7 @@
 //! Cases 1 to 3: `GET /` and `GET /spaces` under load, each next to a ceiling (the plain
 //! handler for `GET /`, the lean reference for `GET /spaces`).
 
-use super::{Contender, Outcome, interleaved, measured};
+use super::{Contender, interleaved, measured};
 use crate::Settings;
 use crate::client::Target;
 use crate::http::{client_builder, cookie_headers, fake_access_token, log_in};
@@ -60,9 +60,9 @@ pub async fn home_case(
         ];
         let server_cpu = || backend.server.cpu();
         let apart_cpu = || plain_process.cpu();
-        let [ours, ceiling, apart]: [Outcome; 3] = interleaved(
+        let [ours, ceiling, apart] = interleaved(
             settings,
-            &[
+            [
                 Contender {
                     what: "GET / (server)",
                     targets: &server_targets,
@@ -80,9 +80,7 @@ pub async fn home_case(
                 },
             ],
         )
-        .await
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("three contenders, three outcomes"));
+        .await;
         let ratio = ours.load.rps / ceiling.load.rps;
         report.add(
             case,
@@ -168,9 +166,9 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
         ];
         let server_cpu = || backend.server.cpu();
         let reference_cpu = || reference.cpu();
-        let [ours, lean, direct]: [Outcome; 3] = interleaved(
+        let [ours, lean, direct] = interleaved(
             settings,
-            &[
+            [
                 Contender {
                     what: "GET /spaces (server)",
                     targets: &server_targets,
@@ -188,9 +186,7 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
                 },
             ],
         )
-        .await
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("three contenders, three outcomes"));
+        .await;
         let ratio = ours.load.rps / lean.load.rps;
         report.add(
             CASE,
