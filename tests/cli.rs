@@ -231,6 +231,36 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
     });
     assert_eq!(level, "INFO");
     assert!(latency.as_f64().is_some_and(|ms| ms > 0.0), "{latency}");
+
+    // Lines written by every worker at once stay whole: each is one `write` of its own, with
+    // no lock (`json` panics on a line cut or mixed with another).
+    const CONCURRENT: usize = 16;
+    const EACH: usize = 25;
+    let client = reqwest::Client::new();
+    let mut requests = tokio::task::JoinSet::new();
+    for task in 0..CONCURRENT {
+        let (client, url) = (client.clone(), format!("http://127.0.0.1:{port}/"));
+        requests.spawn(async move {
+            for n in 0..EACH {
+                let id = format!("cli-json-burst-{task}-{n}");
+                let response = client.get(&url).header("x-request-id", &id).send().await;
+                assert_eq!(response.unwrap().status(), 200, "{id}");
+            }
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        done.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < CONCURRENT * EACH {
+        let id = server.line(|line| {
+            let value = json(line);
+            let id = value["span"]["request_id"].as_str()?;
+            (id.starts_with("cli-json-burst-") && value["fields"]["message"] == "response")
+                .then(|| id.to_owned())
+        });
+        seen.insert(id);
+    }
 }
 
 #[crate::support::test]
