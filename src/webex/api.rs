@@ -4,6 +4,7 @@
 use super::body::MAX_BODY;
 use super::{WebexClient, WebexError, decode, read_within, send};
 use crate::secret::Secret;
+use bytes::Bytes;
 use reqwest::header::LINK;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -55,7 +56,7 @@ pub fn rooms_of_page(body: &[u8]) -> Result<Vec<Room<'_>>, serde_json::Error> {
 /// [`RoomsPage::rooms`] reads its rooms, borrowing their text from it, so a page's titles are
 /// never copied into strings of their own.
 pub struct RoomsPage {
-    body: Vec<u8>,
+    body: Bytes,
     tracking_id: Option<String>,
 }
 

@@ -4,6 +4,7 @@
 //! A declared `Content-Length` over the cap is refused before a byte is read; a body without
 //! one (chunked) is read until it passes the cap, then dropped, which closes the connection.
 
+use bytes::Bytes;
 use reqwest::Response;
 
 /// The most a 2xx body may be. Webex's largest reply we read, a page of 100 rooms, is about 60 KB.
@@ -21,23 +22,115 @@ pub enum ReadError {
 }
 
 /// The whole body, if it is at most `cap` bytes.
-pub async fn read_capped(mut response: Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+///
+/// A body that arrives in one chunk (a page of rooms, mostly) is that chunk, not a copy of it;
+/// only a body in several chunks is copied, once, into one buffer.
+pub async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, ReadError> {
     let declared = response.content_length();
     if declared.is_some_and(|len| len > u64::try_from(cap).unwrap_or(u64::MAX)) {
         return Err(ReadError::TooLarge);
     }
-    // A declared length within the cap is a fair first guess; without one, start small.
-    let first_guess = declared
-        .and_then(|len| usize::try_from(len).ok())
-        .unwrap_or(8 * 1024)
-        .min(cap);
-    let mut body = Vec::with_capacity(first_guess);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<Vec<u8>> = None;
+    let mut read = 0;
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        // `body.len() <= cap` always holds here, so the subtraction cannot wrap.
-        if chunk.len() > cap - body.len() {
+        // `read <= cap` always holds here, so the subtraction cannot wrap.
+        if chunk.len() > cap - read {
             return Err(ReadError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        read += chunk.len();
+        match (&first, &mut joined) {
+            (None, _) => first = Some(chunk),
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+            (Some(head), None) => {
+                // A declared length within the cap is a fair guess of the whole; without one,
+                // twice what came so far.
+                let guess = declared
+                    .and_then(|len| usize::try_from(len).ok())
+                    .unwrap_or(read.saturating_mul(2))
+                    .clamp(read, cap);
+                let mut buffer = Vec::with_capacity(guess);
+                buffer.extend_from_slice(head);
+                buffer.extend_from_slice(&chunk);
+                joined = Some(buffer);
+            }
+        }
     }
-    Ok(body)
+    Ok(match (joined, first) {
+        (Some(joined), _) => Bytes::from(joined),
+        (None, first) => first.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+
+    /// A loopback server whose `/{n}/{size}` answers `n` chunks of `size` bytes each (chunked, no
+    /// length), and `/whole/{size}` one body of `size` bytes with its length.
+    async fn server() -> String {
+        let app = axum::Router::new()
+            .route(
+                "/{n}/{size}",
+                get(
+                    |axum::extract::Path((n, size)): axum::extract::Path<(u8, usize)>| async move {
+                        let chunks = (0..n)
+                            .map(move |i| Ok::<_, std::io::Error>(Bytes::from(vec![i; size])));
+                        Body::from_stream(futures_util::stream::iter(chunks))
+                    },
+                ),
+            )
+            .route(
+                "/whole/{size}",
+                get(
+                    |axum::extract::Path(size): axum::extract::Path<usize>| async move {
+                        vec![7u8; size]
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    async fn read(base: &str, path: &str, cap: usize) -> Result<Bytes, ReadError> {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        read_capped(response, cap).await
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_or_many_chunks_is_read_whole_within_the_cap() {
+        let base = server().await;
+        assert_eq!(
+            read(&base, "/whole/45000", 64 * 1024).await.unwrap(),
+            vec![7u8; 45_000]
+        );
+        let many = read(&base, "/40/1000", 64 * 1024).await.unwrap();
+        let want: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1000]).collect();
+        assert_eq!(many, want);
+        // Exactly the cap is within it; empty is a body too.
+        assert_eq!(read(&base, "/40/1000", 40_000).await.unwrap().len(), 40_000);
+        assert!(read(&base, "/0/1000", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_refused_declared_or_not() {
+        let base = server().await;
+        assert!(matches!(
+            read(&base, "/whole/45000", 44_999).await,
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            read(&base, "/40/1000", 39_999).await,
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            read(&base, "/1/1000", 999).await,
+            Err(ReadError::TooLarge)
+        ));
+    }
 }

@@ -17,6 +17,7 @@ pub use error::WebexError;
 use crate::secret::Secret;
 use crate::telemetry;
 use body::{MAX_BODY, ReadError, read_capped};
+use bytes::Bytes;
 use reqwest::Response;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -137,7 +138,7 @@ async fn read_within(
     response: Response,
     what: &'static str,
     limit: usize,
-) -> Result<(Vec<u8>, Option<String>), WebexError> {
+) -> Result<(Bytes, Option<String>), WebexError> {
     let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
     if !status.is_success() {
