@@ -70,6 +70,7 @@ async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
     // Repeats count on the same series (the handles are looked up once, then reused).
     for _ in 0..3 {
         assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+        assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
     }
 
     let scrape_url = format!("http://{metrics}/metrics");
@@ -123,6 +124,12 @@ async fn metrics_are_scraped_on_their_own_listener_after_a_login() {
         "webex_oauth_webex_requests_total",
         &[("endpoint", "rooms"), ("status", "401")],
     );
+    let rooms = sample(
+        &scrape,
+        "webex_oauth_webex_requests_total",
+        &[("endpoint", "rooms"), ("status", "200")],
+    );
+    assert!(rooms.is_some_and(|v| v >= 4.0), "{rooms:?}");
     at_least_one(
         "webex_oauth_webex_request_duration_seconds_bucket",
         &[("endpoint", "device/authorize"), ("le", "+Inf")],
