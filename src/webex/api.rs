@@ -178,7 +178,6 @@ impl WebexClient {
 
     /// Fetches one page of `/rooms` at `url` (the first page, or a `next` link used verbatim),
     /// of at most `limit` bytes; also returns how many it read.
-    #[tracing::instrument(skip_all)]
     async fn rooms_page(
         &self,
         token: &Secret,
@@ -201,7 +200,6 @@ impl WebexClient {
     }
 
     /// `/people/me`.
-    #[tracing::instrument(skip_all)]
     pub async fn people_me(&self, token: &Secret) -> Result<Person, WebexError> {
         let response = send(
             self.http

@@ -132,7 +132,6 @@ pub enum PollReply {
 
 impl WebexClient {
     /// Starts a device flow.
-    #[tracing::instrument(skip_all)]
     pub async fn device_authorize(&self, scope: &str) -> Result<DeviceAuthorization, WebexError> {
         let form = [
             ("client_id", self.creds.client_id.as_str()),
@@ -162,7 +161,6 @@ impl WebexClient {
     }
 
     /// One poll of `/device/token` (Basic auth is required there).
-    #[tracing::instrument(skip_all)]
     pub async fn device_poll(&self, device_code: &Secret) -> PollReply {
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),

@@ -35,7 +35,6 @@ impl WebexClient {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    #[tracing::instrument(skip_all)]
     pub async fn exchange_code(
         &self,
         code: &Secret,
@@ -55,7 +54,6 @@ impl WebexClient {
     }
 
     /// Trades a refresh token for a new access token.
-    #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, WebexError> {
         let form = [
             ("grant_type", "refresh_token"),
