@@ -350,19 +350,11 @@ impl SessionStore for SessionBackend {
         Ok(())
     }
 
+    /// The cache first. Redis and SQLite reads are boxed futures of their own (kilobytes): this
+    /// one, boxed by `async_trait` on every request, would otherwise carry and copy them too.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let sqlite = match &self.0.durable {
-            Durable::Redis(pool, cipher) => {
-                let sealed: Option<Vec<u8>> = pool
-                    .get(redis_key(&durable_key(id)))
-                    .await
-                    .map_err(backend_error)?;
-                // Redis expires the key itself; the record's own date is checked as well.
-                return Ok(sealed.and_then(|s| {
-                    open(cipher, id, &s, u64::MAX)
-                        .filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())
-                }));
-            }
+            Durable::Redis(pool, cipher) => return Box::pin(load_redis(pool, cipher, id)).await,
             Durable::Memory => None,
             Durable::Sqlite(pool, cipher) => Some((pool, cipher)),
         };
@@ -375,20 +367,7 @@ impl SessionStore for SessionBackend {
         let Some((pool, cipher)) = sqlite else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "select data, expires_at_ms from sessions where id = ? and expires_at_ms > ?",
-        )
-        .bind(durable_key(id))
-        .bind(sql_ms(unix_now_ms()))
-        .fetch_optional(pool)
-        .await
-        .map_err(backend_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let sealed: Vec<u8> = row.get(0);
-        let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-        let record = open(cipher, id, &sealed, expires);
+        let record = Box::pin(load_sqlite(pool, cipher, id)).await?;
         if let Some(record) = &record {
             // Only where nothing is cached: a save or a delete that landed since the read wins.
             self.cache_where(record.clone(), |now| now.is_none()).await;
@@ -417,6 +396,35 @@ impl SessionStore for SessionBackend {
         }
         Ok(())
     }
+}
+
+/// The record under `id` in Redis, if any and unexpired.
+async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
+    let sealed: Option<Vec<u8>> = pool
+        .get(redis_key(&durable_key(id)))
+        .await
+        .map_err(backend_error)?;
+    // Redis expires the key itself; the record's own date is checked as well.
+    Ok(sealed.and_then(|s| {
+        open(cipher, id, &s, u64::MAX).filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())
+    }))
+}
+
+/// The record under `id` in the SQLite file, if any and unexpired.
+async fn load_sqlite(pool: &SqlitePool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
+    let row =
+        sqlx::query("select data, expires_at_ms from sessions where id = ? and expires_at_ms > ?")
+            .bind(durable_key(id))
+            .bind(sql_ms(unix_now_ms()))
+            .fetch_optional(pool)
+            .await
+            .map_err(backend_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let sealed: Vec<u8> = row.get(0);
+    let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
+    Ok(open(cipher, id, &sealed, expires))
 }
 
 #[cfg(test)]
