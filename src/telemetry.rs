@@ -4,9 +4,14 @@
 use crate::config::{Config, LogFormat};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::io::IsTerminal;
-use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+#[cfg(unix)]
+use {
+    std::fs::File,
+    std::io::{self, Write},
+    std::sync::{PoisonError, RwLock},
+};
 
 /// Installs the global log subscriber: text (coloured only on a terminal) or one JSON object a
 /// line, filtered by `RUST_LOG` (already checked by `Config`), written by [`log_writer`]. Call
@@ -29,22 +34,62 @@ pub fn init_logging(config: &Config) {
     }
 }
 
-/// Where log lines go: standard output, each line in one `write(2)` of its own on a duplicate
-/// of the descriptor, without taking `std::io::Stdout`'s lock. That lock is held across the
-/// system call, so under load (a response line a request, from every worker thread) the
-/// workers queued on it: the server made 6 times the reference's futex calls a request, most
-/// of them there. One `write` of a whole line needs no lock: the kernel keeps a line written
-/// to a pipe (up to 4 KB), a socket or a file whole. Falls back to `Stdout` when the
-/// descriptor cannot be duplicated.
+/// Where log lines go: standard output, through [`Lines`] on a duplicate of the descriptor
+/// rather than `std::io::Stdout`, whose lock is held across the system call: under load (a
+/// response line a request, from every worker thread) the workers queued on it, and the server
+/// made 6 times the reference's futex calls a request, most of them there. Falls back to
+/// `Stdout` when the descriptor cannot be duplicated.
 fn log_writer() -> BoxMakeWriter {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
         if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
-            return BoxMakeWriter::new(Arc::new(std::fs::File::from(fd)));
+            return BoxMakeWriter::new(std::sync::Arc::new(Lines::new(File::from(fd))));
         }
     }
     BoxMakeWriter::new(std::io::stdout)
+}
+
+/// The most a pipe takes in one piece (`PIPE_BUF`): 4096 bytes on Linux, POSIX's 512 elsewhere.
+#[cfg(unix)]
+const WHOLE_LINE: usize = if cfg!(target_os = "linux") { 4096 } else { 512 };
+
+/// Log lines from every thread to one file, pipe or socket, each in one `write` and each whole.
+/// A line of up to [`WHOLE_LINE`] bytes needs no turn of its own (the kernel writes it whole),
+/// so such lines only share a read lock, and nobody waits; a longer line (a pipe may take it in
+/// pieces) waits for the lock alone, so no other line lands inside it.
+#[cfg(unix)]
+struct Lines {
+    out: File,
+    long: RwLock<()>,
+}
+
+#[cfg(unix)]
+impl Lines {
+    fn new(out: File) -> Self {
+        Self {
+            out,
+            long: RwLock::new(()),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Write for &Lines {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        if line.len() <= WHOLE_LINE {
+            let _shared = self.long.read().unwrap_or_else(PoisonError::into_inner);
+            (&self.out).write_all(line)?;
+        } else {
+            let _alone = self.long.write().unwrap_or_else(PoisonError::into_inner);
+            (&self.out).write_all(line)?;
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `webex_oauth_http_requests_total{route, method, status}`: route is the matched template.
@@ -133,4 +178,59 @@ fn describe() {
 /// Counts one failed store call at `place` (`request`, `poller`, `housekeeping`).
 pub fn store_error(place: &'static str) {
     metrics::counter!(STORE_ERRORS, "place" => place).increment(1);
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// Long lines (a pipe takes them in pieces) and short ones from four threads at once, into a
+    /// pipe: every line comes out whole.
+    #[test]
+    fn lines_from_many_threads_come_out_whole_long_or_short() {
+        const LONG: usize = 100_000;
+        let (reader, writer) = std::io::pipe().unwrap();
+        let lines = Lines::new(File::from(std::os::fd::OwnedFd::from(writer)));
+        let read = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in std::io::BufReader::new(reader).lines() {
+                seen.push(line.unwrap());
+            }
+            seen
+        });
+        std::thread::scope(|scope| {
+            let lines = &lines;
+            scope.spawn(move || {
+                for n in 0..20 {
+                    let line = format!("long {n} {}\n", "x".repeat(LONG));
+                    (&*lines).write_all(line.as_bytes()).unwrap();
+                }
+            });
+            for t in 0..3 {
+                scope.spawn(move || {
+                    for n in 0..300 {
+                        (&*lines)
+                            .write_all(format!("short {t} {n}\n").as_bytes())
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        drop(lines);
+        let seen = read.join().unwrap();
+        assert_eq!(seen.len(), 20 + 3 * 300);
+        for line in &seen {
+            let whole = match line.split(' ').collect::<Vec<_>>()[..] {
+                ["long", _, body] => body.len() == LONG && body.bytes().all(|b| b == b'x'),
+                ["short", t, n] => t.parse::<u8>().is_ok() && n.parse::<u16>().is_ok(),
+                _ => false,
+            };
+            assert!(
+                whole,
+                "a line was cut or mixed: {:?}",
+                &line[..line.len().min(80)]
+            );
+        }
+    }
 }

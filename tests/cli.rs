@@ -261,6 +261,28 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
         });
         seen.insert(id);
     }
+
+    // A client picks the path: 60 KB of it is logged as its first 256 bytes and a mark.
+    let long = format!("/{}", "a".repeat(60_000));
+    let response = client
+        .get(format!("http://127.0.0.1:{port}{long}"))
+        .header("x-request-id", "cli-json-long")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let (path, length) = server.line(|line| {
+        let value = json(line);
+        (value["span"]["request_id"] == "cli-json-long" && value["fields"]["message"] == "response")
+            .then(|| {
+                (
+                    value["span"]["path"].as_str().unwrap().to_owned(),
+                    line.len(),
+                )
+            })
+    });
+    assert_eq!(path, format!("{}…", &long[..256]));
+    assert!(length < 4096, "{length}");
 }
 
 #[crate::support::test]

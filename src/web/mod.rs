@@ -78,7 +78,7 @@ fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
 /// once more):
 /// 1. the request id is kept or made ([`observe::request_id`]) and the request's span opened:
 ///    every log line of the request carries the method, the path (never the query: the one of
-///    `/oauth` carries the authorization code) and the id; [`observe`] starts the clock;
+///    `/oauth` carries the authorization code; at most 256 bytes of it) and the id; [`observe`] starts the clock;
 /// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
 ///    [`rate_limit`] a client over its quota on the routes that call Webex for a stranger;
 ///    either answers at once, before any session is loaded;
@@ -96,7 +96,7 @@ async fn edge(
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %observe::LoggedPath(request.uri().path()),
         request_id = %request_id.to_str().unwrap_or_default(),
     );
     async move {

@@ -68,6 +68,26 @@ fn uuid_v4_text(bits: u128) -> [u8; 36] {
     text
 }
 
+/// The longest path logged, in bytes: a client picks the path (hyper takes up to 64 KB) and it
+/// goes into every line of the request.
+const MAX_LOGGED_PATH: usize = 256;
+
+/// A request's path as its log lines give it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
+pub struct LoggedPath<'a>(pub &'a str);
+
+impl std::fmt::Display for LoggedPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() <= MAX_LOGGED_PATH {
+            return f.write_str(self.0);
+        }
+        let end = (0..=MAX_LOGGED_PATH)
+            .rev()
+            .find(|&at| self.0.is_char_boundary(at))
+            .unwrap_or(0);
+        write!(f, "{}…", &self.0[..end])
+    }
+}
+
 /// One request as the edge sees it: started when it came in, finished with its response.
 pub struct Observation {
     started: Instant,
