@@ -23,8 +23,11 @@ pub enum ReadError {
 
 /// The whole body, if it is at most `cap` bytes.
 ///
-/// A body that arrives in one chunk (a page of rooms, mostly) is that chunk, not a copy of it;
-/// only a body in several chunks is copied, once, into one buffer.
+/// A body that arrives in one chunk (a page of rooms from an HTTP/1 upstream, mostly; HTTP/2
+/// sends at most 16 KB a frame) is that chunk, not a copy of it; only a body in several chunks is
+/// copied, once, into one buffer. A kept chunk shares hyper's read buffer, so it can hold more
+/// memory than its length: at most hyper's largest buffer (about 408 KB) a page, so a request
+/// holds at most `MAX_ROOM_PAGES` of them.
 pub async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, ReadError> {
     let declared = response.content_length();
     if declared.is_some_and(|len| len > u64::try_from(cap).unwrap_or(u64::MAX)) {
@@ -115,6 +118,7 @@ mod tests {
         // Exactly the cap is within it; empty is a body too.
         assert_eq!(read(&base, "/40/1000", 40_000).await.unwrap().len(), 40_000);
         assert!(read(&base, "/0/1000", 10).await.unwrap().is_empty());
+        assert_eq!(read(&base, "/1/1000", 1000).await.unwrap(), vec![0u8; 1000]);
     }
 
     #[tokio::test]
