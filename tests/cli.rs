@@ -196,6 +196,18 @@ impl Running {
     }
 }
 
+impl Running {
+    /// The JSON response line of the request whose id is `id` (every line before it must be
+    /// JSON too).
+    fn response_line(&self, id: &str) -> (serde_json::Value, usize) {
+        self.line(|line| {
+            let value = json(line);
+            (value["span"]["request_id"] == id && value["fields"]["message"] == "response")
+                .then_some((value, line.len()))
+        })
+    }
+}
+
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
 }
@@ -219,21 +231,13 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "cli-json-1");
-    let (level, latency) = server.line(|line| {
-        let value = json(line);
-        (value["span"]["request_id"] == "cli-json-1" && value["fields"]["message"] == "response")
-            .then(|| {
-                (
-                    value["level"].clone(),
-                    value["fields"]["latency_ms"].clone(),
-                )
-            })
-    });
-    assert_eq!(level, "INFO");
+    let (line, _) = server.response_line("cli-json-1");
+    assert_eq!(line["level"], "INFO");
+    let latency = &line["fields"]["latency_ms"];
     assert!(latency.as_f64().is_some_and(|ms| ms > 0.0), "{latency}");
 
-    // Lines written by every worker at once stay whole: each is one `write` of its own, with
-    // no lock (`json` panics on a line cut or mixed with another).
+    // Lines written by every worker at once stay whole: each is one `write` of its own, and no
+    // worker waits for another's (`json` panics on a line cut or mixed with another).
     const CONCURRENT: usize = 16;
     const EACH: usize = 25;
     let client = reqwest::Client::new();
@@ -271,17 +275,8 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    let (path, length) = server.line(|line| {
-        let value = json(line);
-        (value["span"]["request_id"] == "cli-json-long" && value["fields"]["message"] == "response")
-            .then(|| {
-                (
-                    value["span"]["path"].as_str().unwrap().to_owned(),
-                    line.len(),
-                )
-            })
-    });
-    assert_eq!(path, format!("{}…", &long[..256]));
+    let (line, length) = server.response_line("cli-json-long");
+    assert_eq!(line["span"]["path"], format!("{}…", &long[..256]));
     assert!(length < 4096, "{length}");
 }
 

@@ -77,8 +77,9 @@ fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
 /// boxed future a request; as separate layers they cost one each, and moved each response
 /// once more):
 /// 1. the request id is kept or made ([`observe::request_id`]) and the request's span opened:
-///    every log line of the request carries the method, the path (never the query: the one of
-///    `/oauth` carries the authorization code; at most 256 bytes of it) and the id; [`observe`] starts the clock;
+///    every log line of the request carries the method, the path (at most 256 bytes of it, and
+///    never the query: the one of `/oauth` carries the authorization code) and the id;
+///    [`observe`] starts the clock;
 /// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
 ///    [`rate_limit`] a client over its quota on the routes that call Webex for a stranger;
 ///    either answers at once, before any session is loaded;
