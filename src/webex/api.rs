@@ -14,7 +14,9 @@ use url::Url;
 /// At 100 rooms a page: 10,000 rooms. Past that we stop rather than loop on a broken cursor.
 pub const MAX_ROOM_PAGES: usize = 100;
 /// All pages of one listing together: 10,000 real rooms are about 6 MB of JSON. Without it,
-/// 100 pages of just under [`MAX_BODY`] each would all be held for one `/spaces` page.
+/// 100 pages of just under [`MAX_BODY`] each would all be held for one `/spaces` page. Each page
+/// after the first is held in a buffer of its own length, so a listing holds at most this plus
+/// the first page's buffer (see [`super::body::read_capped`]).
 pub const MAX_ROOM_BYTES: usize = 16 * MAX_BODY;
 
 /// One room, as much of it as the spaces page shows, its text borrowed from the page's body
@@ -100,18 +102,28 @@ struct Cursor {
 impl RoomPages<'_> {
     /// The next page; `None` after the last page, or at [`MAX_ROOM_PAGES`].
     pub async fn next(&self, token: &Secret) -> Result<Option<RoomsPage>, WebexError> {
-        let (url, limit) = {
+        let (url, limit, first) = {
             let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
             if cursor.next.is_some() && cursor.fetched >= MAX_ROOM_PAGES {
                 tracing::warn!(pages = MAX_ROOM_PAGES, "stopped following /rooms pages");
                 cursor.next = None;
             }
             match &cursor.next {
-                Some(url) => (url.clone(), cursor.bytes_left.min(MAX_BODY)),
+                Some(url) => (
+                    url.clone(),
+                    cursor.bytes_left.min(MAX_BODY),
+                    cursor.fetched == 0,
+                ),
                 None => return Ok(None),
             }
         };
-        let (fetched, read) = self.client.rooms_page(token, &url, limit).await?;
+        let (mut fetched, read) = self.client.rooms_page(token, &url, limit).await?;
+        if !first {
+            // A body kept as the chunk it came in can hold all of hyper's read buffer (up to
+            // about 408 KB, whatever its length). One such page is fine; a hundred of them would
+            // hold far more than MAX_ROOM_BYTES, so every later page gets a buffer of its length.
+            fetched.page.body = Bytes::copy_from_slice(&fetched.page.body);
+        }
         if let Some(next) = &fetched.next
             && !self.client.same_origin(next)
         {
@@ -267,6 +279,7 @@ fn is_rel_next(param: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn next(value: &str) -> Option<String> {
         let base = Url::parse("https://webexapis.com/v1/rooms?max=100").unwrap();
@@ -329,6 +342,69 @@ mod tests {
             r#"{"id":"p","displayName":"A","emails":"x"}"#,
         ] {
             assert!(serde_json::from_str::<PersonFields>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A loopback `/v1/rooms` of three pages linked by `Link: rel="next"`, each with a few
+    /// kilobytes of headers (hyper reads them into the buffer the body is cut from).
+    async fn three_pages() -> Url {
+        use axum::extract::Query;
+        use axum::response::IntoResponse;
+        let rooms = axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+            let page: u8 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let body = format!(r#"{{"items":[{{"title":"room {page}","type":"group"}}]}}"#);
+            let padding = "x".repeat(4000);
+            let mut headers = vec![("x-padding", padding)];
+            if page < 3 {
+                let next = page + 1;
+                headers.push(("link", format!(r#"</v1/rooms?page={next}>; rel="next""#)));
+            }
+            let headers = headers.into_iter().map(|(k, v)| (k.to_string(), v));
+            (
+                axum::response::AppendHeaders(headers.collect::<Vec<_>>()),
+                body,
+            )
+                .into_response()
+        });
+        let app = axum::Router::new().route("/v1/rooms", rooms);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&base).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_and_pages_after_the_first_own_a_buffer_of_their_length() {
+        let creds = crate::webex::Credentials {
+            client_id: "id".into(),
+            client_secret: Secret::new("secret"),
+        };
+        let timeout = std::time::Duration::from_secs(5);
+        let client = WebexClient::new(three_pages().await, creds, timeout, timeout).unwrap();
+        let pages = client.room_pages();
+        let token = Secret::new("token");
+        let mut kept = Vec::new();
+        while let Some(page) = pages.next(&token).await.unwrap() {
+            kept.push(page);
+            assert!(kept.len() <= 3, "the cursor ran past the last page");
+        }
+        let titles: Vec<String> = kept
+            .iter()
+            .map(|page| {
+                page.rooms().unwrap()[0]
+                    .title
+                    .as_deref()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(titles, ["room 1", "room 2", "room 3"]);
+        // A body cut from hyper's read buffer holds the rest of that buffer too (here, at least
+        // the kilobytes after the headers); a copied one holds just its length.
+        for (n, page) in kept.into_iter().enumerate().skip(1) {
+            let len = page.body.len();
+            let held = page.body.try_into_mut().map(|buffer| buffer.capacity());
+            assert_eq!(held, Ok(len), "page {} holds more than its length", n + 1);
         }
     }
 

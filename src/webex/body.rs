@@ -26,8 +26,8 @@ pub enum ReadError {
 /// A body that arrives in one chunk (a page of rooms from an HTTP/1 upstream, mostly; HTTP/2
 /// sends at most 16 KB a frame) is that chunk, not a copy of it; only a body in several chunks is
 /// copied, once, into one buffer. A kept chunk shares hyper's read buffer, so it can hold more
-/// memory than its length: at most hyper's largest buffer (about 408 KB) a page, so a request
-/// holds at most `MAX_ROOM_PAGES` of them.
+/// memory than its length: at most hyper's largest buffer (about 408 KB). A caller that keeps
+/// many bodies must copy them (`RoomPages` keeps only the first page's chunk as it came).
 pub async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, ReadError> {
     let declared = response.content_length();
     if declared.is_some_and(|len| len > u64::try_from(cap).unwrap_or(u64::MAX)) {
