@@ -180,7 +180,7 @@ impl WebexClient {
             Err(err) => return PollReply::Transient(err),
         };
         if response.status() == StatusCode::OK {
-            return match decode(response, "token response").await {
+            return match decode(response, "device token response").await {
                 Ok(tokens) => PollReply::Granted(tokens),
                 Err(err) if err.is_transient() => PollReply::Transient(err),
                 Err(err) => PollReply::Failed(err),

@@ -50,7 +50,7 @@ impl WebexClient {
             ("code_verifier", verifier.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "token response").await
+        decode(response, "code exchange response").await
     }
 
     /// Trades a refresh token for a new access token.
@@ -62,7 +62,7 @@ impl WebexClient {
             ("refresh_token", refresh_token.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "token response").await
+        decode(response, "token refresh response").await
     }
 }
 

@@ -56,13 +56,13 @@ async fn oversized_replies_are_refused_with_a_502_page() {
         app.fake.expire_access_tokens();
         app.fake
             .inject(Endpoint::AccessToken, huge(200, declare_length));
-        bad_gateway(app.get("/whoami").await, "token response larger").await;
+        bad_gateway(app.get("/whoami").await, "token refresh response larger").await;
         // The code exchange of a new login.
         let callback = app.authorize(&app.client, "accept").await;
         app.fake
             .inject(Endpoint::AccessToken, huge(200, declare_length));
         let response = app.client.get(&callback).send().await.unwrap();
-        bad_gateway(response, "token response larger").await;
+        bad_gateway(response, "code exchange response larger").await;
         app.login().await;
     }
     assert_eq!(app.get("/whoami").await.status(), StatusCode::OK);
@@ -326,7 +326,7 @@ async fn replies_of_300_mb_leave_the_servers_memory_flat() {
             let callback = login(&server, &fake, &b).await;
             fake.inject(Endpoint::AccessToken, huge(200, declare_length));
             let response = b.get(&callback).send().await.unwrap();
-            bad_gateway(response, "token response larger").await;
+            bad_gateway(response, "code exchange response larger").await;
         }
         // The same replies from many users at once.
         for endpoint in [Endpoint::Rooms, Endpoint::PeopleMe] {
