@@ -7,12 +7,14 @@
 //! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
 //! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
 //! - [`assets`]: CSS, JS and icons compiled into the binary;
+//! - [`compress`]: br or gzip for the clients that ask for it;
 //! - [`routes`]: the pages, one module per flow.
 //!
 //! The guard, the rate limit and `observe` are steps of one middleware, [`edge`], here.
 
 mod assets;
 mod authed;
+mod compress;
 mod guard;
 mod observe;
 mod rate_limit;
@@ -33,7 +35,6 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_sessions::cookie::SameSite;
@@ -151,8 +152,9 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
     // manager) would clone each box below it: with a dozen separate calls that was about 70
     // boxed clones a request. Listed outermost first.
     let layers = ServiceBuilder::new()
-        // br or gzip, as the client accepts; images other than SVG and tiny bodies stay as is.
-        .layer(CompressionLayer::new().br(true).gzip(true))
+        // br or gzip, as the client accepts (images other than SVG and tiny bodies stay as
+        // is); a request without Accept-Encoding goes round it.
+        .layer(compress::CompressLayer::new())
         .layer(from_fn_with_state((state.clone(), limiter), edge))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,

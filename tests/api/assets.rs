@@ -3,7 +3,10 @@
 
 use crate::helpers::{TestApp, text};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
+use reqwest::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, VARY,
+};
 
 /// The `href` or `src` that follows `marker` in `html`.
 fn link_after(html: &str, marker: &str) -> Option<String> {
@@ -46,6 +49,41 @@ async fn pages_and_assets_are_compressed_as_the_client_accepts() {
     assert_eq!(response.headers()[CONTENT_ENCODING], "br");
     let compressed = response.bytes().await.unwrap().len();
     assert!(compressed * 3 < full, "{compressed} of {full} bytes");
+}
+
+/// A request without `Accept-Encoding` skips the compression layer (`web::compress`); its
+/// response must still be what the layer gives a client that accepts only `identity`.
+#[crate::support::test]
+async fn a_request_without_accept_encoding_gets_what_identity_gets() {
+    let app = TestApp::spawn().await;
+    let html = text(app.get("/").await).await;
+    let css = link_after(&html, "rel=\"stylesheet\" href=\"").expect("a stylesheet link");
+    // A page, a hashed asset, a body too small to compress, and an error page.
+    for path in ["/", css.as_str(), "/healthz", "/no/such/page"] {
+        let plain = app.get(path).await;
+        let identity = app
+            .client
+            .get(app.url(path))
+            .header(ACCEPT_ENCODING, "identity")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(plain.status(), identity.status(), "{path}");
+        for name in [VARY, CONTENT_LENGTH, CONTENT_TYPE, CONTENT_ENCODING] {
+            let values = |response: &reqwest::Response| -> Vec<_> {
+                response.headers().get_all(&name).iter().cloned().collect()
+            };
+            assert_eq!(values(&plain), values(&identity), "{path}: {name}");
+        }
+        let vary: Vec<_> = plain.headers().get_all(VARY).iter().collect();
+        let small = path == "/healthz";
+        assert_eq!(vary.len(), usize::from(!small), "{path}: {vary:?}");
+        assert_eq!(
+            plain.bytes().await.unwrap(),
+            identity.bytes().await.unwrap(),
+            "{path}"
+        );
+    }
 }
 
 #[crate::support::test]
