@@ -349,22 +349,16 @@ mod tests {
     /// kilobytes of headers (hyper reads them into the buffer the body is cut from).
     async fn three_pages() -> Url {
         use axum::extract::Query;
-        use axum::response::IntoResponse;
+        use axum::response::AppendHeaders;
         let rooms = axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
             let page: u8 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let body = format!(r#"{{"items":[{{"title":"room {page}","type":"group"}}]}}"#);
-            let padding = "x".repeat(4000);
-            let mut headers = vec![("x-padding", padding)];
+            let mut headers = vec![("x-padding", "x".repeat(4000))];
             if page < 3 {
                 let next = page + 1;
                 headers.push(("link", format!(r#"</v1/rooms?page={next}>; rel="next""#)));
             }
-            let headers = headers.into_iter().map(|(k, v)| (k.to_string(), v));
-            (
-                axum::response::AppendHeaders(headers.collect::<Vec<_>>()),
-                body,
-            )
-                .into_response()
+            let body = format!(r#"{{"items":[{{"title":"room {page}","type":"group"}}]}}"#);
+            (AppendHeaders(headers), body)
         });
         let app = axum::Router::new().route("/v1/rooms", rooms);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
