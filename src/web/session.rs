@@ -10,6 +10,7 @@ use crate::tokens::TokenSet;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::time::Duration;
 use tower_sessions::session::Error;
 use tower_sessions::{Expiry, Session};
@@ -87,8 +88,16 @@ impl WebSession {
         Ok(())
     }
 
+    /// The token set. It is kept as one JSON string, not an object: tower-sessions clones the
+    /// record when it loads it and a value each time it is read, and an object of six fields
+    /// costs a dozen allocations a clone where a string costs one. A session written as an
+    /// object (by a version before this one) still reads.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
-        self.0.get(TOKENS_KEY).await
+        Ok(match self.0.get_value(TOKENS_KEY).await? {
+            None => None,
+            Some(Value::String(json)) => Some(serde_json::from_str(&json)?),
+            Some(object) => Some(serde_json::from_value(object)?),
+        })
     }
 
     /// Presence only: no need to decode the token set.
@@ -96,11 +105,17 @@ impl WebSession {
         Ok(self.0.get_value(TOKENS_KEY).await?.is_some())
     }
 
+    async fn put_tokens(&self, tokens: &TokenSet) -> Result<()> {
+        let json = serde_json::to_string(tokens)?;
+        self.0.insert_value(TOKENS_KEY, Value::String(json)).await?;
+        Ok(())
+    }
+
     /// Keeps the tokens of a new sign-in, under a new session id (against session fixation).
     pub async fn sign_in(&self, tokens: &TokenSet) -> Result<()> {
         self.0
             .set_expiry(Some(Expiry::OnInactivity(SIGNED_IN_INACTIVITY)));
-        self.0.insert(TOKENS_KEY, tokens).await?;
+        self.put_tokens(tokens).await?;
         self.0.insert(TOUCHED_KEY, unix_now()).await?;
         self.0.cycle_id().await
     }
@@ -108,7 +123,7 @@ impl WebSession {
     /// Replaces the tokens after a refresh and saves at once, so that requests waiting for
     /// the refresh find the new tokens.
     pub async fn save_refreshed(&self, tokens: &TokenSet) -> Result<()> {
-        self.0.insert(TOKENS_KEY, tokens).await?;
+        self.put_tokens(tokens).await?;
         self.0.save().await
     }
 
@@ -167,5 +182,52 @@ impl WebSession {
     /// Forgets everything, server-side too (sign-out).
     pub async fn flush(&self) -> Result<()> {
         self.0.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::Grant;
+    use std::sync::Arc;
+    use tower_sessions::MemoryStore;
+
+    #[tokio::test]
+    async fn the_token_set_is_kept_as_one_string_and_an_older_object_still_reads() {
+        let session = WebSession(Session::new(None, Arc::new(MemoryStore::default()), None));
+        let tokens = TokenSet {
+            access_token: Secret::new("access"),
+            access_expires_at: 1_900_000_000,
+            refresh_token: Some(Secret::new("refresh")),
+            refresh_expires_at: Some(1_910_000_000),
+            scope: Some("spark:people_read".to_owned()),
+            grant: Grant::Device,
+        };
+        let read = |t: Option<TokenSet>| {
+            t.map(|t| (t.access_token.expose().to_owned(), t.refresh_token, t.grant))
+        };
+
+        session.sign_in(&tokens).await.unwrap();
+        let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
+        assert!(matches!(stored, Some(Value::String(_))), "{stored:?}");
+        let (access, refresh, grant) = read(session.tokens().await.unwrap()).unwrap();
+        assert_eq!(access, "access");
+        assert_eq!(
+            refresh.map(|r| r.expose().to_owned()).as_deref(),
+            Some("refresh")
+        );
+        assert_eq!(grant, Grant::Device);
+
+        // How versions before this one kept it.
+        session.0.insert(TOKENS_KEY, &tokens).await.unwrap();
+        let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
+        assert!(matches!(stored, Some(Value::Object(_))), "{stored:?}");
+        let (access, _, grant) = read(session.tokens().await.unwrap()).unwrap();
+        assert_eq!((access.as_str(), grant), ("access", Grant::Device));
+        assert!(session.has_tokens().await.unwrap());
+
+        session.forget_tokens().await.unwrap();
+        assert!(session.tokens().await.unwrap().is_none());
+        assert!(!session.has_tokens().await.unwrap());
     }
 }
