@@ -55,7 +55,7 @@ pub enum AppError {
     #[error("too many device sign-ins are pending")]
     Busy,
     /// 503: the session layer failed (its store did not answer, or a record did not decode).
-    #[error("session: {0}")]
+    #[error("session: {}", session_error(.0))]
     Session(#[from] tower_sessions::session::Error),
     /// 503: the flow store or the refresh lock failed.
     #[error(transparent)]
@@ -66,6 +66,20 @@ pub enum AppError {
     /// 500: a bug of ours.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A session error as a log line gives it: a store's as it is, a value that did not decode
+/// without serde_json's message, which quotes what it could not read (a token, for one).
+fn session_error(err: &tower_sessions::session::Error) -> String {
+    match err {
+        tower_sessions::session::Error::SerdeJson(err) => format!(
+            "a session value did not decode ({:?} error at line {}, column {})",
+            err.classify(),
+            err.line(),
+            err.column()
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl From<FlowError> for AppError {
@@ -429,6 +443,22 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_value_that_does_not_decode_is_logged_without_its_text() {
+        // What a reader of the object layout makes of the string one: serde_json quotes it.
+        let err = serde_json::from_value::<crate::tokens::TokenSet>(serde_json::Value::String(
+            "{\"access_token\":\"secret-access\"}".to_owned(),
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("secret-access"), "{err}");
+        let logged = AppError::Session(err.into()).to_string();
+        assert!(!logged.contains("secret-access"), "{logged}");
+        assert!(
+            logged.starts_with("session: a session value did not decode"),
+            "{logged}"
+        );
+    }
 
     #[test]
     fn kinds_have_unique_names_and_no_page_names_a_setting() {

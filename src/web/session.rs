@@ -16,7 +16,14 @@ use tower_sessions::session::Error;
 use tower_sessions::{Expiry, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
-const TOKENS_KEY: &str = "webex.tokens";
+/// The token set, as one JSON string (see [`WebSession::tokens`]).
+const TOKENS_KEY: &str = "webex.tokens.v2";
+/// Where versions before the string layout kept the token set, as a JSON object: still read, so
+/// their sessions stay signed in, and removed on the next write. A new key rather than a new
+/// layout under the old one: an older binary (a rollback, or one instance of a rolling upgrade
+/// sharing Redis) then finds no tokens and shows a signed-out page, instead of failing to decode
+/// a string whose text (the tokens) would be quoted in its error.
+const OBJECT_TOKENS_KEY: &str = "webex.tokens";
 const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
 const TOUCHED_KEY: &str = "session.touched";
@@ -94,20 +101,22 @@ impl WebSession {
     /// object (by a version before this one) still reads.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
         Ok(match self.0.get_value(TOKENS_KEY).await? {
-            None => None,
             Some(Value::String(json)) => Some(serde_json::from_str(&json)?),
-            Some(object) => Some(serde_json::from_value(object)?),
+            Some(other) => Some(serde_json::from_value(other)?),
+            None => self.0.get(OBJECT_TOKENS_KEY).await?,
         })
     }
 
     /// Presence only: no need to decode the token set.
     pub async fn has_tokens(&self) -> Result<bool> {
-        Ok(self.0.get_value(TOKENS_KEY).await?.is_some())
+        Ok(self.0.get_value(TOKENS_KEY).await?.is_some()
+            || self.0.get_value(OBJECT_TOKENS_KEY).await?.is_some())
     }
 
     async fn put_tokens(&self, tokens: &TokenSet) -> Result<()> {
         let json = serde_json::to_string(tokens)?;
         self.0.insert_value(TOKENS_KEY, Value::String(json)).await?;
+        self.0.remove_value(OBJECT_TOKENS_KEY).await?;
         Ok(())
     }
 
@@ -130,6 +139,7 @@ impl WebSession {
     /// Drops the tokens (Webex no longer accepts them) and saves at once.
     pub async fn forget_tokens(&self) -> Result<()> {
         self.0.remove_value(TOKENS_KEY).await?;
+        self.0.remove_value(OBJECT_TOKENS_KEY).await?;
         self.0.save().await
     }
 
@@ -193,7 +203,7 @@ mod tests {
     use tower_sessions::MemoryStore;
 
     #[tokio::test]
-    async fn the_token_set_is_kept_as_one_string_and_an_older_object_still_reads() {
+    async fn the_token_set_is_one_string_under_a_new_key_and_the_older_object_still_reads() {
         let session = WebSession(Session::new(None, Arc::new(MemoryStore::default()), None));
         let tokens = TokenSet {
             access_token: Secret::new("access"),
@@ -209,7 +219,7 @@ mod tests {
 
         session.sign_in(&tokens).await.unwrap();
         let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
-        assert!(matches!(stored, Some(Value::String(_))), "{stored:?}");
+        assert!(matches!(stored, Some(Value::String(_))), "not one string");
         let (access, refresh, grant) = read(session.tokens().await.unwrap()).unwrap();
         assert_eq!(access, "access");
         assert_eq!(
@@ -218,13 +228,29 @@ mod tests {
         );
         assert_eq!(grant, Grant::Device);
 
-        // How versions before this one kept it.
-        session.0.insert(TOKENS_KEY, &tokens).await.unwrap();
-        let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
-        assert!(matches!(stored, Some(Value::Object(_))), "{stored:?}");
+        // How versions before this one kept it: read, and replaced by the next write.
+        session.0.remove_value(TOKENS_KEY).await.unwrap();
+        session.0.insert(OBJECT_TOKENS_KEY, &tokens).await.unwrap();
+        assert!(session.has_tokens().await.unwrap());
         let (access, _, grant) = read(session.tokens().await.unwrap()).unwrap();
         assert_eq!((access.as_str(), grant), ("access", Grant::Device));
-        assert!(session.has_tokens().await.unwrap());
+        session.save_refreshed(&tokens).await.unwrap();
+        assert!(
+            session
+                .0
+                .get_value(OBJECT_TOKENS_KEY)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            session.0.get_value(TOKENS_KEY).await.unwrap(),
+            Some(Value::String(_))
+        ));
+
+        // A binary before this one reads only the old key: it finds nothing (signed out).
+        let old_reader: Option<TokenSet> = session.0.get(OBJECT_TOKENS_KEY).await.unwrap();
+        assert!(old_reader.is_none());
 
         session.forget_tokens().await.unwrap();
         assert!(session.tokens().await.unwrap().is_none());
