@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime as DefaultTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 #[cfg(unix)]
 use {
@@ -99,7 +99,8 @@ impl Write for &Lines {
 
 /// A line's time as tracing-subscriber's default writes it (`2026-12-03T10:24:00.123456Z`, UTC),
 /// with the date and the time of day formatted once a second (per thread) rather than on every
-/// line: its seven formatted fields were about 2 % of the CPU of a `GET /`.
+/// line: its seven formatted fields were about 2 % of the CPU of a `GET /`. A clock before 1970
+/// or past the year 9999 is left to the default timer.
 struct LineTime;
 
 /// `YYYY-MM-DDTHH:MM:SS.`
@@ -111,14 +112,19 @@ impl FormatTime for LineTime {
             static SECOND: Cell<(u64, [u8; SECOND_TEXT])> =
                 const { Cell::new((u64::MAX, [0; SECOND_TEXT])) };
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let (at, mut second) = SECOND.get();
-        if at != now.as_secs() {
-            second = second_text(now.as_secs());
-            SECOND.set((now.as_secs(), second));
-        }
+        let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+            return DefaultTime.format_time(w);
+        };
+        let second = match SECOND.get() {
+            (at, text) if at == now.as_secs() => text,
+            _ => match second_text(now.as_secs()) {
+                Some(text) => {
+                    SECOND.set((now.as_secs(), text));
+                    text
+                }
+                None => return DefaultTime.format_time(w),
+            },
+        };
         let mut text = [b'Z'; SECOND_TEXT + 7];
         text[..SECOND_TEXT].copy_from_slice(&second);
         let mut micros = now.subsec_micros();
@@ -126,20 +132,19 @@ impl FormatTime for LineTime {
             *digit = b'0' + (micros % 10) as u8;
             micros /= 10;
         }
+        // Always ASCII: digits, `-`, `T`, `:`, `.` and `Z`.
         w.write_str(std::str::from_utf8(&text).unwrap_or("?"))
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second, by the `time` crate's calendar (the epoch for a
-/// second it cannot place, past the year 9999).
-fn second_text(unix_secs: u64) -> [u8; SECOND_TEXT] {
-    let at = i64::try_from(unix_secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second, by the `time` crate's calendar; `None` for a second
+/// it cannot place or whose year has more than four digits.
+fn second_text(unix_secs: u64) -> Option<[u8; SECOND_TEXT]> {
     use std::io::Write as _;
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix_secs).ok()?).ok()?;
     let mut text = [b'0'; SECOND_TEXT];
-    let _ = write!(
+    // A fifth digit of the year would not fit: `write!` fails, and so do we.
+    write!(
         &mut text[..],
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
         at.year(),
@@ -148,8 +153,9 @@ fn second_text(unix_secs: u64) -> [u8; SECOND_TEXT] {
         at.hour(),
         at.minute(),
         at.second()
-    );
-    text
+    )
+    .ok()?;
+    Some(text)
 }
 
 /// `webex_oauth_http_requests_total{route, method, status}`: route is the matched template.
@@ -246,9 +252,13 @@ mod time_tests {
 
     #[test]
     fn a_second_is_written_as_rfc_3339_in_utc() {
-        assert_eq!(&second_text(0), b"1970-01-01T00:00:00.");
-        assert_eq!(&second_text(1_764_755_040), b"2025-12-03T09:44:00.");
-        assert_eq!(&second_text(951_868_799), b"2000-02-29T23:59:59.");
+        assert_eq!(second_text(0), Some(*b"1970-01-01T00:00:00."));
+        assert_eq!(second_text(1_764_755_040), Some(*b"2025-12-03T09:44:00."));
+        assert_eq!(second_text(951_868_799), Some(*b"2000-02-29T23:59:59."));
+        assert_eq!(second_text(253_402_300_799), Some(*b"9999-12-31T23:59:59."));
+        // The year 10000, and past what i64 seconds hold: the default timer writes those.
+        assert_eq!(second_text(253_402_300_800), None);
+        assert_eq!(second_text(u64::MAX), None);
     }
 
     #[test]
