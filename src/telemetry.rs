@@ -267,7 +267,7 @@ mod time_tests {
             let mut ours = String::new();
             let mut theirs = String::new();
             LineTime.format_time(&mut Writer::new(&mut ours)).unwrap();
-            tracing_subscriber::fmt::time::SystemTime
+            DefaultTime
                 .format_time(&mut Writer::new(&mut theirs))
                 .unwrap();
             assert_eq!(ours.len(), "2026-12-03T10:24:00.123456Z".len(), "{ours}");

@@ -19,10 +19,11 @@ const PENDING_LOGINS_KEY: &str = "oauth.pending";
 /// The token set, as one JSON string (see [`WebSession::tokens`]).
 const TOKENS_KEY: &str = "webex.tokens.v2";
 /// Where versions before the string layout kept the token set, as a JSON object: still read, so
-/// their sessions stay signed in, and removed on the next write. A new key rather than a new
-/// layout under the old one: an older binary (a rollback, or one instance of a rolling upgrade
-/// sharing Redis) then finds no tokens and shows a signed-out page, instead of failing to decode
-/// a string whose text (the tokens) would be quoted in its error.
+/// their sessions stay signed in, and removed when the tokens are next written (a refresh). A
+/// new key rather than a new layout under the old one: an older binary (a rollback, or one
+/// instance of a rolling upgrade sharing Redis) then finds no tokens and shows a signed-out
+/// page, instead of failing to decode a string whose text (the tokens) would be quoted in its
+/// error.
 const OBJECT_TOKENS_KEY: &str = "webex.tokens";
 const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
@@ -228,7 +229,7 @@ mod tests {
         );
         assert_eq!(grant, Grant::Device);
 
-        // How versions before this one kept it: read, and replaced by the next write.
+        // How versions before this one kept it: read, and replaced when the tokens are next written.
         session.0.remove_value(TOKENS_KEY).await.unwrap();
         session.0.insert(OBJECT_TOKENS_KEY, &tokens).await.unwrap();
         assert!(session.has_tokens().await.unwrap());
