@@ -50,8 +50,17 @@ struct RoomsBody<'a> {
 }
 
 /// The rooms of one `/rooms` body, borrowing from it.
+///
+/// The body is checked to be UTF-8 once, as a whole: `from_slice` checks each string it reads
+/// on its own, about 1,300 short checks for a page of 100 rooms (a sixth of the CPU of a
+/// `GET /spaces`). A body that is not UTF-8 throughout (a stray byte in a field we skip) takes
+/// the string-by-string way, so it reads exactly as before.
 pub fn rooms_of_page(body: &[u8]) -> Result<Vec<Room<'_>>, serde_json::Error> {
-    serde_json::from_slice::<RoomsBody<'_>>(body).map(|body| body.items)
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<RoomsBody<'_>>(text),
+        Err(_) => serde_json::from_slice::<RoomsBody<'_>>(body),
+    }
+    .map(|body| body.items)
 }
 
 /// One page of `/rooms` as Webex sent it (a 2xx body within the caps, not read yet):
@@ -417,5 +426,24 @@ mod tests {
         // An escaped character makes that one string owned.
         let escaped = rooms_of_page(br#"{"items":[{"title":"Tom & Jerry"}]}"#).unwrap();
         assert_eq!(escaped[0].title.as_deref(), Some("Tom & Jerry"));
+    }
+
+    #[test]
+    fn a_body_with_a_byte_that_is_not_utf8_reads_as_before() {
+        // Not UTF-8 in a field the page skips: from_slice never looks at it, so neither do we.
+        let skipped = b"{\"items\":[{\"id\":\"a\xff\",\"title\":\"kept\"}]}";
+        let rooms = rooms_of_page(skipped).unwrap();
+        assert!(matches!(rooms[0].title, Some(Cow::Borrowed("kept"))));
+        // In a field the page shows, it is an error either way.
+        let shown = b"{\"items\":[{\"title\":\"a\xff\"}]}";
+        assert!(serde_json::from_slice::<RoomsBody<'_>>(shown).is_err());
+        assert!(rooms_of_page(shown).is_err());
+        // Valid UTF-8 beyond ASCII borrows, as it did.
+        let rooms =
+            rooms_of_page("{\"items\":[{\"title\":\"Caf\u{e9} \u{1f600}\"}]}".as_bytes()).unwrap();
+        assert!(matches!(
+            rooms[0].title,
+            Some(Cow::Borrowed("Caf\u{e9} \u{1f600}"))
+        ));
     }
 }
