@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::telemetry::{self, PrometheusHandle};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::get;
 use metrics::{Counter, Histogram};
@@ -15,8 +15,10 @@ use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-/// The request-id header: kept when the client (or a proxy) sends one, made otherwise.
-pub const REQUEST_ID: &str = "x-request-id";
+/// The request-id header: kept when the client (or a proxy) sends one, made otherwise. A
+/// `HeaderName` made once: inserting by `&str` copies a name that is not a standard one into
+/// a new allocation each time.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A client's request id longer than this, or with anything but `[A-Za-z0-9._:-]`, is replaced
 /// (it goes into every log line of the request).
 const MAX_REQUEST_ID: usize = 128;
@@ -29,14 +31,14 @@ const MAX_REQUEST_ID: usize = 128;
 /// only has to be unique, not secret, and asking the kernel for each one (as tower-http's
 /// `MakeRequestUuid` does) is a system call a request.
 pub fn request_id(request: &mut Request) -> HeaderValue {
-    if let Some(id) = request.headers().get(REQUEST_ID)
+    if let Some(id) = request.headers().get(&REQUEST_ID)
         && is_plain_token(id.as_bytes())
     {
         return id.clone();
     }
     let made = HeaderValue::from_bytes(&uuid_v4_text(rand::random()))
         .unwrap_or(HeaderValue::from_static("-"));
-    request.headers_mut().insert(REQUEST_ID, made.clone());
+    request.headers_mut().insert(&REQUEST_ID, made.clone());
     made
 }
 
@@ -103,6 +105,11 @@ impl Observation {
             method: method_label(request.method()),
             route: request.extensions().get::<MatchedPath>().cloned(),
         }
+    }
+
+    /// When the request came in.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Logs the response (inside the request's span) and counts it by route template.
@@ -248,12 +255,12 @@ mod tests {
     fn plain_request_ids_are_kept_and_odd_ones_replaced() {
         let kept = |id: &str| {
             let mut request = Request::builder()
-                .header(REQUEST_ID, id)
+                .header(&REQUEST_ID, id)
                 .body(axum::body::Body::empty())
                 .unwrap();
             let given = request_id(&mut request);
             assert_eq!(
-                request.headers()[REQUEST_ID],
+                request.headers()[&REQUEST_ID],
                 given,
                 "the request carries it"
             );
