@@ -18,7 +18,7 @@ pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 /// `LOG_FORMAT`: how log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One human-readable line an event (coloured only on a terminal).
+    /// One human-readable line an event (plain text, never coloured).
     Text,
     /// One JSON object a line, with the fields of every enclosing span (for log collectors).
     Json,

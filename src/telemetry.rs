@@ -4,7 +4,6 @@
 use crate::config::{Config, LogFormat};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::cell::Cell;
-use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
@@ -17,8 +16,8 @@ use {
     std::sync::{PoisonError, RwLock},
 };
 
-/// Installs the global log subscriber: text (coloured only on a terminal) or one JSON object a
-/// line, filtered by `RUST_LOG` (already checked by `Config`), written by [`log_writer`]. Call
+/// Installs the global log subscriber: plain text (never coloured, see Cargo.toml) or one JSON
+/// object a line, filtered by `RUST_LOG` (already checked by `Config`), written by [`log_writer`]. Call
 /// once, in `main`.
 pub fn init_logging(config: &Config) {
     let filter = EnvFilter::builder()
@@ -29,7 +28,7 @@ pub fn init_logging(config: &Config) {
         .with_writer(log_writer())
         .with_timer(LineTime);
     match config.log_format {
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
         // Span fields (the request id, the short flow id) go into every line of the span.
         LogFormat::Json => builder
             .json()

@@ -1,6 +1,6 @@
 //! The server binary as a newcomer and an operator meet it: `.env.example` loads, `--help`,
 //! `--version`, a clear error for an unknown flag or a bad `RUST_LOG`, and its log lines (JSON
-//! objects with the request id; no colour codes when stdout is not a terminal).
+//! objects with the request id; plain text lines, never coloured).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -281,9 +281,35 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
 }
 
 #[crate::support::test]
-fn text_logs_have_no_colour_codes_off_a_terminal() {
+async fn text_logs_are_plain_lines_with_the_request_span() {
     let server = Running::start(&[]);
-    let line = server.line(|line| line.contains("listening on").then(|| line.to_owned()));
+    let port: u16 = server.line(|line| {
+        let rest = line.split_once("listening on 127.0.0.1:")?.1;
+        rest.split_once(';')?.0.parse().ok()
+    });
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header("x-request-id", "cli-text-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let line = server.line(|line| {
+        line.contains("request_id=cli-text-1")
+            .then(|| line.to_owned())
+    });
+    // Never coloured (the `ansi` feature is off, see Cargo.toml), on a terminal or not: the
+    // time, the level, the span with its fields, the target, the event's fields.
     assert!(!line.contains('\u{1b}'), "{line:?}");
-    assert!(line.contains(" INFO "), "{line}");
+    let (time, rest) = line
+        .split_once("  INFO ")
+        .expect("the level after the time");
+    assert_eq!(time.len(), "2026-12-03T10:24:00.123456Z".len(), "{line}");
+    let fields = rest
+        .strip_prefix(
+            "request{method=GET path=/ request_id=cli-text-1}: \
+             webex_oauth_axum::web::observe: response status=200 latency_ms=",
+        )
+        .unwrap_or_else(|| panic!("not the response line's shape: {line}"));
+    assert!(fields.parse::<f64>().is_ok_and(|ms| ms > 0.0), "{line}");
 }
