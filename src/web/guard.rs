@@ -4,7 +4,7 @@
 use crate::error::{AppError, render_error_page};
 use crate::state::AppState;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 
 /// The Content-Security-Policy: our own scripts and styles only, images from us, `data:` (the
@@ -81,24 +81,28 @@ pub fn finish(state: &AppState, response: Response) -> Response {
     response
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// `sec-fetch-site`, which `http` has no constant for.
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// Looked up by `HeaderName`: by `&str` the name is parsed again on every request.
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `Host` is one we serve (compared without case). HTTP/1.1 always sends it; without one the
 /// request cannot be a browser's rebinding attack, and hyper fills it for HTTP/2.
 fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    match header(headers, header::HOST.as_str()) {
+    match header(headers, &header::HOST) {
         Some(host) => allowed.iter().any(|a| a.eq_ignore_ascii_case(host)),
         None => true,
     }
 }
 
 fn is_same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
-    if let Some(site) = header(headers, "sec-fetch-site") {
+    if let Some(site) = header(headers, &SEC_FETCH_SITE) {
         return matches!(site, "same-origin" | "none");
     }
-    match header(headers, header::ORIGIN.as_str()) {
+    match header(headers, &header::ORIGIN) {
         Some(origin) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
         None => true,
     }
