@@ -100,7 +100,9 @@ where
         );
         let entered = span.enter();
         let observation = observe::Observation::start(&request);
-        let deadline = Instant::from_std(observation.started()) + self.layer.handler_timeout;
+        // `None` (no timeout) only if the deadline does not fit in an `Instant`.
+        let deadline =
+            Instant::from_std(observation.started()).checked_add(self.layer.handler_timeout);
         let EdgeLayer { state, limiter, .. } = &self.layer;
         let run = match guard::refusal(state, &request).or_else(|| limiter.refusal(&request)) {
             Some(err) => Run::Refused {
@@ -133,6 +135,19 @@ pin_project! {
         finish: Option<Finish>,
         span: Span,
     }
+
+    impl<F> PinnedDrop for EdgeFuture<F> {
+        /// A request dropped unfinished (the client went away, or shutdown's drain deadline)
+        /// is dropped inside its span, so whatever its drop logs carries the request id.
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if matches!(this.run.as_mut().project(), RunProj::Done) {
+                return;
+            }
+            let _entered = this.span.enter();
+            this.run.set(Run::Done);
+        }
+    }
 }
 
 pin_project! {
@@ -144,10 +159,12 @@ pin_project! {
         Running {
             #[pin]
             response: F,
-            deadline: Instant,
+            deadline: Option<Instant>,
             #[pin]
             timer: Option<Sleep>,
         },
+        /// Answered, or dropped: nothing of the request is left.
+        Done,
     }
 }
 
@@ -170,6 +187,7 @@ where
         let _entered = this.span.enter();
         let response = match this.run.as_mut().project() {
             RunProj::Refused { response } => response.take(),
+            // The request first, then the timer: a response ready at the deadline is served.
             RunProj::Running {
                 response,
                 deadline,
@@ -179,22 +197,26 @@ where
                     Some(keep_cookie_unless_signed_out(response.into_response()))
                 }
                 Poll::Pending => {
+                    let Some(deadline) = *deadline else {
+                        return Poll::Pending;
+                    };
                     if timer.is_none() {
-                        timer.set(Some(tokio::time::sleep_until(*deadline)));
+                        timer.set(Some(tokio::time::sleep_until(deadline)));
                     }
                     if let Some(timer) = timer.as_pin_mut() {
                         ready!(timer.poll(cx));
                     }
-                    // Past the handler timeout: the request is dropped now, and the page says
-                    // so (`guard::finish` logs it).
-                    this.run.set(Run::Refused { response: None });
+                    // Past the handler timeout: the page says so (`guard::finish` logs it).
                     Some(StatusCode::GATEWAY_TIMEOUT.into_response())
                 }
             },
+            RunProj::Done => None,
         };
-        // Only `None` when polled again after it completed, which a caller must not do.
+        // What is left of the request (a timed-out one) is dropped now, inside the span and
+        // before the response line, as tower-http's timeout dropped it.
+        this.run.set(Run::Done);
         let (Some(response), Some(finish)) = (response, this.finish.take()) else {
-            return Poll::Pending;
+            panic!("the edge's response future was polled after it completed");
         };
         let mut response = guard::finish(&finish.state, response);
         response

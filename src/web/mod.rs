@@ -82,8 +82,8 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         ))
         .layer(sessions)
         .layer(CatchPanicLayer::new())
-        // Innermost: the request body becomes `Limited<Body>`, which `from_fn` layers cannot
-        // take but the routes can.
+        // Innermost: the request body becomes `Limited<Body>`, which the edge (a service of
+        // `Request<Body>`) could not take but the routes can.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
     routes::router(state).layer(layers)
 }
