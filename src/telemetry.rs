@@ -17,8 +17,8 @@ use {
 };
 
 /// Installs the global log subscriber: plain text (never coloured, see Cargo.toml) or one JSON
-/// object a line, filtered by `RUST_LOG` (already checked by `Config`), written by [`log_writer`]. Call
-/// once, in `main`.
+/// object a line, filtered by `RUST_LOG` (already checked by `Config`), written by
+/// [`log_writer`]. Call once, in `main`.
 pub fn init_logging(config: &Config) {
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)

@@ -208,6 +208,16 @@ impl Running {
     }
 }
 
+/// `GET http://127.0.0.1:{port}{path}` with the request id `id`.
+async fn get_with_id(port: u16, path: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("x-request-id", id)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
 }
@@ -223,12 +233,7 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
         assert_eq!(open.trim(), format!("open http://localhost:{port}/"));
         port.parse().ok()
     });
-    let response = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/"))
-        .header("x-request-id", "cli-json-1")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_id(port, "/", "cli-json-1").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "cli-json-1");
     let (line, _) = server.response_line("cli-json-1");
@@ -268,12 +273,7 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
 
     // A client picks the path: 60 KB of it is logged as its first 256 bytes and a mark.
     let long = format!("/{}", "a".repeat(60_000));
-    let response = client
-        .get(format!("http://127.0.0.1:{port}{long}"))
-        .header("x-request-id", "cli-json-long")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_id(port, &long, "cli-json-long").await;
     assert_eq!(response.status(), 404);
     let (line, length) = server.response_line("cli-json-long");
     assert_eq!(line["span"]["path"], format!("{}…", &long[..256]));
@@ -287,12 +287,7 @@ async fn text_logs_are_plain_lines_with_the_request_span() {
         let rest = line.split_once("listening on 127.0.0.1:")?.1;
         rest.split_once(';')?.0.parse().ok()
     });
-    let response = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/"))
-        .header("x-request-id", "cli-text-1")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_id(port, "/", "cli-text-1").await;
     assert_eq!(response.status(), 200);
     let line = server.line(|line| {
         line.contains("request_id=cli-text-1")
