@@ -29,7 +29,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    // Writes the log lines still waiting when `main` returns.
+    let _logs = init_logging(&config);
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(err) => {

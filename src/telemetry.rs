@@ -9,23 +9,24 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime as DefaultTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-#[cfg(unix)]
-use {
-    std::fs::File,
-    std::io::{self, Write},
-    std::sync::{PoisonError, RwLock},
-};
+
+mod lines;
+
+pub use lines::LogGuard;
 
 /// Installs the global log subscriber: plain text (never coloured, see Cargo.toml) or one JSON
-/// object a line, filtered by `RUST_LOG` (already checked by `Config`), written by
-/// [`log_writer`]. Call once, in `main`.
-pub fn init_logging(config: &Config) {
+/// object a line, filtered by `RUST_LOG` (already checked by `Config`), written to standard
+/// output by [`lines::Lines`]: routine lines in batches at most [`lines::FLUSH_AFTER`] old,
+/// warnings and errors at once. Call once, in `main`, and hold the guard until `main` ends: it
+/// writes the lines still waiting.
+pub fn init_logging(config: &Config) -> Option<LogGuard> {
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)
         .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
+    let (writer, guard) = log_writer();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(log_writer())
+        .with_writer(writer)
         .with_timer(LineTime);
     match config.log_format {
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -36,64 +37,23 @@ pub fn init_logging(config: &Config) {
             .with_span_list(true)
             .init(),
     }
+    guard
 }
 
-/// Where log lines go: standard output, through [`Lines`] on a duplicate of the descriptor
-/// rather than `std::io::Stdout`, whose lock is held across the system call: under load (a
-/// response line a request, from every worker thread) the workers queued on it, and the server
-/// made 6 times the reference's futex calls a request, most of them there. Falls back to
-/// `Stdout` when the descriptor cannot be duplicated.
-fn log_writer() -> BoxMakeWriter {
+/// Where log lines go: standard output, through [`lines::Lines`] on a duplicate of the
+/// descriptor rather than `std::io::Stdout`, whose lock is held across the system call. Falls
+/// back to `Stdout`, a `write` a line, when the descriptor cannot be duplicated.
+fn log_writer() -> (BoxMakeWriter, Option<LogGuard>) {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
         if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
-            return BoxMakeWriter::new(std::sync::Arc::new(Lines::new(File::from(fd))));
+            let lines = lines::Lines::new(std::fs::File::from(fd));
+            let guard = lines.start_flushing();
+            return (BoxMakeWriter::new(lines), Some(guard));
         }
     }
-    BoxMakeWriter::new(std::io::stdout)
-}
-
-/// The most a pipe takes in one piece (`PIPE_BUF`): 4096 bytes on Linux, POSIX's 512 elsewhere.
-#[cfg(unix)]
-const WHOLE_LINE: usize = if cfg!(target_os = "linux") { 4096 } else { 512 };
-
-/// Log lines from every thread to one file, pipe or socket, each in one `write` and each whole.
-/// A line of up to [`WHOLE_LINE`] bytes needs no turn of its own (the kernel writes it whole),
-/// so such lines only share a read lock, and nobody waits; a longer line (a pipe may take it in
-/// pieces) waits for the lock alone, so no other line lands inside it.
-#[cfg(unix)]
-struct Lines {
-    out: File,
-    long: RwLock<()>,
-}
-
-#[cfg(unix)]
-impl Lines {
-    fn new(out: File) -> Self {
-        Self {
-            out,
-            long: RwLock::new(()),
-        }
-    }
-}
-
-#[cfg(unix)]
-impl Write for &Lines {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        if line.len() <= WHOLE_LINE {
-            let _shared = self.long.read().unwrap_or_else(PoisonError::into_inner);
-            (&self.out).write_all(line)?;
-        } else {
-            let _alone = self.long.write().unwrap_or_else(PoisonError::into_inner);
-            (&self.out).write_all(line)?;
-        }
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    (BoxMakeWriter::new(std::io::stdout), None)
 }
 
 /// A line's time as tracing-subscriber's default writes it (`2026-12-03T10:24:00.123456Z`, UTC),
@@ -282,60 +242,5 @@ mod time_tests {
             }
         }
         panic!("the two timers never agreed to the second in three tries");
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-    use std::io::BufRead;
-
-    /// Long lines (a pipe takes them in pieces) and short ones from four threads at once, into a
-    /// pipe: every line comes out whole.
-    #[test]
-    fn lines_from_many_threads_come_out_whole_long_or_short() {
-        const LONG: usize = 100_000;
-        let (reader, writer) = std::io::pipe().unwrap();
-        let lines = Lines::new(File::from(std::os::fd::OwnedFd::from(writer)));
-        let read = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for line in std::io::BufReader::new(reader).lines() {
-                seen.push(line.unwrap());
-            }
-            seen
-        });
-        std::thread::scope(|scope| {
-            let lines = &lines;
-            scope.spawn(move || {
-                for n in 0..20 {
-                    let line = format!("long {n} {}\n", "x".repeat(LONG));
-                    (&*lines).write_all(line.as_bytes()).unwrap();
-                }
-            });
-            for t in 0..3 {
-                scope.spawn(move || {
-                    for n in 0..300 {
-                        (&*lines)
-                            .write_all(format!("short {t} {n}\n").as_bytes())
-                            .unwrap();
-                    }
-                });
-            }
-        });
-        drop(lines);
-        let seen = read.join().unwrap();
-        assert_eq!(seen.len(), 20 + 3 * 300);
-        for line in &seen {
-            let whole = match line.split(' ').collect::<Vec<_>>()[..] {
-                ["long", _, body] => body.len() == LONG && body.bytes().all(|b| b == b'x'),
-                ["short", t, n] => t.parse::<u8>().is_ok() && n.parse::<u16>().is_ok(),
-                _ => false,
-            };
-            assert!(
-                whole,
-                "a line was cut or mixed: {:?}",
-                &line[..line.len().min(80)]
-            );
-        }
     }
 }
