@@ -11,6 +11,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime as DefaultTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 mod lines;
+mod text;
 
 pub use lines::LogGuard;
 
@@ -26,12 +27,17 @@ pub fn init_logging(config: &Config) -> Option<LogGuard> {
     let (writer, guard) = log_writer();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_timer(LineTime);
+        .with_writer(writer);
     match config.log_format {
-        LogFormat::Text => builder.with_ansi(false).init(),
+        // The default format's lines, written without its `write!` layers (`text.rs`).
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .fmt_fields(text::TextFields)
+            .event_format(text::TextLine { timer: LineTime })
+            .init(),
         // Span fields (the request id, the short flow id) go into every line of the span.
         LogFormat::Json => builder
+            .with_timer(LineTime)
             .json()
             .with_current_span(true)
             .with_span_list(true)
