@@ -41,4 +41,4 @@ mod webex;
 
 pub use app::App;
 pub use config::{Config, LogFormat, Mode, StoreConfig};
-pub use telemetry::init_logging;
+pub use telemetry::{LogGuard, init_logging};

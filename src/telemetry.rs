@@ -10,6 +10,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime as DefaultTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+// Used only where standard output can be duplicated (unix).
+#[cfg_attr(not(unix), allow(dead_code))]
 mod lines;
 mod text;
 
@@ -17,9 +19,9 @@ pub use lines::LogGuard;
 
 /// Installs the global log subscriber: plain text (never coloured, see Cargo.toml) or one JSON
 /// object a line, filtered by `RUST_LOG` (already checked by `Config`), written to standard
-/// output by [`lines::Lines`]: routine lines in batches at most [`lines::FLUSH_AFTER`] old,
-/// warnings and errors at once. Call once, in `main`, and hold the guard until `main` ends: it
-/// writes the lines still waiting.
+/// output by [`lines::Lines`]: in batches about [`lines::FLUSH_AFTER`] old, errors at once. Call
+/// once, in `main`, and hold the guard until `main` ends: it writes the lines still waiting.
+#[must_use = "hold the guard until main ends, or batching ends at once"]
 pub fn init_logging(config: &Config) -> Option<LogGuard> {
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)
@@ -56,6 +58,7 @@ fn log_writer() -> (BoxMakeWriter, Option<LogGuard>) {
         if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
             let lines = lines::Lines::new(std::fs::File::from(fd));
             let guard = lines.start_flushing();
+            guard.write_lines_before_panic_messages();
             return (BoxMakeWriter::new(lines), Some(guard));
         }
     }

@@ -241,8 +241,8 @@ async fn json_logs_are_one_object_a_line_with_the_request_id() {
     let latency = &line["fields"]["latency_ms"];
     assert!(latency.as_f64().is_some_and(|ms| ms > 0.0), "{latency}");
 
-    // Lines written by every worker at once stay whole: each is one `write` of its own, and no
-    // worker waits for another's (`json` panics on a line cut or mixed with another).
+    // Lines logged by every worker at once stay whole and all arrive (they leave in batches of
+    // whole lines; `json` panics on a line cut or mixed with another).
     const CONCURRENT: usize = 16;
     const EACH: usize = 25;
     let client = reqwest::Client::new();

@@ -39,20 +39,21 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     if !matches!(path, "/healthz" | "/readyz")
         && !host_allowed(request.headers(), state.allowed_hosts())
     {
-        tracing::warn!(path, "request for a host we do not serve");
+        // The request's span carries the path (cut to 256 bytes) and the method.
+        tracing::warn!("request for a host we do not serve");
         Some(AppError::UnknownHost)
     } else if request
         .uri()
         .query()
         .is_some_and(|q| q.len() > MAX_QUERY_BYTES)
     {
-        tracing::warn!(path, "query string too long");
+        tracing::warn!("query string too long");
         Some(AppError::QueryTooLong)
     } else if request.method() == Method::POST
         && !is_same_origin(request.headers(), state.allowed_origins())
     {
         // Only POST changes anything here; other methods fall through to their 405 page.
-        tracing::warn!(method = %request.method(), "cross-site request refused");
+        tracing::warn!("cross-site request refused");
         Some(AppError::CrossSite)
     } else {
         None
