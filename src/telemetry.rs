@@ -19,7 +19,7 @@ pub use lines::LogGuard;
 
 /// Installs the global log subscriber: plain text (never coloured, see Cargo.toml) or one JSON
 /// object a line, filtered by `RUST_LOG` (already checked by `Config`), written to standard
-/// output by [`lines::Lines`]: in batches about [`lines::FLUSH_AFTER`] old, errors at once. Call
+/// output by `lines::Lines`: in batches about 50 ms old, errors at once. Call
 /// once, in `main`, and hold the guard until `main` ends: it writes the lines still waiting.
 #[must_use = "hold the guard until main ends, or batching ends at once"]
 pub fn init_logging(config: &Config) -> Option<LogGuard> {
@@ -48,7 +48,7 @@ pub fn init_logging(config: &Config) -> Option<LogGuard> {
     guard
 }
 
-/// Where log lines go: standard output, through [`lines::Lines`] on a duplicate of the
+/// Where log lines go: standard output, through `lines::Lines` on a duplicate of the
 /// descriptor rather than `std::io::Stdout`, whose lock is held across the system call. Falls
 /// back to `Stdout`, a `write` a line, when the descriptor cannot be duplicated.
 fn log_writer() -> (BoxMakeWriter, Option<LogGuard>) {

@@ -12,12 +12,12 @@
 //!
 //! Each `write` carries whole lines (whole events: a message may hold a newline), at most
 //! `PIPE_BUF` bytes of them unless one is longer, which the kernel writes to a pipe in one piece:
-//! a pipe shared with another writer never gets a line cut by another's.
+//! in a pipe shared with another writer no line of up to `PIPE_BUF` bytes is cut by another's.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
@@ -45,11 +45,14 @@ struct Shared {
     /// Told when the flush thread sleeps and a line arrives in an empty buffer, or a batch is
     /// full.
     arrived: Condvar,
-    /// The output, and the buffer that goes out next; whoever holds it writes, so batches leave
-    /// in the order they were taken.
+    /// The output, and the empty buffer that replaces the waiting one at the next flush;
+    /// whoever holds it writes, so batches leave in the order they were taken.
     out: Mutex<Out>,
-    /// Off before the flush thread runs and after [`LogGuard`] is dropped: every line at once.
+    /// Off until the flush thread is started, and once [`LogGuard`] is dropped or the thread
+    /// ends: then every line is written at once.
     batched: AtomicBool,
+    /// How long the first waiting line waits ([`FLUSH_AFTER`]; longer in a test).
+    flush_after: Duration,
 }
 
 struct Waiting {
@@ -73,22 +76,31 @@ struct Batch {
 
 impl Batch {
     fn push(&mut self, event: &[u8]) {
+        if event.is_empty() {
+            return;
+        }
         self.text.extend_from_slice(event);
         self.ends.push(self.text.len());
     }
 
-    /// Empty again, keeping at most a batch's room.
+    /// Empty again, keeping room for a batch (which runs a little past [`BATCH`] before the
+    /// flush thread takes it), not for a burst.
     fn clear(&mut self) {
         self.text.clear();
-        self.text.shrink_to(BATCH);
+        self.text.shrink_to(2 * BATCH);
         self.ends.clear();
-        self.ends.shrink_to(BATCH / 64);
+        self.ends.shrink_to(2 * BATCH / 64);
     }
 }
 
 impl Lines {
     /// Lines to `file`, each written at once until [`Lines::start_flushing`].
     pub fn new(file: File) -> Self {
+        Self::waiting_at_most(file, FLUSH_AFTER)
+    }
+
+    /// As [`Lines::new`], the first waiting line written `flush_after` after it arrived.
+    fn waiting_at_most(file: File, flush_after: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 waiting: Mutex::new(Waiting {
@@ -102,6 +114,7 @@ impl Lines {
                     failing: false,
                 }),
                 batched: AtomicBool::new(false),
+                flush_after,
             }),
         }
     }
@@ -110,6 +123,8 @@ impl Lines {
     /// when dropped. Without a thread (the system refused one) every line is written at once.
     pub fn start_flushing(&self) -> LogGuard {
         let shared = Arc::clone(&self.shared);
+        // On before the thread starts, so that a thread ending at once leaves it off.
+        self.shared.batched.store(true, Ordering::Release);
         let started = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(move || {
@@ -122,12 +137,13 @@ impl Lines {
                     shared.flush();
                 }
             });
-        self.shared
-            .batched
-            .store(started.is_ok(), Ordering::Release);
-        LogGuard {
+        let guard = LogGuard {
             shared: Arc::clone(&self.shared),
+        };
+        if started.is_err() {
+            self.shared.batched.store(false, Ordering::Release);
         }
+        guard
     }
 }
 
@@ -152,17 +168,31 @@ impl Shared {
 
     /// Takes every waiting line and writes it, in turn with any other flush.
     fn flush(&self) {
-        self.flush_holding(lock(&self.out));
+        let out = lock(&self.out);
+        self.write_batch(out, lock(&self.waiting));
     }
 
-    fn flush_holding(&self, mut out: MutexGuard<'_, Out>) {
+    /// As [`Shared::flush`], unless a lock is held (by this very thread, in a panic): then
+    /// nothing, rather than waiting for ever.
+    fn try_flush(&self) {
+        let Some(out) = try_lock(&self.out) else {
+            return;
+        };
+        if let Some(waiting) = try_lock(&self.waiting) {
+            self.write_batch(out, waiting);
+        }
+    }
+
+    /// Takes the waiting batch (the lock on it is let go at once) and writes it.
+    fn write_batch(&self, mut out: MutexGuard<'_, Out>, mut waiting: MutexGuard<'_, Waiting>) {
         let Out {
             file,
             spare,
             failing,
         } = &mut *out;
         // The empty spare becomes the new buffer: no allocation a batch.
-        std::mem::swap(&mut lock(&self.waiting).batch, spare);
+        std::mem::swap(&mut waiting.batch, spare);
+        drop(waiting);
         if spare.text.is_empty() {
             return;
         }
@@ -191,7 +221,7 @@ impl Shared {
                 .wait(waiting)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let due = Instant::now().checked_add(FLUSH_AFTER);
+        let due = Instant::now().checked_add(self.flush_after);
         loop {
             let left = due.map_or(Duration::ZERO, |due| {
                 due.saturating_duration_since(Instant::now())
@@ -213,6 +243,15 @@ impl Shared {
 /// could break halfway (at worst a line is lost).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`], unless another holds it: `None`.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// `text` in `write`s of whole events (each ends at an offset in `ends`), each at most
@@ -245,9 +284,7 @@ impl LogGuard {
         let shared = Arc::clone(&self.shared);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if let Ok(out) = shared.out.try_lock() {
-                shared.flush_holding(out);
-            }
+            shared.try_flush();
             previous(info);
         }));
     }

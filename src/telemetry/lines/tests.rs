@@ -259,7 +259,8 @@ fn a_failed_write_loses_its_lines_and_logging_goes_on() {
     assert_eq!(temp.text(), "written\n");
 }
 
-/// With the hook, a panic's message comes after the lines logged before it.
+/// The hook writes the lines logged before a panic, then lets the hook before it write the
+/// message: that one finds the lines already written.
 #[test]
 fn lines_logged_before_a_panic_are_written_before_its_message() {
     let temp = TempFile::new("panic");
@@ -268,11 +269,39 @@ fn lines_logged_before_a_panic_are_written_before_its_message() {
     let guard = LogGuard {
         shared: Arc::clone(&lines.shared),
     };
+    // Stands for the default hook, which prints the message: what had been written by then.
+    let seen = Arc::new(Mutex::new(None));
+    let (path, seen_by_hook) = (temp.0.clone(), Arc::clone(&seen));
+    std::panic::set_hook(Box::new(move |_| {
+        *lock(&seen_by_hook) = std::fs::read_to_string(&path).ok();
+    }));
     guard.write_lines_before_panic_messages();
     write_line(&lines, Level::INFO, "before the panic");
     assert_eq!(temp.text(), "");
     let panicked = std::thread::spawn(|| panic!("on purpose (a test of the log's panic hook)"));
     assert!(panicked.join().is_err());
-    assert_eq!(temp.text(), "before the panic\n");
-    std::mem::forget(guard);
+    // Back to the default hook for the other tests of this process.
+    drop(std::panic::take_hook());
+    assert_eq!(lock(&seen).as_deref(), Some("before the panic\n"));
+    drop(guard);
+}
+
+/// The flush thread writes as soon as a batch waits, without waiting for the first line's time
+/// (an hour here, so only the batch can have woken it).
+#[test]
+fn a_full_batch_wakes_the_flush_thread() {
+    let temp = TempFile::new("batch");
+    let lines = Lines::waiting_at_most(temp.file(), Duration::from_secs(3600));
+    let _guard = lines.start_flushing();
+    let line = "y".repeat(99);
+    let count = BATCH / 100 + 1;
+    for _ in 0..count {
+        write_line(&lines, Level::INFO, &line);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while temp.text().len() < count * 100 {
+        assert!(Instant::now() < deadline, "the batch was never written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(temp.text().len(), count * 100);
 }
