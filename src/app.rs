@@ -132,7 +132,7 @@ impl App {
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
-    /// for up to [`serve::DRAIN_TIMEOUT`] (dropping the rest), stops this instance's device
+    /// for up to `serve::DRAIN_TIMEOUT` (dropping the rest), stops this instance's device
     /// pollers and releases their leases, so another instance (or the next start) takes the
     /// flows over on its next housekeeping round instead of after the lease lapses.
     pub async fn run_until(

@@ -2,7 +2,7 @@
 //! authorization grant) ported to one Axum server, with a demo mode on an embedded fake Webex.
 //!
 //! Layers, data flowing one way (each module only uses those below it):
-//! - [`app`]: the wiring: fake (demo) → store → state → router → serve.
+//! - `app`: the wiring: fake (demo) → store → state → router → serve.
 //! - `serve`: the accept loop: connection cap, header and idle timeouts, drain at shutdown.
 //! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages.
 //! - `state` (what every request shares) and `error` (`AppError`, the error page).

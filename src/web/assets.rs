@@ -1,4 +1,4 @@
-//! Serves the [`static_files`](crate::static_files): at their hashed URLs, cached for a year and
+//! Serves the [`crate::static_files`]: at their hashed URLs, cached for a year and
 //! immutable; at their plain paths (and `/favicon.ico`), revalidated by `ETag` (304).
 
 use crate::state::AppState;

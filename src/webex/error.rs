@@ -88,7 +88,7 @@ impl WebexError {
         Self::classify(status, &headers, &body)
     }
 
-    /// The pure part of [`from_response`], for unit tests.
+    /// The pure part of [`Self::from_response`], for unit tests.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let envelope = Envelope::parse(body);
         let tracking_id = envelope
