@@ -63,8 +63,10 @@ struct Waiting {
 struct Out {
     file: File,
     spare: Batch,
-    /// The last write failed (reported once on standard error, not at every batch).
+    /// The last write failed (reported once, not at every batch).
     failing: bool,
+    /// Where a failure is reported: standard error.
+    report: Box<dyn Write + Send>,
 }
 
 /// Lines, and where each event ends among them.
@@ -112,6 +114,7 @@ impl Lines {
                     file,
                     spare: Batch::default(),
                     failing: false,
+                    report: Box::new(io::stderr()),
                 }),
                 batched: AtomicBool::new(false),
                 flush_after,
@@ -189,6 +192,7 @@ impl Shared {
             file,
             spare,
             failing,
+            report,
         } = &mut *out;
         // The empty spare becomes the new buffer: no allocation a batch.
         std::mem::swap(&mut waiting.batch, spare);
@@ -203,7 +207,7 @@ impl Shared {
         {
             // Not `eprintln!`, which panics when standard error fails too.
             let _ = writeln!(
-                io::stderr(),
+                report,
                 "log lines lost: cannot write them to standard output: {err}"
             );
         }

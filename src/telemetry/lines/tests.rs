@@ -242,21 +242,44 @@ fn lines_from_many_threads_come_out_whole_long_or_short() {
     }
 }
 
-/// An output that fails loses those lines (reported once, on standard error); logging goes
-/// on, and lines are written again once the output takes them.
+/// An output that fails loses those lines (reported once, on standard error, until a write
+/// succeeds again); logging goes on, and lines are written again once the output takes them.
 #[test]
 fn a_failed_write_loses_its_lines_and_logging_goes_on() {
+    #[derive(Clone, Default)]
+    struct Reports(Arc<Mutex<Vec<u8>>>);
+    impl Write for Reports {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let reports = Reports::default();
+    let count = || {
+        String::from_utf8_lossy(&lock(&reports.0))
+            .matches("log lines lost: cannot write them to standard output")
+            .count()
+    };
     let temp = TempFile::new("failing");
     drop(temp.file());
-    let read_only = File::open(&temp.0).unwrap();
-    let lines = Lines::new(read_only);
+    let read_only = || File::open(&temp.0).unwrap();
+    let lines = Lines::new(read_only());
+    lock(&lines.shared.out).report = Box::new(reports.clone());
     write_line(&lines, Level::ERROR, "lost");
     write_line(&lines, Level::ERROR, "lost too");
     assert!(lock(&lines.shared.out).failing);
+    assert_eq!(count(), 1, "reported once, not at every batch");
     lock(&lines.shared.out).file = File::options().append(true).open(&temp.0).unwrap();
     write_line(&lines, Level::ERROR, "written");
     assert!(!lock(&lines.shared.out).failing);
     assert_eq!(temp.text(), "written\n");
+    // A new failure after a success is reported again.
+    lock(&lines.shared.out).file = read_only();
+    write_line(&lines, Level::ERROR, "lost again");
+    assert_eq!(count(), 2);
 }
 
 /// The hook writes the lines logged before a panic, then lets the hook before it write the
