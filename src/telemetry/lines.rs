@@ -23,7 +23,7 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// About how long a line waits before it is written (a little longer when the output is slow).
-pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
+const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// The flush thread writes as soon as this many bytes wait (a busy server logs about 5 MB of
 /// response lines a second).
 const BATCH: usize = 64 * 1024;

@@ -201,44 +201,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::LineTime;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
+    use crate::telemetry::{LineTime, Written};
 
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
-
-    impl Capture {
-        /// The lines, each without its time (the two subscribers run at different instants).
-        fn lines(&self) -> Vec<String> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|line| {
-                    let (time, rest) = line.split_once(' ').unwrap();
-                    assert_eq!(time.len(), "2026-12-03T10:24:00.123456Z".len(), "{line}");
-                    rest.to_owned()
-                })
-                .collect()
-        }
+    /// The lines written, each without its time (the two subscribers run at different instants).
+    fn lines(written: &Written) -> Vec<String> {
+        written
+            .text()
+            .lines()
+            .map(|line| {
+                let (time, rest) = line.split_once(' ').unwrap();
+                assert_eq!(time.len(), "2026-12-03T10:24:00.123456Z".len(), "{line}");
+                rest.to_owned()
+            })
+            .collect()
     }
 
     #[derive(Debug)]
@@ -301,7 +276,7 @@ mod tests {
 
     #[test]
     fn lines_are_the_default_formats_character_for_character() {
-        let theirs = Capture::default();
+        let theirs = Written::default();
         let reference = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_timer(LineTime)
@@ -310,7 +285,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(reference, log_everything);
 
-        let ours = Capture::default();
+        let ours = Written::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_max_level(Level::TRACE)
@@ -320,7 +295,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, log_everything);
 
-        let (ours, theirs) = (ours.lines(), theirs.lines());
+        let (ours, theirs) = (lines(&ours), lines(&theirs));
         assert_eq!(theirs.len(), 9, "{theirs:#?}");
         for (ours, theirs) in ours.iter().zip(&theirs) {
             assert_eq!(ours, theirs);

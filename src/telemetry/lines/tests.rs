@@ -1,6 +1,7 @@
 //! The batched log writer's tests: order, the flush thread, the caps, whole writes, failures.
 
 use super::*;
+use crate::telemetry::Written;
 use std::io::{BufRead, Read};
 use std::time::Instant;
 
@@ -246,20 +247,10 @@ fn lines_from_many_threads_come_out_whole_long_or_short() {
 /// succeeds again); logging goes on, and lines are written again once the output takes them.
 #[test]
 fn a_failed_write_loses_its_lines_and_logging_goes_on() {
-    #[derive(Clone, Default)]
-    struct Reports(Arc<Mutex<Vec<u8>>>);
-    impl Write for Reports {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            lock(&self.0).extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let reports = Reports::default();
+    let reports = Written::default();
     let count = || {
-        String::from_utf8_lossy(&lock(&reports.0))
+        reports
+            .text()
             .matches("log lines lost: cannot write them to standard output")
             .count()
     };
