@@ -2,18 +2,19 @@
 //! state, build the router, serve until shutdown.
 
 use crate::config::{Config, Mode};
-use crate::fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use crate::pollers::DeviceFlows;
 use crate::secret::Secret;
 use crate::serve;
 use crate::state::AppState;
 use crate::store::{self, SessionBackend};
 use crate::telemetry::{self, PrometheusHandle};
+#[cfg(feature = "test-support")]
 use crate::test_support::Probe;
 use crate::web;
 use crate::webex::{Credentials, WebexClient};
 use axum::Router;
 use axum::http::HeaderValue;
+use fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -122,6 +123,7 @@ impl App {
     }
 
     /// A read-only view into the running app, for tests and the benchmark.
+    #[cfg(feature = "test-support")]
     pub fn probe(&self) -> Probe {
         Probe::new(self.state.clone())
     }

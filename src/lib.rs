@@ -13,7 +13,7 @@
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
 //!   (sealing the store, hashing ids), `secret`,
 //!   `clock`, `qr`, `static_files`, `templates`.
-//! - [`fake_webex`]: a faithful fake of the Webex endpoints, self-contained (demo mode, tests).
+//! - the fake Webex is the workspace crate `fake-webex` (crates/fake-webex): demo mode uses its API.
 //! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark, and the
 //!   spaces page's parse and render for the benchmark's lean reference.
 
@@ -24,7 +24,6 @@ pub mod config;
 mod crypto;
 mod device_flow;
 mod error;
-pub mod fake_webex;
 mod pollers;
 mod qr;
 mod secret;
@@ -34,6 +33,7 @@ mod static_files;
 mod store;
 mod telemetry;
 mod templates;
+#[cfg(feature = "test-support")]
 pub mod test_support;
 mod tokens;
 mod web;

@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use fake_webex::{
+    Counter, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Endpoint, FakeConfig, FakeWebex, Fault,
+};
 use reqwest::{Client, Response, StatusCode, redirect::Policy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
-use webex_oauth_axum::fake_webex::{
-    Counter, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Endpoint, FakeConfig, FakeWebex, Fault,
-};
 
 /// `#[support::test]`: every test here under a deadline.
 mod support;

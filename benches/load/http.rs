@@ -3,10 +3,10 @@
 
 use crate::server::Backend;
 use crate::{REQUEST_TIMEOUT, support};
+use fake_webex::FakeConfig;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Client, StatusCode};
 use std::sync::Arc;
-use webex_oauth_axum::fake_webex::FakeConfig;
 
 /// Loopback only, no proxy from the environment, no redirect followed.
 pub fn client_builder() -> reqwest::ClientBuilder {

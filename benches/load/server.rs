@@ -8,11 +8,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::response::Html;
 use axum::routing::get;
+use fake_webex::{FakeConfig, FakeWebex};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
-use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
 
 /// A fake Webex (in this process) and the release server (a child) in live mode against it.
 pub struct Backend {

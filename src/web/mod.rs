@@ -28,6 +28,7 @@ pub use edge::SignedOut;
 pub use guard::content_security_policy;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
+#[cfg(feature = "test-support")]
 pub use routes::{SPACES_PAGE_SIZE, spaces_page};
 
 use crate::state::AppState;

@@ -11,7 +11,9 @@ pub mod device;
 mod error;
 mod oauth;
 
-pub use api::{Room, rooms_of_page};
+pub use api::Room;
+#[cfg(feature = "test-support")]
+pub use api::rooms_of_page;
 pub use error::WebexError;
 
 use crate::secret::Secret;

@@ -2,9 +2,9 @@
 //! cookie, and a login's state that stays used up when the code exchange fails.
 
 use crate::helpers::{TestApp, location, text};
+use fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use reqwest::header::{HOST, SET_COOKIE};
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 
 #[crate::support::test]
 async fn a_host_we_do_not_serve_gets_a_400_page_but_healthz_answers_any_host() {

@@ -1,8 +1,8 @@
 //! The authorization-code flow: happy path, and every way the callback can be wrong.
 
 use crate::helpers::{TestApp, browser, html_escape, location, text};
+use fake_webex::{Counter, FakeConfig};
 use reqwest::StatusCode;
-use webex_oauth_axum::fake_webex::{Counter, FakeConfig};
 
 #[crate::support::test]
 async fn grant_then_spaces_lists_every_room_of_every_page_escaped() {

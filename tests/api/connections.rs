@@ -3,6 +3,7 @@
 //! the 504 page.
 
 use crate::helpers::{TestApp, browser, captured_logs, text, wait_for};
+use fake_webex::{Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
-use webex_oauth_axum::fake_webex::{Endpoint, FakeConfig, Fault};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 const SLOW_CLIENTS: usize = 300;

@@ -3,9 +3,9 @@
 use crate::helpers::{
     TestApp, app_with_an_expired_device_flow, browser, location, quick_device_fake, text, wait_for,
 };
+use fake_webex::{Counter, Endpoint, Fault};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, Fault};
 
 /// Waits until the flow's poller task has ended (so no poll can follow).
 async fn wait_for_pollers_to_end(app: &TestApp) {

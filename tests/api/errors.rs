@@ -4,10 +4,10 @@ use crate::helpers::{
     TestApp, browser, captured_logs, location, problem_after_post, quick_device_fake, text,
     wait_for,
 };
+use fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 
 /// The page for `fault` injected on `endpoint`, reached by `visit`.
 async fn page_for(

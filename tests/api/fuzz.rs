@@ -2,10 +2,10 @@
 //! without this session's state ever reaches Webex's token endpoint.
 
 use crate::helpers::{TestApp, browser, location};
+use fake_webex::Counter;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use reqwest::{Method, StatusCode};
-use webex_oauth_axum::fake_webex::Counter;
 
 /// Starts a login in `browser` and returns its state.
 async fn pending_state(app: &TestApp, browser: &reqwest::Client) -> String {

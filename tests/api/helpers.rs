@@ -1,6 +1,7 @@
 //! `TestApp`: the fake Webex and the app on `127.0.0.1:0`, plus small helpers to walk the flows.
 
 use crate::support::{login, spawn_watched};
+use fake_webex::{FakeConfig, FakeWebex};
 use reqwest::header::LOCATION;
 use reqwest::{Client, Response, StatusCode};
 use std::future::Future;
@@ -14,7 +15,6 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
-use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
 use webex_oauth_axum::test_support::Probe;
 
 /// Every log line of every test in this binary (tests grep it for secrets).

@@ -5,11 +5,11 @@ use crate::helpers::{
     TestApp, browser, captured_logs, location, problem_after_post, quick_device_fake, text,
     wait_for,
 };
+use fake_webex::{Endpoint, FakeConfig, FakeWebex, Fault};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use webex_oauth_axum::fake_webex::{Endpoint, FakeConfig, FakeWebex, Fault};
 
 /// 300 MB: far past what the server reads, and more than it could hold without anyone noticing.
 const HUGE: u64 = 300 * 1000 * 1000;

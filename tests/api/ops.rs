@@ -2,12 +2,12 @@
 //! only, the request id, and log lines that name a device flow without its id.
 
 use crate::helpers::{TestApp, browser, captured_logs, quick_device_fake, text, wait_for};
+use fake_webex::FakeConfig;
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
-use webex_oauth_axum::fake_webex::FakeConfig;
 
 #[crate::support::test]
 async fn demo_grant_works_on_a_random_port_with_no_setting() {

@@ -3,9 +3,9 @@
 use crate::helpers::{
     TestApp, browser, captured_logs, location, quick_device_fake, text, wait_for,
 };
+use fake_webex::Counter;
 use reqwest::StatusCode;
 use std::time::Duration;
-use webex_oauth_axum::fake_webex::Counter;
 
 #[crate::support::test]
 async fn landing_and_health() {

@@ -3,12 +3,12 @@
 
 use crate::helpers::{TestApp, quick_device_fake, text, wait_for};
 use crate::support::{ChildGuard, free_port};
+use fake_webex::{Counter, FakeConfig};
 use reqwest::StatusCode;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webex_oauth_axum::StoreConfig;
-use webex_oauth_axum::fake_webex::{Counter, FakeConfig};
 
 /// redis-server on a free loopback port, without persistence; killed when dropped.
 struct Redis {
@@ -513,7 +513,7 @@ async fn rediss_reaches_a_redis_that_speaks_only_tls() {
 
     // The server binary, trusting the test CA (rustls-native-certs reads SSL_CERT_FILE).
     let port = free_port();
-    let fake = webex_oauth_axum::fake_webex::FakeWebex::spawn(FakeConfig {
+    let fake = fake_webex::FakeWebex::spawn(FakeConfig {
         redirect_uris: vec![format!("http://127.0.0.1:{port}/oauth")],
         ..FakeConfig::default()
     })

@@ -2,11 +2,11 @@
 //! are refused, and the real binary exits 0 on SIGTERM.
 
 use crate::helpers::{TestApp, text, wait_for};
+use fake_webex::{Counter, Endpoint, Fault};
 use reqwest::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::time::timeout;
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, Fault};
 
 #[crate::support::test]
 async fn a_request_in_flight_across_the_stop_completes() {

@@ -3,9 +3,9 @@
 //! an expired page that says "expired" once.
 
 use crate::helpers::{TestApp, app_with_an_expired_device_flow, quick_device_fake, text};
+use fake_webex::{Endpoint, Fault};
 use reqwest::StatusCode;
 use serde_json::json;
-use webex_oauth_axum::fake_webex::{Endpoint, Fault};
 
 /// The page's `<main>`, where the copy is.
 fn main_of(page: &str) -> &str {

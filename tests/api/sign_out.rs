@@ -2,11 +2,11 @@
 //! and saves it after writes nothing back (memory and SQLite here; Redis in `redis.rs`).
 
 use crate::helpers::{TestApp, location, wait_for};
+use fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use reqwest::header::COOKIE;
 use reqwest::{Client, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use webex_oauth_axum::{Config, StoreConfig};
 
 /// A browser whose cookies the test can read.

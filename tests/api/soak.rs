@@ -9,12 +9,12 @@
 use crate::helpers::browser;
 use crate::support::login::{LOGIN_REQUESTS, log_in};
 use crate::support::{self, ChildGuard, free_port};
+use fake_webex::{FakeConfig, FakeWebex};
 use reqwest::{Client, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
 
 /// The release server as a child process, against the fake; killed when dropped.
 struct Server {

@@ -3,9 +3,9 @@
 //! readable times (an unreadable one shown as given, never a 500).
 
 use crate::helpers::{TestApp, html_escape, text};
+use fake_webex::{Endpoint, Fault};
 use reqwest::StatusCode;
 use serde_json::json;
-use webex_oauth_axum::fake_webex::{Endpoint, Fault};
 
 const TITLE_CELL: &str = "<td role=\"cell\" class=\"room-title\" data-label=\"Title\">";
 

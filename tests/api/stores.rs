@@ -2,11 +2,11 @@
 //! start-up with a line naming SESSION_STORE.
 
 use crate::helpers::{TestApp, quick_device_fake, text, wait_for};
+use fake_webex::FakeConfig;
 use reqwest::StatusCode;
 use std::path::PathBuf;
 use std::time::Duration;
 use webex_oauth_axum::StoreConfig;
-use webex_oauth_axum::fake_webex::FakeConfig;
 
 /// A fresh folder (not yet created: the app creates it) for one test's database.
 fn db_path(tag: &str) -> PathBuf {

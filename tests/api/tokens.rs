@@ -2,9 +2,9 @@
 //! refuses the refresh token.
 
 use crate::helpers::{TestApp, location, text};
+use fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use std::time::Duration;
-use webex_oauth_axum::fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 
 #[crate::support::test]
 async fn a_401_refreshes_once_and_retries() {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use webex_oauth_axum::fake_webex::{Endpoint, Fault};
+use fake_webex::{Endpoint, Fault};
 
 use crate::axe::Sweep;
 use crate::browser::*;

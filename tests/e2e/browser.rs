@@ -1,6 +1,7 @@
 //! The browser harness: chromium-driver, one Chromium per profile, the demo app, and waits
 //! bounded by [`DEADLINE`].
 
+use fake_webex::FakeWebex;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -11,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use webex_oauth_axum::App;
 use webex_oauth_axum::config::Config;
-use webex_oauth_axum::fake_webex::FakeWebex;
 
 use crate::support::{self, ChildGuard, free_port};
 

@@ -1,9 +1,9 @@
 //! The release server binary as a child process, in live mode against a fake Webex.
 
 use crate::support::ChildGuard;
+use fake_webex::{FakeConfig, FakeWebex};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use webex_oauth_axum::fake_webex::{FakeConfig, FakeWebex};
 
 /// The server binary, as cargo built it for this test or bench target.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_webex-oauth-axum");

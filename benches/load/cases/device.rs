@@ -4,12 +4,12 @@ use crate::http::client_builder;
 use crate::report::{Report, mb, yes};
 use crate::server::{Backend, cpu_of};
 use crate::{DEVICE_INTERVAL_SECS, Settings};
+use fake_webex::Counter;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Client, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use webex_oauth_axum::fake_webex::Counter;
 
 /// One device sign-in as a browser starts it: `POST /sign-in`, then the page it redirects to.
 pub struct Started {

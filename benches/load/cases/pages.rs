@@ -10,11 +10,11 @@ use crate::report::{Report, ms, yes};
 use crate::server::{Backend, spawn_plain};
 use crate::support::free_port;
 use axum::body::Bytes;
+use fake_webex::Counter;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use webex_oauth_axum::fake_webex::Counter;
 
 pub async fn home_case(
     settings: &Settings,

@@ -5,11 +5,11 @@ use crate::client::percentile;
 use crate::http::{client_builder, log_in};
 use crate::report::{Report, ms, yes};
 use crate::server::Backend;
+use fake_webex::Counter;
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use webex_oauth_axum::fake_webex::Counter;
 
 /// The access-token lifetime of the fake's defaults (about 14 days).
 pub const LONG_TTL: Duration = Duration::from_secs(1_209_599);

@@ -6,6 +6,7 @@ mod device;
 mod home;
 mod spaces;
 
+#[cfg(feature = "test-support")]
 pub use spaces::{PAGE_SIZE as SPACES_PAGE_SIZE, page as spaces_page};
 
 use crate::error::AppError;

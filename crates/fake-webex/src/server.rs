@@ -119,7 +119,7 @@ struct Asset {
 /// included, not imported: the fake depends on nothing else in the crate).
 static STYLE: Asset = Asset {
     content_type: "text/css; charset=utf-8",
-    body: include_str!("../../static/style.css"),
+    body: include_str!("../../../static/style.css"),
     etag: OnceLock::new(),
 };
 
