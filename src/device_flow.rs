@@ -53,8 +53,6 @@ pub struct FlowRecord {
     pub user_code: String,
     pub verification_uri: String,
     pub verification_uri_complete: String,
-    /// The QR code of `verification_uri_complete`, rendered once when the flow starts.
-    pub qr_data_uri: String,
     pub lifetime_secs: u64,
     /// Unix milliseconds.
     pub expires_at_ms: u64,

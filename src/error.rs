@@ -86,7 +86,6 @@ impl From<FlowError> for AppError {
     fn from(err: FlowError) -> Self {
         match err {
             FlowError::Busy => Self::Busy,
-            FlowError::Qr(problem) => Self::Internal(problem),
             FlowError::Store(err) => Self::Store(err),
         }
     }

@@ -16,7 +16,6 @@ use crate::clock::unix_now_ms;
 use crate::device_flow::{
     FlowRecord, FlowStatus, PollState, Step, sleep_before_next_poll, time_left,
 };
-use crate::qr;
 use crate::secret::{fingerprint, random_token};
 use crate::store::{FlowStore, LEASE_RENEW, StoreError};
 use crate::telemetry;
@@ -38,10 +37,6 @@ pub enum FlowError {
     /// Too many flows are pending on this server (`MAX_PENDING_DEVICE_FLOWS`).
     #[error("too many device sign-ins are pending")]
     Busy,
-    /// The verification URI cannot be drawn as a QR code (the client refuses links too long
-    /// for one, so this is a bug of ours, a 500).
-    #[error("{0}")]
-    Qr(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -106,8 +101,6 @@ impl DeviceFlows {
     /// Records a flow Webex just started and spawns its poller. Returns the new flow id.
     /// `auth`'s values were checked and clamped by the client.
     pub async fn start(&self, auth: DeviceAuthorization) -> Result<String, FlowError> {
-        let qr_data_uri =
-            qr::png_data_uri(&auth.verification_uri_complete).map_err(FlowError::Qr)?;
         let interval_secs = auth.interval;
         let now = unix_now_ms();
         let record = FlowRecord {
@@ -115,7 +108,6 @@ impl DeviceFlows {
             user_code: auth.user_code,
             verification_uri: auth.verification_uri,
             verification_uri_complete: auth.verification_uri_complete,
-            qr_data_uri,
             lifetime_secs: auth.expires_in,
             expires_at_ms: now.saturating_add(auth.expires_in.saturating_mul(1000)),
             interval_secs,

@@ -6,18 +6,21 @@ use image::{ImageFormat, Luma};
 use qrcode::QrCode;
 use std::io::Cursor;
 
-/// `data:image/png;base64,...` of the QR code of `text`. Black on white with the standard quiet
-/// zone, **one pixel a module**: the page scales it up with `image-rendering: pixelated`, so it
-/// is as sharp as a bigger image at any size, and the data URI is about 1 KB instead of 4.7 KB
-/// at 8 px a module. It is kept with each pending device flow, so that is 3.7 KB less a flow.
+/// Pixels a module: a decoder (zbar, a phone's camera app) reads the PNG as served, at its own
+/// size, not only once the browser has scaled it up.
+pub const PIXELS_PER_MODULE: u32 = 6;
+
+/// `data:image/png;base64,...` of the QR code of `text`: black on white, [`PIXELS_PER_MODULE`]
+/// pixels a module, with the standard quiet zone of four modules. Made each time the sign-in
+/// page is served, so a pending flow keeps only its link.
 pub fn png_data_uri(text: &str) -> Result<String, String> {
     let code = QrCode::new(text.as_bytes()).map_err(|e| format!("cannot encode a QR code: {e}"))?;
     let image = code
         .render::<Luma<u8>>()
         .quiet_zone(true)
-        .module_dimensions(1, 1)
+        .module_dimensions(PIXELS_PER_MODULE, PIXELS_PER_MODULE)
         .build();
-    let mut png = Vec::with_capacity(1024);
+    let mut png = Vec::new();
     image
         .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
         .map_err(|e| format!("cannot write the QR code PNG: {e}"))?;
@@ -28,17 +31,28 @@ pub fn png_data_uri(text: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn makes_a_png_data_uri() {
-        let uri = png_data_uri("http://127.0.0.1:1/verify?userCode=abc").unwrap();
+    fn png_of(uri: &str) -> image::GrayImage {
         let png = STANDARD
             .decode(uri.strip_prefix("data:image/png;base64,").unwrap())
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        // One pixel a module: version 3 (29 modules) plus a quiet zone of 4 on each side.
-        let image = image::load_from_memory(&png).unwrap();
-        assert_eq!((image.width(), image.height()), (37, 37));
-        assert!(uri.len() < 1500, "{} bytes", uri.len());
+        image::load_from_memory(&png).unwrap().to_luma8()
+    }
+
+    #[test]
+    fn the_png_decodes_at_its_own_size() {
+        let link = "http://127.0.0.1:1/verify?userCode=ABCD-EFGH";
+        let image = png_of(&png_data_uri(link).unwrap());
+        // Version 4 (33 modules) plus a quiet zone of 4 on each side, 6 pixels a module.
+        assert_eq!((image.width(), image.height()), (41 * 6, 41 * 6));
+        let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(
+            image.width() as usize,
+            image.height() as usize,
+            |x, y| image.get_pixel(x as u32, y as u32)[0],
+        );
+        let grids = prepared.detect_grids();
+        assert_eq!(grids.len(), 1);
+        assert_eq!(grids[0].decode().unwrap().1, link);
     }
 
     #[test]

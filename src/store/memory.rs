@@ -196,7 +196,6 @@ mod tests {
             user_code: "ABCD-EFGH".to_owned(),
             verification_uri: "https://example.test/verify".to_owned(),
             verification_uri_complete: "https://example.test/verify?code=ABCD-EFGH".to_owned(),
-            qr_data_uri: String::new(),
             lifetime_secs: 300,
             expires_at_ms: unix_now_ms() + 300_000,
             interval_secs: 5,

@@ -13,6 +13,9 @@ mod helpers;
 mod hostile_webex;
 mod ops;
 mod pages;
+// zbarimg is a system package (zbar-tools), like redis-server: with the e2e feature.
+#[cfg(feature = "e2e")]
+mod qr_code;
 #[cfg(feature = "e2e")]
 mod redis;
 mod runner;

@@ -235,11 +235,22 @@ pub async fn wait_for_text(browser: &Client, css: &str, needle: &str) {
     }
 }
 
-/// Reads the sign-in page's QR code back into text, from a screenshot of the image as the
-/// page shows it (a camera's view: the one-pixel-a-module PNG scaled up by the browser).
+/// Reads the sign-in page's QR code back into text from the PNG itself, as served (the image's
+/// `src`, a data URI), at its own size.
 pub async fn decode_qr(browser: &Client) -> String {
-    let shot = wait_for(browser, "#qr").await.screenshot().await.unwrap();
-    let image = image::load_from_memory(&shot).unwrap().to_luma8();
+    let src = wait_for(browser, "#qr")
+        .await
+        .attr("src")
+        .await
+        .unwrap()
+        .expect("the QR code has a src");
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        src.strip_prefix("data:image/png;base64,")
+            .expect("a PNG data URI"),
+    )
+    .unwrap();
+    let image = image::load_from_memory(&png).unwrap().to_luma8();
     let (width, height) = image.dimensions();
     let mut prepared =
         rqrr::PreparedImage::prepare_from_greyscale(width as usize, height as usize, |x, y| {

@@ -13,6 +13,7 @@
 
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::error::{AppError, Result};
+use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::RefreshGuard;
@@ -156,6 +157,9 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         FlowStatus::Expired => "Nobody approved it in time. Start again for a new code.",
         FlowStatus::Error => "Webex could not complete the sign-in.",
     };
+    // Drawn for each view: a pending flow keeps only its link.
+    let qr_data_uri =
+        qr::png_data_uri(&record.verification_uri_complete).map_err(AppError::Internal)?;
     Ok(render(&SignInTemplate {
         demo: state.is_demo(),
         expires_in: record.expires_in(),
@@ -164,7 +168,7 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         verification_uri: record.verification_uri,
         loopback_host: loopback_host(&record.verification_uri_complete),
         verification_uri_complete: record.verification_uri_complete,
-        qr_data_uri: record.qr_data_uri,
+        qr_data_uri,
         status: status.as_str(),
         status_text,
         finished: status.is_final(),
