@@ -3,20 +3,19 @@
 //!
 //! - [`session`]: `WebSession`, every session key behind typed methods;
 //! - [`authed`]: `Authed`, a signed-in request that calls Webex with a fresh token;
-//! - [`edge`]: the layer that opens and closes every request (the steps below, in order);
+//! - [`edge`]: the middleware step that checks and finishes every request;
 //! - [`guard`]: limits, the cross-site check, error pages and security headers;
 //! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
 //! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
 //! - [`assets`]: CSS, JS and icons compiled into the binary;
-//! - [`compress`]: br or gzip for the clients that ask for it;
 //! - [`routes`]: the pages, one module per flow.
 //!
-//! The guard, the rate limit, the handler timeout and `observe` are steps of one layer,
-//! [`edge::Edge`].
+//! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
+//! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are
+//! tower-http's layers.
 
 mod assets;
 mod authed;
-mod compress;
 mod edge;
 mod guard;
 mod observe;
@@ -34,22 +33,28 @@ pub use routes::{SPACES_PAGE_SIZE, spaces_page};
 use crate::state::AppState;
 use crate::store::SessionBackend;
 use axum::Router;
+use axum::http::StatusCode;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers. The order matters (outermost first): compression →
-/// [`edge::Edge`] (the request id and span, the log line and metrics; the host, query,
-/// cross-site and rate-limit refusals; the handler timeout; the cookie keeper; error pages and
-/// security headers) → sessions → panic catcher → body limit → routes. So error pages are
-/// rendered for everything inside, including a failed session save, a panic or a timeout (the
-/// timeout bounds the session load and save as well as the handler), compressed, logged inside
-/// the request's span, with the headers.
+/// The router with its layers. The order matters (outermost first): compression → the request
+/// id (a client's plain one kept, else a new UUID) → the request's span → the id copied onto
+/// the response → [`edge::edge`] (the host, query, cross-site and rate-limit refusals; the
+/// cookie keeper; error pages and security headers; the log line and metrics) → the handler
+/// timeout (504) → sessions → panic catcher → body limit → routes. So error pages are rendered
+/// for everything inside, including a failed session save, a panic or a timeout (the timeout
+/// bounds the session load and save as well as the handler), compressed, logged inside the
+/// request's span, with the headers.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -68,23 +73,35 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
-    // One `Router::layer` call with the whole stack: axum boxes a route once per `layer` call,
-    // and every layer that clones its inner service per request (the session manager) would
-    // clone each box below it: with a dozen separate calls that was about 70 boxed clones a
-    // request. Listed outermost first.
+    let edge = edge::Edge {
+        state: state.clone(),
+        limiter,
+    };
+    // One `Router::layer` call with the whole stack, listed outermost first.
     let layers = ServiceBuilder::new()
-        // br or gzip, as the client accepts (images other than SVG and tiny bodies stay as
-        // is); a request without Accept-Encoding goes round it.
-        .layer(compress::CompressLayer::new())
-        .layer(edge::EdgeLayer::new(
-            state.clone(),
-            limiter,
+        // br or gzip, as the client accepts (tower-http skips images and tiny bodies).
+        .layer(CompressionLayer::new())
+        .map_request(observe::drop_odd_request_id)
+        .layer(SetRequestIdLayer::new(
+            observe::REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
+        // The span only: the edge writes the response line (at debug for probes and assets).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::request_span)
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID.clone()))
+        .layer(axum::middleware::from_fn_with_state(edge, edge::edge))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
             state.config().handler_timeout,
         ))
         .layer(sessions)
         .layer(CatchPanicLayer::new())
-        // Innermost: the request body becomes `Limited<Body>`, which the edge (a service of
-        // `Request<Body>`) could not take but the routes can.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
     routes::router(state).layer(layers)
 }

@@ -9,37 +9,27 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::get;
-use metrics::{Counter, Histogram};
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-/// The request-id header: kept when the client (or a proxy) sends one, made otherwise. A
-/// `HeaderName` made once: inserting by `&str` copies a name that is not a standard one into
-/// a new allocation each time.
+/// The request-id header: kept when the client (or a proxy) sends a plain one, made otherwise
+/// (tower-http's `SetRequestIdLayer`, a UUID), and sent back with the response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A client's request id longer than this, or with anything but `[A-Za-z0-9._:-]`, is replaced
 /// (it goes into every log line of the request).
 const MAX_REQUEST_ID: usize = 128;
 
-/// The request's id: the client's (or its proxy's) when it is a plain short token, otherwise
-/// a new one, which replaces it on the request. An odd one is replaced because it goes into
-/// every log line of the request.
-///
-/// A new id is a random UUID (version 4 layout) from the thread's userspace generator: an id
-/// only has to be unique, not secret, and asking the kernel for each one (as tower-http's
-/// `MakeRequestUuid` does) is a system call a request.
-pub fn request_id(request: &mut Request) -> HeaderValue {
-    if let Some(id) = request.headers().get(&REQUEST_ID)
-        && is_plain_token(id.as_bytes())
+/// Drops a client's request id that is not a plain short token, so that `SetRequestIdLayer`
+/// makes one: it goes into every log line of the request.
+pub fn drop_odd_request_id(mut request: Request) -> Request {
+    if request
+        .headers()
+        .get(&REQUEST_ID)
+        .is_some_and(|id| !is_plain_token(id.as_bytes()))
     {
-        return id.clone();
+        request.headers_mut().remove(&REQUEST_ID);
     }
-    let made = HeaderValue::from_bytes(&uuid_v4_text(rand::random()))
-        .unwrap_or(HeaderValue::from_static("-"));
-    request.headers_mut().insert(&REQUEST_ID, made.clone());
-    made
+    request
 }
 
 /// At most [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._:-]`.
@@ -51,23 +41,21 @@ fn is_plain_token(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
-/// `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx` (y is 8 to b) of 128 random bits.
-fn uuid_v4_text(bits: u128) -> [u8; 36] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Version 4 in the high nibble of octet 6, variant `10` in the top bits of octet 8.
-    let bits = (bits & !(0xF << 76)) | (0x4 << 76);
-    let bits = (bits & !(0x3 << 62)) | (0x2 << 62);
-    let mut text = [b'-'; 36];
-    let mut at = 0;
-    for (i, slot) in text.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        let shift = 124 - 4 * at;
-        *slot = HEX[((bits >> shift) & 0xF) as usize];
-        at += 1;
-    }
-    text
+/// The request's span (tower-http's `TraceLayer`): every log line of the request carries the
+/// method, the path (at most 256 bytes of it, and never the query: the one of `/oauth` carries
+/// the authorization code) and the request id.
+pub fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %LoggedPath(request.uri().path()),
+        request_id = %id,
+    )
 }
 
 /// The longest path logged, in bytes: a client picks the path (hyper takes up to 64 KB) and it
@@ -107,11 +95,6 @@ impl Observation {
         }
     }
 
-    /// When the request came in.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
     /// Logs the response (inside the request's span) and counts it by route template.
     pub fn finish(self, response: &Response) {
         let latency = self.started.elapsed();
@@ -124,43 +107,12 @@ impl Observation {
             tracing::info!(status, latency_ms, "response");
         }
         if telemetry::metrics_enabled() {
-            let (requests, duration) = http_metrics(route, self.method, status);
-            requests.increment(1);
-            duration.record(latency.as_secs_f64());
+            metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_owned(), "method" => self.method, "status" => status.to_string())
+                .increment(1);
+            metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.to_owned(), "method" => self.method)
+                .record(latency.as_secs_f64());
         }
     }
-}
-
-/// Metric handles by route, then by (method, status), looked up without allocating: building a
-/// labelled key for each request (three label strings, a registry lookup) cost more than
-/// counting. The routes are the router's templates, so the map is small and bounded, as the
-/// label values are.
-type Handles = (Counter, Histogram);
-type ByMethodAndStatus = HashMap<(&'static str, u16), Handles>;
-static HTTP_METRICS: LazyLock<RwLock<HashMap<Box<str>, ByMethodAndStatus>>> =
-    LazyLock::new(Default::default);
-
-/// `webex_oauth_http_requests_total{route, method, status}` and
-/// `webex_oauth_http_request_duration_seconds{route, method}` of one response.
-fn http_metrics(route: &str, method: &'static str, status: u16) -> Handles {
-    let key = (method, status);
-    let read = HTTP_METRICS.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(handles) = read.get(route).and_then(|by_key| by_key.get(&key)) {
-        return handles.clone();
-    }
-    drop(read);
-    // The recorder hands out the same histogram for every status of a (route, method).
-    let handles = (
-        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string()),
-        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.to_owned(), "method" => method),
-    );
-    HTTP_METRICS
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(route.into())
-        .or_default()
-        .insert(key, handles.clone());
-    handles
 }
 
 /// Milliseconds with three decimals (microsecond precision): a cached page takes well under one.
@@ -244,34 +196,21 @@ mod tests {
     }
 
     #[test]
-    fn made_request_ids_are_version_4_uuids() {
-        let text = uuid_v4_text(u128::MAX);
-        assert_eq!(&text, b"ffffffff-ffff-4fff-bfff-ffffffffffff");
-        let text = uuid_v4_text(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
-        assert_eq!(&text, b"01234567-89ab-4def-8123-456789abcdef");
-    }
-
-    #[test]
-    fn plain_request_ids_are_kept_and_odd_ones_replaced() {
+    fn plain_request_ids_are_kept_and_odd_ones_dropped() {
         let kept = |id: &str| {
-            let mut request = Request::builder()
+            let request = Request::builder()
                 .header(&REQUEST_ID, id)
                 .body(axum::body::Body::empty())
                 .unwrap();
-            let given = request_id(&mut request);
-            assert_eq!(
-                request.headers()[&REQUEST_ID],
-                given,
-                "the request carries it"
-            );
-            given == id
+            drop_odd_request_id(request)
+                .headers()
+                .get(&REQUEST_ID)
+                .is_some()
         };
         assert!(kept("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
         assert!(kept("req_123.abc:7"));
         assert!(!kept("has space"));
         assert!(!kept(&"x".repeat(129)));
         assert!(!kept(""));
-        let mut without = Request::new(axum::body::Body::empty());
-        assert_eq!(request_id(&mut without).len(), 36);
     }
 }
