@@ -4,17 +4,18 @@
 //! Layers, data flowing one way (each module only uses those below it):
 //! - `app`: the wiring: fake (demo) → store → state → router → serve.
 //! - `serve`: the accept loop: connection cap, header and idle timeouts, drain at shutdown.
-//! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages.
-//! - `state` (what every request shares) and `error` (`AppError`, the error page).
+//! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages, the
+//!   error pages and the templates.
+//! - `state`: what every request shares.
 //! - `pollers`: device sign-ins and the task that polls each one.
 //! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
 //! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
 //!   (sealing the store, hashing ids), `secret`,
-//!   `clock`, `qr`, `static_files`, `templates`.
+//!   `clock`, `qr`, `static_files`.
 //! - the fake Webex is the workspace crate `fake-webex` (crates/fake-webex): demo mode uses its API.
-//! - [`test_support`]: a read-only probe into a running app, for tests and the benchmark, and the
+//! - `test_support` (feature `test-support`): a read-only probe into a running app, for tests and the benchmark, and the
 //!   spaces page's parse and render for the benchmark's lean reference.
 
 mod app;
@@ -23,7 +24,6 @@ mod clock;
 pub mod config;
 mod crypto;
 mod device_flow;
-mod error;
 mod pollers;
 mod qr;
 mod secret;
@@ -32,7 +32,6 @@ mod state;
 mod static_files;
 mod store;
 mod telemetry;
-mod templates;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod tokens;

@@ -11,11 +11,11 @@
 
 use super::session::WebSession;
 use crate::clock::unix_now;
-use crate::error::AppError;
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tokens::TokenSet;
+use crate::web::error::AppError;
 use crate::webex::WebexError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

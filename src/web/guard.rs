@@ -1,8 +1,8 @@
 //! The guard, the first and last step of the app's edge: the host and query limits, the
 //! cross-site POST check, the error pages and the security headers.
 
-use crate::error::{AppError, render_error_page};
 use crate::state::AppState;
+use crate::web::error::{AppError, render_error_page};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;

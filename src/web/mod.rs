@@ -8,7 +8,8 @@
 //! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
 //! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
 //! - [`assets`]: CSS, JS and icons compiled into the binary;
-//! - [`routes`]: the pages, one module per flow.
+//! - [`routes`]: the pages, one module per flow;
+//! - [`error`]: `AppError`, every failure as its page; [`templates`]: one struct a page.
 //!
 //! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
 //! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are
@@ -17,11 +18,13 @@
 mod assets;
 mod authed;
 mod edge;
+pub(crate) mod error;
 mod guard;
 mod observe;
 mod rate_limit;
 mod routes;
 mod session;
+pub(crate) mod templates;
 
 pub use edge::SignedOut;
 pub use guard::content_security_policy;

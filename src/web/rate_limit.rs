@@ -5,7 +5,7 @@
 //! proxy), the last hop that header gives: the one your proxy appended, which a client cannot
 //! forge. A limited request gets the 429 page with `Retry-After`; other clients are unaffected.
 
-use crate::error::AppError;
+use crate::web::error::AppError;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, Method};
 use governor::clock::{Clock, DefaultClock};

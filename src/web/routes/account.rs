@@ -4,10 +4,10 @@
 
 use super::spaces;
 use crate::clock::unix_now;
-use crate::error::Result;
 use crate::state::AppState;
-use crate::templates::{GrantedTemplate, WhoamiTemplate, render, render_sized};
 use crate::web::authed::Authed;
+use crate::web::error::Result;
+use crate::web::templates::{GrantedTemplate, WhoamiTemplate, render, render_sized};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;

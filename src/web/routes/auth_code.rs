@@ -11,10 +11,10 @@
 //! sign in; each state is good for [`LOGIN_TTL_SECS`].
 
 use crate::clock::unix_now;
-use crate::error::{AppError, Result};
 use crate::secret::{Secret, random_token};
 use crate::state::AppState;
 use crate::tokens::{Grant, TokenSet};
+use crate::web::error::{AppError, Result};
 use crate::web::session::{PendingLogin, WebSession};
 use axum::Router;
 use axum::extract::{RawQuery, State};

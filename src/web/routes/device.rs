@@ -12,13 +12,13 @@
 //! can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
-use crate::error::{AppError, Result};
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::RefreshGuard;
-use crate::templates::{SignInTemplate, render};
+use crate::web::error::{AppError, Result};
 use crate::web::session::WebSession;
+use crate::web::templates::{SignInTemplate, render};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,10 +1,10 @@
 //! `GET /` (the two buttons), `GET /healthz` (liveness), `GET /readyz` (the store answers) and
 //! `GET /problem` (the page a failed form post redirects to).
 
-use crate::error::Result;
 use crate::state::AppState;
-use crate::templates::{IndexTemplate, render};
+use crate::web::error::Result;
 use crate::web::session::WebSession;
+use crate::web::templates::{IndexTemplate, render};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -33,7 +33,7 @@ async fn problem(RawQuery(query): RawQuery) -> Response {
             _ => {}
         }
     }
-    crate::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
+    crate::web::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
 }
 
 /// `GET /readyz`: 200 when the session store answers, 503 when it does not (JSON, for probes).

@@ -9,8 +9,8 @@ mod spaces;
 #[cfg(feature = "test-support")]
 pub use spaces::{PAGE_SIZE as SPACES_PAGE_SIZE, page as spaces_page};
 
-use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::error::AppError;
 use axum::Router;
 
 pub fn router(state: AppState) -> Router {

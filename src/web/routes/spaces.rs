@@ -2,7 +2,7 @@
 //! title) and the `?sort=` order (last activity, newest first, or title), as one pure function
 //! of the rooms and the query, [`list`]; [`page`] makes the whole page of the rooms.
 
-use crate::templates::{RoomRow, SizeHint, SpacesTemplate};
+use crate::web::templates::{RoomRow, SizeHint, SpacesTemplate};
 use crate::webex::Room;
 use std::borrow::Cow;
 use std::cmp::Ordering;

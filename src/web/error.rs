@@ -12,7 +12,7 @@
 
 use crate::pollers::FlowError;
 use crate::store::StoreError;
-use crate::templates::{ErrorTemplate, render};
+use crate::web::templates::{ErrorTemplate, render};
 use crate::webex::WebexError;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
