@@ -15,6 +15,8 @@ mod ops;
 mod pages;
 #[cfg(feature = "e2e")]
 mod redis;
+#[cfg(feature = "e2e")]
+mod redis_keys;
 mod runner;
 mod shutdown;
 mod sign_in_page;
