@@ -222,12 +222,16 @@ impl SessionBackend {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tick.tick().await;
-            if let Err(err) = sqlx::query("delete from sessions where expires_at_ms < ?")
+            match sqlx::query("delete from sessions where expires_at_ms < ?")
                 .bind(sql_ms(unix_now_ms()))
                 .execute(pool)
                 .await
             {
-                tracing::warn!(error = %StoreError::from(err), "cannot delete expired sessions");
+                Ok(done) if done.rows_affected() > 0 => super::sqlite::checkpoint(pool).await,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %StoreError::from(err), "cannot delete expired sessions")
+                }
             }
         }
     }
@@ -386,6 +390,8 @@ impl SessionStore for SessionBackend {
                     .execute(pool)
                     .await
                     .map_err(backend_error)?;
+                // Committed: now the WAL's copy of the record goes too.
+                super::sqlite::checkpoint(pool).await;
             }
             Durable::Redis(pool, _) => {
                 let _: i64 = pool
