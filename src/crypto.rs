@@ -1,6 +1,7 @@
 //! What keeps the store useless to whoever copies it: [`Cipher`] seals records with
 //! XChaCha20-Poly1305 under `ENCRYPTION_KEYS` (the first seals, all open), and [`store_key`]
-//! turns a session id (the cookie value) into the SHA-256 the store is keyed by.
+//! ([`SessionKey`]) turns a session id (the cookie value) into the SHA-256 the store, and every
+//! lock of the session, is keyed by.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -100,6 +101,21 @@ pub fn store_key(session_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(session_id.as_bytes()))
 }
 
+/// What names a session to the store, its locks and its logs: [`store_key`] of its id. Only
+/// made from an id, so a raw id (a working cookie) cannot be passed where this is wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    pub fn of(session_id: &str) -> Self {
+        Self(store_key(session_id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +146,6 @@ mod tests {
         assert_eq!(key.len(), 43);
         assert_ne!(key, "abc");
         assert_eq!(key, store_key("abc"));
+        assert_eq!(SessionKey::of("abc").as_str(), key);
     }
 }

@@ -12,7 +12,7 @@ mod refresh_lock;
 mod sessions;
 mod sqlite;
 
-pub use refresh_lock::{RefreshGuard, RefreshLocks};
+pub use refresh_lock::{Lock, RefreshGuard, RefreshLocks};
 pub use sessions::SessionBackend;
 
 use crate::config::StoreConfig;

@@ -1,25 +1,49 @@
-//! One token refresh at a time per session: an async mutex per session in this process, and,
-//! with Redis, a lock shared by every instance (SET NX PX), taken together as one guard.
+//! One token refresh (or device sign-in) at a time per session: an async mutex per session in
+//! this process, and, with Redis, a lock shared by every instance (SET NX PX), taken together as
+//! one guard. Both are keyed by the session's [`SessionKey`] (a hash), never by its id: a Redis
+//! key name reaches `MONITOR`, the AOF, replicas and snapshots.
 
 use super::StoreResult;
 use super::redis::{RedisFlows, RedisLock};
+use crate::crypto::SessionKey;
 use crate::secret::random_token;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 type LocalMap = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
+/// What a session holds the lock for: each is a lock of its own.
+#[derive(Clone, Copy, Debug)]
+pub enum Lock {
+    /// A token refresh.
+    Refresh,
+    /// Starting or claiming the session's device flow.
+    Flow,
+}
+
+impl Lock {
+    /// The lock's name: `refresh:KEY` or `flow:KEY` (a Redis key under `webex-oauth:lock:`).
+    fn name(self, session: &SessionKey) -> String {
+        let kind = match self {
+            Self::Refresh => "refresh",
+            Self::Flow => "flow",
+        };
+        format!("{kind}:{}", session.as_str())
+    }
+}
+
 /// Cloning is cheap; clones share the locks.
 #[derive(Clone)]
 pub struct RefreshLocks {
-    /// One mutex per session id that is refreshing or waiting to; entries go away when the
+    /// One mutex per lock name that is held or waiting to; entries go away when the
     /// last holder is done, so the map only holds sessions refreshing right now.
     local: LocalMap,
     /// Redis: other instances may refresh the same session.
     shared: Option<RedisFlows>,
 }
 
-/// Held while a session refreshes; dropping it lets the next request of that session in.
+/// Held while a session refreshes (or signs in with a device); dropping it lets the next
+/// request of that session in.
 pub struct RefreshGuard {
     local: LocalMap,
     key: String,
@@ -44,32 +68,27 @@ impl RefreshLocks {
         }
     }
 
-    /// Waits for this session's turn (in this process, then across instances).
-    pub async fn lock(&self, session_key: &str) -> StoreResult<RefreshGuard> {
+    /// Waits for this session's turn at `lock` (in this process, then across instances).
+    pub async fn lock(&self, lock: Lock, session: &SessionKey) -> StoreResult<RefreshGuard> {
+        let name = lock.name(session);
         let mutex = {
             let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(session_key.to_owned()).or_default().clone()
+            map.entry(name.clone()).or_default().clone()
         };
-        let local = mutex.lock_owned().await;
-        let guard = |shared| RefreshGuard {
+        let mut guard = RefreshGuard {
             local: self.local.clone(),
-            key: session_key.to_owned(),
-            _local: local,
-            _shared: shared,
+            key: name,
+            _local: mutex.lock_owned().await,
+            _shared: None,
         };
-        match &self.shared {
-            None => Ok(guard(None)),
-            Some(redis) => {
-                let owner = random_token();
-                let shared = redis
-                    .lock(&format!("refresh:{session_key}"), owner.expose())
-                    .await?;
-                Ok(guard(Some(shared)))
-            }
+        // On failure the guard drops, which forgets the map entry as usual.
+        if let Some(redis) = &self.shared {
+            guard._shared = Some(redis.lock(&guard.key, random_token().expose()).await?);
         }
+        Ok(guard)
     }
 
-    /// How many sessions are refreshing (or waiting to) in this process now.
+    /// How many locks are held (or waited for) in this process now.
     pub fn len(&self) -> usize {
         self.local.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -101,16 +120,28 @@ mod tests {
     #[tokio::test]
     async fn refresh_locks_serialise_one_key_and_clean_up() {
         let locks = RefreshLocks::in_process();
-        let first = locks.lock("s1").await.unwrap();
-        let other = locks.lock("s2").await.unwrap(); // another session is not blocked
-        assert_eq!(locks.len(), 2);
+        let (s1, s2) = (SessionKey::of("s1"), SessionKey::of("s2"));
+        let first = locks.lock(Lock::Refresh, &s1).await.unwrap();
+        let other = locks.lock(Lock::Refresh, &s2).await.unwrap(); // another session is not blocked
+        let flow = locks.lock(Lock::Flow, &s1).await.unwrap(); // nor another lock of the same one
+        assert_eq!(locks.len(), 3);
+        assert!(
+            locks
+                .local
+                .lock()
+                .unwrap()
+                .keys()
+                .all(|k| !k.contains("s1") && !k.contains("s2")),
+            "the map holds hashes, not session ids"
+        );
         let waiter = {
             let locks = locks.clone();
             tokio::spawn(async move {
-                let _g = locks.lock("s1").await.unwrap();
+                let _g = locks.lock(Lock::Refresh, &s1).await.unwrap();
             })
         };
         drop(other);
+        drop(flow);
         drop(first);
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await

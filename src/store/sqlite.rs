@@ -40,7 +40,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         // In WAL mode, NORMAL keeps the database consistent after a crash and skips an fsync
         // per commit (the last commits may be lost on power failure, not corrupted).
         .synchronous(SqliteSynchronous::Normal)
-        // Deleted rows are overwritten with zeros, so a sign-out leaves no bytes behind.
+        // Deleted rows are overwritten with zeros in the database; [`checkpoint`] after each
+        // delete then empties the WAL, which still held them: a sign-out leaves no bytes behind.
         .pragma("secure_delete", "on")
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
@@ -104,6 +105,25 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         ))
     })?;
     Ok(pool)
+}
+
+/// Copies every page the WAL holds into the database and empties the WAL (`wal_checkpoint
+/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the deleted record in
+/// the database's pages, but the WAL still holds the pages as they were, record and all, until
+/// a checkpoint; truncated, it holds nothing. Waits (up to the busy timeout) for readers of
+/// older pages; an error, or a checkpoint still blocked then, is logged and left to the next
+/// one (every housekeeping tick runs one), never an error for the caller, whose delete is done.
+pub async fn checkpoint(pool: &SqlitePool) {
+    let done: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(truncate)")
+        .fetch_one(pool)
+        .await;
+    match done {
+        Ok((0, _, _)) => {}
+        Ok(_) => tracing::warn!("the SQLite WAL checkpoint is blocked by readers; retried later"),
+        Err(err) => {
+            tracing::warn!(error = %StoreError::from(err), "cannot checkpoint the SQLite WAL")
+        }
+    }
 }
 
 /// Version 3 added `device_flows.seen_at_ms` (flows are short-lived: dropped, not altered).
@@ -260,6 +280,8 @@ impl SqliteFlows {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
+        // The tokens move to the session; their sealed copy leaves the WAL too.
+        checkpoint(&self.pool).await;
         match row {
             Some(row) => self.open(row.get::<&str, _>(0)),
             None => Ok(None),
@@ -282,6 +304,7 @@ impl SqliteFlows {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        checkpoint(&self.pool).await;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use super::session::WebSession;
 use crate::clock::unix_now;
 use crate::secret::Secret;
 use crate::state::AppState;
+use crate::store::Lock;
 use crate::telemetry;
 use crate::tokens::TokenSet;
 use crate::web::error::AppError;
@@ -102,9 +103,9 @@ impl Authed {
     /// Refreshes under the session's lock. `rejected` is the token Webex just refused (refresh
     /// unless someone already replaced it); `None` means "refresh if it is still near expiry".
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
-        let key = self.session.id().ok_or(AppError::NotSignedIn)?;
+        let key = self.session.store_key().ok_or(AppError::NotSignedIn)?;
         // One refresh at a time per session: in this process, then across instances (Redis).
-        let _guard = self.state.refresh_locks().lock(&key).await?;
+        let _guard = self.state.refresh_locks().lock(Lock::Refresh, &key).await?;
         // Another request may have refreshed while we waited: read what the store has now.
         self.session.reload().await?;
         let current = self.session.tokens().await?.ok_or(AppError::NotSignedIn)?;

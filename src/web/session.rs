@@ -5,6 +5,7 @@
 //! token set once signed in, the id of its device flow, and when it was last renewed.
 
 use crate::clock::unix_now;
+use crate::crypto::SessionKey;
 use crate::secret::Secret;
 use crate::tokens::TokenSet;
 use axum::extract::FromRequestParts;
@@ -171,9 +172,10 @@ impl WebSession {
         self.0.remove(FLOW_KEY).await
     }
 
-    /// The session id as a string (none before the first save), e.g. to key a lock.
-    pub fn id(&self) -> Option<String> {
-        self.0.id().map(|id| id.to_string())
+    /// The session's store key (the SHA-256 of its id; none before the first save), to key a
+    /// lock. The id itself (the cookie value) is never handed out.
+    pub fn store_key(&self) -> Option<SessionKey> {
+        self.0.id().map(|id| SessionKey::of(&id.to_string()))
     }
 
     /// Reads the session again from the store (another request may have changed it).

@@ -51,6 +51,58 @@ pub fn assert_holds_no_secret(what: &str, bytes: &[u8], app: &TestApp, cookies: 
     }
 }
 
+/// Every sealed session and device-flow record in the file now, by table and id (read through
+/// a connection of its own, closed again so it holds no snapshot the app must wait for).
+async fn sealed_rows(db: &Path) -> Vec<(String, Vec<u8>)> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let mut rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select 'session:' || id, data from sessions")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let flows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("select 'flow:' || id, data, tokens from device_flows")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (id, data, tokens) in flows {
+        rows.push((id.clone(), data.into_bytes()));
+        rows.extend(tokens.map(|t| (id, t.into_bytes())));
+    }
+    pool.close().await;
+    rows
+}
+
+/// Fails when any 32-byte piece of a record the store deleted (its id no longer in `now`) is
+/// still somewhere in the database, its WAL or its shm.
+fn assert_deleted_records_are_gone(
+    db: &Path,
+    seen: &[(String, Vec<u8>)],
+    now: &[(String, Vec<u8>)],
+) {
+    let deleted: Vec<&(String, Vec<u8>)> = seen
+        .iter()
+        .filter(|(id, _)| !now.iter().any(|(live, _)| live == id))
+        .collect();
+    assert!(
+        deleted.len() >= 4,
+        "the test saw records deleted: {}",
+        deleted.len()
+    );
+    for (file, bytes) in raw_files(db) {
+        for (id, sealed) in &deleted {
+            for piece in sealed.chunks_exact(32) {
+                assert!(
+                    !bytes.windows(32).any(|w| w == piece),
+                    "{file} still holds bytes of the deleted record {id}"
+                );
+            }
+        }
+    }
+}
+
 #[crate::support::test]
 async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     let dir = temp_dir("at-rest");
@@ -60,16 +112,22 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     })
     .await;
     let mut cookies = Vec::new();
+    // Each sealed record as it was written: the ones deleted by the end (an anonymous session
+    // whose id was cycled, a signed-out one, a claimed flow) must have left no byte behind.
+    let mut seen = Vec::new();
 
     // Both flows, a refresh, and a sign-out.
     let (a, jar_a) = browser_with_jar();
     a.get(app.url("/login")).send().await.unwrap();
     cookies.push(cookie_of(&app, &jar_a));
+    seen.extend(sealed_rows(&db).await);
     app.login_as(&a).await;
     cookies.push(cookie_of(&app, &jar_a));
+    seen.extend(sealed_rows(&db).await);
     let (b, jar_b) = browser_with_jar();
     let user_code = app.start_device_flow_as(&b).await;
     cookies.push(cookie_of(&app, &jar_b));
+    seen.extend(sealed_rows(&db).await);
     assert!(app.fake.approve_device(&user_code));
     app.wait_for_device_status_as(&b, "granted", Duration::from_secs(15))
         .await;
@@ -83,6 +141,7 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
         a.get(app.url("/spaces")).send().await.unwrap().status(),
         StatusCode::OK
     );
+    seen.extend(sealed_rows(&db).await);
     assert_eq!(
         app.post_as(&a, "/logout").await.status(),
         StatusCode::SEE_OTHER
@@ -98,6 +157,7 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     for (file, bytes) in &files {
         assert_holds_no_secret(file, bytes, &app, &cookies);
     }
+    assert_deleted_records_are_gone(&db, &seen, &sealed_rows(&db).await);
     app.stop().await;
     let key = dir.join("encryption.key");
     #[cfg(unix)]

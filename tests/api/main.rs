@@ -18,6 +18,8 @@ mod pages;
 mod qr_code;
 #[cfg(feature = "e2e")]
 mod redis;
+#[cfg(feature = "e2e")]
+mod redis_keys;
 mod runner;
 mod shutdown;
 mod sign_in_page;

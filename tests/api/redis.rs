@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use webex_oauth_axum::StoreConfig;
 
 /// redis-server on a free loopback port, without persistence; killed when dropped.
-struct Redis {
-    server: ChildGuard,
-    url: String,
+pub struct Redis {
+    pub server: ChildGuard,
+    pub url: String,
 }
 
 /// redis-server on `port`, on loopback, keeping nothing on disk (not yet answering).
@@ -81,7 +81,7 @@ async fn listening(server: &ChildGuard, port: u16) {
 
 /// A fresh redis-server on a free port. A port another test takes between `free_port` and the
 /// bind makes redis-server exit: then another port (5 tries).
-async fn redis() -> Redis {
+pub async fn redis() -> Redis {
     for _ in 0..5 {
         let port = free_port();
         let server = start_redis(port);
@@ -118,7 +118,7 @@ async fn second_instance(a: &TestApp) -> TestApp {
 /// Every instance sharing a Redis must share its encryption key.
 const TEST_KEY_BASE64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
-fn use_redis(config: &mut webex_oauth_axum::Config, url: &str) {
+pub fn use_redis(config: &mut webex_oauth_axum::Config, url: &str) {
     config.session_store = StoreConfig::Redis(url.to_owned());
     config.encryption_keys = vec![webex_oauth_axum::config::EncryptionKey([7; 32])];
 }

@@ -15,7 +15,7 @@ use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
-use crate::store::RefreshGuard;
+use crate::store::{Lock, RefreshGuard};
 use crate::web::error::{AppError, Result};
 use crate::web::session::WebSession;
 use crate::web::templates::{SignInTemplate, render};
@@ -38,10 +38,10 @@ pub fn router() -> Router<AppState> {
 /// seeing the grant both end signed in. `None` for a session not yet saved (no other request
 /// can share it).
 async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<RefreshGuard>> {
-    let Some(id) = session.id() else {
+    let Some(key) = session.store_key() else {
         return Ok(None);
     };
-    let guard = state.refresh_locks().lock(&format!("flow:{id}")).await?;
+    let guard = state.refresh_locks().lock(Lock::Flow, &key).await?;
     // Another request may have changed the session while we waited.
     session.reload().await?;
     Ok(Some(guard))
