@@ -91,7 +91,7 @@ async fn no_command_sent_to_redis_names_a_session_id() {
     );
     assert_eq!(
         app.fake
-            .count(webex_oauth_axum::fake_webex::Counter::Refreshes),
+            .count(fake_webex::Counter::Refreshes),
         1
     );
 
