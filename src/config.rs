@@ -92,7 +92,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// `MAX_CONNECTIONS` (10,000): connections served at once; the rest wait in the backlog.
     pub max_connections: usize,
-    /// `RATE_LIMIT_PER_MINUTE` (20): `POST /sign-in` and `GET /login` per client address, with a
+    /// `RATE_LIMIT_PER_MINUTE` (20): `POST /sign-in` and `GET` (or `HEAD`) `/login` per client address, with a
     /// burst of that size.
     pub rate_limit_per_minute: u32,
     /// `CLIENT_IP_HEADER` (unset): the header whose last hop is the client address (behind your

@@ -39,9 +39,7 @@ impl FromRequestParts<AppState> for Authed {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let session = WebSession::from_request_parts(parts, state)
-            .await
-            .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
+        let session = WebSession::from_request_parts(parts, state).await?;
         let tokens = session.tokens().await?.ok_or(AppError::NotSignedIn)?;
         session.touch_if_due(unix_now()).await?;
         Ok(Self {

@@ -1,5 +1,6 @@
 //! Per-client rate limit on the two routes that make us call Webex for a stranger: `GET /login`
-//! and `POST /sign-in` (`RATE_LIMIT_PER_MINUTE` per client address, a burst of that size).
+//! and `POST /sign-in` (`RATE_LIMIT_PER_MINUTE` per client address, a burst of that size). A
+//! `HEAD` is a `GET` without its body (axum answers it with the GET handler), so it counts.
 //!
 //! The client address is the peer's, or, when `CLIENT_IP_HEADER` names a header (behind your
 //! proxy), the last hop that header gives: the one your proxy appended, which a client cannot
@@ -66,10 +67,17 @@ fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
+/// The limited routes, as the router knows them: a method and a path.
+const LIMITED: &[(Method, &str)] = &[(Method::GET, "/login"), (Method::POST, "/sign-in")];
+
 fn is_limited_route(request: &Request) -> bool {
+    // The router serves a HEAD with the GET route, so the limit does too.
+    let method = match request.method() {
+        &Method::HEAD => &Method::GET,
+        other => other,
+    };
     let path = request.uri().path();
-    (request.method() == Method::GET && path == "/login")
-        || (request.method() == Method::POST && path == "/sign-in")
+    LIMITED.iter().any(|(m, p)| m == method && *p == path)
 }
 
 impl ClientLimiter {

@@ -3,18 +3,25 @@
 //!
 //! What a session holds: the pending authorization-code logins (state + PKCE verifier), the
 //! token set once signed in, the id of its device flow, and when it was last renewed.
+//!
+//! A `HEAD` never starts a session: axum answers it with the GET handler (`GET /login` writes a
+//! pending login), so without a live session a HEAD gets a throwaway one, and nothing is stored
+//! and no cookie set. With a live session it reads and writes it as its GET would.
 
 use crate::clock::unix_now;
 use crate::crypto::SessionKey;
+use crate::web::error::AppError;
 use crate::secret::Secret;
 use crate::tokens::TokenSet;
 use axum::extract::FromRequestParts;
+use axum::http::Method;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tower_sessions::session::Error;
-use tower_sessions::{Expiry, Session};
+use tower_sessions::{Expiry, MemoryStore, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
 /// The token set, as one JSON string (see [`WebSession::tokens`]).
@@ -57,13 +64,28 @@ pub struct PendingLogin {
 pub struct WebSession(Session);
 
 impl<S: Send + Sync> FromRequestParts<S> for WebSession {
-    type Rejection = <Session as FromRequestParts<S>>::Rejection;
+    type Rejection = AppError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &S,
     ) -> std::result::Result<Self, Self::Rejection> {
-        Session::from_request_parts(parts, state).await.map(Self)
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
+        if parts.method != Method::HEAD {
+            return Ok(Self(session));
+        }
+        // Loading drops an id whose record is gone (one store read, as the GET would make).
+        if session.id().is_some() {
+            session.get_value(FLOW_KEY).await?;
+        }
+        if session.id().is_some() {
+            return Ok(Self(session));
+        }
+        // Not the layer's session: what the handler writes here goes nowhere.
+        let throwaway = Session::new(None, Arc::new(MemoryStore::default()), None);
+        Ok(Self(throwaway))
     }
 }
 
@@ -202,8 +224,6 @@ impl WebSession {
 mod tests {
     use super::*;
     use crate::tokens::Grant;
-    use std::sync::Arc;
-    use tower_sessions::MemoryStore;
 
     #[tokio::test]
     async fn the_token_set_is_one_string_under_a_new_key_and_the_older_object_still_reads() {

@@ -336,3 +336,76 @@ async fn two_tabs_seeing_the_grant_both_end_signed_in_and_no_cookie_is_deleted()
         "signed in"
     );
 }
+
+#[crate::support::test]
+async fn head_login_counts_against_the_rate_limit() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| c.rate_limit_per_minute = 3).await;
+    let flooder = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let response = flooder.head(app.url("/login")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    let refused = flooder.head(app.url("/login")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        flooder
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "HEAD and GET share the quota"
+    );
+}
+
+/// Sessions in the SQLite file at `db` (read-only, beside the server's own connection).
+async fn sessions_in(db: &std::path::Path) -> i64 {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (count,): (i64,) = sqlx::query_as("select count(*) from sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    count
+}
+
+#[crate::support::test]
+async fn a_head_request_sets_no_cookie_and_stores_no_session() {
+    let db = crate::at_rest::temp_dir("head").join("sessions.db");
+    let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+        c.session_store = webex_oauth_axum::StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    let client = client_from("127.0.0.1");
+    // No cookie, and a well-formed cookie naming no session.
+    for cookie in [None, Some("webex_oauth_session=AAAAAAAAAAAAAAAAAAAAAA")] {
+        for path in ["/login", "/", "/sign-in", "/device/status", "/spaces"] {
+            let mut request = client.head(app.url(path));
+            if let Some(cookie) = cookie {
+                request = request.header(reqwest::header::COOKIE, cookie);
+            }
+            let response = request.send().await.unwrap();
+            assert!(
+                response.status().is_success()
+                    || response.status().is_redirection()
+                    || response.status() == StatusCode::NOT_FOUND,
+                "HEAD {path}: {}",
+                response.status()
+            );
+            assert!(
+                !response.headers().contains_key(SET_COOKIE),
+                "HEAD {path} ({cookie:?}) set a cookie: {:?}",
+                response.headers().get(SET_COOKIE)
+            );
+        }
+    }
+    assert_eq!(sessions_in(&db).await, 0, "a HEAD stored a session");
+    // The same GET does store one: the count above can see sessions.
+    let login = client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert!(login.headers().contains_key(SET_COOKIE));
+    assert_eq!(sessions_in(&db).await, 1);
+}
