@@ -77,7 +77,7 @@ impl App {
             Arc::new(config),
             webex,
             flows,
-            store.refresh_locks,
+            store.session_locks,
             store.sessions.clone(),
             csp,
             listener.local_addr().ok(),

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::pollers::DeviceFlows;
-use crate::store::{RefreshLocks, SessionBackend};
+use crate::store::{SessionBackend, SessionLocks};
 use crate::webex::WebexClient;
 use axum::extract::FromRef;
 use axum::http::HeaderValue;
@@ -20,7 +20,7 @@ struct Inner {
     /// Pending device sign-ins and their pollers.
     flows: DeviceFlows,
     /// One refresh at a time per session (across instances with Redis).
-    refresh_locks: RefreshLocks,
+    session_locks: SessionLocks,
     /// The session store (the session layer has its own handle; this one answers `/readyz`).
     sessions: SessionBackend,
     /// The Content-Security-Policy header every response gets (it names the avatar hosts).
@@ -35,7 +35,7 @@ impl AppState {
         config: Arc<Config>,
         webex: WebexClient,
         flows: DeviceFlows,
-        refresh_locks: RefreshLocks,
+        session_locks: SessionLocks,
         sessions: SessionBackend,
         csp: HeaderValue,
         local_addr: Option<std::net::SocketAddr>,
@@ -45,7 +45,7 @@ impl AppState {
             config,
             webex,
             flows,
-            refresh_locks,
+            session_locks,
             sessions,
             csp,
             hosts,
@@ -65,8 +65,8 @@ impl AppState {
         &self.0.flows
     }
 
-    pub fn refresh_locks(&self) -> &RefreshLocks {
-        &self.0.refresh_locks
+    pub fn session_locks(&self) -> &SessionLocks {
+        &self.0.session_locks
     }
 
     pub fn sessions(&self) -> &SessionBackend {

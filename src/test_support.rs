@@ -30,7 +30,7 @@ impl Probe {
 
     /// Sessions refreshing their tokens (or waiting to) in this instance now.
     pub fn refreshes_in_progress(&self) -> usize {
-        self.0.refresh_locks().len()
+        self.0.session_locks().len()
     }
 }
 

@@ -8,11 +8,11 @@
 
 mod memory;
 mod redis;
-mod refresh_lock;
+mod session_lock;
 mod sessions;
 mod sqlite;
 
-pub use refresh_lock::{Lock, RefreshGuard, RefreshLocks};
+pub use session_lock::{Lock, SessionGuard, SessionLocks};
 pub use sessions::SessionBackend;
 
 use crate::config::StoreConfig;
@@ -54,7 +54,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pub flows: FlowStore,
     pub sessions: SessionBackend,
-    pub refresh_locks: RefreshLocks,
+    pub session_locks: SessionLocks,
 }
 
 /// Opens the configured backend (creating the SQLite file, or connecting to Redis). What goes to
@@ -68,7 +68,7 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
         StoreConfig::Memory => Store {
             flows: FlowStore(Backend::Memory(MemoryFlows::default())),
             sessions: SessionBackend::memory(),
-            refresh_locks: RefreshLocks::in_process(),
+            session_locks: SessionLocks::in_process(),
         },
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
@@ -82,7 +82,7 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
                     cipher.clone(),
                 ))),
                 sessions: SessionBackend::sqlite(pool, cipher),
-                refresh_locks: RefreshLocks::in_process(),
+                session_locks: SessionLocks::in_process(),
             }
         }
         StoreConfig::Redis(url) => {
@@ -93,7 +93,7 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
             Store {
                 flows: FlowStore(Backend::Redis(flows.clone())),
                 sessions: SessionBackend::redis(pool, cipher),
-                refresh_locks: RefreshLocks::shared(flows),
+                session_locks: SessionLocks::shared(flows),
             }
         }
     })

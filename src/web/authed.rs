@@ -103,7 +103,7 @@ impl Authed {
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
         let key = self.session.store_key().ok_or(AppError::NotSignedIn)?;
         // One refresh at a time per session: in this process, then across instances (Redis).
-        let _guard = self.state.refresh_locks().lock(Lock::Refresh, &key).await?;
+        let _guard = self.state.session_locks().lock(Lock::Refresh, &key).await?;
         // Another request may have refreshed while we waited: read what the store has now.
         self.session.reload().await?;
         let current = self.session.tokens().await?.ok_or(AppError::NotSignedIn)?;

@@ -10,9 +10,9 @@
 
 use crate::clock::unix_now;
 use crate::crypto::SessionKey;
-use crate::web::error::AppError;
 use crate::secret::Secret;
 use crate::tokens::TokenSet;
+use crate::web::error::AppError;
 use axum::extract::FromRequestParts;
 use axum::http::Method;
 use axum::http::request::Parts;

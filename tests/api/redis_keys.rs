@@ -89,11 +89,7 @@ async fn no_command_sent_to_redis_names_a_session_id() {
         a.get(app.url("/spaces")).send().await.unwrap().status(),
         StatusCode::OK
     );
-    assert_eq!(
-        app.fake
-            .count(fake_webex::Counter::Refreshes),
-        1
-    );
+    assert_eq!(app.fake.count(fake_webex::Counter::Refreshes), 1);
 
     // A device sign-in by a browser that already has a session (so it starts under the
     // session's flow lock), and its claim (under the same lock).

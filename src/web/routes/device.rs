@@ -15,7 +15,7 @@ use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
-use crate::store::{Lock, RefreshGuard};
+use crate::store::{Lock, SessionGuard};
 use crate::web::error::{AppError, Result};
 use crate::web::session::WebSession;
 use crate::web::templates::{SignInTemplate, render};
@@ -37,11 +37,11 @@ pub fn router() -> Router<AppState> {
 /// instances with Redis), so ten racing `POST /sign-in` leave one pending flow, and two tabs
 /// seeing the grant both end signed in. `None` for a session not yet saved (no other request
 /// can share it).
-async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<RefreshGuard>> {
+async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<SessionGuard>> {
     let Some(key) = session.store_key() else {
         return Ok(None);
     };
-    let guard = state.refresh_locks().lock(Lock::Flow, &key).await?;
+    let guard = state.session_locks().lock(Lock::Flow, &key).await?;
     // Another request may have changed the session while we waited.
     session.reload().await?;
     Ok(Some(guard))

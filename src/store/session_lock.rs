@@ -1,6 +1,6 @@
-//! One token refresh (or device sign-in) at a time per session: an async mutex per session in
-//! this process, and, with Redis, a lock shared by every instance (SET NX PX), taken together as
-//! one guard. Both are keyed by the session's [`SessionKey`] (a hash), never by its id: a Redis
+//! `SessionLocks`: one token refresh, and one device sign-in start or claim, at a time per
+//! session: an async mutex per session in this process, and, with Redis, a lock shared by every
+//! instance (SET NX PX), taken together as one guard. Both are keyed by the session's [`SessionKey`] (a hash), never by its id: a Redis
 //! key name reaches `MONITOR`, the AOF, replicas and snapshots.
 
 use super::StoreResult;
@@ -34,7 +34,7 @@ impl Lock {
 
 /// Cloning is cheap; clones share the locks.
 #[derive(Clone)]
-pub struct RefreshLocks {
+pub struct SessionLocks {
     /// One mutex per lock name that is held or waiting to; entries go away when the
     /// last holder is done, so the map only holds sessions refreshing right now.
     local: LocalMap,
@@ -44,14 +44,14 @@ pub struct RefreshLocks {
 
 /// Held while a session refreshes (or signs in with a device); dropping it lets the next
 /// request of that session in.
-pub struct RefreshGuard {
+pub struct SessionGuard {
     local: LocalMap,
     key: String,
     _local: tokio::sync::OwnedMutexGuard<()>,
     _shared: Option<RedisLock>,
 }
 
-impl RefreshLocks {
+impl SessionLocks {
     /// Memory and SQLite: one process owns the store, the in-process lock suffices.
     pub fn in_process() -> Self {
         Self {
@@ -69,13 +69,13 @@ impl RefreshLocks {
     }
 
     /// Waits for this session's turn at `lock` (in this process, then across instances).
-    pub async fn lock(&self, lock: Lock, session: &SessionKey) -> StoreResult<RefreshGuard> {
+    pub async fn lock(&self, lock: Lock, session: &SessionKey) -> StoreResult<SessionGuard> {
         let name = lock.name(session);
         let mutex = {
             let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(name.clone()).or_default().clone()
         };
-        let mut guard = RefreshGuard {
+        let mut guard = SessionGuard {
             local: self.local.clone(),
             key: name,
             _local: mutex.lock_owned().await,
@@ -98,7 +98,7 @@ impl RefreshLocks {
     }
 }
 
-impl Drop for RefreshGuard {
+impl Drop for SessionGuard {
     fn drop(&mut self) {
         let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
         // Two owners left (the map and our guard): nobody else is waiting, forget the entry.
@@ -118,8 +118,8 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn refresh_locks_serialise_one_key_and_clean_up() {
-        let locks = RefreshLocks::in_process();
+    async fn session_locks_serialise_one_key_and_clean_up() {
+        let locks = SessionLocks::in_process();
         let (s1, s2) = (SessionKey::of("s1"), SessionKey::of("s2"));
         let first = locks.lock(Lock::Refresh, &s1).await.unwrap();
         let other = locks.lock(Lock::Refresh, &s2).await.unwrap(); // another session is not blocked
