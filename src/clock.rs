@@ -1,10 +1,11 @@
 //! Wall-clock time as Unix seconds and milliseconds, the unit every store record uses, and
 //! Webex's RFC 3339 timestamps, read defensively and shown readably.
 
-use std::fmt::{self, Display};
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
-use time::{Month, OffsetDateTime, UtcOffset};
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
@@ -32,98 +33,23 @@ impl Timestamp {
     }
 
     /// "2 Mar 2026, 09:15 UTC"
-    pub fn short(self) -> Shown {
-        Shown(self.0, false)
+    pub fn short(self) -> String {
+        self.0.format(SHORT).unwrap_or_default()
     }
 
     /// "2 Mar 2026, 09:15:12 UTC"
-    pub fn exact(self) -> Shown {
-        Shown(self.0, true)
+    pub fn exact(self) -> String {
+        self.0.format(EXACT).unwrap_or_default()
     }
 }
 
-/// A [`Timestamp`] as the page shows it. Writes straight into the page (no string per row), as
-/// one `write_str` of a stack buffer: a `write!` with `{:02}` went through the formatting
-/// machinery six times a timestamp, two timestamps a room.
-pub struct Shown(OffsetDateTime, bool);
-
-/// Digits, a month's abbreviation, `, `, `:` and `UTC`: nothing a page must escape.
-impl askama::filters::HtmlSafe for Shown {}
-
-impl Display for Shown {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Shown(at, seconds) = *self;
-        let month = match at.month() {
-            Month::January => "Jan",
-            Month::February => "Feb",
-            Month::March => "Mar",
-            Month::April => "Apr",
-            Month::May => "May",
-            Month::June => "Jun",
-            Month::July => "Jul",
-            Month::August => "Aug",
-            Month::September => "Sep",
-            Month::October => "Oct",
-            Month::November => "Nov",
-            Month::December => "Dec",
-        };
-        let Ok(year) = u16::try_from(at.year()) else {
-            // Before year 0 (`time` reads down to -9999): the slow way.
-            return write!(
-                f,
-                "{} {month} {}, {:02}:{:02}{} UTC",
-                at.day(),
-                at.year(),
-                at.hour(),
-                at.minute(),
-                if seconds {
-                    format!(":{:02}", at.second())
-                } else {
-                    String::new()
-                }
-            );
-        };
-        // "31 Dec 9999, 23:59:59 UTC" is 25 bytes.
-        let mut text = [0u8; 32];
-        let mut len = 0;
-        let mut put = |bytes: &[u8]| {
-            text[len..len + bytes.len()].copy_from_slice(bytes);
-            len += bytes.len();
-        };
-        let two = |n: u8| [b'0' + n / 10 % 10, b'0' + n % 10];
-        let day = at.day();
-        if day >= 10 {
-            put(&two(day));
-        } else {
-            put(&[b'0' + day]);
-        }
-        put(b" ");
-        put(month.as_bytes());
-        put(b" ");
-        // Years 0 to 9999: four digits at most (`time` goes no further by default).
-        let digits = [
-            (year / 1000 % 10) as u8,
-            (year / 100 % 10) as u8,
-            (year / 10 % 10) as u8,
-            (year % 10) as u8,
-        ];
-        let first = digits.iter().position(|&d| d != 0).unwrap_or(3);
-        for digit in &digits[first..] {
-            put(&[b'0' + digit]);
-        }
-        put(b", ");
-        put(&two(at.hour()));
-        put(b":");
-        put(&two(at.minute()));
-        if seconds {
-            put(b":");
-            put(&two(at.second()));
-        }
-        put(b" UTC");
-        // Only ASCII went in.
-        f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
-    }
-}
+/// How a page shows a time (always UTC: [`Timestamp::parse`] converts).
+const SHORT: &[BorrowedFormatItem<'_>] = format_description!(
+    "[day padding:none] [month repr:short] [year padding:none], [hour]:[minute] UTC"
+);
+const EXACT: &[BorrowedFormatItem<'_>] = format_description!(
+    "[day padding:none] [month repr:short] [year padding:none], [hour]:[minute]:[second] UTC"
+);
 
 #[cfg(test)]
 mod tests {

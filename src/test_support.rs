@@ -40,7 +40,5 @@ impl Probe {
 pub fn render_spaces_page(demo: bool, rooms_body: &[u8]) -> Result<String, String> {
     let rooms = crate::webex::rooms_of_page(rooms_body).map_err(|e| e.to_string())?;
     let page = crate::web::spaces_page(demo, rooms, None);
-    crate::web::SPACES_PAGE_SIZE
-        .render(&page)
-        .map_err(|e| e.to_string())
+    askama::Template::render(&page).map_err(|e| e.to_string())
 }

@@ -31,7 +31,7 @@ pub use guard::content_security_policy;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
 #[cfg(feature = "test-support")]
-pub use routes::{SPACES_PAGE_SIZE, spaces_page};
+pub use routes::spaces_page;
 
 use crate::state::AppState;
 use crate::store::SessionBackend;

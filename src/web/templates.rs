@@ -5,41 +5,15 @@
 
 use crate::clock::Timestamp;
 use askama::Template;
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
 /// error page, which could fail the same way).
 pub fn render(template: &impl Template) -> Response {
-    respond(template.render())
-}
-
-/// [`render`] into a buffer sized from the last page of the same kind (`hint`).
-pub fn render_sized(template: &impl Template, hint: &SizeHint) -> Response {
-    respond(hint.render(template))
-}
-
-/// The headers a page leaves with: its content type, the four the edge's guard adds, the
-/// request id, `Vary` and a session cookie. `Html` would start a map for 6 that grows (a new
-/// table and a copy) on the seventh.
-const PAGE_HEADERS: usize = 8;
-
-fn respond(page: askama::Result<String>) -> Response {
-    match page {
-        Ok(html) => {
-            // What `Html(html).into_response()` makes, with the map sized once.
-            let mut response = Response::new(Body::from(html));
-            let headers = response.headers_mut();
-            headers.reserve(PAGE_HEADERS);
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            response
-        }
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "template failed to render");
             (
@@ -48,36 +22,6 @@ fn respond(page: askama::Result<String>) -> Response {
             )
                 .into_response()
         }
-    }
-}
-
-/// The size of a kind of page, learnt from the last one rendered, so the next is written into
-/// one allocation: askama starts from a compile-time estimate, and a 60 KB spaces page grew
-/// its string (allocating and copying) several times on the way.
-pub struct SizeHint(AtomicUsize);
-
-/// A hint never asks for more than this, whatever the last page was.
-const MAX_SIZE_HINT: usize = 1 << 20;
-
-impl SizeHint {
-    pub const fn new() -> Self {
-        Self(AtomicUsize::new(0))
-    }
-
-    pub fn render<T: Template>(&self, template: &T) -> askama::Result<String> {
-        let hint = self.0.load(Ordering::Relaxed).max(T::SIZE_HINT);
-        let mut page = String::with_capacity(hint);
-        template.render_into(&mut page)?;
-        // An eighth of headroom: the next page may be a little longer.
-        let next = page.len().saturating_add(page.len() / 8).min(MAX_SIZE_HINT);
-        self.0.store(next, Ordering::Relaxed);
-        Ok(page)
-    }
-}
-
-impl Default for SizeHint {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -206,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_page_is_html_with_room_for_the_headers_it_will_get() {
+    fn a_page_is_html() {
         let page = render(&IndexTemplate {
             demo: true,
             notice: None,
@@ -214,10 +158,9 @@ mod tests {
         });
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(
-            page.headers()[header::CONTENT_TYPE],
+            page.headers()[axum::http::header::CONTENT_TYPE],
             "text/html; charset=utf-8"
         );
         assert_eq!(page.headers().len(), 1);
-        assert!(page.headers().capacity() >= PAGE_HEADERS);
     }
 }

@@ -7,7 +7,7 @@ use crate::clock::unix_now;
 use crate::state::AppState;
 use crate::web::authed::Authed;
 use crate::web::error::Result;
-use crate::web::templates::{GrantedTemplate, WhoamiTemplate, render, render_sized};
+use crate::web::templates::{GrantedTemplate, WhoamiTemplate, render};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -53,7 +53,7 @@ async fn spaces(
         rooms.extend(page.rooms()?);
     }
     let page = spaces::page(state.is_demo(), rooms, raw.as_deref());
-    Ok(render_sized(&page, &spaces::PAGE_SIZE))
+    Ok(render(&page))
 }
 
 /// `GET /whoami`: the profile from `/people/me`.

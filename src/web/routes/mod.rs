@@ -7,7 +7,7 @@ mod home;
 mod spaces;
 
 #[cfg(feature = "test-support")]
-pub use spaces::{PAGE_SIZE as SPACES_PAGE_SIZE, page as spaces_page};
+pub use spaces::page as spaces_page;
 
 use crate::state::AppState;
 use crate::web::error::AppError;

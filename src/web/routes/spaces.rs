@@ -2,7 +2,7 @@
 //! title) and the `?sort=` order (last activity, newest first, or title), as one pure function
 //! of the rooms and the query, [`list`]; [`page`] makes the whole page of the rooms.
 
-use crate::web::templates::{RoomRow, SizeHint, SpacesTemplate};
+use crate::web::templates::{RoomRow, SpacesTemplate};
 use crate::webex::Room;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -62,9 +62,6 @@ impl SpacesQuery {
         query
     }
 }
-
-/// The size of the last spaces page, for the next one's buffer.
-pub static PAGE_SIZE: SizeHint = SizeHint::new();
 
 /// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string: the
 /// rows, filtered and sorted as [`list`] does, in the template.
