@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -37,6 +37,40 @@ impl EncryptionKey {
 
 /// XChaCha20's nonce is 24 random bytes: random nonces never realistically repeat.
 const NONCE_LEN: usize = 24;
+/// The first byte of a record sealed with its associated data ([`Kind`] and key). Records
+/// from before (`nonce || ciphertext || tag`, no associated data) have no such byte.
+const BOUND: u8 = 2;
+
+/// What a sealed record is: with the key it is stored under, the associated data it is sealed
+/// with, so a record copied onto another key, or into another kind's place, opens for nobody.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A session record, under its [`store_key`].
+    Session,
+    /// A device flow's record, under its flow id.
+    Flow,
+    /// A granted device flow's tokens, under its flow id.
+    FlowTokens,
+}
+
+impl Kind {
+    fn associated_data(self, key: &str) -> Vec<u8> {
+        let kind = match self {
+            Self::Session => "session",
+            Self::Flow => "flow",
+            Self::FlowTokens => "flow-tokens",
+        };
+        format!("webex-oauth/{kind}/{key}").into_bytes()
+    }
+}
+
+/// An opened record, and whether it was sealed the old way, without associated data (then
+/// bound to nothing: the caller rewrites it in the bound format).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    pub legacy: bool,
+}
 
 /// Cloning is cheap; clones share the keys.
 #[derive(Clone)]
@@ -61,37 +95,67 @@ impl Cipher {
         Some(Self(Arc::new(keys)))
     }
 
-    /// `nonce || ciphertext || tag`.
-    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+    /// `2 || nonce || ciphertext || tag`, sealed with `kind` and `key` as associated data.
+    pub fn seal(&self, kind: Kind, key: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + 16);
+        out.push(BOUND);
         out.extend_from_slice(&nonce);
+        let aad = kind.associated_data(key);
+        let payload = Payload {
+            msg: plaintext,
+            aad: &aad,
+        };
         // Encryption fails only for inputs of about 256 GiB; a session record is tiny.
-        if let Ok(sealed) = self.0[0].encrypt(XNonce::from_slice(&nonce), plaintext) {
+        if let Ok(sealed) = self.0[0].encrypt(XNonce::from_slice(&nonce), payload) {
             out.extend_from_slice(&sealed);
         }
         out
     }
 
-    /// The plaintext, or `None` when no key opens it (wrong or retired key, or tampering).
-    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// The plaintext, or `None` when no key opens it as a `kind` under `key` (wrong or retired
+    /// key, tampering, or a record copied from another key). A record of the old format (no
+    /// associated data) still opens, once: `legacy` tells the caller to rewrite it. A bound
+    /// record never opens that way (its tag covers the associated data), nor when its first
+    /// byte is cut off.
+    pub fn open(&self, kind: Kind, key: &str, sealed: &[u8]) -> Option<Opened> {
+        if let Some(bound) = sealed.strip_prefix(&[BOUND])
+            && let Some(plaintext) = self.open_with(bound, &kind.associated_data(key))
+        {
+            return Some(Opened {
+                plaintext,
+                legacy: false,
+            });
+        }
+        // The old format's first byte is its nonce's: it may be 2 as well.
+        self.open_with(sealed, b"").map(|plaintext| Opened {
+            plaintext,
+            legacy: true,
+        })
+    }
+
+    fn open_with(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + 16 {
             return None;
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = XNonce::from_slice(nonce);
-        self.0.iter().find_map(|key| key.decrypt(nonce, body).ok())
+        self.0
+            .iter()
+            .find_map(|key| key.decrypt(nonce, Payload { msg: body, aad }).ok())
     }
 
     /// [`seal`](Self::seal) as base64 text, for text columns and Redis strings.
-    pub fn seal_text(&self, plaintext: &str) -> String {
-        STANDARD.encode(self.seal(plaintext.as_bytes()))
+    pub fn seal_text(&self, kind: Kind, key: &str, plaintext: &str) -> String {
+        STANDARD.encode(self.seal(kind, key, plaintext.as_bytes()))
     }
 
-    pub fn open_text(&self, sealed: &str) -> Option<String> {
+    /// [`open`](Self::open) of base64 text; the old format opens too (device flows live 40
+    /// minutes at most, so theirs are not rewritten: they are gone soon after an upgrade).
+    pub fn open_text(&self, kind: Kind, key: &str, sealed: &str) -> Option<String> {
         let bytes = STANDARD.decode(sealed).ok()?;
-        String::from_utf8(self.open(&bytes)?).ok()
+        String::from_utf8(self.open(kind, key, &bytes)?.plaintext).ok()
     }
 }
 
@@ -120,24 +184,77 @@ impl SessionKey {
 mod tests {
     use super::*;
 
+    const S: Kind = Kind::Session;
+
     #[test]
     fn seals_and_opens_with_rotation() {
         let (old, new) = ([1u8; 32], [2u8; 32]);
         let before = Cipher::new(&[old]).unwrap();
-        let sealed = before.seal(b"refresh-token");
+        let sealed = before.seal(S, "k", b"refresh-token");
         assert!(!sealed.windows(13).any(|w| w == b"refresh-token"));
         let rotated = Cipher::new(&[new, old]).unwrap();
-        assert_eq!(rotated.open(&sealed).unwrap(), b"refresh-token");
-        let resealed = rotated.seal(b"x");
+        let opened = rotated.open(S, "k", &sealed).unwrap();
+        assert_eq!(
+            (opened.plaintext.as_slice(), opened.legacy),
+            (&b"refresh-token"[..], false)
+        );
+        let resealed = rotated.seal(S, "k", b"x");
         assert!(
-            before.open(&resealed).is_none(),
+            before.open(S, "k", &resealed).is_none(),
             "the old key alone cannot open new records"
         );
-        assert!(Cipher::new(&[new]).unwrap().open(&sealed).is_none());
-        assert!(rotated.open(b"short").is_none());
-        let text = rotated.seal_text("hello");
-        assert_eq!(rotated.open_text(&text).as_deref(), Some("hello"));
-        assert!(rotated.open_text("not base64!").is_none());
+        assert!(Cipher::new(&[new]).unwrap().open(S, "k", &sealed).is_none());
+        assert!(rotated.open(S, "k", b"short").is_none());
+        let text = rotated.seal_text(S, "k", "hello");
+        assert_eq!(rotated.open_text(S, "k", &text).as_deref(), Some("hello"));
+        assert!(rotated.open_text(S, "k", "not base64!").is_none());
+    }
+
+    #[test]
+    fn a_record_opens_only_as_its_kind_under_its_key() {
+        let cipher = Cipher::new(&[[5u8; 32]]).unwrap();
+        let sealed = cipher.seal(Kind::Flow, "flow-1", b"{}");
+        assert!(cipher.open(Kind::Flow, "flow-1", &sealed).is_some());
+        assert!(
+            cipher.open(Kind::Flow, "flow-2", &sealed).is_none(),
+            "another key"
+        );
+        assert!(
+            cipher.open(Kind::FlowTokens, "flow-1", &sealed).is_none(),
+            "another kind"
+        );
+        assert!(
+            cipher.open(Kind::Flow, "flow-1", &sealed[1..]).is_none(),
+            "the version cut off"
+        );
+    }
+
+    #[test]
+    fn a_record_of_the_old_format_opens_as_legacy() {
+        // The old format: nonce || ciphertext || tag, no associated data.
+        let key = [6u8; 32];
+        let nonce = [9u8; NONCE_LEN];
+        let mut old = nonce.to_vec();
+        old.extend(
+            XChaCha20Poly1305::new((&key).into())
+                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
+                .unwrap(),
+        );
+        let cipher = Cipher::new(&[key]).unwrap();
+        let opened = cipher.open(S, "any", &old).unwrap();
+        assert_eq!(
+            (opened.plaintext.as_slice(), opened.legacy),
+            (&b"old"[..], true)
+        );
+        // Even one whose nonce starts with the version byte.
+        let nonce = [BOUND; NONCE_LEN];
+        let mut old = nonce.to_vec();
+        old.extend(
+            XChaCha20Poly1305::new((&key).into())
+                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
+                .unwrap(),
+        );
+        assert!(cipher.open(S, "any", &old).unwrap().legacy);
     }
 
     #[test]

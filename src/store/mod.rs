@@ -16,8 +16,8 @@ pub use session_lock::{Lock, SessionGuard, SessionLocks};
 pub use sessions::SessionBackend;
 
 use crate::config::StoreConfig;
-use crate::crypto::Cipher;
 use crate::crypto::EncryptionKey;
+use crate::crypto::{Cipher, Kind};
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;
@@ -122,21 +122,30 @@ fn signed_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-/// A flow record or token set as sealed text (JSON, then [`Cipher::seal_text`]).
-fn seal_json<T: serde::Serialize>(cipher: &Cipher, value: &T) -> StoreResult<String> {
-    Ok(cipher.seal_text(&serde_json::to_string(value)?))
+/// A flow record or token set as sealed text (JSON, then [`Cipher::seal_text`]), bound to its
+/// kind and flow id.
+fn seal_json<T: serde::Serialize>(
+    cipher: &Cipher,
+    kind: Kind,
+    id: &str,
+    value: &T,
+) -> StoreResult<String> {
+    Ok(cipher.seal_text(kind, id, &serde_json::to_string(value)?))
 }
 
-/// The value, or `None` when no key opens it (a retired key): the flow reads as gone.
+/// The value, or `None` when no key opens it as `kind` of flow `id` (a retired key, or a value
+/// copied from another flow): the flow reads as gone.
 fn open_json<T: serde::de::DeserializeOwned>(
     cipher: &Cipher,
+    kind: Kind,
+    id: &str,
     sealed: &str,
 ) -> StoreResult<Option<T>> {
-    match cipher.open_text(sealed) {
+    match cipher.open_text(kind, id, sealed) {
         Some(json) => Ok(Some(serde_json::from_str(&json)?)),
         None => {
             tracing::warn!(
-                "a device flow does not decrypt with ENCRYPTION_KEYS; treating it as gone"
+                "a device flow does not decrypt with ENCRYPTION_KEYS (or was copied from another); treating it as gone"
             );
             Ok(None)
         }

@@ -4,7 +4,7 @@
 
 use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
 use crate::clock::unix_now_ms;
-use crate::crypto::Cipher;
+use crate::crypto::{Cipher, Kind};
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use fred::prelude::{
@@ -126,15 +126,19 @@ impl RedisFlows {
         Self { pool, cipher }
     }
 
-    fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, value)
+    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
+        seal_json(&self.cipher, kind, id, value)
     }
 
     fn open<T: serde::de::DeserializeOwned>(
         &self,
+        kind: Kind,
+        id: &str,
         sealed: Option<String>,
     ) -> StoreResult<Option<T>> {
-        sealed.map_or(Ok(None), |sealed| open_json(&self.cipher, &sealed))
+        sealed.map_or(Ok(None), |sealed| {
+            open_json(&self.cipher, kind, id, &sealed)
+        })
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
@@ -142,7 +146,7 @@ impl RedisFlows {
         let _: () = pool
             .set(
                 key::flow(id),
-                self.seal(record)?,
+                self.seal(Kind::Flow, id, record)?,
                 Some(Expiration::PX(keep_ms(record))),
                 None,
                 false,
@@ -180,7 +184,7 @@ impl RedisFlows {
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
         let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
-        self.open(sealed)
+        self.open(Kind::Flow, id, sealed)
     }
 
     pub async fn update(
@@ -206,8 +210,8 @@ impl RedisFlows {
                 ],
                 vec![
                     owner.to_owned(),
-                    self.seal(record)?,
-                    tokens.map(|t| self.seal(t)).transpose()?.unwrap_or_default(),
+                    self.seal(Kind::Flow, id, record)?,
+                    tokens.map(|t| self.seal(Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
                     record.status.as_str().to_owned(),
                     keep_ms(record).to_string(),
                     id.to_owned(),
@@ -228,7 +232,7 @@ impl RedisFlows {
                 Vec::<String>::new(),
             )
             .await?;
-        self.open(json)
+        self.open(Kind::FlowTokens, id, json)
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {

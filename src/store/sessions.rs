@@ -14,9 +14,9 @@
 
 use super::{StoreError, StoreResult, signed_ms as sql_ms};
 use crate::clock::unix_now_ms;
-use crate::crypto::{Cipher, store_key};
+use crate::crypto::{Cipher, Kind, store_key};
 use async_trait::async_trait;
-use fred::prelude::{Expiration, KeysInterface, Pool as RedisPool, SetOptions};
+use fred::prelude::{Expiration, KeysInterface, LuaInterface, Pool as RedisPool, SetOptions};
 use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 use sqlx::Row;
@@ -114,28 +114,35 @@ fn expires_at_ms(record: &Record) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
-/// The record sealed, for the file or Redis.
+/// The record sealed, for the file or Redis, bound to its key there.
 fn seal(cipher: &Cipher, record: &Record) -> session_store::Result<Vec<u8>> {
     let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
-    Ok(cipher.seal(&json))
+    Ok(cipher.seal(Kind::Session, &durable_key(&record.id), &json))
 }
 
-/// The record, or `None` when it is expired or does not open (a wrong or retired key:
-/// the user is simply signed out).
-fn open(cipher: &Cipher, id: &Id, sealed: &[u8], expires_at_ms: u64) -> Option<Record> {
+/// The record, or `None` when it is expired or does not open as the session stored under `key`
+/// (a wrong or retired key, or a record copied from another key: the user is simply signed
+/// out). The flag is true for a record of the old format, which the caller rewrites.
+fn open(
+    cipher: &Cipher,
+    id: &Id,
+    key: &str,
+    sealed: &[u8],
+    expires_at_ms: u64,
+) -> Option<(Record, bool)> {
     if expires_at_ms <= unix_now_ms() {
         return None;
     }
-    let Some(json) = cipher.open(sealed) else {
+    let Some(opened) = cipher.open(Kind::Session, key, sealed) else {
         tracing::warn!(
-            "a session record does not decrypt with ENCRYPTION_KEYS; treating it as signed out"
+            "a session record does not open with ENCRYPTION_KEYS under its key; treating it as signed out"
         );
         return None;
     };
-    match serde_json::from_slice::<Record>(&json) {
+    match serde_json::from_slice::<Record>(&opened.plaintext) {
         Ok(mut record) => {
             record.id = *id;
-            Some(record)
+            Some((record, opened.legacy))
         }
         Err(err) => {
             tracing::warn!(%err, "a session record does not decode; treating it as signed out");
@@ -404,23 +411,42 @@ impl SessionStore for SessionBackend {
     }
 }
 
-/// The record under `id` in Redis, if any and unexpired.
+/// The record under `id` in Redis, if any and unexpired. One of the old format (sealed
+/// without its key) is sealed anew, bound to its key, unless it changed meanwhile.
 async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
-    let sealed: Option<Vec<u8>> = pool
-        .get(redis_key(&durable_key(id)))
-        .await
-        .map_err(backend_error)?;
+    let key = durable_key(id);
+    let sealed: Option<Vec<u8>> = pool.get(redis_key(&key)).await.map_err(backend_error)?;
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
     // Redis expires the key itself; the record's own date is checked as well.
-    Ok(sealed.and_then(|s| {
-        open(cipher, id, &s, u64::MAX).filter(|r| r.expiry_date > time::OffsetDateTime::now_utc())
-    }))
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed, u64::MAX)
+        .filter(|(r, _)| r.expiry_date > time::OffsetDateTime::now_utc())
+    else {
+        return Ok(None);
+    };
+    if legacy {
+        let _: i64 = pool
+            .eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then
+                   redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') return 1 end
+                 return 0",
+                vec![redis_key(&key)],
+                vec![sealed, seal(cipher, &record)?],
+            )
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(Some(record))
 }
 
-/// The record under `id` in the SQLite file, if any and unexpired.
+/// The record under `id` in the SQLite file, if any and unexpired; one of the old format is
+/// sealed anew, as in Redis.
 async fn load_sqlite(pool: &SqlitePool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
+    let key = durable_key(id);
     let row =
         sqlx::query("select data, expires_at_ms from sessions where id = ? and expires_at_ms > ?")
-            .bind(durable_key(id))
+            .bind(&key)
             .bind(sql_ms(unix_now_ms()))
             .fetch_optional(pool)
             .await
@@ -430,7 +456,19 @@ async fn load_sqlite(pool: &SqlitePool, cipher: &Cipher, id: &Id) -> Result<Opti
     };
     let sealed: Vec<u8> = row.get(0);
     let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-    Ok(open(cipher, id, &sealed, expires))
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed, expires) else {
+        return Ok(None);
+    };
+    if legacy {
+        sqlx::query("update sessions set data = ? where id = ? and data = ?")
+            .bind(seal(cipher, &record)?)
+            .bind(&key)
+            .bind(&sealed)
+            .execute(pool)
+            .await
+            .map_err(backend_error)?;
+    }
+    Ok(Some(record))
 }
 
 #[cfg(test)]

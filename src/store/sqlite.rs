@@ -6,7 +6,7 @@ use super::{
     StoreError, StoreResult, lease_until, millis, open_json, seal_json, signed_ms as sql_ms,
 };
 use crate::clock::unix_now_ms;
-use crate::crypto::Cipher;
+use crate::crypto::{Cipher, Kind};
 use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use sqlx::Row;
@@ -214,12 +214,17 @@ impl SqliteFlows {
         Self { pool, cipher }
     }
 
-    fn seal<T: serde::Serialize>(&self, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, value)
+    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
+        seal_json(&self.cipher, kind, id, value)
     }
 
-    fn open<T: serde::de::DeserializeOwned>(&self, sealed: &str) -> StoreResult<Option<T>> {
-        open_json(&self.cipher, sealed)
+    fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        id: &str,
+        sealed: &str,
+    ) -> StoreResult<Option<T>> {
+        open_json(&self.cipher, kind, id, sealed)
     }
 
     pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
@@ -228,7 +233,7 @@ impl SqliteFlows {
              values (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
-        .bind(self.seal(record)?)
+        .bind(self.seal(Kind::Flow, id, record)?)
         .bind(record.status.as_str())
         .bind(sql_ms(record.expires_at_ms))
         .bind(owner)
@@ -245,7 +250,7 @@ impl SqliteFlows {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(row) => self.open(row.get::<&str, _>(0)),
+            Some(row) => self.open(Kind::Flow, id, row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }
@@ -257,12 +262,14 @@ impl SqliteFlows {
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
-        let tokens = tokens.map(|t| self.seal(t)).transpose()?;
+        let tokens = tokens
+            .map(|t| self.seal(Kind::FlowTokens, id, t))
+            .transpose()?;
         let done = sqlx::query(
             "update device_flows set data = ?, status = ?, tokens = coalesce(?, tokens)
              where id = ? and lease_owner = ? and lease_until_ms >= ?",
         )
-        .bind(self.seal(record)?)
+        .bind(self.seal(Kind::Flow, id, record)?)
         .bind(record.status.as_str())
         .bind(tokens)
         .bind(id)
@@ -283,7 +290,7 @@ impl SqliteFlows {
         // The tokens move to the session; their sealed copy leaves the WAL too.
         checkpoint(&self.pool).await;
         match row {
-            Some(row) => self.open(row.get::<&str, _>(0)),
+            Some(row) => self.open(Kind::FlowTokens, id, row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }

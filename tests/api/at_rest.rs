@@ -169,6 +169,82 @@ async fn the_sqlite_file_holds_no_token_device_code_or_cookie_value() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The store's key for the session of `cookie` (a `Cookie` header, `name=value`): SHA-256 of
+/// the id, base64url, as `crypto::store_key` makes it.
+pub fn store_key_of(cookie: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let (_, id) = cookie.split_once('=').unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(id.as_bytes()))
+}
+
+/// A signed-in victim, an anonymous attacker, both in `app`: their browsers and cookies.
+pub async fn victim_and_attacker(
+    app: &TestApp,
+) -> ((reqwest::Client, String), (reqwest::Client, String)) {
+    let (victim, victim_jar) = browser_with_jar();
+    app.login_as(&victim).await;
+    let (attacker, attacker_jar) = browser_with_jar();
+    attacker.get(app.url("/login")).send().await.unwrap();
+    let (v, a) = (cookie_of(app, &victim_jar), cookie_of(app, &attacker_jar));
+    ((victim, v), (attacker, a))
+}
+
+/// After the victim's sealed record was copied onto the attacker's key: the attacker is signed
+/// out (never the victim), and the victim still signed in.
+pub async fn assert_the_swap_signs_nobody_in(
+    app: &TestApp,
+    victim: &reqwest::Client,
+    attacker: &reqwest::Client,
+) {
+    let response = attacker.get(app.url("/whoami")).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the copied record must not sign the attacker in as the victim"
+    );
+    assert_eq!(location(&response), "/");
+    let response = victim.get(app.url("/whoami")).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the victim is still signed in"
+    );
+}
+
+#[crate::support::test]
+async fn a_sealed_session_copied_onto_another_row_reads_as_signed_out() {
+    let dir = temp_dir("swap");
+    let db = dir.join("sessions.db");
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    let ((victim, victim_cookie), (attacker, attacker_cookie)) = victim_and_attacker(&app).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let copied = sqlx::query(
+        "update sessions set data = (select data from sessions where id = ?1),
+                             expires_at_ms = (select expires_at_ms from sessions where id = ?1)
+         where id = ?2",
+    )
+    .bind(store_key_of(&victim_cookie))
+    .bind(store_key_of(&attacker_cookie))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(copied.rows_affected(), 1);
+    pool.close().await;
+    // A restart empties the cache in front of the file: the next read is the row's.
+    let mut app = app;
+    let config = app.probe.config().clone();
+    app = app.restart_with(config).await;
+    assert_the_swap_signs_nobody_in(&app, &victim, &attacker).await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[crate::support::test]
 async fn a_rotated_key_keeps_sessions_and_a_wrong_key_signs_out_cleanly() {
     let dir = temp_dir("rotation");

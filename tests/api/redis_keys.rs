@@ -1,5 +1,6 @@
 //! What Redis sees (feature `e2e`, a real redis-server): no command the app sends names a
-//! session id, as `MONITOR` (what a replica, the AOF or an operator's console gets) shows.
+//! session id, as `MONITOR` (what a replica, the AOF or an operator's console gets) shows; and
+//! a sealed value copied onto another key opens for nobody.
 
 use crate::helpers::{TestApp, quick_device_fake};
 use crate::redis::{redis, use_redis};
@@ -121,4 +122,40 @@ async fn no_command_sent_to_redis_names_a_session_id() {
         );
     }
     crate::at_rest::assert_holds_no_secret("MONITOR", &seen, &app, &cookies);
+}
+
+#[crate::support::test]
+async fn a_sealed_session_copied_onto_another_key_reads_as_signed_out() {
+    use fred::prelude::{ClientLike, KeysInterface};
+    let redis = redis().await;
+    let app = TestApp::spawn_with(Default::default(), |c| use_redis(c, &redis.url)).await;
+    let ((victim, victim_cookie), (attacker, attacker_cookie)) =
+        crate::at_rest::victim_and_attacker(&app).await;
+    let client = fred::prelude::Client::new(
+        fred::prelude::Config::from_url(&redis.url).unwrap(),
+        None,
+        None,
+        None,
+    );
+    client.init().await.unwrap();
+    let key = |cookie: &str| {
+        format!(
+            "webex-oauth:session:{}",
+            crate::at_rest::store_key_of(cookie)
+        )
+    };
+    let sealed: Vec<u8> = client.get(key(&victim_cookie)).await.unwrap();
+    assert!(!sealed.is_empty(), "the victim's record is in Redis");
+    let written: Option<String> = client
+        .set(
+            key(&attacker_cookie),
+            sealed,
+            Some(fred::prelude::Expiration::EX(3600)),
+            Some(fred::prelude::SetOptions::XX),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(written.is_some(), "the attacker's record was replaced");
+    crate::at_rest::assert_the_swap_signs_nobody_in(&app, &victim, &attacker).await;
 }

@@ -61,3 +61,51 @@ async fn the_sqlite_cache_keeps_a_deleted_session_deleted() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let dir = std::env::temp_dir().join(format!("sessions-legacy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool = super::super::sqlite::open(&dir.join("sessions.db"))
+        .await
+        .unwrap();
+    let key = [8u8; 32];
+    let cipher = Cipher::new(&[key]).unwrap();
+    let live = record(time::Duration::minutes(5));
+    // As versions before the key binding sealed it: nonce || ciphertext, no associated data.
+    let nonce = [3u8; 24];
+    let mut old = nonce.to_vec();
+    old.extend(
+        chacha20poly1305::XChaCha20Poly1305::new((&key).into())
+            .encrypt(
+                chacha20poly1305::XNonce::from_slice(&nonce),
+                serde_json::to_vec(&live).unwrap().as_slice(),
+            )
+            .unwrap(),
+    );
+    sqlx::query("insert into sessions (id, data, expires_at_ms) values (?, ?, ?)")
+        .bind(durable_key(&live.id))
+        .bind(&old)
+        .bind(sql_ms(expires_at_ms(&live)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = SessionBackend::sqlite(pool.clone(), cipher.clone());
+    let loaded = store
+        .load(&live.id)
+        .await
+        .unwrap()
+        .expect("the old record reads");
+    assert_eq!(loaded.data, live.data);
+    let now: Vec<u8> = sqlx::query_scalar("select data from sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_ne!(now, old, "rewritten");
+    let opened = cipher
+        .open(Kind::Session, &durable_key(&live.id), &now)
+        .expect("bound to its key");
+    assert!(!opened.legacy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
