@@ -20,13 +20,10 @@ use crate::secret::Secret;
 use crate::telemetry;
 use body::{MAX_BODY, ReadError, read_capped};
 use bytes::Bytes;
-use metrics::{Counter, Histogram};
 use reqwest::Response;
-use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -101,39 +98,15 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Response, WebexError> 
     let started = std::time::Instant::now();
     let result = client.execute(request).await;
     if telemetry::metrics_enabled() {
-        let status = result.as_ref().ok().map(Response::status);
-        let (calls, duration) = call_metrics(endpoint, status);
-        calls.increment(1);
-        duration.record(started.elapsed().as_secs_f64());
+        let status = result
+            .as_ref()
+            .map_or_else(|_| "error".to_owned(), |r| r.status().as_str().to_owned());
+        metrics::counter!(telemetry::WEBEX_REQUESTS, "endpoint" => endpoint, "status" => status)
+            .increment(1);
+        metrics::histogram!(telemetry::WEBEX_DURATION, "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
     }
     result.map_err(WebexError::from_transport)
-}
-
-/// Metric handles by endpoint and status (`None`: no answer), made once each: as for the HTTP
-/// metrics (`web::observe`), building a labelled key for each call (label strings, a registry
-/// lookup) cost more than counting. Bounded: six endpoints, three-digit statuses.
-type CallMetrics = HashMap<(&'static str, Option<StatusCode>), (Counter, Histogram)>;
-static CALL_METRICS: LazyLock<RwLock<CallMetrics>> = LazyLock::new(Default::default);
-
-/// `webex_oauth_webex_requests_total{endpoint, status}` and
-/// `webex_oauth_webex_request_duration_seconds{endpoint}` of one call.
-fn call_metrics(endpoint: &'static str, status: Option<StatusCode>) -> (Counter, Histogram) {
-    let key = (endpoint, status);
-    let read = CALL_METRICS.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(handles) = read.get(&key) {
-        return handles.clone();
-    }
-    drop(read);
-    let label = status.map_or_else(|| "error".to_owned(), |s| s.as_str().to_owned());
-    let handles = (
-        metrics::counter!(telemetry::WEBEX_REQUESTS, "endpoint" => endpoint, "status" => label),
-        metrics::histogram!(telemetry::WEBEX_DURATION, "endpoint" => endpoint),
-    );
-    CALL_METRICS
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, handles.clone());
-    handles
 }
 
 /// The endpoint a URL calls, from a fixed list (a `next` link's path is Webex's to choose, and
