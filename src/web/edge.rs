@@ -49,10 +49,16 @@ pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Res
 /// replaced (two tabs at the moment of sign-in): that deletion, landing last, would sign the
 /// user out. A stale cookie is harmless (it maps to nothing), so only sign-out deletes it.
 fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
-    if response.extensions().get::<SignedOut>().is_some() {
+    let is_removal = |c: &HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
+    // Most responses set no cookie at all: look before rebuilding the headers.
+    let removes = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(is_removal);
+    if !removes || response.extensions().get::<SignedOut>().is_some() {
         return response;
     }
-    let is_removal = |c: &HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
     let kept: Vec<_> = response
         .headers()
         .get_all(header::SET_COOKIE)
