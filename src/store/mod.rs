@@ -9,11 +9,14 @@
 mod memory;
 mod redis;
 mod refresh_lock;
+mod session_cache;
 mod sessions;
 mod sqlite;
 
 pub use refresh_lock::{Lock, RefreshGuard, RefreshLocks};
+pub use session_cache::{MAX_ANONYMOUS, OBJECT_TOKENS_KEY, TOKENS_KEY};
 pub use sessions::SessionBackend;
+pub use sqlite::WAL_SIZE_LIMIT;
 
 use crate::config::StoreConfig;
 use crate::crypto::EncryptionKey;

@@ -43,7 +43,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         // Deleted rows are overwritten with zeros in the database; [`checkpoint`] after each
         // delete then empties the WAL, which still held them: a sign-out leaves no bytes behind.
         .pragma("secure_delete", "on")
-        .busy_timeout(Duration::from_secs(5));
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+        .busy_timeout(BUSY_TIMEOUT);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
@@ -107,19 +108,61 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     Ok(pool)
 }
 
+/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): SQLite
+/// reuses the file from its start after a full checkpoint, and without a limit keeps it at the
+/// largest size it ever reached (450 MB after a flood of `/login`, in the third review).
+pub const WAL_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a checkpoint waits for readers of older pages: while it waits it holds back every
+/// writer, so only briefly (ours read for a millisecond or so).
+const CHECKPOINT_WAIT_MS: u64 = 100;
+
 /// Copies every page the WAL holds into the database and empties the WAL (`wal_checkpoint
 /// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the deleted record in
 /// the database's pages, but the WAL still holds the pages as they were, record and all, until
-/// a checkpoint; truncated, it holds nothing. Waits (up to the busy timeout) for readers of
-/// older pages; an error, or a checkpoint still blocked then, is logged and left to the next
-/// one (every housekeeping tick runs one), never an error for the caller, whose delete is done.
+/// a checkpoint; truncated, it holds nothing. A checkpoint that readers hold up for longer than
+/// [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next one (the sessions'
+/// sweep runs one every few seconds); it is never an error for the caller, whose delete is done.
 pub async fn checkpoint(pool: &SqlitePool) {
-    let done: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(truncate)")
+    match checkpoint_briefly(pool).await {
+        Ok((0, _, _)) => {}
+        Ok(_) => tracing::info!("the SQLite WAL checkpoint waits for readers; retried later"),
+        Err(err) => {
+            tracing::warn!(error = %StoreError::from(err), "cannot checkpoint the SQLite WAL")
+        }
+    }
+}
+
+/// The TRUNCATE checkpoint on a connection whose busy timeout is cut to [`CHECKPOINT_WAIT_MS`]
+/// for it (and set back after; a connection where that fails is closed, not reused).
+async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query(&format!("pragma busy_timeout = {CHECKPOINT_WAIT_MS}"))
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query_as("pragma wal_checkpoint(truncate)")
+        .fetch_one(&mut *conn)
+        .await;
+    let restore = format!("pragma busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+    if sqlx::query(&restore).execute(&mut *conn).await.is_err() {
+        let _ = conn.close().await;
+    }
+    done
+}
+
+/// The periodic checkpoint (every few seconds): a passive one, which never waits, and when it
+/// copied every page (no reader still needs the WAL's), [`checkpoint`] to empty the file. A
+/// reader holding old pages for long leaves the WAL as it is until the next round, without
+/// blocking the writers meanwhile.
+pub async fn checkpoint_when_done(pool: &SqlitePool) {
+    let passive: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(passive)")
         .fetch_one(pool)
         .await;
-    match done {
-        Ok((0, _, _)) => {}
-        Ok(_) => tracing::warn!("the SQLite WAL checkpoint is blocked by readers; retried later"),
+    match passive {
+        Ok((0, log, copied)) if log > 0 && copied == log => checkpoint(pool).await,
+        Ok(_) => {}
         Err(err) => {
             tracing::warn!(error = %StoreError::from(err), "cannot checkpoint the SQLite WAL")
         }
