@@ -25,11 +25,11 @@ pub struct SqliteFlows {
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
-/// Opens (creating it and its folder, mode 0600) the SQLite file, and the flows table.
+/// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     let open_error = |what: String| StoreError::Open(what);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
     }
     create_private_file(path).map_err(open_error)?;
@@ -204,7 +204,7 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
 }
 
 /// The key in `encryption.key` beside the database, made (32 random bytes, base64, mode 0600)
-/// the first time.
+/// the first time; an existing one that others may read is made 0600 (see [`make_private`]).
 pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
@@ -223,6 +223,7 @@ pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
             .map_err(|e| problem(format!("cannot write {}: {e}", path.display())))?;
         tracing::info!(file = %path.display(), "made a new encryption key for the store");
     }
+    make_private(&path).map_err(problem)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
     crate::crypto::EncryptionKey::from_base64(&text)
@@ -250,6 +251,49 @@ fn create_private_file(path: &Path) -> Result<(), String> {
 #[cfg(not(unix))]
 fn create_private_file(_: &Path) -> Result<(), String> {
     Ok(())
+}
+
+/// An existing key file that others may read is made 0600, with a warning naming it (it may
+/// have been copied: rotate the key). One this process cannot change (another owner) stops the
+/// start-up, naming it.
+#[cfg(unix)]
+fn make_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        format!(
+            "{} is readable by others (mode {:o}) and cannot be made private: {e}",
+            path.display(),
+            mode & 0o777
+        )
+    })?;
+    tracing::warn!(
+        "{} was readable by others (mode {:o}); it is now 0600. Anyone who read it can open the store's records: rotate the key (ENCRYPTION_KEYS=NEW,OLD)",
+        path.display(),
+        mode & 0o777
+    );
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// Creates `dir` and any missing parent as 0700 (only the ones it creates: an existing folder
+/// is left as it is).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 impl SqliteFlows {
