@@ -6,6 +6,7 @@
 //! Every write a poller makes is conditional on still holding the lease, so a poller that lost
 //! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
 
+mod files;
 mod memory;
 mod redis;
 mod refresh_lock;
@@ -77,7 +78,7 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
             let pool = sqlite::open(path).await?;
             let cipher = match given {
                 Some(cipher) => cipher,
-                None => sqlite::key_beside(path)?,
+                None => files::key_beside(path)?,
             };
             Store {
                 flows: FlowStore(Backend::Sqlite(SqliteFlows::new(
