@@ -207,12 +207,16 @@ impl Config {
         let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
         let session_store = match store.as_str() {
             "memory" => StoreConfig::Memory,
+            // A store URL may carry a password: no message below shows the value itself.
             redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
                 let url = Url::parse(redis).map_err(|e| {
-                    invalid("SESSION_STORE", format!("{redis:?} is not a URL ({e})"))
+                    invalid(
+                        "SESSION_STORE",
+                        format!("the Redis URL does not parse ({e}); its text is not shown"),
+                    )
                 })?;
                 if url.host().is_none() {
-                    return Err(invalid("SESSION_STORE", format!("{redis:?} has no host")));
+                    return Err(invalid("SESSION_STORE", "the Redis URL has no host"));
                 }
                 StoreConfig::Redis(redis.to_owned())
             }
@@ -221,9 +225,7 @@ impl Config {
                 _ => {
                     return Err(invalid(
                         "SESSION_STORE",
-                        format!(
-                            "{other:?} is not supported; use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…"
-                        ),
+                        "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…",
                     ));
                 }
             },

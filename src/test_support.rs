@@ -5,6 +5,11 @@
 use crate::config::Config;
 use crate::state::AppState;
 
+/// How many anonymous sessions this process keeps open at most (see `store::session_cache`).
+pub const MAX_ANONYMOUS_SESSIONS: u64 = crate::store::MAX_ANONYMOUS;
+/// What the SQLite WAL is cut back to when it starts over (see `store::sqlite`).
+pub const WAL_SIZE_LIMIT: u64 = crate::store::WAL_SIZE_LIMIT;
+
 /// What the tests look at inside a running app. Cloning is cheap.
 #[derive(Clone)]
 pub struct Probe(AppState);
@@ -26,6 +31,12 @@ impl Probe {
     /// Device flows recorded in the store (pending, or finished and not yet claimed or purged).
     pub async fn flow_count(&self) -> usize {
         self.0.flows().len().await
+    }
+
+    /// Sessions kept open in this process (the memory store, the cache in front of SQLite):
+    /// (signed in, anonymous).
+    pub async fn cached_sessions(&self) -> (u64, u64) {
+        self.0.sessions().cached().await
     }
 
     /// Sessions refreshing their tokens (or waiting to) in this instance now.

@@ -148,6 +148,30 @@ fn a_bad_setting_stops_start_up_naming_its_key() {
     }
 }
 
+#[crate::support::test]
+fn a_malformed_redis_url_stops_start_up_without_showing_its_password() {
+    for value in [
+        "redis://user:hunter2@[bad",
+        "rediss://:hunter2@",
+        "redis:user:hunter2@cache.internal:6379",
+    ] {
+        let out = run(&[], &[("SESSION_STORE", value)]);
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let (err, log) = (
+            String::from_utf8(out.stderr).unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        );
+        assert!(
+            err.starts_with("configuration error: SESSION_STORE: "),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2") && !log.contains("hunter2"),
+            "{err}{log}"
+        );
+    }
+}
+
 /// A running server, killed when dropped; its stdout lines arrive on a channel.
 struct Running {
     child: Child,

@@ -80,6 +80,21 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn a_malformed_store_url_is_never_shown_it_may_hold_a_password() {
+    for value in [
+        "redis://user:hunter2@[bad",
+        "rediss://:hunter2@",
+        "redis://user:hunter2@host:port",
+        "redis:user:hunter2@cache.internal:6379",
+        "postgres://user:hunter2@db.internal/x",
+    ] {
+        let err = config(&[("SESSION_STORE", value)]).unwrap_err();
+        assert_eq!(err.key, "SESSION_STORE", "{value}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
+
+#[test]
 fn empty_values_count_as_unset_and_scopes_are_normalised() {
     let c = config(&[
         ("WEBEX_CLIENT_ID", "  "),

@@ -6,14 +6,18 @@
 //! Every write a poller makes is conditional on still holding the lease, so a poller that lost
 //! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
 
+mod files;
 mod memory;
 mod redis;
+mod session_cache;
 mod session_lock;
 mod sessions;
 mod sqlite;
 
+pub use session_cache::{MAX_ANONYMOUS, OBJECT_TOKENS_KEY, TOKENS_KEY};
 pub use session_lock::{Lock, SessionGuard, SessionLocks};
 pub use sessions::SessionBackend;
+pub use sqlite::WAL_SIZE_LIMIT;
 
 use crate::config::StoreConfig;
 use crate::crypto::EncryptionKey;
@@ -74,7 +78,7 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
             let pool = sqlite::open(path).await?;
             let cipher = match given {
                 Some(cipher) => cipher,
-                None => sqlite::key_beside(path)?,
+                None => files::key_beside(path)?,
             };
             Store {
                 flows: FlowStore(Backend::Sqlite(SqliteFlows::new(

@@ -12,27 +12,24 @@
 //! sealing guards copies of the store, and a reader of this process's memory would find the
 //! key beside them. Opening and decoding a record was a sixth of the CPU of a `GET /`.
 
+use super::session_cache::{MAX_ANONYMOUS, MAX_SIGNED_IN, SessionCache, Slot, expires_at_ms};
 use super::{StoreError, StoreResult, signed_ms as sql_ms};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind, store_key};
 use async_trait::async_trait;
 use fred::prelude::{Expiration, KeysInterface, LuaInterface, Pool as RedisPool, SetOptions};
-use moka::future::Cache;
-use moka::ops::compute::{CompResult, Op};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, Error, SessionStore};
 
-/// The memory store (and the cache in front of SQLite) keeps at most this many sessions
-/// (least used go first), so a flood of `/login` requests cannot grow memory without bound.
-const MAX_MEMORY_SESSIONS: u64 = 100_000;
 /// How often expired SQLite sessions are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// How long the cache remembers that an id was deleted: far longer than any request lives.
-const TOMBSTONE: Duration = Duration::from_secs(600);
+/// How often the SQLite WAL is checkpointed (and emptied when no reader holds it), so a burst
+/// of writes leaves no large WAL behind.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Tries at a fresh id when a new one collides (it never does: 128 random bits).
 const CREATE_TRIES: usize = 8;
 
@@ -54,7 +51,7 @@ impl std::fmt::Debug for SessionBackend {
 struct Inner {
     /// The whole store (memory), or a cache in front of the file (SQLite); unused with Redis,
     /// which other instances change too.
-    cache: Cache<Id, Slot>,
+    cache: SessionCache,
     durable: Durable,
 }
 
@@ -65,41 +62,6 @@ enum Durable {
     Redis(RedisPool, Cipher),
 }
 
-#[derive(Clone)]
-enum Slot {
-    Live(Arc<Record>),
-    /// Deleted: a late read must not bring it back.
-    Gone,
-}
-
-/// Each cache entry lives until its session's expiry (a tombstone for [`TOMBSTONE`]).
-struct SlotExpiry;
-
-impl moka::Expiry<Id, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &Id, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(slot_ttl(slot))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Id,
-        slot: &Slot,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(slot_ttl(slot))
-    }
-}
-
-fn slot_ttl(slot: &Slot) -> Duration {
-    match slot {
-        Slot::Live(record) => {
-            Duration::from_millis(expires_at_ms(record).saturating_sub(unix_now_ms()))
-        }
-        Slot::Gone => TOMBSTONE,
-    }
-}
-
 /// A cached record, unless it expired (moka drops it a little later).
 fn unexpired(record: &Record) -> Option<Record> {
     (expires_at_ms(record) > unix_now_ms()).then(|| record.clone())
@@ -107,11 +69,6 @@ fn unexpired(record: &Record) -> Option<Record> {
 
 fn backend_error(err: impl std::fmt::Display) -> Error {
     Error::Backend(err.to_string())
-}
-
-fn expires_at_ms(record: &Record) -> u64 {
-    let ms = record.expiry_date.unix_timestamp_nanos() / 1_000_000;
-    u64::try_from(ms).unwrap_or(0)
 }
 
 /// The record sealed, for the file or Redis, bound to its key there.
@@ -184,10 +141,12 @@ async fn redis_set(
 
 impl SessionBackend {
     fn new(durable: Durable) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(MAX_MEMORY_SESSIONS)
-            .expire_after(SlotExpiry)
-            .build();
+        Self::with_caps(durable, MAX_SIGNED_IN, MAX_ANONYMOUS)
+    }
+
+    /// With caps of its own for the cache (the unit tests use small ones).
+    fn with_caps(durable: Durable, max_signed_in: u64, max_anonymous: u64) -> Self {
+        let cache = SessionCache::new(max_signed_in, max_anonymous);
         Self(Arc::new(Inner { cache, durable }))
     }
 
@@ -220,72 +179,55 @@ impl SessionBackend {
         }
     }
 
-    /// Runs for ever where the backend needs it (SQLite: delete expired sessions every
-    /// minute; moka and Redis expire sessions by themselves). The app aborts it at shutdown.
+    /// Runs for ever where the backend needs it (SQLite: checkpoint the WAL every
+    /// [`CHECKPOINT_EVERY`], delete expired sessions every [`SWEEP_EVERY`]; moka and Redis
+    /// expire sessions by themselves). The app aborts it at shutdown.
     pub async fn sweep_expired(self) {
         let Durable::Sqlite(pool, _) = &self.0.durable else {
             return;
         };
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        loop {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        let sweep_every = SWEEP_EVERY.as_secs() / CHECKPOINT_EVERY.as_secs();
+        for round in 0u64.. {
             tick.tick().await;
-            match sqlx::query("delete from sessions where expires_at_ms < ?")
-                .bind(sql_ms(unix_now_ms()))
-                .execute(pool)
-                .await
-            {
-                Ok(done) if done.rows_affected() > 0 => super::sqlite::checkpoint(pool).await,
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(error = %StoreError::from(err), "cannot delete expired sessions")
+            if round % sweep_every == 0 {
+                match sqlx::query("delete from sessions where expires_at_ms < ?")
+                    .bind(sql_ms(unix_now_ms()))
+                    .execute(pool)
+                    .await
+                {
+                    Ok(done) if done.rows_affected() > 0 => {
+                        super::sqlite::checkpoint(pool).await;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(
+                        error = %StoreError::from(err),
+                        "cannot delete expired sessions"
+                    ),
                 }
             }
+            super::sqlite::checkpoint_when_done(pool).await;
         }
     }
 
-    /// Caches `record` if `put_over` allows it over what is cached now (`None`: nothing);
-    /// whether it did. Every cache write goes through moka's per-key compute, so the conditional
-    /// puts and the deletes of one id happen one at a time, never interleaved.
+    /// Caches `record` if `put_over` allows it over what is cached now; whether it did.
     async fn cache_where(
         &self,
         record: Record,
         put_over: impl FnOnce(Option<&Slot>) -> bool + Send,
     ) -> bool {
-        let id = record.id;
-        let slot = Slot::Live(Arc::new(record));
-        let result = self
-            .0
-            .cache
-            .entry(id)
-            .and_compute_with(|entry| async move {
-                if put_over(entry.as_ref().map(|e| e.value())) {
-                    Op::Put(slot)
-                } else {
-                    Op::Nop
-                }
-            })
-            .await;
-        matches!(
-            result,
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        )
+        self.0.cache.put_where(record, put_over).await
     }
 
-    /// Forgets `id` in the cache (with a tombstone in front of SQLite, so a late read of the
-    /// row cannot bring it back), through the same per-key compute as the puts: a save or a
-    /// load in flight cannot put the record back after it.
     async fn cache_delete(&self, id: &Id, tombstone: bool) {
-        self.0
-            .cache
-            .entry(*id)
-            .and_compute_with(|_| async move {
-                if tombstone {
-                    Op::Put(Slot::Gone)
-                } else {
-                    Op::Remove
-                }
-            })
-            .await;
+        self.0.cache.delete(id, tombstone).await
+    }
+
+    /// How many sessions are kept open in this process: (signed in, anonymous). Tombstones
+    /// count as signed in.
+    pub async fn cached(&self) -> (u64, u64) {
+        self.0.cache.counts().await
     }
 
     /// Inserts under `record.id` only if no record has that key; false on a collision.

@@ -1,7 +1,9 @@
 //! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions: they
 //! survive restarts. One instance owns the file. The flow record (with its device code) and the
-//! tokens are sealed; the columns the queries filter on (status, instants, lease) are not.
+//! tokens are sealed; the columns the queries filter on (status, instants, lease) are not. Also
+//! the file itself: opening it (tables, migration) and checkpointing its WAL.
 
+use super::files::{create_private_dir, create_private_file};
 use super::{
     StoreError, StoreResult, lease_until, millis, open_json, seal_json, signed_ms as sql_ms,
 };
@@ -25,11 +27,11 @@ pub struct SqliteFlows {
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
-/// Opens (creating it and its folder, mode 0600) the SQLite file, and the flows table.
+/// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     let open_error = |what: String| StoreError::Open(what);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
     }
     create_private_file(path).map_err(open_error)?;
@@ -43,7 +45,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         // Deleted rows are overwritten with zeros in the database; [`checkpoint`] after each
         // delete then empties the WAL, which still held them: a sign-out leaves no bytes behind.
         .pragma("secure_delete", "on")
-        .busy_timeout(Duration::from_secs(5));
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+        .busy_timeout(BUSY_TIMEOUT);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
@@ -107,19 +110,61 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     Ok(pool)
 }
 
+/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): SQLite
+/// reuses the file from its start after a full checkpoint, and without a limit keeps it at the
+/// largest size it ever reached (450 MB after a flood of `/login`, in the third review).
+pub const WAL_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a checkpoint waits for readers of older pages: while it waits it holds back every
+/// writer, so only briefly (ours read for a millisecond or so).
+const CHECKPOINT_WAIT_MS: u64 = 100;
+
 /// Copies every page the WAL holds into the database and empties the WAL (`wal_checkpoint
 /// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the deleted record in
 /// the database's pages, but the WAL still holds the pages as they were, record and all, until
-/// a checkpoint; truncated, it holds nothing. Waits (up to the busy timeout) for readers of
-/// older pages; an error, or a checkpoint still blocked then, is logged and left to the next
-/// one (every housekeeping tick runs one), never an error for the caller, whose delete is done.
+/// a checkpoint; truncated, it holds nothing. A checkpoint that readers hold up for longer than
+/// [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next one (the sessions'
+/// sweep runs one every few seconds); it is never an error for the caller, whose delete is done.
 pub async fn checkpoint(pool: &SqlitePool) {
-    let done: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(truncate)")
+    match checkpoint_briefly(pool).await {
+        Ok((0, _, _)) => {}
+        Ok(_) => tracing::info!("the SQLite WAL checkpoint waits for readers; retried later"),
+        Err(err) => {
+            tracing::warn!(error = %StoreError::from(err), "cannot checkpoint the SQLite WAL")
+        }
+    }
+}
+
+/// The TRUNCATE checkpoint on a connection whose busy timeout is cut to [`CHECKPOINT_WAIT_MS`]
+/// for it (and set back after; a connection where that fails is closed, not reused).
+async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query(&format!("pragma busy_timeout = {CHECKPOINT_WAIT_MS}"))
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query_as("pragma wal_checkpoint(truncate)")
+        .fetch_one(&mut *conn)
+        .await;
+    let restore = format!("pragma busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+    if sqlx::query(&restore).execute(&mut *conn).await.is_err() {
+        let _ = conn.close().await;
+    }
+    done
+}
+
+/// The periodic checkpoint (every few seconds): a passive one, which never waits, and when it
+/// copied every page (no reader still needs the WAL's), [`checkpoint`] to empty the file. A
+/// reader holding old pages for long leaves the WAL as it is until the next round, without
+/// blocking the writers meanwhile.
+pub async fn checkpoint_when_done(pool: &SqlitePool) {
+    let passive: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(passive)")
         .fetch_one(pool)
         .await;
-    match done {
-        Ok((0, _, _)) => {}
-        Ok(_) => tracing::warn!("the SQLite WAL checkpoint is blocked by readers; retried later"),
+    match passive {
+        Ok((0, log, copied)) if log > 0 && copied == log => checkpoint(pool).await,
+        Ok(_) => {}
         Err(err) => {
             tracing::warn!(error = %StoreError::from(err), "cannot checkpoint the SQLite WAL")
         }
@@ -157,55 +202,6 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
     sqlx::query(&format!("pragma user_version = {SCHEMA_VERSION}"))
         .execute(pool)
         .await?;
-    Ok(())
-}
-
-/// The key in `encryption.key` beside the database, made (32 random bytes, base64, mode 0600)
-/// the first time.
-pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    let path = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("encryption.key");
-    let problem = |what: String| StoreError::Open(what);
-    if !path.exists() {
-        use rand::RngCore;
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        create_private_file(&path).map_err(problem)?;
-        std::fs::write(&path, STANDARD.encode(key))
-            .map_err(|e| problem(format!("cannot write {}: {e}", path.display())))?;
-        tracing::info!(file = %path.display(), "made a new encryption key for the store");
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-    crate::crypto::EncryptionKey::from_base64(&text)
-        .and_then(|k| Cipher::new(&[k.0]))
-        .ok_or_else(|| {
-            problem(format!(
-                "{} does not hold a base64 32-byte key",
-                path.display()
-            ))
-        })
-}
-
-#[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|_| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
-}
-
-#[cfg(not(unix))]
-fn create_private_file(_: &Path) -> Result<(), String> {
     Ok(())
 }
 

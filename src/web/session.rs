@@ -11,6 +11,7 @@
 use crate::clock::unix_now;
 use crate::crypto::SessionKey;
 use crate::secret::Secret;
+use crate::store::{OBJECT_TOKENS_KEY, TOKENS_KEY};
 use crate::tokens::TokenSet;
 use crate::web::error::AppError;
 use axum::extract::FromRequestParts;
@@ -24,15 +25,13 @@ use tower_sessions::session::Error;
 use tower_sessions::{Expiry, MemoryStore, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
-/// The token set, as one JSON string (see [`WebSession::tokens`]).
-const TOKENS_KEY: &str = "webex.tokens.v2";
-/// Where versions before the string layout kept the token set, as a JSON object: still read, so
-/// their sessions stay signed in, and removed when the tokens are next written (a refresh). A
-/// new key rather than a new layout under the old one: an older binary (a rollback, or one
-/// instance of a rolling upgrade sharing Redis) then finds no tokens and shows a signed-out
-/// page, instead of failing to decode a string whose text (the tokens) would be quoted in its
-/// error.
-const OBJECT_TOKENS_KEY: &str = "webex.tokens";
+// The token set lives under `store::TOKENS_KEY`, as one JSON string (see
+// [`WebSession::tokens`]); the store tells signed-in sessions by it. Versions before the string
+// layout kept it under `store::OBJECT_TOKENS_KEY`, as a JSON object: still read, and removed
+// when the tokens are next written. A new key rather than a new layout under the old one: an
+// older binary (a rollback, or one instance of a rolling upgrade sharing Redis) then finds no
+// tokens and shows a signed-out page, instead of failing to decode a string whose text (the
+// tokens) would be quoted in its error.
 const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
 const TOUCHED_KEY: &str = "session.touched";

@@ -345,3 +345,49 @@ async fn sessions_without_tokens_expire_after_fifteen_minutes() {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(unix)]
+#[crate::support::test]
+async fn a_key_file_readable_by_others_is_made_private_and_the_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = crate::helpers::captured_logs(); // capture from here on
+    let dir = temp_dir("key-mode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("encryption.key");
+    std::fs::write(&key, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Then a database in a folder that does not exist yet.
+    let data = dir.join("data");
+    let db = data.join("sessions.db");
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(dir.join("sessions.db"))
+    })
+    .await;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "the key is made private at start-up");
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.contains(&format!("{} was readable by others", key.display())),
+        "the start-up warns, naming the file"
+    );
+    app.login().await;
+    assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
+    app.stop().await;
+
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    assert_eq!(mode(&data), 0o700, "the database's new folder is private");
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&data.join("encryption.key")), 0o600);
+    app.login().await;
+    for file in ["sessions.db-wal", "sessions.db-shm"] {
+        let path = data.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -21,6 +21,7 @@ mod redis;
 #[cfg(feature = "e2e")]
 mod redis_keys;
 mod runner;
+mod session_caps;
 mod shutdown;
 mod sign_in_page;
 mod sign_out;

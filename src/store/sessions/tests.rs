@@ -109,3 +109,46 @@ async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
     assert!(!opened.legacy);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_flood_of_anonymous_sessions_never_evicts_a_signed_in_one() {
+    let store = SessionBackend::with_caps(Durable::Memory, 10, 5);
+    let mut user = record(time::Duration::minutes(5));
+    store.create(&mut user).await.unwrap();
+    let anonymous = || Record {
+        id: Id::default(),
+        data: [("oauth.pending".to_owned(), json!([]))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+    };
+    let mut last = anonymous();
+    for _ in 0..200 {
+        last = anonymous();
+        store.create(&mut last).await.unwrap();
+    }
+    let (signed_in, kept) = store.cached().await;
+    assert_eq!(signed_in, 1);
+    assert!(kept <= 5, "{kept} anonymous sessions kept");
+    assert!(
+        store.load(&user.id).await.unwrap().is_some(),
+        "still signed in"
+    );
+    assert!(
+        store.load(&last.id).await.unwrap().is_some(),
+        "the newest login is admitted"
+    );
+
+    // Losing its tokens (Webex refused them), the user's session stays where it was.
+    let mut forgotten = user.clone();
+    forgotten.data.clear();
+    store.save(&forgotten).await.unwrap();
+    for _ in 0..50 {
+        store.create(&mut anonymous()).await.unwrap();
+    }
+    assert!(store.load(&user.id).await.unwrap().is_some());
+    assert_eq!(store.cached().await.0, 1);
+    // Deleted, it is gone from both caches.
+    store.delete(&user.id).await.unwrap();
+    store.delete(&last.id).await.unwrap();
+    assert!(store.load(&user.id).await.unwrap().is_none());
+    assert!(store.load(&last.id).await.unwrap().is_none());
+}
