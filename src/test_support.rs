@@ -33,8 +33,7 @@ impl Probe {
         self.0.flows().len().await
     }
 
-    /// Sessions kept open in this process (the memory store, the cache in front of SQLite):
-    /// (signed in, anonymous).
+    /// Sessions the memory store holds: (signed in, anonymous).
     pub async fn cached_sessions(&self) -> (u64, u64) {
         self.0.sessions().cached().await
     }

@@ -1,7 +1,6 @@
-//! The sessions kept open in this process (the whole memory store; the cache in front of the
-//! SQLite file): signed-in sessions in one moka cache, anonymous ones (no tokens: a login or a
-//! device sign-in in progress) in another with a cap of its own, so a flood of anonymous
-//! sessions evicts only anonymous ones, never a signed-in user.
+//! The memory session store's records: signed-in sessions in one moka cache, anonymous ones (no
+//! tokens: a login or a device sign-in in progress) in another with a cap of its own, so a flood
+//! of anonymous sessions evicts only anonymous ones, never a signed-in user.
 //!
 //! A record is signed in when it holds a token set ([`TOKENS_KEY`] or [`OBJECT_TOKENS_KEY`]). A
 //! session gets its tokens only under a new id (sign-in cycles it), so an id created anonymous
@@ -33,19 +32,9 @@ pub const MAX_SIGNED_IN: u64 = 100_000;
 /// minutes), and `/login` is rate limited per client (20 a minute, 20 at once), so one client
 /// holds a few hundred at most; 10,000 is many clients at once, in some 10 MB.
 pub const MAX_ANONYMOUS: u64 = 10_000;
-/// How long a tombstone (a deleted id, in front of SQLite) is kept: far longer than any
-/// request lives.
-const TOMBSTONE: Duration = Duration::from_secs(600);
-
-#[derive(Clone)]
-pub enum Slot {
-    Live(Arc<Record>),
-    /// Deleted: a late read must not bring it back.
-    Gone,
-}
+type Slot = Arc<Record>;
 
 pub struct SessionCache {
-    /// Signed-in sessions, and the tombstones.
     signed_in: Cache<Id, Slot>,
     anonymous: Cache<Id, Slot>,
 }
@@ -60,7 +49,7 @@ pub fn expires_at_ms(record: &Record) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
-/// Each cache entry lives until its session's expiry (a tombstone for [`TOMBSTONE`]).
+/// Each cache entry lives until its session's expiry.
 struct SlotExpiry;
 
 impl moka::Expiry<Id, Slot> for SlotExpiry {
@@ -79,17 +68,12 @@ impl moka::Expiry<Id, Slot> for SlotExpiry {
     }
 }
 
-fn slot_ttl(slot: &Slot) -> Duration {
-    match slot {
-        Slot::Live(record) => {
-            Duration::from_millis(expires_at_ms(record).saturating_sub(unix_now_ms()))
-        }
-        Slot::Gone => TOMBSTONE,
-    }
+fn slot_ttl(record: &Slot) -> Duration {
+    Duration::from_millis(expires_at_ms(record).saturating_sub(unix_now_ms()))
 }
 
 impl SessionCache {
-    /// At most `max_signed_in` signed-in sessions (and tombstones) and `max_anonymous` others.
+    /// At most `max_signed_in` signed-in sessions and `max_anonymous` others.
     pub fn new(max_signed_in: u64, max_anonymous: u64) -> Self {
         let signed_in = Cache::builder()
             .max_capacity(max_signed_in)
@@ -108,7 +92,7 @@ impl SessionCache {
         }
     }
 
-    /// What is cached under `id`, in either cache.
+    /// The record under `id`, in either cache.
     pub async fn get(&self, id: &Id) -> Option<Slot> {
         match self.signed_in.get(id).await {
             Some(slot) => Some(slot),
@@ -126,7 +110,7 @@ impl SessionCache {
     ) -> bool {
         let id = record.id;
         let to_signed_in = signed_in(&record);
-        let slot = Slot::Live(Arc::new(record));
+        let slot = Arc::new(record);
         let (anonymous, put) = (&self.anonymous, AtomicBool::new(false));
         self.signed_in
             .entry(id)
@@ -154,25 +138,20 @@ impl SessionCache {
         put.into_inner()
     }
 
-    /// Forgets `id` in both caches, leaving a tombstone (in front of SQLite, so a late read of
-    /// the row cannot bring it back) when asked; a save or a load in flight cannot put the
-    /// record back after it.
-    pub async fn delete(&self, id: &Id, tombstone: bool) {
+    /// Forgets `id` in both caches; a save in flight cannot put the record back after it (it
+    /// only updates a record still there).
+    pub async fn delete(&self, id: &Id) {
         let anonymous = &self.anonymous;
         self.signed_in
             .entry(*id)
             .and_compute_with(|_| async move {
                 anonymous.invalidate(id).await;
-                if tombstone {
-                    Op::Put(Slot::Gone)
-                } else {
-                    Op::Remove
-                }
+                Op::Remove
             })
             .await;
     }
 
-    /// How many entries each cache holds (signed-in with tombstones, anonymous), once moka has
+    /// How many entries each cache holds (signed-in, anonymous), once moka has
     /// applied its pending evictions.
     pub async fn counts(&self) -> (u64, u64) {
         self.signed_in.run_pending_tasks().await;

@@ -1,18 +1,18 @@
 //! The session store behind `SESSION_STORE`, as one tower-sessions [`SessionStore`]: in memory
-//! (moka), in the SQLite file (with a memory cache in front) or in Redis. What leaves the process
-//! (a row of the file, a Redis value) is the record sealed, keyed by the SHA-256 of the session id.
+//! (moka, see `session_cache`), in the SQLite file or in Redis. What leaves the process (a row
+//! of the file, a Redis value) is the record sealed, keyed by the SHA-256 of the session id.
+//! SQLite and Redis are read on every request (an indexed primary-key read, a `GET`): no cache
+//! in front of them, so no copy in memory can disagree with the file.
 //!
 //! Two rules make sign-out final: `save` only ever updates a record that still exists (SQLite
 //! `UPDATE … WHERE id = ?`, Redis `SET … XX`, a conditional put in memory), and only `create`
 //! inserts, always under a new id. A request that loaded the session before a sign-out (or
-//! before the id was cycled at sign-in) and saves it afterwards writes nothing. The cache in
-//! front of SQLite keeps a tombstone for a deleted id, so a slow read cannot put it back.
+//! before the id was cycled at sign-in) and saves it afterwards writes nothing.
 //!
-//! In memory (the memory store, the cache in front of SQLite) records are kept open, by id:
-//! sealing guards copies of the store, and a reader of this process's memory would find the
-//! key beside them. Opening and decoding a record was a sixth of the CPU of a `GET /`.
+//! The memory store keeps records open, by id: sealing guards copies of the store, and a reader
+//! of this process's memory would find the key beside them.
 
-use super::session_cache::{MAX_ANONYMOUS, MAX_SIGNED_IN, SessionCache, Slot, expires_at_ms};
+use super::session_cache::{MAX_ANONYMOUS, MAX_SIGNED_IN, SessionCache, expires_at_ms};
 use super::{StoreError, StoreResult, signed_ms as sql_ms};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind, store_key};
@@ -35,12 +35,12 @@ const CREATE_TRIES: usize = 8;
 
 /// Cloning is cheap; clones share the backend.
 #[derive(Clone)]
-pub struct SessionBackend(Arc<Inner>);
+pub struct SessionBackend(Arc<Durable>);
 
 impl std::fmt::Debug for SessionBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.0.durable {
-            Durable::Memory => "memory",
+        let kind = match *self.0 {
+            Durable::Memory(..) => "memory",
             Durable::Sqlite(..) => "sqlite",
             Durable::Redis(..) => "redis",
         };
@@ -48,23 +48,11 @@ impl std::fmt::Debug for SessionBackend {
     }
 }
 
-struct Inner {
-    /// The whole store (memory), or a cache in front of the file (SQLite); unused with Redis,
-    /// which other instances change too.
-    cache: SessionCache,
-    durable: Durable,
-}
-
-/// Where records outlive the process, with the cipher that seals them there.
+/// Where records live: open in this process, or sealed by the cipher in the file or Redis.
 enum Durable {
-    Memory,
+    Memory(SessionCache),
     Sqlite(SqlitePool, Cipher),
     Redis(RedisPool, Cipher),
-}
-
-/// A cached record, unless it expired (moka drops it a little later).
-fn unexpired(record: &Record) -> Option<Record> {
-    (expires_at_ms(record) > unix_now_ms()).then(|| record.clone())
 }
 
 fn backend_error(err: impl std::fmt::Display) -> Error {
@@ -140,34 +128,30 @@ async fn redis_set(
 }
 
 impl SessionBackend {
-    fn new(durable: Durable) -> Self {
-        Self::with_caps(durable, MAX_SIGNED_IN, MAX_ANONYMOUS)
-    }
-
-    /// With caps of its own for the cache (the unit tests use small ones).
-    fn with_caps(durable: Durable, max_signed_in: u64, max_anonymous: u64) -> Self {
-        let cache = SessionCache::new(max_signed_in, max_anonymous);
-        Self(Arc::new(Inner { cache, durable }))
-    }
-
     /// Records never leave the process, so nothing is sealed.
     pub(super) fn memory() -> Self {
-        Self::new(Durable::Memory)
+        Self::memory_with_caps(MAX_SIGNED_IN, MAX_ANONYMOUS)
+    }
+
+    /// In memory with caps of its own (the unit tests use small ones).
+    fn memory_with_caps(max_signed_in: u64, max_anonymous: u64) -> Self {
+        let cache = SessionCache::new(max_signed_in, max_anonymous);
+        Self(Arc::new(Durable::Memory(cache)))
     }
 
     /// The `sessions` table must exist (see `sqlite::open`).
     pub(super) fn sqlite(pool: SqlitePool, cipher: Cipher) -> Self {
-        Self::new(Durable::Sqlite(pool, cipher))
+        Self(Arc::new(Durable::Sqlite(pool, cipher)))
     }
 
     pub(super) fn redis(pool: RedisPool, cipher: Cipher) -> Self {
-        Self::new(Durable::Redis(pool, cipher))
+        Self(Arc::new(Durable::Redis(pool, cipher)))
     }
 
     /// Whether the store answers (for `/readyz`).
     pub async fn ping(&self) -> StoreResult<()> {
-        match &self.0.durable {
-            Durable::Memory => Ok(()),
+        match &*self.0 {
+            Durable::Memory(_) => Ok(()),
             Durable::Sqlite(pool, _) => {
                 sqlx::query("select 1").execute(pool).await?;
                 Ok(())
@@ -183,7 +167,7 @@ impl SessionBackend {
     /// [`CHECKPOINT_EVERY`], delete expired sessions every [`SWEEP_EVERY`]; moka and Redis
     /// expire sessions by themselves). The app aborts it at shutdown.
     pub async fn sweep_expired(self) {
-        let Durable::Sqlite(pool, _) = &self.0.durable else {
+        let Durable::Sqlite(pool, _) = &*self.0 else {
             return;
         };
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -211,29 +195,20 @@ impl SessionBackend {
         }
     }
 
-    /// Caches `record` if `put_over` allows it over what is cached now; whether it did.
-    async fn cache_where(
-        &self,
-        record: Record,
-        put_over: impl FnOnce(Option<&Slot>) -> bool + Send,
-    ) -> bool {
-        self.0.cache.put_where(record, put_over).await
-    }
-
-    async fn cache_delete(&self, id: &Id, tombstone: bool) {
-        self.0.cache.delete(id, tombstone).await
-    }
-
-    /// How many sessions are kept open in this process: (signed in, anonymous). Tombstones
-    /// count as signed in.
+    /// How many sessions the memory store holds: (signed in, anonymous); none elsewhere.
     pub async fn cached(&self) -> (u64, u64) {
-        self.0.cache.counts().await
+        match &*self.0 {
+            Durable::Memory(cache) => cache.counts().await,
+            _ => (0, 0),
+        }
     }
 
     /// Inserts under `record.id` only if no record has that key; false on a collision.
     async fn insert_new(&self, record: &Record) -> session_store::Result<bool> {
-        match &self.0.durable {
-            Durable::Memory => Ok(self.cache_where(record.clone(), |now| now.is_none()).await),
+        match &*self.0 {
+            Durable::Memory(cache) => {
+                Ok(cache.put_where(record.clone(), |now| now.is_none()).await)
+            }
             Durable::Sqlite(pool, cipher) => {
                 let done = sqlx::query(
                     "insert into sessions (id, data, expires_at_ms) values (?, ?, ?)
@@ -245,11 +220,7 @@ impl SessionBackend {
                 .execute(pool)
                 .await
                 .map_err(backend_error)?;
-                if done.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                self.cache_where(record.clone(), |now| now.is_none()).await;
-                Ok(true)
+                Ok(done.rows_affected() == 1)
             }
             Durable::Redis(pool, cipher) => {
                 let key = durable_key(&record.id);
@@ -273,25 +244,19 @@ impl SessionStore for SessionBackend {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match &self.0.durable {
-            Durable::Memory => {
+        match &*self.0 {
+            Durable::Memory(cache) => {
                 // Only over a live record: a deleted one stays deleted.
-                let live = |now: Option<&Slot>| matches!(now, Some(Slot::Live(_)));
-                self.cache_where(record.clone(), live).await;
+                cache.put_where(record.clone(), |now| now.is_some()).await;
             }
             Durable::Sqlite(pool, cipher) => {
-                let done =
-                    sqlx::query("update sessions set data = ?, expires_at_ms = ? where id = ?")
-                        .bind(seal(cipher, record)?)
-                        .bind(sql_ms(expires_at_ms(record)))
-                        .bind(durable_key(&record.id))
-                        .execute(pool)
-                        .await
-                        .map_err(backend_error)?;
-                if done.rows_affected() == 1 {
-                    let not_gone = |now: Option<&Slot>| !matches!(now, Some(Slot::Gone));
-                    self.cache_where(record.clone(), not_gone).await;
-                }
+                sqlx::query("update sessions set data = ?, expires_at_ms = ? where id = ?")
+                    .bind(seal(cipher, record)?)
+                    .bind(sql_ms(expires_at_ms(record)))
+                    .bind(durable_key(&record.id))
+                    .execute(pool)
+                    .await
+                    .map_err(backend_error)?;
             }
             Durable::Redis(pool, cipher) => {
                 // Not written when the key is gone: that is the point.
@@ -303,37 +268,23 @@ impl SessionStore for SessionBackend {
         Ok(())
     }
 
-    /// The cache first. Redis and SQLite reads are boxed futures of their own (kilobytes): this
-    /// one, boxed by `async_trait` on every request, would otherwise carry and copy them too.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let sqlite = match &self.0.durable {
-            Durable::Redis(pool, cipher) => return Box::pin(load_redis(pool, cipher, id)).await,
-            Durable::Memory => None,
-            Durable::Sqlite(pool, cipher) => Some((pool, cipher)),
-        };
-        match self.0.cache.get(id).await {
-            Some(Slot::Live(record)) => return Ok(unexpired(&record)),
-            Some(Slot::Gone) => return Ok(None),
-            None => {}
+        match &*self.0 {
+            // moka drops an expired record a little later; until then it reads as none.
+            Durable::Memory(cache) => Ok(cache
+                .get(id)
+                .await
+                .filter(|record| expires_at_ms(record) > unix_now_ms())
+                .map(|record| Record::clone(&record))),
+            Durable::Sqlite(pool, cipher) => load_sqlite(pool, cipher, id).await,
+            Durable::Redis(pool, cipher) => load_redis(pool, cipher, id).await,
         }
-        // In memory, the cache is the store.
-        let Some((pool, cipher)) = sqlite else {
-            return Ok(None);
-        };
-        let record = Box::pin(load_sqlite(pool, cipher, id)).await?;
-        if let Some(record) = &record {
-            // Only where nothing is cached: a save or a delete that landed since the read wins.
-            self.cache_where(record.clone(), |now| now.is_none()).await;
-        }
-        Ok(record)
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match &self.0.durable {
-            Durable::Memory => self.cache_delete(id, false).await,
+        match &*self.0 {
+            Durable::Memory(cache) => cache.delete(id).await,
             Durable::Sqlite(pool, _) => {
-                // The tombstone first: a read racing with this delete cannot re-cache the row.
-                self.cache_delete(id, true).await;
                 sqlx::query("delete from sessions where id = ?")
                     .bind(durable_key(id))
                     .execute(pool)

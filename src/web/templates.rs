@@ -7,7 +7,6 @@ use crate::clock::Timestamp;
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use std::borrow::Cow;
 
 /// Renders a page, or a plain-text 500 if the template itself fails (never recursing into the
 /// error page, which could fail the same way).
@@ -49,24 +48,24 @@ pub struct GrantedTemplate {
     pub expires_in_words: String,
 }
 
-/// One row of the spaces table, its text borrowed from the `/rooms` bodies where it can be.
-pub struct RoomRow<'a> {
-    pub title: Cow<'a, str>,
+/// One row of the spaces table.
+pub struct RoomRow {
+    pub title: String,
     /// "group" or "direct" (as Webex says it).
-    pub kind: Cow<'a, str>,
+    pub kind: String,
     /// Webex's timestamp as given ("" when absent): the `datetime` attribute, or the text
     /// itself when it does not parse.
-    pub last_activity: Cow<'a, str>,
+    pub last_activity: String,
     /// `last_activity` read, when it is RFC 3339.
     pub activity: Option<Timestamp>,
 }
 
-impl<'a> RoomRow<'a> {
+impl RoomRow {
     /// A row; `last_activity` is parsed here, once.
     pub fn new(
-        title: impl Into<Cow<'a, str>>,
-        kind: impl Into<Cow<'a, str>>,
-        last_activity: impl Into<Cow<'a, str>>,
+        title: impl Into<String>,
+        kind: impl Into<String>,
+        last_activity: impl Into<String>,
     ) -> Self {
         let last_activity = last_activity.into();
         let activity = Timestamp::parse(&last_activity);
@@ -82,10 +81,10 @@ impl<'a> RoomRow<'a> {
 /// `GET /spaces`: the user's rooms, filtered and sorted as the query asked.
 #[derive(Template)]
 #[template(path = "spaces.html")]
-pub struct SpacesTemplate<'a> {
+pub struct SpacesTemplate {
     pub demo: bool,
     /// The rooms shown, in order.
-    pub rooms: Vec<RoomRow<'a>>,
+    pub rooms: Vec<RoomRow>,
     /// How many rooms the user has in all.
     pub total: usize,
     /// The filter as the user typed it (capped), "" for none.

@@ -1,10 +1,11 @@
-//! The one place a Webex reply's body is read: chunk by chunk, up to a cap, never buffered whole.
+//! The one place a Webex reply's body is read: up to a cap (`http_body_util::Limited`), never
+//! whatever length Webex chose.
 //!
 //! Webex decides how big a reply is; a broken proxy or a hostile endpoint can send gigabytes.
 //! A declared `Content-Length` over the cap is refused before a byte is read; a body without
 //! one (chunked) is read until it passes the cap, then dropped, which closes the connection.
 
-use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 use reqwest::Response;
 
 /// The most a 2xx body may be. Webex's largest reply we read, a page of 100 rooms, is about 60 KB.
@@ -22,53 +23,28 @@ pub enum ReadError {
 }
 
 /// The whole body, if it is at most `cap` bytes.
-///
-/// A body that arrives in one chunk (a page of rooms from an HTTP/1 upstream, mostly; HTTP/2
-/// sends at most 16 KB a frame) is that chunk, not a copy of it; only a body in several chunks is
-/// copied, once, into one buffer. A kept chunk shares hyper's read buffer, so it can hold more
-/// memory than its length: at most hyper's largest buffer (about 408 KB). A caller that keeps
-/// many bodies must copy them (`RoomPages` keeps only the first page's chunk as it came).
-pub async fn read_capped(mut response: Response, cap: usize) -> Result<Bytes, ReadError> {
+pub async fn read_capped(response: Response, cap: usize) -> Result<Vec<u8>, ReadError> {
     let declared = response.content_length();
     if declared.is_some_and(|len| len > u64::try_from(cap).unwrap_or(u64::MAX)) {
         return Err(ReadError::TooLarge);
     }
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<Vec<u8>> = None;
-    let mut read = 0;
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        // `read <= cap` always holds here, so the subtraction cannot wrap.
-        if chunk.len() > cap - read {
-            return Err(ReadError::TooLarge);
-        }
-        read += chunk.len();
-        match (&first, &mut joined) {
-            (None, _) => first = Some(chunk),
-            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
-            (Some(head), None) => {
-                // A declared length within the cap is a fair guess of the whole; without one,
-                // twice what came so far.
-                let guess = declared
-                    .and_then(|len| usize::try_from(len).ok())
-                    .unwrap_or(read.saturating_mul(2))
-                    .clamp(read, cap);
-                let mut buffer = Vec::with_capacity(guess);
-                buffer.extend_from_slice(head);
-                buffer.extend_from_slice(&chunk);
-                joined = Some(buffer);
-            }
-        }
+    match Limited::new(reqwest::Body::from(response), cap)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes().into()),
+        Err(err) => Err(match err.downcast::<reqwest::Error>() {
+            Ok(err) => ReadError::Transport(*err),
+            // The other error `Limited` gives: the body passed the cap.
+            Err(_) => ReadError::TooLarge,
+        }),
     }
-    Ok(match (joined, first) {
-        (Some(joined), _) => Bytes::from(joined),
-        (None, first) => first.unwrap_or_default(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
+    use axum::body::{Body, Bytes};
     use axum::routing::get;
 
     /// A loopback server whose `/{n}/{size}` answers `n` chunks of `size` bytes each (chunked, no
@@ -99,7 +75,7 @@ mod tests {
         base
     }
 
-    async fn read(base: &str, path: &str, cap: usize) -> Result<Bytes, ReadError> {
+    async fn read(base: &str, path: &str, cap: usize) -> Result<Vec<u8>, ReadError> {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let response = client.get(format!("{base}{path}")).send().await.unwrap();
         read_capped(response, cap).await

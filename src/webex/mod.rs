@@ -3,7 +3,7 @@
 //! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
 //! (`/device/authorize`, `/device/token`) and [`api`] (`/rooms`, `/people/me`). Every reply is
 //! classified by [`error::WebexError`] before anyone reads it, and every body is read through
-//! [`body::read_capped`], never whole.
+//! [`body::read_capped`], up to a cap.
 
 mod api;
 mod body;
@@ -19,7 +19,6 @@ pub use error::WebexError;
 use crate::secret::Secret;
 use crate::telemetry;
 use body::{MAX_BODY, ReadError, read_capped};
-use bytes::Bytes;
 use reqwest::Response;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -141,7 +140,7 @@ async fn read_within(
     response: Response,
     what: &'static str,
     limit: usize,
-) -> Result<(Bytes, Option<String>), WebexError> {
+) -> Result<(Vec<u8>, Option<String>), WebexError> {
     let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
     if !status.is_success() {

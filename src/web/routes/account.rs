@@ -38,19 +38,16 @@ async fn spaces(
     RawQuery(raw): RawQuery,
     mut authed: Authed,
 ) -> Result<Response> {
-    let pages = state.webex().room_pages();
-    let pages = &pages;
-    let mut fetched = Vec::new();
-    while let Some(page) = authed
-        .call(|token| async move { pages.next(&token).await })
-        .await?
-    {
-        fetched.push(page);
-    }
-    // Read once every page is in: the rows borrow their text from the bodies.
+    let webex = state.webex();
+    let mut next = Some(webex.first_rooms_page());
     let mut rooms = Vec::new();
-    for page in &fetched {
-        rooms.extend(page.rooms()?);
+    while let Some(request) = next {
+        let request = &request;
+        let page = authed
+            .call(|token| async move { webex.rooms_page(&token, request).await })
+            .await?;
+        rooms.extend(page.rooms);
+        next = page.next;
     }
     let page = spaces::page(state.is_demo(), rooms, raw.as_deref());
     Ok(render(&page))

@@ -4,7 +4,6 @@
 
 use crate::web::templates::{RoomRow, SpacesTemplate};
 use crate::webex::Room;
-use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The longest filter kept, in characters (a title is rarely longer; the rest is dropped).
@@ -65,13 +64,13 @@ impl SpacesQuery {
 
 /// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string: the
 /// rows, filtered and sorted as [`list`] does, in the template.
-pub fn page<'a>(demo: bool, rooms: Vec<Room<'a>>, raw_query: Option<&str>) -> SpacesTemplate<'a> {
+pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemplate {
     let query = SpacesQuery::from_raw(raw_query);
     let rooms = rooms
         .into_iter()
         .map(|room| {
             RoomRow::new(
-                room.title.unwrap_or(Cow::Borrowed("(untitled)")),
+                room.title.unwrap_or_else(|| "(untitled)".to_owned()),
                 room.kind.unwrap_or_default(),
                 room.last_activity.unwrap_or_default(),
             )
@@ -90,7 +89,7 @@ pub fn page<'a>(demo: bool, rooms: Vec<Room<'a>>, raw_query: Option<&str>) -> Sp
 /// Keeps the rooms whose title contains `query.q` (ignoring case, by Unicode's simple lowercase
 /// mapping, as the page's script does), in `query.sort` order. Returns them and how many there
 /// were in all.
-pub fn list<'a>(mut rooms: Vec<RoomRow<'a>>, query: &SpacesQuery) -> (Vec<RoomRow<'a>>, usize) {
+pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usize) {
     let total = rooms.len();
     if !query.q.is_empty() {
         let needle: String = fold(&query.q).collect();
@@ -118,7 +117,7 @@ fn fold(text: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 /// `None` sorts below every time, so reversed it comes last.
-fn newest_first(a: &RoomRow<'_>, b: &RoomRow<'_>) -> Ordering {
+fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
     b.activity.cmp(&a.activity)
 }
 
@@ -126,15 +125,15 @@ fn newest_first(a: &RoomRow<'_>, b: &RoomRow<'_>) -> Ordering {
 mod tests {
     use super::*;
 
-    fn room(title: &str, at: &str) -> RoomRow<'static> {
+    fn room(title: &str, at: &str) -> RoomRow {
         RoomRow::new(title.to_owned(), "group", at.to_owned())
     }
 
-    fn titles<'a>(rooms: &'a [RoomRow<'_>]) -> Vec<&'a str> {
+    fn titles(rooms: &[RoomRow]) -> Vec<&str> {
         rooms.iter().map(|r| &*r.title).collect()
     }
 
-    fn rooms() -> Vec<RoomRow<'static>> {
+    fn rooms() -> Vec<RoomRow> {
         vec![
             room("beta", "2026-03-01T10:00:00.000Z"),
             room("Alpha", ""),
