@@ -2,7 +2,7 @@
 //! state, build the router, serve until shutdown.
 
 use crate::config::{Config, Mode};
-use crate::pollers::DeviceFlows;
+use crate::device_flow::DeviceFlows;
 use crate::secret::Secret;
 use crate::serve;
 use crate::state::AppState;

@@ -7,9 +7,11 @@
 //! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages, the
 //!   error pages and the templates.
 //! - `state`: what every request shares.
-//! - `pollers`: device sign-ins and the task that polls each one.
-//! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
-//! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
+//! - `device_flow`: the device sign-in in one place: a flow's record, the poller's pure decision,
+//!   and the service that starts, polls, cancels and claims flows.
+//! - `store`: sessions, device flows and session locks in memory, SQLite or Redis (a flow's
+//!   record is any [`FlowData`](store::FlowData): the store knows only its status and expiry).
+//! - `tokens`: plain data (the token set).
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
 //!   (sealing the store, hashing ids), `secret`,
@@ -24,7 +26,6 @@ mod clock;
 pub mod config;
 mod crypto;
 mod device_flow;
-mod pollers;
 mod qr;
 mod secret;
 mod serve;

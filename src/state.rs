@@ -2,7 +2,7 @@
 //! the piece they use (`State<WebexClient>`, `State<DeviceFlows>`, …) through `FromRef`.
 
 use crate::config::Config;
-use crate::pollers::DeviceFlows;
+use crate::device_flow::DeviceFlows;
 use crate::store::{SessionBackend, SessionLocks};
 use crate::webex::WebexClient;
 use axum::extract::FromRef;

@@ -1,16 +1,15 @@
 //! Device flows in this process's memory (`SESSION_STORE=memory`): lost on restart.
 
-use super::{StoreResult, lease_until, millis};
+use super::{FlowData, StoreResult, lease_until, millis};
 
 use crate::clock::unix_now_ms;
-use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::tokens::TokenSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-struct Flow {
-    record: FlowRecord,
+struct Flow<R> {
+    record: R,
     /// Holder and until when (Unix ms).
     lease: Option<(String, u64)>,
     tokens: Option<TokenSet>,
@@ -18,15 +17,27 @@ struct Flow {
     seen_ms: u64,
 }
 
-#[derive(Clone, Default)]
-pub struct MemoryFlows(Arc<Mutex<HashMap<String, Flow>>>);
+pub struct MemoryFlows<R>(Arc<Mutex<HashMap<String, Flow<R>>>>);
 
-impl MemoryFlows {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Flow>> {
+// By hand: derived, they would ask `R: Clone`/`R: Default` of the shared map.
+impl<R> Clone for MemoryFlows<R> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<R> Default for MemoryFlows<R> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<R: FlowData> MemoryFlows<R> {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Flow<R>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+    pub fn insert(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         self.map().insert(
             id.to_owned(),
             Flow {
@@ -39,14 +50,14 @@ impl MemoryFlows {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+    pub fn get(&self, id: &str) -> StoreResult<Option<R>> {
         Ok(self.map().get(id).map(|f| f.record.clone()))
     }
 
     pub fn update(
         &self,
         id: &str,
-        record: &FlowRecord,
+        record: &R,
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
@@ -99,7 +110,7 @@ impl MemoryFlows {
             .lease
             .as_ref()
             .is_none_or(|(o, u)| o == owner || *u < now);
-        if free && flow.record.status == FlowStatus::Pending {
+        if free && flow.record.is_pending() {
             flow.lease = Some((owner.to_owned(), lease_until(now)));
             return Ok(true);
         }
@@ -141,7 +152,7 @@ impl MemoryFlows {
             .map()
             .get(id)
             .filter(|f| {
-                f.record.status == FlowStatus::Pending
+                f.record.is_pending()
                     && f.lease
                         .as_ref()
                         .is_some_and(|(o, until)| o == owner && *until >= now)
@@ -155,8 +166,8 @@ impl MemoryFlows {
             .map()
             .iter()
             .filter(|(_, f)| {
-                f.record.status == FlowStatus::Pending
-                    && f.record.expires_at_ms > now
+                f.record.is_pending()
+                    && f.record.expires_at_ms() > now
                     && f.lease.as_ref().is_none_or(|(_, until)| *until < now)
             })
             .map(|(id, _)| id.clone())
@@ -168,7 +179,7 @@ impl MemoryFlows {
         Ok(self
             .map()
             .values()
-            .filter(|f| f.record.status == FlowStatus::Pending && f.record.expires_at_ms > now)
+            .filter(|f| f.record.is_pending() && f.record.expires_at_ms() > now)
             .count())
     }
 
@@ -180,7 +191,7 @@ impl MemoryFlows {
         let cutoff = unix_now_ms().saturating_sub(millis(grace));
         let mut map = self.map();
         let before = map.len();
-        map.retain(|_, f| f.record.expires_at_ms >= cutoff);
+        map.retain(|_, f| f.record.expires_at_ms() >= cutoff);
         Ok(before.saturating_sub(map.len()))
     }
 }
@@ -188,21 +199,25 @@ impl MemoryFlows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
-    fn pending() -> FlowRecord {
-        FlowRecord {
-            device_code: Secret::new("device-code"),
-            user_code: "ABCD-EFGH".to_owned(),
-            verification_uri: "https://example.test/verify".to_owned(),
-            verification_uri_complete: "https://example.test/verify?code=ABCD-EFGH".to_owned(),
-            lifetime_secs: 300,
-            expires_at_ms: unix_now_ms() + 300_000,
-            interval_secs: 5,
-            slowed_down: false,
-            next_poll_at_ms: 0,
-            status: FlowStatus::Pending,
+    /// A record as the store sees one: pending until its expiry.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Pending(u64);
+
+    impl FlowData for Pending {
+        fn status(&self) -> &'static str {
+            "pending"
         }
+        fn is_pending(&self) -> bool {
+            true
+        }
+        fn expires_at_ms(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn pending() -> Pending {
+        Pending(unix_now_ms() + 300_000)
     }
 
     #[test]

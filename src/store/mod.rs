@@ -1,7 +1,7 @@
 //! Where sessions, device flows and refresh locks live: memory, a SQLite file, or Redis
 //! (`SESSION_STORE`), behind one type each; [`open`] builds all three from the configuration.
 //!
-//! A flow is plain data ([`FlowRecord`], JSON) keyed by its flow id, plus a lease (which
+//! A flow is plain data (any [`FlowData`]: `device_flow`'s record, kept as sealed JSON) keyed by its flow id, plus a lease (which
 //! instance polls it, until when) and, once granted, the tokens, which are taken exactly once.
 //! Every write a poller makes is conditional on still holding the lease, so a poller that lost
 //! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
@@ -22,7 +22,6 @@ pub use sqlite::WAL_SIZE_LIMIT;
 use crate::config::StoreConfig;
 use crate::crypto::EncryptionKey;
 use crate::crypto::{Cipher, Kind};
-use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;
 use redis::RedisFlows;
@@ -54,9 +53,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What the store needs of a device flow's record, which `device_flow` defines: it keeps the
+/// record as sealed JSON and filters on its status and expiry.
+pub trait FlowData:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+    /// The status column's value.
+    fn status(&self) -> &'static str;
+    /// Whether a poller still works on it (status `pending`).
+    fn is_pending(&self) -> bool;
+    /// When its code expires (Unix ms).
+    fn expires_at_ms(&self) -> u64;
+}
+
 /// What [`open`] gives: the three things kept in the configured backend.
-pub struct Store {
-    pub flows: FlowStore,
+pub struct Store<R> {
+    pub flows: FlowStore<R>,
     pub sessions: SessionBackend,
     pub session_locks: SessionLocks,
 }
@@ -66,7 +78,10 @@ pub struct Store {
 /// kept in `encryption.key` beside the file (created once, mode 0600), so `cargo run` needs no
 /// setup and restarts keep sessions. Redis needs keys (config checks). The memory store seals
 /// nothing: its records never leave the process.
-pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<Store> {
+pub async fn open<R: FlowData>(
+    config: &StoreConfig,
+    keys: &[EncryptionKey],
+) -> StoreResult<Store<R>> {
     let given = Cipher::new(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
     Ok(match config {
         StoreConfig::Memory => Store {
@@ -105,11 +120,11 @@ pub async fn open(config: &StoreConfig, keys: &[EncryptionKey]) -> StoreResult<S
 
 /// The device flows of every instance sharing the store. Cloning is cheap.
 #[derive(Clone)]
-pub struct FlowStore(Backend);
+pub struct FlowStore<R>(Backend<R>);
 
 #[derive(Clone)]
-enum Backend {
-    Memory(MemoryFlows),
+enum Backend<R> {
+    Memory(MemoryFlows<R>),
     Sqlite(SqliteFlows),
     Redis(RedisFlows),
 }
@@ -161,9 +176,9 @@ fn lease_until(now_ms: u64) -> u64 {
     now_ms.saturating_add(millis(LEASE))
 }
 
-impl FlowStore {
+impl<R: FlowData> FlowStore<R> {
     /// Records a new flow, leased to `owner`.
-    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+    pub async fn insert(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         match &self.0 {
             Backend::Memory(m) => m.insert(id, record, owner),
             Backend::Sqlite(s) => s.insert(id, record, owner).await,
@@ -171,7 +186,7 @@ impl FlowStore {
         }
     }
 
-    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+    pub async fn get(&self, id: &str) -> StoreResult<Option<R>> {
         match &self.0 {
             Backend::Memory(m) => m.get(id),
             Backend::Sqlite(s) => s.get(id).await,
@@ -184,7 +199,7 @@ impl FlowStore {
     pub async fn update(
         &self,
         id: &str,
-        record: &FlowRecord,
+        record: &R,
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {

@@ -2,10 +2,9 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
+use super::{FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
-use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use fred::prelude::{
     Builder, ClientLike, Config as RedisConfig, Expiration, KeysInterface, LuaInterface,
@@ -109,9 +108,9 @@ impl Drop for RedisLock {
     }
 }
 
-fn keep_ms(record: &FlowRecord) -> i64 {
+fn keep_ms(record: &impl FlowData) -> i64 {
     let keep = record
-        .expires_at_ms
+        .expires_at_ms()
         .saturating_sub(unix_now_ms())
         .saturating_add(KEEP_AFTER_EXPIRY_MS);
     i64::try_from(keep).unwrap_or(i64::MAX)
@@ -141,7 +140,7 @@ impl RedisFlows {
         })
     }
 
-    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+    pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         let pool = &self.pool;
         let _: () = pool
             .set(
@@ -182,15 +181,15 @@ impl RedisFlows {
         Ok(())
     }
 
-    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+    pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
         let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
         self.open(Kind::Flow, id, sealed)
     }
 
-    pub async fn update(
+    pub async fn update<R: FlowData>(
         &self,
         id: &str,
-        record: &FlowRecord,
+        record: &R,
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
@@ -212,7 +211,7 @@ impl RedisFlows {
                     owner.to_owned(),
                     self.seal(Kind::Flow, id, record)?,
                     tokens.map(|t| self.seal(Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
-                    record.status.as_str().to_owned(),
+                    record.status().to_owned(),
                     keep_ms(record).to_string(),
                     id.to_owned(),
                 ],

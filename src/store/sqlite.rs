@@ -5,11 +5,11 @@
 
 use super::files::{create_private_dir, create_private_file};
 use super::{
-    StoreError, StoreResult, lease_until, millis, open_json, seal_json, signed_ms as sql_ms,
+    FlowData, StoreError, StoreResult, lease_until, millis, open_json, seal_json,
+    signed_ms as sql_ms,
 };
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
-use crate::device_flow::FlowRecord;
 use crate::tokens::TokenSet;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -223,15 +223,15 @@ impl SqliteFlows {
         open_json(&self.cipher, kind, id, sealed)
     }
 
-    pub async fn insert(&self, id: &str, record: &FlowRecord, owner: &str) -> StoreResult<()> {
+    pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         sqlx::query(
             "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms, seen_at_ms)
              values (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(self.seal(Kind::Flow, id, record)?)
-        .bind(record.status.as_str())
-        .bind(sql_ms(record.expires_at_ms))
+        .bind(record.status())
+        .bind(sql_ms(record.expires_at_ms()))
         .bind(owner)
         .bind(sql_ms(lease_until(unix_now_ms())))
         .bind(sql_ms(unix_now_ms()))
@@ -240,7 +240,7 @@ impl SqliteFlows {
         Ok(())
     }
 
-    pub async fn get(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+    pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
         let row = sqlx::query("select data from device_flows where id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -251,10 +251,10 @@ impl SqliteFlows {
         }
     }
 
-    pub async fn update(
+    pub async fn update<R: FlowData>(
         &self,
         id: &str,
-        record: &FlowRecord,
+        record: &R,
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
@@ -266,7 +266,7 @@ impl SqliteFlows {
              where id = ? and lease_owner = ? and lease_until_ms >= ?",
         )
         .bind(self.seal(Kind::Flow, id, record)?)
-        .bind(record.status.as_str())
+        .bind(record.status())
         .bind(tokens)
         .bind(id)
         .bind(owner)

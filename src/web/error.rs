@@ -10,7 +10,7 @@
 //! Lower layers return their own errors ([`StoreError`], [`FlowError`], [`WebexError`]); the
 //! `From` impls here convert them at the edge, keeping the cause as the error's source.
 
-use crate::pollers::FlowError;
+use crate::device_flow::FlowError;
 use crate::store::StoreError;
 use crate::web::templates::{ErrorTemplate, render};
 use crate::webex::WebexError;

@@ -12,10 +12,9 @@
 //! The task always ends: every path either finishes the flow or sleeps toward the deadline.
 //! It is aborted by a new sign-in, a cancel or a logout, and stops when it loses its lease.
 
+use super::decide::{PollState, Step, sleep_before_next_poll, time_left};
+use super::{FlowRecord, FlowStatus};
 use crate::clock::unix_now_ms;
-use crate::device_flow::{
-    FlowRecord, FlowStatus, PollState, Step, sleep_before_next_poll, time_left,
-};
 use crate::secret::{fingerprint, random_token};
 use crate::store::{FlowStore, LEASE_RENEW, StoreError};
 use crate::telemetry;
@@ -45,7 +44,7 @@ pub enum FlowError {
 /// Cloning is cheap; clones share everything.
 #[derive(Clone)]
 pub struct DeviceFlows {
-    store: FlowStore,
+    store: FlowStore<FlowRecord>,
     /// This instance's lease-holder name (random per process).
     owner: Arc<str>,
     pollers: Arc<Mutex<HashMap<String, AbortHandle>>>,
@@ -58,7 +57,7 @@ pub struct DeviceFlows {
 impl DeviceFlows {
     /// `max_pending`: past this many pending flows, new sign-ins get a 503 page.
     pub fn new(
-        store: FlowStore,
+        store: FlowStore<FlowRecord>,
         webex: WebexClient,
         max_pending: usize,
         abandoned_after: Duration,
