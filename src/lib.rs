@@ -10,7 +10,7 @@
 //! - `device_flow`: the device sign-in in one place: a flow's record, the poller's pure decision,
 //!   and the service that starts, polls, cancels and claims flows.
 //! - `store`: sessions, device flows and session locks in memory, SQLite or Redis (a flow's
-//!   record is any [`FlowData`](store::FlowData): the store knows only its status and expiry).
+//!   record is any `FlowData`: the store knows only its status and expiry).
 //! - `tokens`: plain data (the token set).
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
