@@ -92,7 +92,10 @@ pub async fn home_case(
         }
         report.add(
             case,
-            format!("req/s server/plain (own process), {conns} conn: browser; bare"),
+            format!(
+                "req/s server/plain (server/plain in its own process), {conns} conn: \
+                 to a browser; bare"
+            ),
             format!(
                 "{:.3} ({:.3}); {:.3} ({:.3})",
                 ours.load.rps / ceiling.load.rps,
