@@ -4,7 +4,7 @@
 use crate::server::Backend;
 use crate::{REQUEST_TIMEOUT, support};
 use fake_webex::FakeConfig;
-use reqwest::header::{COOKIE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::header::LOCATION;
 use reqwest::{Client, StatusCode};
 use std::sync::Arc;
 
@@ -23,12 +23,6 @@ pub fn location(response: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .expect("a Location header")
         .to_owned()
-}
-
-pub fn cookie_headers(cookie: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(COOKIE, HeaderValue::from_str(cookie).expect("cookie value"));
-    headers
 }
 
 /// Walks the authorization-code flow as a browser would (`/login` → the fake's consent answered

@@ -1,7 +1,9 @@
-//! Load benchmark (issue 6): prints a Markdown table of throughput, latency, memory and start-up
-//! figures for the release server, each next to the machine's core count.
+//! Load benchmark (issues 6 and 30): prints a Markdown table of throughput, latency, bytes on
+//! the wire, memory and start-up figures of the server, beside its ceilings and the Flask
+//! sample, with the targets; `benches/README.md` says what each case measures and why.
 //!
-//! Run it with one command (cargo builds the release binary; nothing to build by hand):
+//! Run it with one command (cargo builds both binaries with the `bench` profile: fat LTO, one
+//! codegen unit, as `dist`):
 //!
 //! ```sh
 //! cargo bench --bench load
@@ -9,56 +11,38 @@
 //!
 //! What one run starts, all on loopback:
 //! - the fake Webex ([`FakeWebex`], zero added latency) inside this process, so its counters
-//!   (refresh calls, device polls and their arrival times) can be read;
-//! - the release server binary (`CARGO_BIN_EXE_webex-oauth-axum`) as a child process in live
-//!   mode against that fake, in an empty temporary directory with a cleared environment (no
-//!   `.env`, no proxy), so its resident memory (`VmRSS` of `/proc/PID/status`) and CPU time
-//!   (`/proc/PID/stat`) are its own; it is killed when dropped, also on a panic;
-//!   The server runs as deployed: every layer on, the default log filter (one response line a
-//!   request, to stdout, here `/dev/null`) and the metrics recorder (`METRICS_ADDR`);
-//! - a plain axum handler returning the same bytes as the server's `GET /`: the ceiling (in
-//!   this process, as in every run so far); and the same handler in a child process of its
-//!   own, as the server and the reference run, shown beside it;
-//! - the lean reference of case 2 (`reference.rs`): this binary again, in a child process,
-//!   doing the work of `GET /spaces` (a cookie looked up in a map, one GET of `/rooms`, the
-//!   library's own parse and render of the page) without the app's layers;
-//! - the load client: one tokio task per connection, each driving one keep-alive HTTP/1.1
-//!   connection of hyper's own client (`hyper::client::conn::http1`) that repeats one GET
-//!   until a deadline (warm-up, then the measured window) and records
-//!   every latency. A general client (reqwest) spends several times more CPU a request, which
-//!   on a small machine is taken from the servers it measures; reqwest walks the flows.
+//!   (refresh calls, device polls and their arrival times) can be read; it serves `/rooms`
+//!   from bytes it serialized once (a static upstream);
+//! - the server binary (`CARGO_BIN_EXE_webex-oauth-axum`) as a child process in live mode
+//!   against that fake, in an empty temporary directory with a cleared environment, as
+//!   deployed: every layer on, the default log filter (a response line a request, to
+//!   `/dev/null`) and the metrics recorder; killed with its process group when dropped;
+//! - the ceilings, this binary started again as children (`reference.rs`): the plain handler
+//!   of case 1 and the lean reference of case 2 (axum + reqwest + askama + tower-http's
+//!   `CompressionLayer` with its defaults, on mimalloc);
+//! - the Flask sample of case 2 (`flask.rs`, `benches/flask/`): Werkzeug in a child process,
+//!   from a virtual environment under `target/` made on first use; without Python the row is
+//!   skipped, and the run says so;
+//! - the load client (`client.rs`): a task a connection, each one keep-alive HTTP/1.1
+//!   connection of hyper's own client repeating one GET until a deadline, with a browser's
+//!   page-load headers or bare, recording every latency and the bytes of every response.
 //!
-//! The cases:
-//! 1. `GET /` (template + session load) at 1, 16 and 64 connections, one logged-in session a
-//!    connection: req/s, p50/p99, and the ratio to the plain handler in the same run.
-//! 2. `GET /spaces` (one page of 100 rooms, which the fake serves from stored bytes) at 1 and
-//!    16 connections: req/s, p50/p99 and CPU a request of the server and of the lean
-//!    reference, their ratio (target at 16 connections: 0.8, p99 under 5 ms), and the fake's
-//!    `/v1/rooms?max=100` called directly (the upstream alone).
-//! 3. `GET /spaces` over 1,000 rooms (10 pages of 100), one connection: latency.
-//! 4. Refresh storm: 100 concurrent `GET /spaces`, one connection each, on a session whose
-//!    access token has expired: refresh calls the fake saw (must be 1) and the p99.
-//! 5. Device-flow scale: 10,000 sign-ins (`POST /sign-in`, then `GET /sign-in`, whose page gives
-//!    the user code), interval 5 s, held for 30 s: resident memory per pending flow, server CPU,
-//!    polls per second, and early polls (must be 0): a poll that reached the fake less than the
-//!    interval after the previous poll of its flow, or after the moment the POST was sent.
-//! 6. Start-up time to the first 200 from `/healthz`, idle resident memory, binary size.
+//! The cases: 1 `GET /`, 2 `GET /spaces`, 3 `GET /spaces` over 10 pages, 4 refresh storms,
+//! 5 device-flow scale, 6 start-up and idle memory.
 //!
-//! The server uses its default session store unless `BENCH_SESSION_STORE` says otherwise (it is
-//! passed as `SESSION_STORE`); when that is not `memory`, cases 1 and 5 are run again with
-//! `SESSION_STORE=memory` to show what the store costs.
-//!
-//! Other knobs (environment): `BENCH_WARMUP_SECS` (2) and `BENCH_SECS` (5) for each load run,
+//! Knobs (environment): `BENCH_WARMUP_SECS` (2) and `BENCH_SECS` (5) for each load run,
 //! `BENCH_DEVICE_SECS` (30), `BENCH_FLOWS` (10000, the server's default cap on pending flows),
 //! `BENCH_RAMP` (16 sign-ins at a time), `BENCH_RAMP_LIMIT_SECS` (120: the ramp stops there),
-//! `BENCH_STORMS` (5), `BENCH_STARTS` (5), `BENCH_CASES` (`1,2,3,4,5,6`, a subset to run).
+//! `BENCH_STORMS` (5), `BENCH_STARTS` (5), `BENCH_CASES` (`1,2,3,4,5,6`, a subset to run),
+//! `BENCH_SESSION_STORE` (passed as `SESSION_STORE`; unless it is `memory`, cases 1 and 5 run
+//! again with `SESSION_STORE=memory` to show what the store costs).
 //!
 //! Speed is never asserted, here or in the tests: the program prints figures, and fails only
 //! when something is broken (a wrong status, a missing page, a failed request in a load run).
 //!
-//! The files: `main.rs` (settings and the order of the cases), `server.rs` (the servers under
-//! test), `reference.rs` (the lean reference), `client.rs` (the load client), `http.rs`
-//! (reqwest for the rest), `cases/` (one file a concern) and `report.rs` (the table).
+//! The files: `main.rs` (settings and the order of the cases), `server.rs` (the server under
+//! test), `reference.rs` (the ceilings), `flask.rs` (the Flask sample), `client.rs` (the load
+//! client), `http.rs` (reqwest for the rest), `cases/` (one file a concern), `report.rs`.
 
 /// The server's allocator, so that the ceilings this binary also serves (the lean reference and
 /// the plain handler, in child processes) run on the same stack as the server.
@@ -67,6 +51,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cases;
 mod client;
+mod flask;
 mod http;
 mod reference;
 mod report;

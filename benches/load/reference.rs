@@ -6,7 +6,10 @@
 //!   nothing else. Per request: the cookie looked up in a map, one GET of the same `/rooms` URL
 //!   with the bearer token (reqwest, built as the app builds its Webex client), the body parsed
 //!   and the page rendered by the library's own `test_support::render_spaces_page` (the route's
-//!   parser, rows and template). No session layer, no middleware, no log line, no metrics;
+//!   parser, rows and template), compressed as the client accepts by tower-http's
+//!   `CompressionLayer` with its defaults (every encoding this build of tower-http has, default
+//!   quality), on mimalloc (the bench binary's allocator). No session layer, no other
+//!   middleware, no log line, no metrics: the lean axum + reqwest + askama program of issue 30;
 //! - the plain handler of case 1 (`BENCH_ROLE=plain`): axum answering `GET /` with the bytes of
 //!   the server's landing page, which it reads from its stdin.
 
@@ -21,6 +24,7 @@ use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::compression::CompressionLayer;
 
 /// Set (to `reference`) in the environment of the child that serves the reference.
 pub const ROLE: &str = "BENCH_ROLE";
@@ -180,6 +184,7 @@ pub fn serve() {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/spaces", get(spaces))
+            .layer(CompressionLayer::new())
             .with_state(reference),
     );
 }

@@ -65,20 +65,28 @@ impl Outcome {
             _ => "-".to_owned(),
         }
     }
+
+    /// One row's value: req/s, p50 and p99, the CPU a request of its process when it has one of
+    /// its own, and the bytes of a response on the wire.
+    pub fn line(&self) -> String {
+        let cpu = match self.cpu {
+            Some(_) => format!(" (its CPU {} a request)", self.cpu_per_request()),
+            None => String::new(),
+        };
+        format!("{}{cpu}; {}", self.load.summary(), self.load.wire_summary())
+    }
 }
 
 /// The contenders measured in turn, [`ROUNDS`] times over (A B C A B C A B C), each time for a
 /// third of the window, after the full warm-up the first time and a shorter one for the new
 /// connections after that. The machine is shared: back to back, a slow spell falls on one
 /// contender and swings their ratio (0.64 to 1.05 for the same two binaries on 2026-12-02);
-/// interleaved, it falls on all of them.
-pub async fn interleaved<const N: usize>(
-    settings: &Settings,
-    contenders: [Contender<'_>; N],
-) -> [Outcome; N] {
+/// interleaved, it falls on all of them. The outcomes come in the contenders' order.
+pub async fn interleaved(settings: &Settings, contenders: &[Contender<'_>]) -> Vec<Outcome> {
+    let n = contenders.len();
     let window = settings.measure / ROUNDS;
-    let mut runs: [Vec<LoadResult>; N] = std::array::from_fn(|_| Vec::new());
-    let mut cpu = [Duration::ZERO; N];
+    let mut runs: Vec<Vec<LoadResult>> = (0..n).map(|_| Vec::new()).collect();
+    let mut cpu = vec![Duration::ZERO; n];
     let mut busy = Duration::ZERO;
     for round in 0..ROUNDS {
         let warmup = if round == 0 {
@@ -95,9 +103,13 @@ pub async fn interleaved<const N: usize>(
         }
         busy += warmup + window;
     }
-    std::array::from_fn(|i| Outcome {
-        load: LoadResult::combine(std::mem::take(&mut runs[i])),
-        cpu: contenders[i].cpu.map(|_| cpu[i]),
-        busy,
-    })
+    runs.into_iter()
+        .zip(contenders)
+        .zip(cpu)
+        .map(|((runs, contender), cpu)| Outcome {
+            load: LoadResult::combine(runs),
+            cpu: contender.cpu.map(|_| cpu),
+            busy,
+        })
+        .collect()
 }
