@@ -2,6 +2,7 @@
 //! state, build the router, serve until shutdown.
 
 use crate::config::{Config, Mode};
+use crate::identity::Verifier;
 use crate::pollers::DeviceFlows;
 use crate::secret::Secret;
 use crate::serve;
@@ -62,7 +63,8 @@ impl App {
         let store = store::open(&config.session_store, &config.encryption_keys)
             .await
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
-        // 3. The state every request shares.
+        // 3. The state every request shares; one id_token verifier (one key cache) for both flows.
+        let identity = Verifier::new(webex.clone(), config.oidc_issuers.clone());
         let flows = DeviceFlows::new(
             store.flows,
             webex.clone(),
@@ -77,6 +79,7 @@ impl App {
             Arc::new(config),
             webex,
             flows,
+            identity,
             store.refresh_locks,
             store.sessions.clone(),
             csp,

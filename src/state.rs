@@ -2,6 +2,7 @@
 //! the piece they use (`State<WebexClient>`, `State<DeviceFlows>`, …) through `FromRef`.
 
 use crate::config::Config;
+use crate::identity::Verifier;
 use crate::pollers::DeviceFlows;
 use crate::store::{RefreshLocks, SessionBackend};
 use crate::webex::WebexClient;
@@ -19,6 +20,8 @@ struct Inner {
     webex: WebexClient,
     /// Pending device sign-ins and their pollers.
     flows: DeviceFlows,
+    /// Verifies the authorization-code flow's id_tokens (its key cache is the device flow's).
+    identity: Verifier,
     /// One refresh at a time per session (across instances with Redis).
     refresh_locks: RefreshLocks,
     /// The session store (the session layer has its own handle; this one answers `/readyz`).
@@ -31,10 +34,13 @@ struct Inner {
 }
 
 impl AppState {
+    /// One argument a piece it holds (the app's wiring builds each; see `app.rs`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         webex: WebexClient,
         flows: DeviceFlows,
+        identity: Verifier,
         refresh_locks: RefreshLocks,
         sessions: SessionBackend,
         csp: HeaderValue,
@@ -45,6 +51,7 @@ impl AppState {
             config,
             webex,
             flows,
+            identity,
             refresh_locks,
             sessions,
             csp,
@@ -63,6 +70,10 @@ impl AppState {
 
     pub fn flows(&self) -> &DeviceFlows {
         &self.0.flows
+    }
+
+    pub fn identity(&self) -> &Verifier {
+        &self.0.identity
     }
 
     pub fn refresh_locks(&self) -> &RefreshLocks {

@@ -121,7 +121,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     };
     if let Some(tokens) = flows.take_tokens(&id).await? {
         session.take_flow_id().await?;
-        session.sign_in(&tokens).await?;
+        session.sign_in(&tokens, None).await?;
         // Saved before the lock opens: the other tab then finds the old id gone.
         session.save_now().await?;
         tracing::info!(flow = %fingerprint(&id), "signed in with the device flow");
