@@ -2,7 +2,7 @@
 //! state, build the router, serve until shutdown.
 
 use crate::config::{Config, Mode};
-use crate::identity::Verifier;
+use crate::identity::{Verifier, wants_openid};
 use crate::pollers::DeviceFlows;
 use crate::secret::Secret;
 use crate::serve;
@@ -65,12 +65,15 @@ impl App {
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
         // 3. The state every request shares; one id_token verifier (one key cache) for both flows.
         let identity = Verifier::new(webex.clone(), config.oidc_issuers.clone());
-        let flows = DeviceFlows::new(
+        let mut flows = DeviceFlows::new(
             store.flows,
             webex.clone(),
             config.max_pending_flows,
             config.abandoned_flow,
         );
+        if wants_openid(&config.device_scopes) {
+            flows = flows.with_identity(identity.clone());
+        }
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
