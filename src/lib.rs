@@ -10,6 +10,7 @@
 //! - `pollers`: device sign-ins and the task that polls each one.
 //! - `store`: sessions, device flows and refresh locks in memory, SQLite or Redis.
 //! - `tokens`, `device_flow`: plain data (the token set; a flow and the poller's pure decision).
+//! - `identity`: Login with Webex: id_tokens verified (jsonwebtoken) against Webex's cached keys.
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
 //!   (sealing the store, hashing ids), `secret`,
@@ -24,6 +25,7 @@ mod clock;
 pub mod config;
 mod crypto;
 mod device_flow;
+mod identity;
 mod pollers;
 mod qr;
 mod secret;

@@ -202,6 +202,7 @@ mod tests {
             slowed_down: false,
             next_poll_at_ms: 0,
             status: FlowStatus::Pending,
+            id_token: Default::default(),
         }
     }
 
