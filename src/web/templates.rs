@@ -94,6 +94,8 @@ pub struct SpacesTemplate<'a> {
     pub query: String,
     /// `activity` or `title`.
     pub sort: &'static str,
+    /// As on [`GrantedTemplate`] (the route sets it).
+    pub signed_in_as: Option<String>,
 }
 
 /// `GET /sign-in`: the pending device flow.

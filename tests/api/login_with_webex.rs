@@ -70,8 +70,11 @@ async fn a_login_shows_who_signed_in_and_the_keys_are_fetched_once() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let granted = text(app.get("/granted").await).await;
     assert!(granted.contains(ADA), "{granted}");
-    let profile = text(app.get("/whoami").await).await;
-    assert!(profile.contains(ADA));
+    // Every signed-in page says who: the session page, the spaces, the profile.
+    for page in ["/spaces", "/whoami"] {
+        let body = text(app.get(page).await).await;
+        assert!(body.contains(ADA), "{page}: {body}");
+    }
 
     // A second login in another browser: a fresh nonce, and no fetch of the keys.
     let other = browser();
@@ -114,6 +117,10 @@ async fn a_device_sign_in_shows_who_signed_in() {
     let granted = text(app.get("/granted").await).await;
     assert!(granted.contains(ADA), "{granted}");
     assert!(granted.contains("device sign-in"));
+    for page in ["/spaces", "/whoami"] {
+        let body = text(app.get(page).await).await;
+        assert!(body.contains(ADA), "{page}: {body}");
+    }
 }
 
 #[crate::support::test]

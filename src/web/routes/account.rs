@@ -47,6 +47,7 @@ async fn granted(
 async fn spaces(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
+    session: WebSession,
     mut authed: Authed,
 ) -> Result<Response> {
     let pages = state.webex().room_pages();
@@ -63,7 +64,8 @@ async fn spaces(
     for page in &fetched {
         rooms.extend(page.rooms()?);
     }
-    let page = spaces::page(state.is_demo(), rooms, raw.as_deref());
+    let mut page = spaces::page(state.is_demo(), rooms, raw.as_deref());
+    page.signed_in_as = signed_in_as(&session).await?;
     Ok(render(&page))
 }
 

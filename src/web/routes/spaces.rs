@@ -84,6 +84,7 @@ pub fn page<'a>(demo: bool, rooms: Vec<Room<'a>>, raw_query: Option<&str>) -> Sp
         total,
         sort: query.sort.as_str(),
         query: query.q,
+        signed_in_as: None,
     }
 }
 
