@@ -172,11 +172,26 @@ impl KeyCache {
             None => self.webex.discovery().await?,
         };
         let keys = self.webex.jwks(&discovery.jwks_uri).await?;
-        tracing::info!(keys = keys.keys.len(), "fetched Webex's signing keys");
-        Ok(KeySet {
+        let set = KeySet {
             discovery,
             keys,
             fetched_at: Instant::now(),
-        })
+        };
+        // A set that reads as JSON but holds no key we could verify with is malformed: not
+        // cached, the sign-in's page says so (502).
+        let mut kids = set
+            .keys
+            .keys
+            .iter()
+            .filter_map(|jwk| jwk.common.key_id.as_deref());
+        if !kids.any(|kid| set.key(kid).is_some()) {
+            return Err(WebexError::Invalid {
+                what: "key set",
+                problem: "no RSA signing key named by a kid",
+                tracking_id: None,
+            });
+        }
+        tracing::info!(keys = set.keys.keys.len(), "fetched Webex's signing keys");
+        Ok(set)
     }
 }

@@ -355,8 +355,9 @@ fn webex_page(err: &WebexError) -> ErrorPage {
     }
 }
 
-/// The identity page: a refused id_token's (400 when it belongs to another login), or Webex's
-/// page for keys that could not be had, under the identity page's title.
+/// The identity page: a refused id_token's (400 when it belongs to another login), or, for keys
+/// that could not be had, Webex's page under the identity page's title: 503 when Webex could
+/// not be reached in time (try again soon), 502 for any answer that is not a key set.
 fn identity_page(err: &IdentityError) -> ErrorPage {
     let mut page = match err {
         IdentityError::Refused {
@@ -372,15 +373,27 @@ fn identity_page(err: &IdentityError) -> ErrorPage {
             tracking_id: tracking_id.clone(),
             ..ErrorPage::of(&IDENTITY)
         },
-        IdentityError::Keys(err) => ErrorPage {
-            kind: IDENTITY.name,
-            message: format!(
-                "{} Webex's signing keys are needed to check who signed in, so nobody was signed in.",
-                webex_page(err).message
-            ),
-            tracking_id: err.tracking_id().map(str::to_owned),
-            ..webex_page(err)
-        },
+        IdentityError::Keys(err) => {
+            let page = webex_page(err);
+            let unreachable = matches!(
+                **err,
+                WebexError::Timeout | WebexError::Transport(_) | WebexError::RateLimited { .. }
+            );
+            ErrorPage {
+                kind: IDENTITY.name,
+                status: if unreachable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                message: format!(
+                    "{} Webex's signing keys are needed to check who signed in, so nobody was signed in.",
+                    page.message
+                ),
+                tracking_id: err.tracking_id().map(str::to_owned),
+                ..page
+            }
+        }
     };
     page.title = IDENTITY.title;
     page

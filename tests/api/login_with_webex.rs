@@ -261,14 +261,30 @@ async fn the_keys_down_or_unreadable_is_a_clear_page_and_nobody_is_signed_in() {
         "issuer": "https://idbroker.webex.com/idb",
         "jwks_uri": "http://127.0.0.1:1/verification",
     });
+    // JSON, but no key set: an RSA key without its modulus and exponent.
+    let not_a_key_set = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k", "use": "sig"}]});
+    // Longer than the app's request timeout (2 s in tests): a 503, never the 504 of a timeout.
+    let slow = || Fault::Delay(Duration::from_secs(3));
     let cases = [
         (Endpoint::Jwks, Fault::Status(503), StatusCode::BAD_GATEWAY),
         (Endpoint::Jwks, Fault::InvalidJson, StatusCode::BAD_GATEWAY),
+        (
+            Endpoint::Jwks,
+            Fault::Json(not_a_key_set),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (Endpoint::Jwks, slow(), StatusCode::SERVICE_UNAVAILABLE),
         (
             Endpoint::Discovery,
             Fault::Status(500),
             StatusCode::BAD_GATEWAY,
         ),
+        (
+            Endpoint::Discovery,
+            Fault::MissingFields,
+            StatusCode::BAD_GATEWAY,
+        ),
+        (Endpoint::Discovery, slow(), StatusCode::SERVICE_UNAVAILABLE),
         (
             Endpoint::Discovery,
             Fault::Json(unreachable),
@@ -285,6 +301,9 @@ async fn the_keys_down_or_unreadable_is_a_clear_page_and_nobody_is_signed_in() {
         assert!(page.contains(REFUSED), "{what}: {page}");
         assert!(page.contains("nobody was signed in"), "{what}");
         assert!(!signed_in(&app, &browser).await, "{what}");
+        // The login is used up with its failure.
+        let (again, _) = visit(&browser, &callback, &format!("oidc-keys-down-{i}-again")).await;
+        assert_eq!(again, StatusCode::BAD_REQUEST, "{what}");
     }
     // Back up: the next login fetches and signs in (a failure is not cached).
     app.login().await;
