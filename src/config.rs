@@ -202,13 +202,7 @@ impl Config {
             DEFAULT_API_BASE,
         )?;
 
-        let mut oidc_issuers = Vec::new();
-        for issuer in get("WEBEX_OIDC_ISSUERS").unwrap_or_default().split(',') {
-            if !issuer.trim().is_empty() {
-                http_url("WEBEX_OIDC_ISSUERS", Some(issuer.trim()), "")?;
-                oidc_issuers.push(issuer.trim().to_owned());
-            }
-        }
+        let oidc_issuers = oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?;
         let scopes = scope_list("WEBEX_SCOPES", get("WEBEX_SCOPES"), DEFAULT_SCOPES)?;
         let device_scopes = scope_list(
             "WEBEX_DEVICE_SCOPES",
@@ -490,5 +484,6 @@ fn scope_list(
     Ok(scopes.join(" "))
 }
 
+mod oidc;
 #[cfg(test)]
 mod tests;

@@ -217,8 +217,32 @@ fn oidc_issuers_are_a_list_of_urls_kept_exactly_and_own_scopes_are_sent_as_given
         (c.scopes.as_str(), c.device_scopes.as_str()),
         ("spark:all", "spark:all openid")
     );
-    for bad in ["idbroker.webex.com/idb", "ftp://x/idb", "https://u:p@x/idb"] {
+    for bad in [
+        "idbroker.webex.com/idb",
+        "ftp://x/idb",
+        "https://u:p@x/idb",
+        "https://x/idb?q=1",
+        "https://x/idb#f",
+    ] {
         let err = config(&[("WEBEX_OIDC_ISSUERS", bad)]).unwrap_err();
         assert_eq!(err.key, "WEBEX_OIDC_ISSUERS", "{bad}");
+    }
+}
+
+#[test]
+fn an_oidc_issuer_that_is_not_https_stops_start_up_with_a_clear_error() {
+    for listed in [
+        "http://idbroker-b-us.webex.com/idb",
+        "https://login.example.com/idb, http://127.0.0.1:9/idb",
+        "HTTP://login.example.com/idb",
+    ] {
+        let err = config(&[("WEBEX_OIDC_ISSUERS", listed)]).unwrap_err();
+        assert_eq!(err.key, "WEBEX_OIDC_ISSUERS", "{listed}");
+        assert!(
+            err.problem.contains("is not https"),
+            "{listed}: {}",
+            err.problem
+        );
+        assert!(err.problem.contains("http://") || err.problem.contains("HTTP://"));
     }
 }
