@@ -423,6 +423,72 @@ async fn a_device_flow_whose_id_token_fails_ends_as_failed_and_says_so() {
     .await;
 }
 
+/// A device flow started by a new browser, its grant's id_token forged as `forgery` (or its
+/// key set answered with `jwks`); the browser and the page once the flow has ended as failed.
+async fn failed_device_flow(
+    app: &TestApp,
+    forgery: Option<Forgery>,
+    jwks: Option<Fault>,
+) -> (Client, String) {
+    let browser = browser();
+    let user_code = app.start_device_flow_as(&browser).await;
+    if let Some(forgery) = forgery {
+        app.fake
+            .inject(Endpoint::DeviceToken, Fault::IdToken(forgery));
+    }
+    if let Some(fault) = jwks {
+        app.fake.inject(Endpoint::Jwks, fault);
+    }
+    assert!(app.fake.approve_device(&user_code));
+    app.wait_for_device_status_as(&browser, "error", Duration::from_secs(10))
+        .await;
+    let page = browser.get(app.url("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = text(page).await;
+    (browser, page)
+}
+
+#[crate::support::test]
+async fn every_forged_device_id_token_fails_the_flow_and_nobody_is_signed_in() {
+    let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
+    for forgery in [
+        Forgery::AlgNone,
+        Forgery::Hs256WithPublicKey,
+        Forgery::OtherKeySameKid,
+        Forgery::UnknownKid,
+        Forgery::FlippedSignatureBit,
+        Forgery::Audience("Cnot-us".into()),
+        Forgery::Expired,
+    ] {
+        let what = format!("{forgery:?}");
+        let (browser, page) = failed_device_flow(&app, Some(forgery), None).await;
+        assert!(page.contains(REFUSED), "{what}: {page}");
+        assert!(page.contains("did not prove who signed in"), "{what}");
+        assert!(!signed_in(&app, &browser).await, "{what}");
+    }
+    let logs = captured_logs();
+    for secret in app.fake.issued_secrets() {
+        assert!(!logs.contains(&secret), "a token reached the logs");
+    }
+}
+
+#[crate::support::test]
+async fn a_device_flow_whose_keys_cannot_be_fetched_ends_as_failed_and_says_so() {
+    let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
+    let (browser, page) = failed_device_flow(&app, None, Some(Fault::Status(503))).await;
+    assert!(
+        page.contains(REFUSED) && page.contains("signing keys could not be fetched"),
+        "{page}"
+    );
+    assert!(!signed_in(&app, &browser).await);
+    // The keys back: the next device sign-in verifies and signs in.
+    let user_code = app.start_device_flow_as(&app.client).await;
+    assert!(app.fake.approve_device(&user_code));
+    app.wait_for_device_status_as(&app.client, "granted", Duration::from_secs(10))
+        .await;
+    assert!(text(app.get("/granted").await).await.contains(ADA));
+}
+
 #[crate::support::test]
 async fn a_device_grant_without_an_id_token_signs_in_as_before() {
     let fake = FakeConfig {
@@ -439,4 +505,8 @@ async fn a_device_grant_without_an_id_token_signs_in_as_before() {
         page.contains("You are signed in") && !page.contains("Signed in as"),
         "{page}"
     );
+    wait_for("the log line", Duration::from_secs(5), || async {
+        captured_logs().contains("the device grant carried no id_token")
+    })
+    .await;
 }
