@@ -107,15 +107,13 @@ impl Verifier {
         let Some(id_token) = &tokens.id_token else {
             return Ok(None);
         };
-        let refused = |refusal: token::Refusal| IdentityError::Refused {
-            reason: refusal.reason,
-            wrong_nonce: refusal.wrong_nonce,
-            tracking_id: tokens.tracking_id.clone(),
-        };
         let mut identity = self
-            .verify(id_token.expose(), nonce.map(Secret::expose))
-            .await
-            .map_err(|err| err.map_refusal(refused))?;
+            .verify(
+                id_token.expose(),
+                nonce.map(Secret::expose),
+                &tokens.tracking_id,
+            )
+            .await?;
         if identity.name.is_none() || identity.email.is_none() {
             self.fill_from_userinfo(&mut identity, &tokens.access_token)
                 .await;
@@ -123,15 +121,33 @@ impl Verifier {
         Ok(Some(identity))
     }
 
-    async fn verify(&self, id_token: &str, nonce: Option<&str>) -> Result<Identity, Failure> {
-        let kid = token::rs256_kid(id_token)?;
-        let (set, key) = self.0.keys.lookup(&kid).await.map_err(Failure::Keys)?;
-        let key = key.ok_or(token::Refusal {
-            reason: "it is signed by a key Webex does not publish (unknown kid)",
-            wrong_nonce: false,
+    /// The checks of the module's doc, in order; a refusal carries the answer's tracking id.
+    async fn verify(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+        tracking_id: &Option<String>,
+    ) -> Result<Identity, IdentityError> {
+        let refused = |refusal: token::Refusal| IdentityError::Refused {
+            reason: refusal.reason,
+            wrong_nonce: refusal.wrong_nonce,
+            tracking_id: tracking_id.clone(),
+        };
+        let kid = token::rs256_kid(id_token).map_err(refused)?;
+        let (set, key) = self
+            .0
+            .keys
+            .lookup(&kid)
+            .await
+            .map_err(IdentityError::Keys)?;
+        let key = key.ok_or_else(|| {
+            refused(token::Refusal {
+                reason: "it is signed by a key Webex does not publish (unknown kid)",
+                wrong_nonce: false,
+            })
         })?;
         let client_id = self.0.webex.client_id();
-        let claims = token::decode(id_token, &key, client_id)?;
+        let claims = token::decode(id_token, &key, client_id).map_err(refused)?;
         let expected = token::Expected {
             client_id,
             discovered_issuer: &set.discovery.issuer,
@@ -139,7 +155,7 @@ impl Verifier {
             nonce,
             now: unix_now(),
         };
-        Ok(token::check(claims, &expected)?)
+        token::check(claims, &expected).map_err(refused)
     }
 
     /// The name and email the id_token lacks, from userinfo, if it describes the same user.
@@ -156,27 +172,6 @@ impl Verifier {
             Err(err) => {
                 tracing::warn!(%err, "cannot read userinfo; the identity keeps what its id_token says")
             }
-        }
-    }
-}
-
-/// A failure of [`Verifier::verify`], before the token answer's tracking id is added.
-enum Failure {
-    Refused(token::Refusal),
-    Keys(Arc<WebexError>),
-}
-
-impl From<token::Refusal> for Failure {
-    fn from(refusal: token::Refusal) -> Self {
-        Self::Refused(refusal)
-    }
-}
-
-impl Failure {
-    fn map_refusal(self, refused: impl FnOnce(token::Refusal) -> IdentityError) -> IdentityError {
-        match self {
-            Self::Refused(refusal) => refused(refusal),
-            Self::Keys(err) => IdentityError::Keys(err),
         }
     }
 }
