@@ -3,9 +3,10 @@
 
 use crate::config::{Config, Mode};
 use crate::device_flow::DeviceFlows;
+use crate::identity::{Verifier, wants_openid};
 use crate::secret::Secret;
 use crate::serve;
-use crate::state::AppState;
+use crate::state::{AppState, SignIn};
 use crate::store::{self, SessionBackend};
 use crate::telemetry::{self, PrometheusHandle};
 #[cfg(feature = "test-support")]
@@ -62,21 +63,28 @@ impl App {
         let store = store::open(&config.session_store, &config.encryption_keys)
             .await
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
-        // 3. The state every request shares.
-        let flows = DeviceFlows::new(
+        // 3. The state every request shares; one id_token verifier (one key cache) for both flows.
+        let identity = Verifier::new(webex.clone(), config.oidc_issuers.clone());
+        let mut flows = DeviceFlows::new(
             store.flows,
             webex.clone(),
             config.max_pending_flows,
             config.abandoned_flow,
         );
+        if wants_openid(&config.device_scopes) {
+            flows = flows.with_identity(identity.clone());
+        }
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
             .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
         let state = AppState::new(
             Arc::new(config),
-            webex,
-            flows,
+            SignIn {
+                webex,
+                flows,
+                identity,
+            },
             store.session_locks,
             store.sessions.clone(),
             csp,

@@ -38,6 +38,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("WEBEX_SCOPES", "webex-scopes", crate::config::DEFAULT_SCOPES, "Scopes of the authorization-code flow (space-separated)"),
     setting("WEBEX_DEVICE_SCOPES", "webex-device-scopes", crate::config::DEFAULT_DEVICE_SCOPES, "Scopes of the device flow (space-separated)"),
     setting("WEBEX_API_BASE", "webex-api-base", crate::config::DEFAULT_API_BASE, "Base of every Webex URL"),
+    setting("WEBEX_OIDC_ISSUERS", "webex-oidc-issuers", "unset: the discovery issuer and Webex's idbroker hosts only", "id_token issuers also accepted (comma-separated https URLs, each matched exactly)"),
     setting("LISTEN_ADDR", "listen-addr", "127.0.0.1:10060, or 0.0.0.0:$PORT when PORT is set", "Address to bind"),
     setting("PORT", "port", "unset", "Port to bind on every interface when LISTEN_ADDR is unset (what hosting platforms set)"),
     setting("SESSION_STORE", "session-store", crate::config::DEFAULT_SESSION_STORE, "Where sessions and device flows live: memory, sqlite://PATH or redis://HOST:PORT[/DB]"),

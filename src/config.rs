@@ -8,8 +8,10 @@ use url::Url;
 
 /// The redirect URI when `WEBEX_REDIRECT_URI` is unset: its port follows the listen port.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:10060/oauth";
-pub const DEFAULT_SCOPES: &str = "spark:all";
-pub const DEFAULT_DEVICE_SCOPES: &str = "meeting:recordings_read spark:all spark:kms";
+/// With `openid`, a flow also proves who signed in (Login with Webex, `crate::identity`).
+pub const DEFAULT_SCOPES: &str = "openid email profile spark:all";
+pub const DEFAULT_DEVICE_SCOPES: &str =
+    "openid email profile meeting:recordings_read spark:all spark:kms";
 pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
 pub const DEFAULT_MAX_PENDING_DEVICE_FLOWS: usize = 10_000;
@@ -80,6 +82,9 @@ pub struct Config {
     pub device_scopes: String,
     /// `WEBEX_API_BASE`: every Webex URL derives from it (ignored in demo mode).
     pub api_base: Url,
+    /// `WEBEX_OIDC_ISSUERS` (comma-separated URLs): id_token issuers accepted besides the
+    /// discovery issuer and Webex's idbroker hosts (`identity::issuer`), each exactly as written.
+    pub oidc_issuers: Vec<String>,
     /// `LISTEN_ADDR`: the address to bind; unset, `0.0.0.0:$PORT` when `PORT` is set (hosting
     /// platforms route outside traffic to that port on every interface), else `127.0.0.1:10060`.
     /// `App::with_listener` replaces it with the address actually bound.
@@ -197,6 +202,7 @@ impl Config {
             DEFAULT_API_BASE,
         )?;
 
+        let oidc_issuers = oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?;
         let scopes = scope_list("WEBEX_SCOPES", get("WEBEX_SCOPES"), DEFAULT_SCOPES)?;
         let device_scopes = scope_list(
             "WEBEX_DEVICE_SCOPES",
@@ -325,6 +331,7 @@ impl Config {
             scopes,
             device_scopes,
             api_base,
+            oidc_issuers,
             listen_addr,
             session_store,
             max_pending_flows,
@@ -477,5 +484,6 @@ fn scope_list(
     Ok(scopes.join(" "))
 }
 
+mod oidc;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@
 //! - `store`: sessions, device flows and session locks in memory, SQLite or Redis (a flow's
 //!   record is any `FlowData`: the store knows only its status and expiry).
 //! - `tokens`: plain data (the token set).
+//! - `identity`: Login with Webex: id_tokens verified (jsonwebtoken) against Webex's cached keys.
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
 //!   (sealing the store, hashing ids), `secret`,
@@ -26,6 +27,7 @@ mod clock;
 pub mod config;
 mod crypto;
 mod device_flow;
+mod identity;
 mod qr;
 mod secret;
 mod serve;

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::device_flow::DeviceFlows;
+use crate::identity::Verifier;
 use crate::store::{SessionBackend, SessionLocks};
 use crate::webex::WebexClient;
 use axum::extract::FromRef;
@@ -19,6 +20,8 @@ struct Inner {
     webex: WebexClient,
     /// Pending device sign-ins and their pollers.
     flows: DeviceFlows,
+    /// Verifies the authorization-code flow's id_tokens (its key cache is the device flow's).
+    identity: Verifier,
     /// One refresh at a time per session (across instances with Redis).
     session_locks: SessionLocks,
     /// The session store (the session layer has its own handle; this one answers `/readyz`).
@@ -30,21 +33,34 @@ struct Inner {
     origins: Vec<String>,
 }
 
+/// How the app signs people in: the Webex client, the device flows, the id_token verifier.
+pub struct SignIn {
+    pub webex: WebexClient,
+    pub flows: DeviceFlows,
+    pub identity: Verifier,
+}
+
 impl AppState {
+    /// The app's wiring builds each piece (see `app.rs`).
     pub fn new(
         config: Arc<Config>,
-        webex: WebexClient,
-        flows: DeviceFlows,
+        sign_in: SignIn,
         session_locks: SessionLocks,
         sessions: SessionBackend,
         csp: HeaderValue,
         local_addr: Option<std::net::SocketAddr>,
     ) -> Self {
         let (hosts, origins) = config.served_hosts(local_addr);
+        let SignIn {
+            webex,
+            flows,
+            identity,
+        } = sign_in;
         Self(Arc::new(Inner {
             config,
             webex,
             flows,
+            identity,
             session_locks,
             sessions,
             csp,
@@ -63,6 +79,10 @@ impl AppState {
 
     pub fn flows(&self) -> &DeviceFlows {
         &self.0.flows
+    }
+
+    pub fn identity(&self) -> &Verifier {
+        &self.0.identity
     }
 
     pub fn session_locks(&self) -> &SessionLocks {

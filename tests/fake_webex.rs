@@ -14,6 +14,9 @@ use url::Url;
 /// `#[support::test]`: every test here under a deadline.
 mod support;
 
+#[path = "fake_webex/oidc.rs"]
+mod oidc;
+
 const REDIRECT: &str = "http://localhost:10060/oauth";
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qGUZ0wKvG.1Z_~x3yTnLs8qQ0mV";
 const INVALID_TOKEN: &str =

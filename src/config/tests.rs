@@ -16,11 +16,12 @@ fn defaults_give_demo_mode_on_localhost_10060() {
     let c = config(&[]).unwrap();
     assert!(c.is_demo());
     assert_eq!(c.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
-    assert_eq!(c.scopes, "spark:all");
+    assert_eq!(c.scopes, "openid email profile spark:all");
     assert_eq!(
         c.device_scopes,
-        "meeting:recordings_read spark:all spark:kms"
+        "openid email profile meeting:recordings_read spark:all spark:kms"
     );
+    assert!(c.oidc_issuers.is_empty());
     assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
     assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
     assert_eq!(
@@ -190,5 +191,58 @@ fn logs_and_metrics_settings() {
     ] {
         let err = config(&[(key, value)]).unwrap_err();
         assert_eq!(err.key, key, "{value}");
+    }
+}
+
+#[test]
+fn oidc_issuers_are_a_list_of_urls_kept_exactly_and_own_scopes_are_sent_as_given() {
+    let c = config(&[
+        (
+            "WEBEX_OIDC_ISSUERS",
+            " https://login.example.com/idb , ,https://idbroker-x.example/idb",
+        ),
+        ("WEBEX_SCOPES", "spark:all"),
+        ("WEBEX_DEVICE_SCOPES", "spark:all openid"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.oidc_issuers,
+        [
+            "https://login.example.com/idb",
+            "https://idbroker-x.example/idb"
+        ]
+    );
+    // No openid added to an operator's scopes, none removed.
+    assert_eq!(
+        (c.scopes.as_str(), c.device_scopes.as_str()),
+        ("spark:all", "spark:all openid")
+    );
+    for bad in [
+        "idbroker.webex.com/idb",
+        "ftp://x/idb",
+        "https://u:p@x/idb",
+        "https://x/idb?q=1",
+        "https://x/idb#f",
+    ] {
+        let err = config(&[("WEBEX_OIDC_ISSUERS", bad)]).unwrap_err();
+        assert_eq!(err.key, "WEBEX_OIDC_ISSUERS", "{bad}");
+    }
+}
+
+#[test]
+fn an_oidc_issuer_that_is_not_https_stops_start_up_with_a_clear_error() {
+    for listed in [
+        "http://idbroker-b-us.webex.com/idb",
+        "https://login.example.com/idb, http://127.0.0.1:9/idb",
+        "HTTP://login.example.com/idb",
+    ] {
+        let err = config(&[("WEBEX_OIDC_ISSUERS", listed)]).unwrap_err();
+        assert_eq!(err.key, "WEBEX_OIDC_ISSUERS", "{listed}");
+        assert!(
+            err.problem.contains("is not https"),
+            "{listed}: {}",
+            err.problem
+        );
+        assert!(err.problem.contains("http://") || err.problem.contains("HTTP://"));
     }
 }

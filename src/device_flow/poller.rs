@@ -15,12 +15,13 @@
 use super::decide::{PollState, Step, sleep_before_next_poll, time_left};
 use super::{FlowRecord, FlowStatus};
 use crate::clock::unix_now_ms;
+use crate::identity::{IdentityError, Verdict, Verifier};
 use crate::secret::{fingerprint, random_token};
 use crate::store::{FlowStore, LEASE_RENEW, StoreError};
 use crate::telemetry;
 use crate::tokens::{Grant, TokenSet};
-use crate::webex::WebexClient;
 use crate::webex::device::{DeviceAuthorization, PollReply};
+use crate::webex::{TokenResponse, WebexClient};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct DeviceFlows {
     max_pending: usize,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
+    /// Verifies a grant's id_token, when the device scopes ask for `openid`.
+    identity: Option<Verifier>,
 }
 
 impl DeviceFlows {
@@ -69,7 +72,15 @@ impl DeviceFlows {
             webex,
             max_pending,
             abandoned_after,
+            identity: None,
         }
+    }
+
+    /// Grants are verified (OpenID Connect) before anyone is signed in: a flow whose id_token
+    /// does not verify ends as failed.
+    pub fn with_identity(mut self, verifier: Verifier) -> Self {
+        self.identity = Some(verifier);
+        self
     }
 
     /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
@@ -113,6 +124,7 @@ impl DeviceFlows {
             slowed_down: false,
             next_poll_at_ms: now.saturating_add(interval_secs.saturating_mul(1000)),
             status: FlowStatus::Pending,
+            id_token: Verdict::None,
         };
         let id = random_token().expose().to_owned();
         self.store.insert(&id, &record, &self.owner).await?;
@@ -332,9 +344,7 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
                     continue;
                 }
                 Step::Finish(status) => match reply {
-                    PollReply::Granted(response) => {
-                        (status, Some(TokenSet::new(response, Grant::Device)))
-                    }
+                    PollReply::Granted(response) => granted(flows, response, &mut record).await,
                     PollReply::Failed(err) | PollReply::Transient(err) => {
                         tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
                         (status, None)
@@ -349,6 +359,42 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         write(flows, id, &record, tokens.as_ref()).await;
         return;
     }
+}
+
+/// A grant: its tokens, once its id_token is verified when the scopes ask for one (the verdict
+/// goes in `record`). A token that does not verify ends the flow as failed, nobody signed in.
+async fn granted(
+    flows: &DeviceFlows,
+    response: TokenResponse,
+    record: &mut FlowRecord,
+) -> (FlowStatus, Option<TokenSet>) {
+    if let Some(verifier) = &flows.identity {
+        let tracking_id = response.tracking_id.as_deref();
+        record.id_token = match verifier.identify(&response, None).await {
+            Ok(Some(identity)) => Verdict::Verified(identity),
+            Ok(None) => {
+                tracing::info!(
+                    tracking_id,
+                    "the device grant carried no id_token; signed in without a verified identity"
+                );
+                Verdict::None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, tracking_id, "device sign-in refused: the identity could not be verified");
+                match err {
+                    IdentityError::Refused { .. } => Verdict::Refused,
+                    IdentityError::Keys(_) => Verdict::Unverifiable,
+                }
+            }
+        };
+        if matches!(record.id_token, Verdict::Refused | Verdict::Unverifiable) {
+            return (FlowStatus::Error, None);
+        }
+    }
+    (
+        FlowStatus::Granted,
+        Some(TokenSet::new(response, Grant::Device)),
+    )
 }
 
 /// Writes the poller's state; false when the flow is gone or no longer ours.

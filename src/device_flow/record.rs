@@ -2,6 +2,7 @@
 //! where the poller is, kept in the store as sealed JSON.
 
 use crate::clock::unix_now_ms;
+use crate::identity::Verdict;
 use crate::secret::Secret;
 use crate::store::FlowData;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,10 @@ pub struct FlowRecord {
     /// Unix milliseconds before which nobody may poll this flow (survives a handover).
     pub next_poll_at_ms: u64,
     pub status: FlowStatus,
+    /// What the grant's id_token proved (Login with Webex): who signed in, for the session that
+    /// claims the tokens, or why the flow failed (absent in records of earlier versions).
+    #[serde(default)]
+    pub id_token: Verdict,
 }
 
 impl FlowRecord {

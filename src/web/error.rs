@@ -11,6 +11,7 @@
 //! `From` impls here convert them at the edge, keeping the cause as the error's source.
 
 use crate::device_flow::FlowError;
+use crate::identity::IdentityError;
 use crate::store::StoreError;
 use crate::web::templates::{ErrorTemplate, render};
 use crate::webex::WebexError;
@@ -63,6 +64,10 @@ pub enum AppError {
     /// 502/503/504/403, depending on what Webex did.
     #[error(transparent)]
     Webex(#[from] WebexError),
+    /// 502 (400 for another login's nonce): the id_token did not verify; 502/503/504 when
+    /// Webex's keys could not be had. Nobody is signed in.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// 500: a bug of ours.
     #[error("internal error: {0}")]
     Internal(String),
@@ -163,6 +168,9 @@ kinds! {
         "Webex sent an answer this server cannot use.", "Try again in a moment.";
     WEBEX_TOO_MUCH = "webex-too-much", BAD_GATEWAY, "Webex sent too much",
         "Webex sent an answer larger than this server reads.", "Try again in a moment.";
+    IDENTITY = "identity", BAD_GATEWAY, "Your identity could not be verified",
+        "Webex's answer did not prove who signed in, so nobody was signed in.",
+        "Go back to the start page and sign in again; if it keeps happening, quote the tracking id to whoever runs this app.";
 }
 
 impl Kind {
@@ -257,6 +265,7 @@ impl AppError {
                 page.tracking_id = err.tracking_id().map(str::to_owned);
                 page
             }
+            Self::Identity(err) => identity_page(err),
         })
     }
 
@@ -346,6 +355,50 @@ fn webex_page(err: &WebexError) -> ErrorPage {
     }
 }
 
+/// The identity page: a refused id_token's (400 when it belongs to another login), or, for keys
+/// that could not be had, Webex's page under the identity page's title: 503 when Webex could
+/// not be reached in time (try again soon), 502 for any answer that is not a key set.
+fn identity_page(err: &IdentityError) -> ErrorPage {
+    let mut page = match err {
+        IdentityError::Refused {
+            wrong_nonce,
+            tracking_id,
+            ..
+        } => ErrorPage {
+            status: if *wrong_nonce {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::BAD_GATEWAY
+            },
+            tracking_id: tracking_id.clone(),
+            ..ErrorPage::of(&IDENTITY)
+        },
+        IdentityError::Keys(err) => {
+            let page = webex_page(err);
+            let unreachable = matches!(
+                **err,
+                WebexError::Timeout | WebexError::Transport(_) | WebexError::RateLimited { .. }
+            );
+            ErrorPage {
+                kind: IDENTITY.name,
+                status: if unreachable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                message: format!(
+                    "{} Webex's signing keys are needed to check who signed in, so nobody was signed in.",
+                    page.message
+                ),
+                tracking_id: err.tracking_id().map(str::to_owned),
+                ..page
+            }
+        }
+    };
+    page.title = IDENTITY.title;
+    page
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let page = match self.outcome() {
@@ -361,7 +414,9 @@ impl IntoResponse for AppError {
             crate::telemetry::store_error("request");
         }
         // The Display of every variant is safe to log: no variant carries a token or a body.
-        if page.status.is_server_error() {
+        // A refused id_token is Webex's answer (or a forgery) refused as designed: a warning.
+        let refused = matches!(self, Self::Identity(IdentityError::Refused { .. }));
+        if page.status.is_server_error() && !refused {
             tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request failed");
         } else {
             tracing::warn!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request refused");
@@ -440,52 +495,4 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_value_that_does_not_decode_is_logged_without_its_text() {
-        // What a reader of the object layout makes of the string one: serde_json quotes it.
-        let err = serde_json::from_value::<crate::tokens::TokenSet>(serde_json::Value::String(
-            "{\"access_token\":\"secret-access\"}".to_owned(),
-        ))
-        .unwrap_err();
-        assert!(err.to_string().contains("secret-access"), "{err}");
-        let logged = AppError::Session(err.into()).to_string();
-        assert!(!logged.contains("secret-access"), "{logged}");
-        assert!(
-            logged.starts_with("session: a session value did not decode"),
-            "{logged}"
-        );
-    }
-
-    #[test]
-    fn kinds_have_unique_names_and_no_page_names_a_setting() {
-        for (i, kind) in KINDS.iter().enumerate() {
-            assert_eq!(Kind::named(kind.name).map(|k| k.name), Some(kind.name));
-            assert!(
-                KINDS[..i].iter().all(|other| other.name != kind.name),
-                "{}",
-                kind.name
-            );
-            for text in [kind.title, kind.message, kind.next_step] {
-                assert!(
-                    !text.contains("WEBEX_") && !text.contains("SESSION_STORE"),
-                    "{text}"
-                );
-            }
-        }
-        assert!(Kind::named("").is_none() && Kind::named("Busy").is_none());
-    }
-
-    #[test]
-    fn only_tracking_ids_go_into_a_url() {
-        assert!(is_tracking_id(
-            "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
-        ));
-        assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
-        for bad in ["", "a b", "<b>", "x&kind=busy", &"a".repeat(129), "é"] {
-            assert!(!is_tracking_id(bad), "{bad}");
-        }
-    }
-}
+mod tests;

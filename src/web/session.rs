@@ -1,8 +1,9 @@
 //! [`WebSession`]: the one place that knows the session's keys; handlers use its typed methods
 //! and never a string key (in the manner of zero2prod's `TypedSession`).
 //!
-//! What a session holds: the pending authorization-code logins (state + PKCE verifier), the
-//! token set once signed in, the id of its device flow, and when it was last renewed.
+//! What a session holds: the pending authorization-code logins (state, nonce + PKCE verifier),
+//! the token set once signed in and who signed in (when an id_token proved it), the id of its
+//! device flow, and when it was last renewed.
 //!
 //! A `HEAD` never starts a session: axum answers it with the GET handler (`GET /login` writes a
 //! pending login), so without a live session a HEAD gets a throwaway one, and nothing is stored
@@ -10,6 +11,7 @@
 
 use crate::clock::unix_now;
 use crate::crypto::SessionKey;
+use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::store::{OBJECT_TOKENS_KEY, TOKENS_KEY};
 use crate::tokens::TokenSet;
@@ -32,6 +34,8 @@ const PENDING_LOGINS_KEY: &str = "oauth.pending";
 // older binary (a rollback, or one instance of a rolling upgrade sharing Redis) then finds no
 // tokens and shows a signed-out page, instead of failing to decode a string whose text (the
 // tokens) would be quoted in its error.
+/// Who signed in, as a verified id_token said (Login with Webex); absent without one.
+const IDENTITY_KEY: &str = "oidc.identity";
 const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
 const TOUCHED_KEY: &str = "session.touched";
@@ -55,6 +59,10 @@ pub struct PendingLogin {
     #[serde(rename = "state")]
     pub oauth_state: Secret,
     pub verifier: Secret,
+    /// OpenID Connect's `nonce`, when the scopes ask for `openid`: the id_token must carry it.
+    /// (Absent in logins started by a version before Login with Webex.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Secret>,
     pub started_at: u64,
 }
 
@@ -143,11 +151,18 @@ impl WebSession {
         Ok(())
     }
 
-    /// Keeps the tokens of a new sign-in, under a new session id (against session fixation).
-    pub async fn sign_in(&self, tokens: &TokenSet) -> Result<()> {
+    /// Keeps the tokens of a new sign-in and who signed in (if an id_token proved it), under a
+    /// new session id (against session fixation).
+    pub async fn sign_in(&self, tokens: &TokenSet, identity: Option<&Identity>) -> Result<()> {
         self.0
             .set_expiry(Some(Expiry::OnInactivity(SIGNED_IN_INACTIVITY)));
         self.put_tokens(tokens).await?;
+        match identity {
+            Some(identity) => self.0.insert(IDENTITY_KEY, identity).await?,
+            None => {
+                self.0.remove_value(IDENTITY_KEY).await?;
+            }
+        }
         self.0.insert(TOUCHED_KEY, unix_now()).await?;
         self.0.cycle_id().await
     }
@@ -159,8 +174,14 @@ impl WebSession {
         self.0.save().await
     }
 
-    /// Drops the tokens (Webex no longer accepts them) and saves at once.
+    /// Who signed in, when an id_token proved it.
+    pub async fn identity(&self) -> Result<Option<Identity>> {
+        self.0.get(IDENTITY_KEY).await
+    }
+
+    /// Drops the tokens (Webex no longer accepts them), and who signed in, and saves at once.
     pub async fn forget_tokens(&self) -> Result<()> {
+        self.0.remove_value(IDENTITY_KEY).await?;
         self.0.remove_value(TOKENS_KEY).await?;
         self.0.remove_value(OBJECT_TOKENS_KEY).await?;
         self.0.save().await
@@ -239,7 +260,13 @@ mod tests {
             t.map(|t| (t.access_token.expose().to_owned(), t.refresh_token, t.grant))
         };
 
-        session.sign_in(&tokens).await.unwrap();
+        let ada = Identity {
+            sub: "u-1".into(),
+            name: Some("Ada".into()),
+            email: None,
+        };
+        session.sign_in(&tokens, Some(&ada)).await.unwrap();
+        assert_eq!(session.identity().await.unwrap(), Some(ada.clone()));
         let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
         assert!(matches!(stored, Some(Value::String(_))), "not one string");
         let (access, refresh, grant) = read(session.tokens().await.unwrap()).unwrap();
@@ -274,7 +301,12 @@ mod tests {
         let old_reader: Option<TokenSet> = session.0.get(OBJECT_TOKENS_KEY).await.unwrap();
         assert!(old_reader.is_none());
 
+        // A sign-in without an id_token forgets the last one's identity; so does losing the tokens.
+        session.sign_in(&tokens, None).await.unwrap();
+        assert_eq!(session.identity().await.unwrap(), None);
+        session.sign_in(&tokens, Some(&ada)).await.unwrap();
         session.forget_tokens().await.unwrap();
+        assert_eq!(session.identity().await.unwrap(), None);
         assert!(session.tokens().await.unwrap().is_none());
         assert!(!session.has_tokens().await.unwrap());
     }

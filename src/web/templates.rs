@@ -46,6 +46,8 @@ pub struct GrantedTemplate {
     pub scope: String,
     /// When the access token expires, in words ("in 13 days", "in 42 minutes").
     pub expires_in_words: String,
+    /// "NAME (EMAIL)" of a verified id_token (Login with Webex); `None` without one.
+    pub signed_in_as: Option<String>,
 }
 
 /// One row of the spaces table.
@@ -91,6 +93,8 @@ pub struct SpacesTemplate {
     pub query: String,
     /// `activity` or `title`.
     pub sort: &'static str,
+    /// As on [`GrantedTemplate`] (the route sets it).
+    pub signed_in_as: Option<String>,
 }
 
 /// `GET /sign-in`: the pending device flow.
@@ -130,6 +134,8 @@ pub struct WhoamiTemplate {
     pub status: Option<String>,
     /// The whole `/people/me` JSON, pretty-printed.
     pub raw_json: String,
+    /// As on [`GrantedTemplate`].
+    pub signed_in_as: Option<String>,
 }
 
 /// Every failure: what happened, what to do next.

@@ -180,8 +180,12 @@ impl WebexClient {
             Err(err) => return PollReply::Transient(err),
         };
         if response.status() == StatusCode::OK {
-            return match decode(response, "device token response").await {
-                Ok(tokens) => PollReply::Granted(tokens),
+            let tracking_id = error::tracking_id(response.headers());
+            return match decode::<TokenResponse>(response, "device token response").await {
+                Ok(tokens) => PollReply::Granted(TokenResponse {
+                    tracking_id,
+                    ..tokens
+                }),
                 Err(err) if err.is_transient() => PollReply::Transient(err),
                 Err(err) => PollReply::Failed(err),
             };

@@ -1,7 +1,8 @@
 //! Our HTTP client for the Webex endpoints: one shared `reqwest::Client`, the base URL injected.
 //!
 //! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
-//! (`/device/authorize`, `/device/token`) and [`api`] (`/rooms`, `/people/me`). Every reply is
+//! (`/device/authorize`, `/device/token`), [`api`] (`/rooms`, `/people/me`) and [`oidc`] (the
+//! OpenID configuration, the key set, `/userinfo`). Every reply is
 //! classified by [`error::WebexError`] before anyone reads it, and every body is read through
 //! [`body::read_capped`], up to a cap.
 
@@ -10,6 +11,7 @@ mod body;
 pub mod device;
 mod error;
 mod oauth;
+pub mod oidc;
 
 pub use api::Room;
 #[cfg(feature = "test-support")]
@@ -118,6 +120,9 @@ fn endpoint_label(url: &Url) -> &'static str {
         "device/token",
         "rooms",
         "people/me",
+        "openid-configuration",
+        "verification",
+        "userinfo",
     ]
     .into_iter()
     .find(|endpoint| path.ends_with(endpoint))
@@ -193,4 +198,10 @@ pub struct TokenResponse {
     pub refresh_token_expires_in: Option<u64>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// OpenID Connect: who signed in, a JWS for `crate::identity` to verify (not on a refresh).
+    #[serde(default)]
+    pub id_token: Option<Secret>,
+    /// The answer's `TrackingID`, for the page when its id_token is refused.
+    #[serde(skip)]
+    pub tracking_id: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! `/authorize` and `/access_token`: the authorization-code grant with PKCE, and the refresh grant.
 
-use super::{TokenResponse, WebexClient, WebexError, decode, send};
+use super::{TokenResponse, WebexClient, WebexError, decode, error, send};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,14 +13,16 @@ pub fn pkce_challenge(verifier: &Secret) -> String {
 }
 
 impl WebexClient {
-    /// The browser goes here to approve the integration. `state` and the challenge travel in the
-    /// URL, which is fine: neither is a secret (the verifier, which is, stays in the session).
+    /// The browser goes here to approve the integration. `state`, the nonce (OpenID Connect) and
+    /// the challenge travel in the URL, which is fine: none is a secret (the verifier, which is,
+    /// stays in the session).
     pub fn authorize_url(
         &self,
         redirect_uri: &str,
         scope: &str,
         state: &Secret,
         verifier: &Secret,
+        nonce: Option<&Secret>,
     ) -> Url {
         let mut url = self.endpoint("authorize");
         url.query_pairs_mut()
@@ -31,6 +33,9 @@ impl WebexClient {
             .append_pair("state", state.expose())
             .append_pair("code_challenge", &pkce_challenge(verifier))
             .append_pair("code_challenge_method", "S256");
+        if let Some(nonce) = nonce {
+            url.query_pairs_mut().append_pair("nonce", nonce.expose());
+        }
         url
     }
 
@@ -50,7 +55,10 @@ impl WebexClient {
             ("code_verifier", verifier.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "code exchange response").await
+        let tracking_id = error::tracking_id(response.headers());
+        let mut tokens: TokenResponse = decode(response, "code exchange response").await?;
+        tokens.tracking_id = tracking_id;
+        Ok(tokens)
     }
 
     /// Trades a refresh token for a new access token.

@@ -38,7 +38,8 @@ async fn login_sends_state_and_an_s256_pkce_challenge_and_keeps_the_verifier_out
     let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["redirect_uri"], app.url("/oauth"));
-    assert_eq!(query["scope"], "spark:all");
+    assert_eq!(query["scope"], "openid email profile spark:all");
+    assert_eq!(query["nonce"].len(), 43);
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["state"].len(), 43);
     assert_eq!(query["code_challenge"].len(), 43);

@@ -11,6 +11,7 @@ mod errors;
 mod fuzz;
 mod helpers;
 mod hostile_webex;
+mod login_with_webex;
 mod ops;
 mod pages;
 // zbarimg is a system package (zbar-tools), like redis-server: with the e2e feature.

@@ -14,13 +14,14 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::{
+    oidc::OIDC_SCOPES,
     server::{Fake, World},
     wire::{form_pairs, message, render},
 };
 
 /// What the consent form carries back to `POST /v1/authorize`.
 const AUTHORIZE_PARAMS: &str =
-    "response_type client_id redirect_uri scope state code_challenge code_challenge_method";
+    "response_type client_id redirect_uri scope state nonce code_challenge code_challenge_method";
 
 /// A validated `/authorize` request.
 pub(super) struct AuthorizeRequest {
@@ -29,6 +30,8 @@ pub(super) struct AuthorizeRequest {
     /// Normalised to single spaces.
     pub scope: String,
     pub state: Option<String>,
+    /// OpenID Connect's `nonce`, echoed in the id_token.
+    pub nonce: Option<String>,
     pub challenge: Option<Challenge>,
 }
 
@@ -97,20 +100,21 @@ impl World {
             redirect_uri: redirect_uri.to_owned(),
             scope,
             state: get("state").map(str::to_owned),
+            nonce: get("nonce").map(str::to_owned),
             challenge,
         })
     }
 
-    /// A non-empty, space-separated list of registered scopes, normalised.
+    /// A non-empty, space-separated list of registered scopes (OpenID Connect's need no
+    /// registering, as on Webex), normalised.
     pub fn check_scope(&self, scope: &str) -> Result<String, String> {
         let scopes: Vec<&str> = scope.split_whitespace().collect();
         if scopes.is_empty() {
             return Err("invalid_scope: no scope was requested.".into());
         }
-        if let Some(bad) = scopes
-            .iter()
-            .find(|s| !self.config.registered_scopes.iter().any(|r| r == *s))
-        {
+        if let Some(bad) = scopes.iter().find(|s| {
+            !OIDC_SCOPES.contains(s) && !self.config.registered_scopes.iter().any(|r| r == *s)
+        }) {
             return Err(format!(
                 "invalid_scope: {bad} is not registered for this integration."
             ));

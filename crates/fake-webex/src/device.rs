@@ -17,7 +17,7 @@ use rand::Rng;
 use serde_json::json;
 
 use super::{
-    Counter, Endpoint,
+    Counter, Endpoint, Fault, Forgery,
     faults::take_fault,
     ids::{random_bytes, sha256_hex, uuid_from_bytes},
     server::{Fake, World},
@@ -162,13 +162,15 @@ impl World {
         }
     }
 
-    /// One `/device/token` poll past client authentication; `forced_slow_down`: a `SlowDown` fault.
+    /// One `/device/token` poll past client authentication; `forced_slow_down`: a `SlowDown`
+    /// fault; `forgery`: how to forge the grant's id_token (there is no nonce on this grant).
     pub fn poll_device(
         &mut self,
         device_code: &str,
         client_id: &str,
         arrival: Instant,
         forced_slow_down: bool,
+        forgery: Option<&Forgery>,
     ) -> Result<TokenGrant, ApiError> {
         let expiry_error = self.config.device_expiry_error.clone();
         let flow = self.devices.by_device_code.get_mut(device_code);
@@ -208,7 +210,11 @@ impl World {
                 flow.status = DeviceStatus::Consumed;
                 let (client_id, scope) = (flow.client_id.clone(), flow.scope.clone());
                 let refresh = self.mint(true, &client_id, &scope);
-                Ok(self.grant(&client_id, &scope, refresh))
+                let mut grant = self.grant(&client_id, &scope, refresh);
+                if self.config.device_id_tokens {
+                    grant.id_token = self.id_token(&client_id, &scope, None, forgery);
+                }
+                Ok(grant)
             }
         }
     }
@@ -289,7 +295,10 @@ pub(super) async fn device_token(
             world.record_poll(device_code, arrival);
         }
     }
-    let forced_slow_down = take_fault(&fake, Endpoint::DeviceToken).await?.is_some();
+    let (forced_slow_down, forgery) = match take_fault(&fake, Endpoint::DeviceToken).await? {
+        Some(Fault::IdToken(forgery)) => (false, Some(forgery)),
+        other => (other.is_some(), None),
+    };
     let basic = basic_credentials(&headers);
     if !basic.is_some_and(|(id, secret)| fake.lock().is_client(&id, &secret)) {
         return Err(ApiError::invalid_client().into());
@@ -304,10 +313,19 @@ pub(super) async fn device_token(
         let text = "device_code and client_id are required.";
         return Err(ApiError::bad_request("invalid_request", text).into());
     };
-    let grant = fake
-        .lock()
-        .poll_device(device_code, client_id, arrival, forced_slow_down)?;
-    Ok(json_response(StatusCode::OK, &grant))
+    let mut world = fake.lock();
+    let polled = world.poll_device(
+        device_code,
+        client_id,
+        arrival,
+        forced_slow_down,
+        forgery.as_ref(),
+    );
+    // A forgery waits for the poll that grants (the pending ones before it issue no id_token).
+    if let (Err(_), Some(forgery)) = (&polled, forgery) {
+        world.requeue_fault(Endpoint::DeviceToken, Fault::IdToken(forgery));
+    }
+    Ok(json_response(StatusCode::OK, &polled?))
 }
 
 /// `GET /verify`: confirm the code from `verification_uri_complete`, or type one in.

@@ -10,6 +10,7 @@ use axum::{
 use serde_json::json;
 
 use super::{
+    Forgery,
     server::{Fake, World},
     wire::{ApiError, JSON, json_response},
 };
@@ -22,6 +23,11 @@ pub enum Endpoint {
     DeviceToken,
     Rooms,
     PeopleMe,
+    /// `/v1/.well-known/openid-configuration`.
+    Discovery,
+    /// `/v1/verification`, the JWKS.
+    Jwks,
+    UserInfo,
 }
 
 /// One misbehaviour, consumed by one request to the endpoint it was injected into.
@@ -62,11 +68,20 @@ pub enum Fault {
     /// 200 with exactly this JSON: any reply Webex could send, e.g. a device authorization with
     /// `"interval": 18446744073709551615` or a `javascript:` verification link.
     Json(serde_json::Value),
+    /// Access token or device token: the answer's id_token forged as said (only these two
+    /// endpoints issue id_tokens; elsewhere it does nothing). On the device token endpoint it
+    /// waits for the poll that grants.
+    IdToken(Forgery),
 }
 
 impl World {
     pub fn push_fault(&mut self, endpoint: Endpoint, fault: Fault) {
         self.faults.entry(endpoint).or_default().push_back(fault);
+    }
+
+    /// Puts `fault` back first in line (one that waits for a later request).
+    pub fn requeue_fault(&mut self, endpoint: Endpoint, fault: Fault) {
+        self.faults.entry(endpoint).or_default().push_front(fault);
     }
 
     fn pop_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
@@ -75,7 +90,8 @@ impl World {
 }
 
 /// Pops and applies the endpoint's next fault. `Err` is the faulty answer; `Ok(Some(_))` hands the
-/// endpoint-specific faults (`SlowDown` on device/token, the link faults on rooms) to the handler.
+/// endpoint-specific faults (`SlowDown` on device/token, the link faults on rooms, `IdToken` on the
+/// two token endpoints) to the handler.
 pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option<Fault>, Response> {
     let Some(fault) = fake.lock().pop_fault(endpoint) else {
         return Ok(None);
@@ -136,6 +152,10 @@ pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option
         }
         // Link faults mean nothing elsewhere.
         Fault::EmptyPageWithNext | Fault::ForeignNextLink => Ok(None),
+        Fault::IdToken(_) if matches!(endpoint, Endpoint::AccessToken | Endpoint::DeviceToken) => {
+            Ok(Some(fault))
+        }
+        Fault::IdToken(_) => Ok(None),
     }
 }
 

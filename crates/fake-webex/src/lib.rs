@@ -4,14 +4,15 @@
 //! opaque identifiers and pagination as real Webex, plus knobs (faults, expiry, approval).
 //!
 //! Each concern keeps its records and its handlers together: `consent` (/authorize), `tokens`
-//! (/access_token and token checks), `device` (device grant, /verify), `resources` (rooms, people)
-//! and `faults`. `server` holds the shared `Fake`, the `World` behind its lock and the router;
+//! (/access_token and token checks), `device` (device grant, /verify), `resources` (rooms, people),
+//! `oidc` (Login with Webex: discovery, JWKS, id_tokens, userinfo) and `faults`. `server` holds the shared `Fake`, the `World` behind its lock and the router;
 //! `wire` (error envelope, replies, forms) and `ids` serve them all.
 
 mod consent;
 mod device;
 mod faults;
 mod ids;
+mod oidc;
 mod resources;
 mod server;
 mod tokens;
@@ -25,6 +26,7 @@ use std::{
 };
 
 pub use faults::{Endpoint, Fault};
+pub use oidc::{DISCOVERY_ISSUER, Forgery, REGIONAL_ISSUER};
 use server::Fake;
 
 /// Client id of the demo integration (`C` + 64 hex, like a real one).
@@ -57,6 +59,12 @@ pub struct FakeConfig {
     /// The host its links (API base, consent page, verification URIs, next-page links, avatar)
     /// carry, e.g. a LAN address so a phone can open the QR code; `None`: the bound address.
     pub public_host: Option<String>,
+    /// The `iss` of the id_tokens: [`REGIONAL_ISSUER`] by default, unlike the discovery
+    /// document's [`DISCOVERY_ISSUER`] (real Webex's quirk); set it to the latter to turn it off.
+    pub id_token_issuer: String,
+    /// Whether a granted device flow's token answer carries an id_token when `openid` was asked
+    /// for (Webex's docs do not settle it; true by default).
+    pub device_id_tokens: bool,
 }
 
 impl Default for FakeConfig {
@@ -78,6 +86,8 @@ impl Default for FakeConfig {
             room_count: 130,
             rotate_refresh_tokens: false,
             public_host: None,
+            id_token_issuer: REGIONAL_ISSUER.to_owned(),
+            device_id_tokens: true,
         }
     }
 }
@@ -104,6 +114,11 @@ pub enum Counter {
     DevicePolls,
     RoomsCalls,
     PeopleCalls,
+    /// `GET /v1/.well-known/openid-configuration`.
+    Discoveries,
+    /// `GET /v1/verification` (the JWKS).
+    JwksFetches,
+    UserInfoCalls,
 }
 
 /// A running fake; clones share the same server and records.
@@ -186,6 +201,17 @@ impl FakeWebex {
         self.fake.lock().config.device_expires_in = secs;
     }
 
+    /// A new signing key signs the id_tokens from now on (the old one stays in the JWKS beside
+    /// it); returns its `kid`.
+    pub fn rotate_signing_key(&self) -> String {
+        self.fake.lock().signing.rotate()
+    }
+
+    /// The `kid` of the key that signs id_tokens now.
+    pub fn signing_kid(&self) -> String {
+        self.fake.lock().signing.current_kid()
+    }
+
     /// Every access token issued so far now gets 401.
     pub fn expire_access_tokens(&self) {
         self.fake.lock().revoke_access_tokens();
@@ -236,7 +262,8 @@ impl FakeWebex {
             .unwrap_or(0)
     }
 
-    /// The client secret and every code, token and device code issued so far (to grep logs for).
+    /// The client secret and every code, token (id_tokens too) and device code issued so far
+    /// (to grep logs for).
     pub fn issued_secrets(&self) -> Vec<String> {
         self.fake.lock().issued.clone()
     }

@@ -18,6 +18,7 @@ use super::{
     Counter, Endpoint, FakeConfig, Fault, consent,
     device::{self, DeviceFlows},
     ids::tracking_id,
+    oidc::{self, SigningKeys},
     resources::{self, Room, build_rooms},
     tokens::{self, AuthCode, Token},
     wire::ApiError,
@@ -66,6 +67,8 @@ pub(super) struct World {
     pub rooms: Vec<Room>,
     /// Each `/rooms` page served so far, as its JSON bytes, by (first, end) index.
     pub room_pages: HashMap<(usize, usize), axum::body::Bytes>,
+    /// The keys that sign id_tokens (`oidc.rs`).
+    pub signing: SigningKeys,
 }
 
 impl World {
@@ -89,6 +92,9 @@ pub(super) fn router(fake: Arc<Fake>) -> Router {
         )
         .route("/v1/rooms", get(resources::rooms))
         .route("/v1/people/me", get(resources::people_me))
+        .route("/v1/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/v1/verification", get(oidc::verification))
+        .route("/v1/userinfo", get(oidc::userinfo))
         .route("/avatar.svg", get(resources::avatar))
         .route(
             "/static/style.css",

@@ -10,7 +10,7 @@ use axum::{
 use serde::Serialize;
 
 use super::{
-    Counter, Endpoint,
+    Counter, Endpoint, Fault, Forgery,
     consent::{AuthorizeRequest, Challenge, is_valid_verifier},
     faults::take_fault,
     ids::random_token,
@@ -30,6 +30,9 @@ pub(super) struct TokenGrant {
     pub refresh_token_expires_in: u64,
     pub token_type: &'static str,
     pub scope: String,
+    /// With `openid` granted, on a code exchange or a device grant (never on a refresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// An authorization code, from Accept on the consent page until its one exchange.
@@ -37,6 +40,7 @@ pub(super) struct AuthCode {
     client_id: String,
     redirect_uri: String,
     scope: String,
+    nonce: Option<String>,
     challenge: Option<Challenge>,
     expires: Instant,
 }
@@ -70,6 +74,7 @@ impl World {
             client_id: request.client_id.clone(),
             redirect_uri: request.redirect_uri.clone(),
             scope: request.scope.clone(),
+            nonce: request.nonce.clone(),
             challenge: request.challenge.clone(),
             expires: Instant::now() + self.config.code_ttl,
         };
@@ -78,13 +83,14 @@ impl World {
     }
 
     /// `grant_type=authorization_code`. The code is removed before any check, so every use,
-    /// even a failed one, consumes it.
+    /// even a failed one, consumes it. `forgery`: how to forge the answer's id_token, if at all.
     pub fn exchange_code(
         &mut self,
         client_id: &str,
         code: &str,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
+        forgery: Option<&Forgery>,
     ) -> Result<TokenGrant, ApiError> {
         let stored = self.codes.remove(code).ok_or_else(|| {
             ApiError::invalid_grant("The authorization code is invalid or was already used.")
@@ -105,7 +111,9 @@ impl World {
             return Err(ApiError::invalid_grant(problem));
         }
         let refresh = self.mint(true, client_id, &stored.scope);
-        Ok(self.grant(client_id, &stored.scope, refresh))
+        let mut grant = self.grant(client_id, &stored.scope, refresh);
+        grant.id_token = self.id_token(client_id, &stored.scope, stored.nonce.as_deref(), forgery);
+        Ok(grant)
     }
 
     /// `grant_type=refresh_token`: a new access token; the refresh token changes only if rotating.
@@ -160,15 +168,16 @@ impl World {
             refresh_token_expires_in: refresh.1,
             token_type: "Bearer",
             scope: scope.to_owned(),
+            id_token: None,
         }
     }
 
-    /// Checks a Bearer token and that it carries one of `scopes`.
+    /// Checks a Bearer token and that it carries one of `scopes`; returns all its scopes.
     pub fn check_access(
         &self,
         authorization: Option<&str>,
         scopes: &[&str],
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let token = authorization
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -181,7 +190,7 @@ impl World {
             .filter(|t| !t.revoked && now < t.expires)
             .ok_or_else(ApiError::unauthorized)?;
         if stored.scope.split(' ').any(|s| scopes.contains(&s)) {
-            Ok(())
+            Ok(stored.scope.clone())
         } else {
             Err(ApiError::forbidden())
         }
@@ -201,7 +210,10 @@ pub(super) async fn access_token(
         "refresh_token" => fake.lock().bump(Counter::Refreshes),
         _ => {}
     }
-    take_fault(&fake, Endpoint::AccessToken).await?;
+    let forgery = match take_fault(&fake, Endpoint::AccessToken).await? {
+        Some(Fault::IdToken(forgery)) => Some(forgery),
+        _ => None,
+    };
     let form = require_form(&headers, &body)?;
     let field = |name: &str| form.get(name).map(String::as_str);
 
@@ -226,6 +238,7 @@ pub(super) async fn access_token(
             field("code").unwrap_or_default(),
             field("redirect_uri"),
             field("code_verifier"),
+            forgery.as_ref(),
         )?,
         "refresh_token" => world.refresh(&client_id, field("refresh_token").unwrap_or_default())?,
         _ => {

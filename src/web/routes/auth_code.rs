@@ -1,21 +1,25 @@
 //! The authorization-code flow with PKCE (the Flask sample's GRANT button), and sign-out.
 //!
-//! 1. `GET /login` makes a random `state` and PKCE verifier, keeps both in this session, and
-//!    sends the browser to Webex's `/authorize` with the state and the verifier's S256 challenge.
+//! 1. `GET /login` makes a random `state` and PKCE verifier (and a nonce when the scopes ask for
+//!    `openid`), keeps them in this session, and sends the browser to Webex's `/authorize` with
+//!    the state, the nonce and the verifier's S256 challenge.
 //! 2. The user approves (or declines) on Webex, which sends the browser to `GET /oauth`.
 //! 3. `/oauth` checks the state against this session's (constant time, single use), exchanges
-//!    the code plus verifier for tokens, stores them server-side, cycles the session id, and
-//!    goes to `/granted`.
+//!    the code plus verifier for tokens, verifies the id_token (`crate::identity`: any failure
+//!    refuses the sign-in), stores the tokens and who signed in server-side, cycles the session
+//!    id, and goes to `/granted`.
 //!
 //! Up to [`MAX_PENDING_LOGINS`] logins may be pending per session, so two tabs can each
 //! sign in; each state is good for [`LOGIN_TTL_SECS`].
 
 use crate::clock::unix_now;
+use crate::identity::{Identity, wants_openid};
 use crate::secret::{Secret, random_token};
 use crate::state::AppState;
 use crate::tokens::{Grant, TokenSet};
 use crate::web::error::{AppError, Result};
 use crate::web::session::{PendingLogin, WebSession};
+use crate::webex::TokenResponse;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
@@ -54,6 +58,8 @@ async fn login(
     let login = PendingLogin {
         oauth_state: random_token(),
         verifier: random_token(),
+        // 256 random bits, bound to this login like its state, used up with it.
+        nonce: wants_openid(&config.scopes).then(random_token),
         started_at: now,
     };
     let mut pending = session.pending_logins().await?;
@@ -66,6 +72,7 @@ async fn login(
         &config.scopes,
         &login.oauth_state,
         &login.verifier,
+        login.nonce.as_ref(),
     );
     pending.push(login);
     session.set_pending_logins(pending).await?;
@@ -167,11 +174,39 @@ async fn callback(
         }
         Err(err) => return Err(err.into()),
     };
+    let identity = identify(&state, &response, login.nonce.as_ref()).await?;
     session
-        .sign_in(&TokenSet::new(response, Grant::AuthorizationCode))
+        .sign_in(
+            &TokenSet::new(response, Grant::AuthorizationCode),
+            identity.as_ref(),
+        )
         .await?;
-    tracing::info!("signed in with the authorization code flow");
+    tracing::info!(
+        verified_identity = identity.is_some(),
+        "signed in with the authorization code flow"
+    );
     Ok(Redirect::to("/granted").into_response())
+}
+
+/// Who signed in, when the scopes ask for `openid`: the answer's id_token, verified with this
+/// login's nonce. A token that does not verify refuses the sign-in (the login is already used
+/// up); an answer without one signs in as before, and says so in the log.
+async fn identify(
+    state: &AppState,
+    response: &TokenResponse,
+    nonce: Option<&Secret>,
+) -> Result<Option<Identity>> {
+    if !wants_openid(&state.config().scopes) {
+        return Ok(None);
+    }
+    let identity = state.identity().identify(response, nonce).await?;
+    if identity.is_none() {
+        tracing::warn!(
+            tracking_id = response.tracking_id.as_deref(),
+            "Webex sent no id_token although the scopes ask for openid; signed in without a verified identity"
+        );
+    }
+    Ok(identity)
 }
 
 /// An error code from the URL, made safe to show: printable ASCII, bounded.

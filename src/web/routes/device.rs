@@ -4,14 +4,16 @@
 //!    one replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
 //! 2. `GET /sign-in` shows the QR code of `verification_uri_complete`, the user code and a
 //!    countdown; `static/app.js` asks `GET /device/status` every 2 s.
-//! 3. The user approves on another device; the poller gets the tokens.
-//! 4. The next `/device/status` or `/sign-in` request moves the tokens into the session (once),
-//!    cycles the session id, and the page goes on to `/granted`.
+//! 3. The user approves on another device; the poller gets the tokens, and verifies their
+//!    id_token when the scopes ask for `openid` (one that does not verify fails the flow).
+//! 4. The next `/device/status` or `/sign-in` request moves the tokens (and who signed in) into
+//!    the session (once), cycles the session id, and the page goes on to `/granted`.
 //!
 //! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
 //! can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
+use crate::identity::Verdict;
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
@@ -120,9 +122,17 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     let Some(id) = session.flow_id().await? else {
         return without_flow(session).await;
     };
+    // Who signed in, as the poller verified it; written with the tokens, read before they go.
+    let identity = match flows.get(&id).await? {
+        Some(FlowRecord {
+            id_token: Verdict::Verified(identity),
+            ..
+        }) => Some(identity),
+        _ => None,
+    };
     if let Some(tokens) = flows.take_tokens(&id).await? {
         session.take_flow_id().await?;
-        session.sign_in(&tokens).await?;
+        session.sign_in(&tokens, identity.as_ref()).await?;
         // Saved before the lock opens: the other tab then finds the old id gone.
         session.save_now().await?;
         tracing::info!(flow = %fingerprint(&id), "signed in with the device flow");
@@ -155,7 +165,15 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         FlowStatus::Denied => "The sign-in was denied on the other device.",
         // The heading already says the code expired.
         FlowStatus::Expired => "Nobody approved it in time. Start again for a new code.",
-        FlowStatus::Error => "Webex could not complete the sign-in.",
+        FlowStatus::Error => match record.id_token {
+            Verdict::Refused => {
+                "Your identity could not be verified: Webex's answer did not prove who signed in, so nobody was signed in."
+            }
+            Verdict::Unverifiable => {
+                "Your identity could not be verified: Webex's signing keys could not be fetched, so nobody was signed in."
+            }
+            _ => "Webex could not complete the sign-in.",
+        },
     };
     // Drawn for each view: a pending flow keeps only its link.
     let qr_data_uri =

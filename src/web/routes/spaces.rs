@@ -83,6 +83,7 @@ pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemp
         total,
         sort: query.sort.as_str(),
         query: query.q,
+        signed_in_as: None,
     }
 }
 

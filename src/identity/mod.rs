@@ -1,0 +1,223 @@
+//! Login with Webex (OpenID Connect): who signed in, proved by the id_token of a token answer and
+//! verified here with jsonwebtoken against Webex's signing keys, in both flows.
+//!
+//! [`Verifier::identify`] checks, and refuses the sign-in on any failure: RS256 only, anything
+//! else refused before a key is used ([`token::rs256_kid`]); the key named by `kid` in Webex's
+//! JWKS ([`keys`]: cached, refetched for an unknown `kid` at most once a minute); the signature;
+//! `iss` by the [`issuer`] rule; `aud` our client id (and `azp` when present); `exp`, `nbf` and
+//! `iat` within two minutes of skew; the nonce of the login (authorization code). What it proves
+//! is an [`Identity`] (`sub`, `name`, `email`); when the token lacks the name or the email,
+//! userinfo's are used if it describes the same `sub` (OpenID Connect Core §5.4).
+
+mod issuer;
+mod keys;
+mod token;
+
+use crate::clock::unix_now;
+use crate::secret::Secret;
+use crate::webex::{TokenResponse, WebexClient, WebexError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// OpenID Connect is on for a flow exactly when its scopes contain `openid`.
+pub fn wants_openid(scopes: &str) -> bool {
+    scopes.split_whitespace().any(|scope| scope == "openid")
+}
+
+/// Who signed in, as a verified id_token (and userinfo) says. Plain data: the session keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Webex's id of the user (a UUID).
+    pub sub: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Identity {
+    /// "NAME (EMAIL)", or whichever of the two is known; the user id when neither is.
+    pub fn shown(&self) -> String {
+        match (&self.name, &self.email) {
+            (Some(name), Some(email)) => format!("{name} ({email})"),
+            (Some(one), None) | (None, Some(one)) => one.clone(),
+            (None, None) => format!("Webex user {}", self.sub),
+        }
+    }
+}
+
+/// What a device flow's grant proved about who signed in; kept with the flow until its session
+/// claims it (the page of a flow whose token was refused says so).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No id_token was asked for, or none came.
+    #[default]
+    None,
+    Verified(Identity),
+    /// The id_token did not verify: nobody was signed in.
+    Refused,
+    /// Webex's keys could not be had to check it: nobody was signed in.
+    Unverifiable,
+}
+
+/// Why a sign-in's identity could not be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The id_token is not one we accept (`reason` says which check refused it).
+    #[error("the id_token was refused: {reason}")]
+    Refused {
+        reason: &'static str,
+        /// It is Webex's, but for another login (its nonce is not ours).
+        wrong_nonce: bool,
+        /// The token answer's tracking id.
+        tracking_id: Option<String>,
+    },
+    /// Webex's discovery document or key set could not be fetched or read.
+    #[error("cannot fetch Webex's signing keys: {0}")]
+    Keys(Arc<WebexError>),
+}
+
+/// Verifies id_tokens for this integration; clones share one key cache.
+#[derive(Clone)]
+pub struct Verifier(Arc<Inner>);
+
+struct Inner {
+    webex: WebexClient,
+    keys: keys::KeyCache,
+    /// `WEBEX_OIDC_ISSUERS`.
+    listed_issuers: Vec<String>,
+}
+
+impl Verifier {
+    /// Fetches nothing until the first token comes.
+    pub fn new(webex: WebexClient, listed_issuers: Vec<String>) -> Self {
+        Self(Arc::new(Inner {
+            keys: keys::KeyCache::new(webex.clone()),
+            webex,
+            listed_issuers,
+        }))
+    }
+
+    /// What `tokens` prove about who signed in: `Ok(None)` when the answer has no id_token
+    /// (the caller logs it); `nonce` is the login's (none on the device grant).
+    pub async fn identify(
+        &self,
+        tokens: &TokenResponse,
+        nonce: Option<&Secret>,
+    ) -> Result<Option<Identity>, IdentityError> {
+        let Some(id_token) = &tokens.id_token else {
+            return Ok(None);
+        };
+        let mut identity = self
+            .verify(
+                id_token.expose(),
+                nonce.map(Secret::expose),
+                &tokens.tracking_id,
+            )
+            .await?;
+        if identity.name.is_none() || identity.email.is_none() {
+            self.fill_from_userinfo(&mut identity, &tokens.access_token)
+                .await;
+        }
+        Ok(Some(identity))
+    }
+
+    /// The checks of the module's doc, in order; a refusal carries the answer's tracking id.
+    async fn verify(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+        tracking_id: &Option<String>,
+    ) -> Result<Identity, IdentityError> {
+        let refused = |refusal: token::Refusal| IdentityError::Refused {
+            reason: refusal.reason,
+            wrong_nonce: refusal.wrong_nonce,
+            tracking_id: tracking_id.clone(),
+        };
+        let kid = token::rs256_kid(id_token).map_err(refused)?;
+        let (set, key) = self
+            .0
+            .keys
+            .lookup(&kid)
+            .await
+            .map_err(IdentityError::Keys)?;
+        let key = key.ok_or_else(|| {
+            refused(token::Refusal {
+                reason: "it is signed by a key Webex does not publish (unknown kid)",
+                wrong_nonce: false,
+            })
+        })?;
+        let client_id = self.0.webex.client_id();
+        let claims = token::decode(id_token, &key, client_id).map_err(refused)?;
+        let expected = token::Expected {
+            client_id,
+            discovered_issuer: &set.discovery.issuer,
+            listed_issuers: &self.0.listed_issuers,
+            nonce,
+            now: unix_now(),
+        };
+        token::check(claims, &expected).map_err(refused)
+    }
+
+    /// The name and email the id_token lacks, from userinfo, if it describes the same user.
+    /// Userinfo is a complement: when it fails, the identity keeps what the token said.
+    async fn fill_from_userinfo(&self, identity: &mut Identity, access_token: &Secret) {
+        match self.0.webex.userinfo(access_token).await {
+            Ok(info) if info.sub == identity.sub => {
+                identity.name = identity.name.take().or_else(|| token::shown(info.name));
+                identity.email = identity.email.take().or_else(|| token::shown(info.email));
+            }
+            Ok(_) => tracing::warn!(
+                "userinfo describes another user than the id_token (sub); its claims are not used"
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "cannot read userinfo; the identity keeps what its id_token says")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openid_is_on_exactly_when_asked_for() {
+        assert!(wants_openid("openid email profile spark:all"));
+        assert!(wants_openid("spark:all  openid"));
+        assert!(!wants_openid("spark:all"));
+        assert!(!wants_openid("openid:x spark:all"));
+        assert!(!wants_openid(""));
+    }
+
+    #[test]
+    fn an_identity_shows_its_name_and_email() {
+        let mut who = Identity {
+            sub: "u-1".into(),
+            name: Some("Ada Lovelace".into()),
+            email: Some("ada@example.com".into()),
+        };
+        assert_eq!(who.shown(), "Ada Lovelace (ada@example.com)");
+        who.email = None;
+        assert_eq!(who.shown(), "Ada Lovelace");
+        who.name = None;
+        assert_eq!(who.shown(), "Webex user u-1");
+    }
+
+    #[test]
+    fn a_verdict_reads_back_as_written() {
+        let verdicts = [
+            Verdict::None,
+            Verdict::Refused,
+            Verdict::Unverifiable,
+            Verdict::Verified(Identity {
+                sub: "u".into(),
+                name: None,
+                email: Some("e".into()),
+            }),
+        ];
+        for verdict in verdicts {
+            let json = serde_json::to_string(&verdict).unwrap();
+            assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), verdict);
+        }
+    }
+}

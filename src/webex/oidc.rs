@@ -1,0 +1,108 @@
+//! Login with Webex's HTTP side (OpenID Connect): the discovery document, the JWKS it points at,
+//! and userinfo. Verifying what they say is [`crate::identity`]'s.
+
+use super::{WebexClient, WebexError, decode_within, error, send};
+use crate::secret::Secret;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use url::Url;
+
+/// Discovery documents and userinfo answers are a few KB.
+const MAX_SMALL_BODY: usize = 64 * 1024;
+/// A key set: Webex publishes a few RSA keys, under 2 KB each.
+const MAX_KEY_SET: usize = 256 * 1024;
+/// Longer than any issuer or key set URL Webex uses.
+const MAX_URL_LEN: usize = 2048;
+
+/// The two fields of the discovery document we use.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// The issuer the document names (Webex's id_tokens carry another; see `identity::issuer`).
+    pub issuer: String,
+    /// Where the key set is: an absolute https URL (http only when `WEBEX_API_BASE` is http).
+    pub jwks_uri: Url,
+}
+
+#[derive(Deserialize)]
+struct RawDiscovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// What userinfo says about the token's user (the claims we show).
+#[derive(Debug, Deserialize)]
+pub struct UserInfo {
+    pub sub: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl WebexClient {
+    /// The integration's client id: the `aud` of its id_tokens.
+    pub fn client_id(&self) -> &str {
+        &self.creds.client_id
+    }
+
+    /// `GET {base}/.well-known/openid-configuration`, checked: an issuer, and a key set URL we
+    /// may fetch.
+    pub async fn discovery(&self) -> Result<Discovery, WebexError> {
+        const WHAT: &str = "OpenID configuration";
+        let url = self.endpoint(".well-known/openid-configuration");
+        let response = send(self.http.get(url)).await?;
+        let tracking_id = error::tracking_id(response.headers());
+        let (raw, _): (RawDiscovery, _) = decode_within(response, WHAT, MAX_SMALL_BODY).await?;
+        let invalid = |problem| {
+            tracing::warn!(
+                problem,
+                tracking_id = tracking_id.as_deref(),
+                "Webex sent an OpenID configuration we refuse"
+            );
+            WebexError::Invalid {
+                what: WHAT,
+                problem,
+                tracking_id: tracking_id.clone(),
+            }
+        };
+        if raw.issuer.is_empty() || raw.issuer.len() > MAX_URL_LEN {
+            return Err(invalid("a missing or oversized issuer"));
+        }
+        let jwks_uri = Url::parse(&raw.jwks_uri)
+            .ok()
+            .filter(|url| raw.jwks_uri.len() <= MAX_URL_LEN && self.may_fetch(url))
+            .ok_or_else(|| invalid("a key set address that is not an https URL"))?;
+        Ok(Discovery {
+            issuer: raw.issuer,
+            jwks_uri,
+        })
+    }
+
+    /// https with a host and no credentials; http too when the API base is http (demo mode).
+    fn may_fetch(&self, url: &Url) -> bool {
+        let scheme_ok = url.scheme() == "https" || url.scheme() == self.base.scheme();
+        scheme_ok
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.username().is_empty()
+            && url.password().is_none()
+    }
+
+    /// The key set at `uri` (no authentication: it is public). A body that is not a JWKS is a
+    /// [`WebexError::Decode`].
+    pub async fn jwks(&self, uri: &Url) -> Result<JwkSet, WebexError> {
+        let response = send(self.http.get(uri.clone())).await?;
+        let (keys, _) = decode_within(response, "key set", MAX_KEY_SET).await?;
+        Ok(keys)
+    }
+
+    /// `GET {base}/userinfo` with the access token.
+    pub async fn userinfo(&self, access_token: &Secret) -> Result<UserInfo, WebexError> {
+        let request = self
+            .http
+            .get(self.endpoint("userinfo"))
+            .bearer_auth(access_token.expose());
+        let response = send(request).await?;
+        let (info, _) = decode_within(response, "userinfo answer", MAX_SMALL_BODY).await?;
+        Ok(info)
+    }
+}
