@@ -13,7 +13,7 @@
 use crate::pollers::FlowError;
 use crate::store::StoreError;
 use crate::web::templates::{ErrorTemplate, render};
-use crate::webex::WebexError;
+use crate::webex::{WebexError, is_tracking_id};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -278,16 +278,6 @@ impl AppError {
     }
 }
 
-/// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
-/// put in a URL or shown from one.
-pub fn is_tracking_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
 /// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to, with
 /// its status; a kind that is not known is the 404 page.
 pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
@@ -476,16 +466,5 @@ mod tests {
             }
         }
         assert!(Kind::named("").is_none() && Kind::named("Busy").is_none());
-    }
-
-    #[test]
-    fn only_tracking_ids_go_into_a_url() {
-        assert!(is_tracking_id(
-            "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
-        ));
-        assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
-        for bad in ["", "a b", "<b>", "x&kind=busy", &"a".repeat(129), "é"] {
-            assert!(!is_tracking_id(bad), "{bad}");
-        }
     }
 }

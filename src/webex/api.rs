@@ -2,7 +2,7 @@
 //! [`MAX_ROOM_PAGES`] and [`MAX_ROOM_BYTES`]) and `/people/me`.
 
 use super::body::MAX_BODY;
-use super::{WebexClient, WebexError, decode, read_within, send};
+use super::{WebexClient, WebexError, decode, json_error, read_within, send};
 use crate::secret::Secret;
 use bytes::Bytes;
 use reqwest::header::LINK;
@@ -75,7 +75,8 @@ impl RoomsPage {
     pub fn rooms(&self) -> Result<Vec<Room<'_>>, WebexError> {
         rooms_of_page(&self.body).map_err(|err| {
             let tracking_id = self.tracking_id.clone();
-            tracing::warn!(what = "room list", %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+            let err = json_error(&err);
+            tracing::warn!(what = "room list", err = %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
             WebexError::Decode {
                 what: "room list",
                 tracking_id,

@@ -2,7 +2,10 @@
 //!
 //! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`);
 //! its identity service may answer RFC 6749 style (`error`, `error_description`). We read any of
-//! them and never keep the raw body, which could echo what we sent.
+//! them and never keep the raw body. Of a token endpoint's error we keep only the OAuth code and
+//! the tracking id: its text could echo the form we sent (client secret, code, PKCE verifier,
+//! refresh or device code), as a broken endpoint or egress proxy may. Any other text we keep is
+//! one line without control characters, at most 300 characters.
 
 use super::body::{MAX_ERROR_BODY, read_capped};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -76,31 +79,49 @@ impl WebexError {
         }
     }
 
-    /// Classifies a non-2xx response (consumes the body, keeps only the fields we know).
-    pub(crate) async fn from_response(response: Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        // A bounded read: Webex error bodies are small, and a broken proxy's may not be. An
-        // oversized or broken one is classified by its status alone (a 5xx stays transient).
-        let body = read_capped(response, MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default();
+    /// Classifies a non-2xx answer of a token endpoint (`/access_token`, `/device/authorize`,
+    /// `/device/token`): consumes the body, keeps its OAuth code and tracking id, no text.
+    pub(crate) async fn from_token_response(response: Response) -> Self {
+        let (status, headers, body) = read_error(response).await;
         Self::classify(status, &headers, &body)
     }
 
-    /// The pure part of [`Self::from_response`], for unit tests.
+    /// Classifies a non-2xx answer of the API (`/rooms`, `/people/me`): consumes the body and
+    /// keeps only the fields we know, its text made one plain line.
+    pub(crate) async fn from_api_response(response: Response) -> Self {
+        let (status, headers, body) = read_error(response).await;
+        Self::classify_api(status, &headers, &body)
+    }
+
+    /// The pure part of [`Self::from_token_response`], for unit tests. The message is the OAuth
+    /// code (or the status's reason), never the body's text. A 401 with a code
+    /// (`invalid_client`: the app's own credentials) is a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let envelope = Envelope::parse(body);
-        let tracking_id = envelope
-            .tracking_id
-            .clone()
-            .or_else(|| tracking_id(headers));
+        let message = envelope.code.clone().unwrap_or_else(|| reason(status));
+        Self::from_parts(status, headers, envelope, message)
+    }
+
+    /// The pure part of [`Self::from_api_response`]: the message is the body's (one plain line).
+    pub fn classify_api(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+        let envelope = Envelope::parse(body);
+        let message = envelope.message.clone().unwrap_or_else(|| reason(status));
+        Self::from_parts(status, headers, envelope, message)
+    }
+
+    fn from_parts(
+        status: StatusCode,
+        headers: &HeaderMap,
+        envelope: Envelope,
+        message: String,
+    ) -> Self {
+        let tracking_id = envelope.tracking_id.or_else(|| tracking_id(headers));
         match status {
             StatusCode::UNAUTHORIZED if envelope.code.is_none() => {
                 Self::Unauthorized { tracking_id }
             }
             StatusCode::FORBIDDEN => Self::Forbidden {
-                message: envelope.text(status),
+                message,
                 tracking_id,
             },
             StatusCode::TOO_MANY_REQUESTS => Self::RateLimited {
@@ -109,7 +130,7 @@ impl WebexError {
             },
             _ => Self::Status {
                 status,
-                message: envelope.text(status),
+                message,
                 code: envelope.code,
                 tracking_id,
             },
@@ -147,6 +168,23 @@ impl WebexError {
     }
 }
 
+/// A non-2xx answer's status, headers and body. A bounded read: Webex error bodies are small,
+/// and a broken proxy's may not be; an oversized or broken one is classified by its status
+/// alone (a 5xx stays transient).
+async fn read_error(response: Response) -> (StatusCode, HeaderMap, bytes::Bytes) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_capped(response, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    (status, headers, body)
+}
+
+/// The status's own words (`Bad Request`), for an answer without a code or text.
+fn reason(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("error").to_owned()
+}
+
 fn describe_transport(err: &reqwest::Error) -> String {
     if err.is_connect() {
         "connection failed".into()
@@ -159,13 +197,23 @@ fn describe_transport(err: &reqwest::Error) -> String {
     }
 }
 
-/// The `TrackingID` header Webex puts on every response.
+/// The `TrackingID` header Webex puts on every response, when it looks like one.
 pub fn tracking_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("trackingid")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| is_tracking_id(v))
         .map(str::to_owned)
+}
+
+/// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
+/// kept, shown, logged or put in a URL (a broken endpoint may echo our form there).
+pub fn is_tracking_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// `Retry-After` in seconds (Webex documents seconds; an HTTP date is not used by Webex).
@@ -183,10 +231,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// What we read of an error body. Every field is optional; anything else is ignored.
 #[derive(Debug, Default, PartialEq)]
 pub struct Envelope {
-    /// An OAuth-style code, from `error`, or from `message`/`errors[0].description` when they
-    /// hold a bare code such as `slow_down`.
+    /// An OAuth-style code (one short word of `[a-z_]`), from `error`, or from
+    /// `message`/`errors[0].description` when they hold a bare code such as `slow_down`.
     pub code: Option<String>,
+    /// One line, without control characters, at most 300 characters (see [`plain_line`]).
     pub message: Option<String>,
+    /// Only when it looks like one ([`is_tracking_id`]).
     pub tracking_id: Option<String>,
 }
 
@@ -213,43 +263,58 @@ impl Envelope {
         };
         let description = raw.errors.into_iter().find_map(|item| item.description);
         let error = raw.error.and_then(|v| v.as_str().map(str::to_owned));
-        let code = error
-            .clone()
-            .or_else(|| raw.message.clone().filter(|m| is_code(m)))
-            .or_else(|| description.clone().filter(|d| is_code(d)));
+        let code = [&error, &raw.message, &description]
+            .into_iter()
+            .flatten()
+            .find(|text| is_code(text))
+            .cloned();
         let message = raw
             .error_description
             .or(raw.message)
             .or(description)
             .or(error)
-            .map(|m| short(&m));
+            .map(|m| plain_line(&m))
+            .filter(|m| !m.is_empty());
         Self {
             code,
             message,
-            tracking_id: raw.tracking_id.filter(|t| !t.is_empty() && t.len() <= 200),
+            tracking_id: raw.tracking_id.filter(|t| is_tracking_id(t)),
         }
-    }
-
-    fn text(&self, status: StatusCode) -> String {
-        self.message
-            .clone()
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned())
     }
 }
 
-/// `slow_down`, `invalid_grant`...: one lowercase word with underscores.
+/// `slow_down`, `invalid_grant`...: one short lowercase word with underscores.
 fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// A message shown on a page: one line, bounded.
-fn short(s: &str) -> String {
-    let line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 300 {
-        line.chars().take(300).chain("…".chars()).collect()
+/// Upstream text fit for a page and a log line: its words on one line (any run of whitespace
+/// becomes one space), without control characters (a terminal escape, a NUL) or the Unicode
+/// controls that reorder or hide text (bidi overrides, zero-width marks), at most 300
+/// characters (then `…`).
+fn plain_line(s: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let words: Vec<String> = s
+        .split_whitespace()
+        .map(|word| {
+            word.chars()
+                .filter(|c| !c.is_control() && !is_format_control(*c))
+                .collect::<String>()
+        })
+        .filter(|word| !word.is_empty())
+        .collect();
+    let line = words.join(" ");
+    if line.chars().count() > MAX_CHARS {
+        line.chars().take(MAX_CHARS).chain(['…']).collect()
     } else {
         line
     }
+}
+
+/// The invisible format characters that can make text read other than it is: bidi embeddings,
+/// overrides and isolates, zero-width joiners and marks, the BOM.
+fn is_format_control(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
 }
 
 #[cfg(test)]
@@ -352,6 +417,82 @@ mod tests {
             classify(401, r#"{"message":"invalid_client"}"#).oauth_code(),
             Some("invalid_client")
         );
+    }
+
+    #[test]
+    fn a_token_endpoint_error_keeps_its_code_and_tracking_id_and_no_text() {
+        let echo = "grant_type=authorization_code&client_secret=S3CRET&code=C0DE&code_verifier=V3R";
+        let body = serde_json::json!({
+            "error": "invalid_request",
+            "error_description": echo,
+            "message": echo,
+            "errors": [{ "description": echo }],
+            "trackingId": echo,
+        })
+        .to_string();
+        for status in [400, 403, 500] {
+            let e = classify(status, &body);
+            let shown = format!("{e} {e:?}");
+            for secret in ["S3CRET", "C0DE", "V3R"] {
+                assert!(!shown.contains(secret), "{status}: {shown}");
+            }
+            // The echoed tracking id is no tracking id: the header's is kept.
+            assert_eq!(e.tracking_id(), Some("ROUTER_header"), "{status}");
+        }
+        assert_eq!(classify(400, &body).oauth_code(), Some("invalid_request"));
+        assert_eq!(
+            classify(400, &body).to_string(),
+            "Webex answered 400 Bad Request: invalid_request"
+        );
+        // Without a code: the status's words.
+        let e = classify(400, &format!(r#"{{"message":"{echo}"}}"#));
+        assert_eq!(e.to_string(), "Webex answered 400 Bad Request: Bad Request");
+        // An `error` that is no plain code is not one.
+        for error in ["Invalid Request", "invalid request", "x\u{1b}[31m", echo] {
+            let body = serde_json::json!({ "error": error }).to_string();
+            assert_eq!(classify(400, &body).oauth_code(), None, "{error}");
+        }
+    }
+
+    #[test]
+    fn api_text_is_one_plain_bounded_line() {
+        let text = "missing\u{1b}[31m scope\n2026-01-01 INFO forged\u{0} \u{202e}txet\u{200b} \t";
+        let body = serde_json::json!({ "message": text }).to_string();
+        let e = WebexError::classify_api(StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
+        let WebexError::Forbidden { message, .. } = e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(message, "missing[31m scope 2026-01-01 INFO forged txet");
+        assert_eq!(plain_line("\u{7f}\u{202e}\u{feff} \n"), "");
+        let long = plain_line(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), 301);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn only_what_looks_like_a_tracking_id_is_kept() {
+        assert!(is_tracking_id(
+            "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
+        ));
+        assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
+        for bad in [
+            "",
+            "a b",
+            "<b>",
+            "x&kind=busy",
+            &"a".repeat(129),
+            "é",
+            "a\nb",
+        ] {
+            assert!(!is_tracking_id(bad), "{bad}");
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(bad) {
+                headers.insert("trackingid", value);
+            }
+            assert_eq!(tracking_id(&headers), None, "{bad}");
+            let body = serde_json::json!({ "trackingId": bad }).to_string();
+            assert_eq!(Envelope::parse(body.as_bytes()).tracking_id, None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `/authorize` and `/access_token`: the authorization-code grant with PKCE, and the refresh grant.
 
-use super::{TokenResponse, WebexClient, WebexError, decode, send};
+use super::{TokenResponse, WebexClient, WebexError, decode_token, send};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -50,7 +50,7 @@ impl WebexClient {
             ("code_verifier", verifier.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "code exchange response").await
+        decode_token(response, "code exchange response").await
     }
 
     /// Trades a refresh token for a new access token.
@@ -62,7 +62,7 @@ impl WebexClient {
             ("refresh_token", refresh_token.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "token refresh response").await
+        decode_token(response, "token refresh response").await
     }
 }
 

@@ -31,3 +31,4 @@ mod stores;
 #[path = "../support/mod.rs"]
 mod support;
 mod tokens;
+mod upstream_text;

@@ -257,7 +257,7 @@ pub(super) async fn device_authorize(
     body: Bytes,
 ) -> Reply {
     fake.lock().bump(Counter::DeviceAuthorizations);
-    take_fault(&fake, Endpoint::DeviceAuthorize).await?;
+    take_fault(&fake, Endpoint::DeviceAuthorize, &body).await?;
     let form = require_form(&headers, &body)?;
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     let started = fake
@@ -289,7 +289,9 @@ pub(super) async fn device_token(
             world.record_poll(device_code, arrival);
         }
     }
-    let forced_slow_down = take_fault(&fake, Endpoint::DeviceToken).await?.is_some();
+    let forced_slow_down = take_fault(&fake, Endpoint::DeviceToken, &body)
+        .await?
+        .is_some();
     let basic = basic_credentials(&headers);
     if !basic.is_some_and(|(id, secret)| fake.lock().is_client(&id, &secret)) {
         return Err(ApiError::invalid_client().into());

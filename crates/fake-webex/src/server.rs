@@ -66,6 +66,8 @@ pub(super) struct World {
     pub rooms: Vec<Room>,
     /// Each `/rooms` page served so far, as its JSON bytes, by (first, end) index.
     pub room_pages: HashMap<(usize, usize), axum::body::Bytes>,
+    /// What `Fault::EchoForm` echoed: the tracking id of each answer, and the form (`faults.rs`).
+    pub echoed: Vec<(String, HashMap<String, String>)>,
 }
 
 impl World {

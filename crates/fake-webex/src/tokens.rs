@@ -10,7 +10,7 @@ use axum::{
 use serde::Serialize;
 
 use super::{
-    Counter, Endpoint,
+    Counter, Endpoint, Fault,
     consent::{AuthorizeRequest, Challenge, is_valid_verifier},
     faults::take_fault,
     ids::random_token,
@@ -201,7 +201,10 @@ pub(super) async fn access_token(
         "refresh_token" => fake.lock().bump(Counter::Refreshes),
         _ => {}
     }
-    take_fault(&fake, Endpoint::AccessToken).await?;
+    let said_lifetime = match take_fault(&fake, Endpoint::AccessToken, &body).await? {
+        Some(Fault::ExpiresIn(secs)) => Some(secs),
+        _ => None,
+    };
     let form = require_form(&headers, &body)?;
     let field = |name: &str| form.get(name).map(String::as_str);
 
@@ -220,7 +223,7 @@ pub(super) async fn access_token(
     if !world.is_client(&client_id, &secret) {
         return Err(ApiError::invalid_client().into());
     }
-    let grant = match grant_type.as_str() {
+    let mut grant = match grant_type.as_str() {
         "authorization_code" => world.exchange_code(
             &client_id,
             field("code").unwrap_or_default(),
@@ -233,5 +236,8 @@ pub(super) async fn access_token(
             return Err(ApiError::bad_request("unsupported_grant_type", text).into());
         }
     };
+    if let Some(secs) = said_lifetime {
+        grant.expires_in = secs;
+    }
     Ok(json_response(StatusCode::OK, &grant))
 }
