@@ -103,8 +103,11 @@ impl WebexError {
     }
 
     /// The pure part of [`Self::from_api_response`]: the message is the body's (one plain line).
+    /// An API reply carries no OAuth code: a 401 is always [`Self::Unauthorized`] (refresh once
+    /// and retry), whatever one word its `message` says (`unauthorized`, `invalid_token`).
     pub fn classify_api(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
-        let envelope = Envelope::parse(body);
+        let mut envelope = Envelope::parse(body);
+        envelope.code = None;
         let message = envelope.message.clone().unwrap_or_else(|| reason(status));
         Self::from_parts(status, headers, envelope, message)
     }
@@ -412,11 +415,35 @@ mod tests {
         assert_eq!(e.tracking_id(), Some("ROUTER_body"));
         assert!(!e.is_transient());
         assert!(classify(502, "<html>").is_transient());
-        // A 401 that carries an OAuth code (wrong client secret) is not a token problem.
+        // At a token endpoint, a 401 that carries an OAuth code (wrong client secret) is not a
+        // token problem; from the API, every 401 is one (a one-word message is no code).
         assert_eq!(
             classify(401, r#"{"message":"invalid_client"}"#).oauth_code(),
             Some("invalid_client")
         );
+        for body in [
+            r#"{"message":"Unauthorized"}"#,
+            r#"{"message":"unauthorized"}"#,
+            r#"{"message":"invalid_token"}"#,
+            r#"{"error":"invalid_client","message":"invalid_client"}"#,
+            "{}",
+        ] {
+            let e = WebexError::classify_api(
+                StatusCode::UNAUTHORIZED,
+                &HeaderMap::new(),
+                body.as_bytes(),
+            );
+            assert!(
+                matches!(e, WebexError::Unauthorized { .. }),
+                "{body}: {e:?}"
+            );
+        }
+        let e = WebexError::classify_api(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            br#"{"message":"invalid_grant"}"#,
+        );
+        assert_eq!(e.oauth_code(), None, "no code from the API");
     }
 
     #[test]
