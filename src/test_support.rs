@@ -52,3 +52,28 @@ pub fn render_spaces_page(demo: bool, rooms_body: &[u8]) -> Result<String, Strin
     let page = crate::web::spaces_page(demo, rooms, None);
     askama::Template::render(&page).map_err(|e| e.to_string())
 }
+
+/// Every kind of `/problem?kind=` page (see `web::error`).
+pub fn problem_kinds() -> Vec<&'static str> {
+    crate::web::error::Kind::all()
+        .map(|kind| kind.name)
+        .collect()
+}
+
+/// What a `/problem?kind=` page shows of its kind: its title, and the status of the failure it
+/// reports (as text on the page).
+pub struct Problem {
+    pub title: &'static str,
+    pub status: u16,
+}
+
+impl Problem {
+    /// The kind named `kind`, if there is one.
+    pub fn of(kind: &str) -> Option<Self> {
+        let kind = crate::web::error::Kind::named(kind)?;
+        Some(Self {
+            title: kind.title,
+            status: kind.status.as_u16(),
+        })
+    }
+}

@@ -3,7 +3,10 @@
 //! Rules (the Flask samples got each of these wrong):
 //! - tokens live server-side in the session store; the cookie only holds the session id;
 //! - refresh before a call when the access token expires within 60 s;
-//! - a call answered 401 refreshes once and retries once; a second 401 means "sign in again";
+//! - a call answered 401 refreshes once and retries once, whatever the 401 says (an API reply
+//!   has no OAuth code); a second 401 means "sign in again";
+//! - at most one refresh per request, ahead of expiry or on a 401: a token Webex says lives 0 s
+//!   serves the rest of the request (every page of `/rooms`), it is not refreshed page by page;
 //! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
 //!   and re-check, so N parallel requests with an expired token make one refresh call;
 //! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;
@@ -30,6 +33,9 @@ pub struct Authed {
     session: WebSession,
     tokens: TokenSet,
     state: AppState,
+    /// This request has refreshed the tokens (or found them refreshed by another): the one
+    /// refresh a request may make.
+    refreshed: bool,
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -46,6 +52,7 @@ impl FromRequestParts<AppState> for Authed {
             session,
             tokens,
             state: state.clone(),
+            refreshed: false,
         })
     }
 }
@@ -57,22 +64,22 @@ impl Authed {
     }
 
     /// Runs `call` with a fresh access token: refreshes ahead of expiry, refreshes once and
-    /// retries once on 401, waits out one short 429. At most three calls in all.
+    /// retries once on 401, waits out one short 429. At most three calls in all, and one
+    /// refresh for all the calls of the request.
     pub async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, AppError>
     where
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, WebexError>>,
     {
-        if self.tokens.needs_refresh(unix_now()) {
+        if !self.refreshed && self.tokens.needs_refresh(unix_now()) {
             self.refresh(None).await?;
         }
-        let (mut refreshed, mut waited) = (false, false);
+        let mut waited = false;
         loop {
             let token = self.tokens.access_token.clone();
             match call(token.clone()).await {
                 Ok(value) => return Ok(value),
-                Err(WebexError::Unauthorized { .. }) if !refreshed => {
-                    refreshed = true;
+                Err(WebexError::Unauthorized { .. }) if !self.refreshed => {
                     self.refresh(Some(&token)).await?;
                 }
                 Err(WebexError::Unauthorized { .. }) => {
@@ -100,7 +107,9 @@ impl Authed {
 
     /// Refreshes under the session's lock. `rejected` is the token Webex just refused (refresh
     /// unless someone already replaced it); `None` means "refresh if it is still near expiry".
+    /// Either way it is this request's one refresh.
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
+        self.refreshed = true;
         let key = self.session.store_key().ok_or(AppError::NotSignedIn)?;
         // One refresh at a time per session: in this process, then across instances (Redis).
         let _guard = self.state.session_locks().lock(Lock::Refresh, &key).await?;

@@ -5,7 +5,8 @@
 //! middleware calls on every response, turns that into `templates/error.html`, and gives the
 //! same page to axum's own plain-text rejections (bad query, body too large, 404, 405).
 //! A form post's failure answers a 303 to `GET /problem?kind=…` instead
-//! ([`AppError::after_form_post`]), so reloading the page does not post the form again. Pages
+//! ([`AppError::after_form_post`]), so reloading the page does not post the form again; that
+//! page answers 200 (the failure was logged where it happened) and shows its status as text. Pages
 //! speak to the person; what the operator should check goes to the log line (`hint`).
 //! Lower layers return their own errors ([`StoreError`], [`FlowError`], [`WebexError`]); the
 //! `From` impls here convert them at the edge, keeping the cause as the error's source.
@@ -14,7 +15,7 @@ use crate::device_flow::FlowError;
 use crate::identity::IdentityError;
 use crate::store::StoreError;
 use crate::web::templates::{ErrorTemplate, render};
-use crate::webex::WebexError;
+use crate::webex::{WebexError, is_tracking_id};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -102,8 +103,8 @@ impl From<FlowError> for AppError {
 #[derive(Debug)]
 pub struct Kind {
     pub name: &'static str,
-    status: StatusCode,
-    title: &'static str,
+    pub status: StatusCode,
+    pub title: &'static str,
     message: &'static str,
     next_step: &'static str,
 }
@@ -177,6 +178,12 @@ impl Kind {
     /// The kind named `name`, if there is one.
     pub fn named(name: &str) -> Option<&'static Kind> {
         KINDS.iter().copied().find(|kind| kind.name == name)
+    }
+
+    /// Every kind (for the tests, through `test_support`).
+    #[cfg(feature = "test-support")]
+    pub fn all() -> impl Iterator<Item = &'static Kind> {
+        KINDS.iter().copied()
     }
 }
 
@@ -270,8 +277,9 @@ impl AppError {
     }
 
     /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure: a
-    /// 303 to `GET /problem?kind=…` (with Webex's tracking id, never a secret), whose page has the
-    /// status, so a reload does not post the form again. Logged here, as `into_response` does.
+    /// 303 to `GET /problem?kind=…` (with Webex's tracking id, never a secret), whose page (a 200,
+    /// see [`problem_page`]) says what failed, so a reload does not post the form again. Logged
+    /// here, with the failure's status, as `into_response` does.
     pub fn after_form_post(self) -> Response {
         let response = self.into_response();
         let Some(page) = response.extensions().get::<ErrorPage>() else {
@@ -287,18 +295,10 @@ impl AppError {
     }
 }
 
-/// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
-/// put in a URL or shown from one.
-pub fn is_tracking_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
-/// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to, with
-/// its status; a kind that is not known is the 404 page.
+/// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to; a kind
+/// that is not known is the 404 page. It answers 200 whatever the kind, and shows the failure's
+/// status only as text: the failure was logged (and its store or Webex call counted) where it
+/// happened, and a 5xx here would let anyone raise the server's 5xx count and page an operator.
 pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
     let Some(kind) = Kind::named(kind) else {
         return AppError::NotFound.into_response();
@@ -307,7 +307,7 @@ pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
     page.tracking_id = tracking_id
         .filter(|id| is_tracking_id(id))
         .map(str::to_owned);
-    let mut response = page.status.into_response();
+    let mut response = StatusCode::OK.into_response();
     response.extensions_mut().insert(page);
     response
 }
@@ -436,20 +436,19 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Renders [`ErrorPage`]s, and gives an HTML page to any other error response that has none
-/// (axum's rejections are plain text; the JSON API keeps its JSON). The guard calls it on every
-/// response (a step of `web::edge`); `demo` shows the mode in the page's header.
+/// Renders [`ErrorPage`]s (with the response's status: a `/problem` page's is 200), and gives an
+/// HTML page to any other error response that has none (axum's rejections are plain text; the
+/// JSON API keeps its JSON). The guard calls it on every response (a step of `web::edge`);
+/// `demo` shows the mode in the page's header.
 ///
 /// A bare server error came from a layer, not from an [`AppError`] (which logs its own): the
 /// handler timeout's 504, or the panic catcher's 500. It is logged here, at error level, inside
 /// the request's span.
 pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
     let page = match response.extensions().get::<ErrorPage>() {
         Some(page) => page.clone(),
+        None if !(status.is_client_error() || status.is_server_error()) => return response,
         None => {
             let content_type = response
                 .headers()

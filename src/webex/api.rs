@@ -2,7 +2,7 @@
 //! [`MAX_ROOM_PAGES`] and [`MAX_ROOM_BYTES`]) and `/people/me`.
 
 use super::body::MAX_BODY;
-use super::{WebexClient, WebexError, decode, read_within, send};
+use super::{WebexClient, WebexError, decode, json_error, read_within, send};
 use crate::secret::Secret;
 use reqwest::header::LINK;
 use serde::Deserialize;
@@ -127,6 +127,7 @@ impl WebexClient {
             });
         }
         let rooms = rooms_of_page(&body).map_err(|err| {
+            let err = json_error(&err);
             tracing::warn!(what = "room list", %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
             WebexError::Decode {
                 what: "room list",

@@ -1,6 +1,6 @@
 //! `/device/authorize` and `/device/token`: the device authorization grant (RFC 8628, Webex's way).
 
-use super::{TokenResponse, WebexClient, WebexError, decode, error, send};
+use super::{TokenResponse, WebexClient, WebexError, decode, decode_token, error, send};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -144,7 +144,7 @@ impl WebexClient {
         )
         .await?;
         let tracking_id = error::tracking_id(response.headers());
-        let raw: RawDeviceAuthorization = decode(response, "device authorization").await?;
+        let raw: RawDeviceAuthorization = decode_token(response, "device authorization").await?;
         let allow_http = self.base.scheme() == "http";
         DeviceAuthorization::check(raw, allow_http).map_err(|problem| {
             tracing::warn!(
@@ -190,7 +190,7 @@ impl WebexClient {
                 Err(err) => PollReply::Failed(err),
             };
         }
-        classify_poll_error(WebexError::from_response(response).await)
+        classify_poll_error(WebexError::from_token_response(response).await)
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`);
 //! its identity service may answer RFC 6749 style (`error`, `error_description`). We read any of
-//! them and never keep the raw body, which could echo what we sent.
+//! them and never keep the raw body. Of a token endpoint's error we keep only the OAuth code and
+//! the tracking id: its text could echo the form we sent (client secret, code, PKCE verifier,
+//! refresh or device code), as a broken endpoint or egress proxy may. Any other text we keep is
+//! one line without control characters, at most 300 characters.
 
 use super::body::{MAX_ERROR_BODY, read_capped};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -76,31 +79,52 @@ impl WebexError {
         }
     }
 
-    /// Classifies a non-2xx response (consumes the body, keeps only the fields we know).
-    pub(crate) async fn from_response(response: Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        // A bounded read: Webex error bodies are small, and a broken proxy's may not be. An
-        // oversized or broken one is classified by its status alone (a 5xx stays transient).
-        let body = read_capped(response, MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default();
+    /// Classifies a non-2xx answer of a token endpoint (`/access_token`, `/device/authorize`,
+    /// `/device/token`): consumes the body, keeps its OAuth code and tracking id, no text.
+    pub(crate) async fn from_token_response(response: Response) -> Self {
+        let (status, headers, body) = read_error(response).await;
         Self::classify(status, &headers, &body)
     }
 
-    /// The pure part of [`Self::from_response`], for unit tests.
+    /// Classifies a non-2xx answer of the API (`/rooms`, `/people/me`): consumes the body and
+    /// keeps only the fields we know, its text made one plain line.
+    pub(crate) async fn from_api_response(response: Response) -> Self {
+        let (status, headers, body) = read_error(response).await;
+        Self::classify_api(status, &headers, &body)
+    }
+
+    /// The pure part of [`Self::from_token_response`], for unit tests. The message is the OAuth
+    /// code (or the status's reason), never the body's text. A 401 with a code
+    /// (`invalid_client`: the app's own credentials) is a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let envelope = Envelope::parse(body);
-        let tracking_id = envelope
-            .tracking_id
-            .clone()
-            .or_else(|| tracking_id(headers));
+        let message = envelope.code.clone().unwrap_or_else(|| reason(status));
+        Self::from_parts(status, headers, envelope, message)
+    }
+
+    /// The pure part of [`Self::from_api_response`]: the message is the body's (one plain line).
+    /// An API reply carries no OAuth code: a 401 is always [`Self::Unauthorized`] (refresh once
+    /// and retry), whatever one word its `message` says (`unauthorized`, `invalid_token`).
+    pub fn classify_api(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+        let mut envelope = Envelope::parse(body);
+        envelope.code = None;
+        let message = envelope.message.clone().unwrap_or_else(|| reason(status));
+        Self::from_parts(status, headers, envelope, message)
+    }
+
+    fn from_parts(
+        status: StatusCode,
+        headers: &HeaderMap,
+        envelope: Envelope,
+        message: String,
+    ) -> Self {
+        let tracking_id = envelope.tracking_id.or_else(|| tracking_id(headers));
         match status {
             StatusCode::UNAUTHORIZED if envelope.code.is_none() => {
                 Self::Unauthorized { tracking_id }
             }
             StatusCode::FORBIDDEN => Self::Forbidden {
-                message: envelope.text(status),
+                message,
                 tracking_id,
             },
             StatusCode::TOO_MANY_REQUESTS => Self::RateLimited {
@@ -109,7 +133,7 @@ impl WebexError {
             },
             _ => Self::Status {
                 status,
-                message: envelope.text(status),
+                message,
                 code: envelope.code,
                 tracking_id,
             },
@@ -147,6 +171,23 @@ impl WebexError {
     }
 }
 
+/// A non-2xx answer's status, headers and body. A bounded read: Webex error bodies are small,
+/// and a broken proxy's may not be; an oversized or broken one is classified by its status
+/// alone (a 5xx stays transient).
+async fn read_error(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_capped(response, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    (status, headers, body)
+}
+
+/// The status's own words (`Bad Request`), for an answer without a code or text.
+fn reason(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("error").to_owned()
+}
+
 fn describe_transport(err: &reqwest::Error) -> String {
     if err.is_connect() {
         "connection failed".into()
@@ -159,13 +200,23 @@ fn describe_transport(err: &reqwest::Error) -> String {
     }
 }
 
-/// The `TrackingID` header Webex puts on every response.
+/// The `TrackingID` header Webex puts on every response, when it looks like one.
 pub fn tracking_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("trackingid")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| is_tracking_id(v))
         .map(str::to_owned)
+}
+
+/// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
+/// kept, shown, logged or put in a URL (a broken endpoint may echo our form there).
+pub fn is_tracking_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// `Retry-After` in seconds (Webex documents seconds; an HTTP date is not used by Webex).
@@ -183,10 +234,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// What we read of an error body. Every field is optional; anything else is ignored.
 #[derive(Debug, Default, PartialEq)]
 pub struct Envelope {
-    /// An OAuth-style code, from `error`, or from `message`/`errors[0].description` when they
-    /// hold a bare code such as `slow_down`.
+    /// An OAuth-style code (one short word of `[a-z_]`), from `error`, or from
+    /// `message`/`errors[0].description` when they hold a bare code such as `slow_down`.
     pub code: Option<String>,
+    /// One line, without control characters, at most 300 characters (see [`plain_line`]).
     pub message: Option<String>,
+    /// Only when it looks like one ([`is_tracking_id`]).
     pub tracking_id: Option<String>,
 }
 
@@ -213,158 +266,59 @@ impl Envelope {
         };
         let description = raw.errors.into_iter().find_map(|item| item.description);
         let error = raw.error.and_then(|v| v.as_str().map(str::to_owned));
-        let code = error
-            .clone()
-            .or_else(|| raw.message.clone().filter(|m| is_code(m)))
-            .or_else(|| description.clone().filter(|d| is_code(d)));
+        let code = [&error, &raw.message, &description]
+            .into_iter()
+            .flatten()
+            .find(|text| is_code(text))
+            .cloned();
         let message = raw
             .error_description
             .or(raw.message)
             .or(description)
             .or(error)
-            .map(|m| short(&m));
+            .map(|m| plain_line(&m))
+            .filter(|m| !m.is_empty());
         Self {
             code,
             message,
-            tracking_id: raw.tracking_id.filter(|t| !t.is_empty() && t.len() <= 200),
+            tracking_id: raw.tracking_id.filter(|t| is_tracking_id(t)),
         }
-    }
-
-    fn text(&self, status: StatusCode) -> String {
-        self.message
-            .clone()
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned())
     }
 }
 
-/// `slow_down`, `invalid_grant`...: one lowercase word with underscores.
+/// `slow_down`, `invalid_grant`...: one short lowercase word with underscores.
 fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// A message shown on a page: one line, bounded.
-fn short(s: &str) -> String {
-    let line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 300 {
-        line.chars().take(300).chain("…".chars()).collect()
+/// Upstream text fit for a page and a log line: its words on one line (any run of whitespace
+/// becomes one space), without control characters (a terminal escape, a NUL) or the Unicode
+/// controls that reorder or hide text (bidi overrides, zero-width marks), at most 300
+/// characters (then `…`).
+fn plain_line(s: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let words: Vec<String> = s
+        .split_whitespace()
+        .map(|word| {
+            word.chars()
+                .filter(|c| !c.is_control() && !is_format_control(*c))
+                .collect::<String>()
+        })
+        .filter(|word| !word.is_empty())
+        .collect();
+    let line = words.join(" ");
+    if line.chars().count() > MAX_CHARS {
+        line.chars().take(MAX_CHARS).chain(['…']).collect()
     } else {
         line
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn classify(status: u16, body: &str) -> WebexError {
-        let mut headers = HeaderMap::new();
-        headers.insert("TrackingID", HeaderValue::from_static("ROUTER_header"));
-        WebexError::classify(
-            StatusCode::from_u16(status).unwrap(),
-            &headers,
-            body.as_bytes(),
-        )
-    }
-
-    #[test]
-    fn webex_envelope_gives_message_code_and_tracking_id() {
-        let e = Envelope::parse(
-            br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#,
-        );
-        assert_eq!(e.code.as_deref(), Some("slow_down"));
-        assert_eq!(e.message.as_deref(), Some("slow_down"));
-        assert_eq!(e.tracking_id.as_deref(), Some("ROUTER_1"));
-    }
-
-    #[test]
-    fn rfc_style_error_is_read_too() {
-        let e = Envelope::parse(br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#);
-        assert_eq!(e.code.as_deref(), Some("invalid_grant"));
-        assert_eq!(
-            e.message.as_deref(),
-            Some("The refresh token provided is expired")
-        );
-    }
-
-    #[test]
-    fn code_can_hide_in_the_description() {
-        let e = Envelope::parse(
-            br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#,
-        );
-        assert_eq!(e.code.as_deref(), Some("access_denied"));
-        assert_eq!(e.message.as_deref(), Some("Bad request"));
-    }
-
-    #[test]
-    fn malformed_bodies_give_an_empty_envelope() {
-        for body in [
-            &b""[..],
-            b"<html>502 Bad Gateway</html>",
-            b"{",
-            b"[]",
-            b"null",
-            br#"{"message": 42}"#,
-            br#"{"errors": "nope"}"#,
-            b"\xff\xfe",
-        ] {
-            assert_eq!(Envelope::parse(body), Envelope::default(), "{body:?}");
-        }
-        // A non-string `error` is ignored, the rest still read.
-        let e = Envelope::parse(br#"{"error": {"x": 1}, "message": "Oops"}"#);
-        assert_eq!((e.code, e.message.as_deref()), (None, Some("Oops")));
-    }
-
-    #[test]
-    fn sentences_are_not_codes_and_long_messages_are_cut() {
-        let long = format!(r#"{{"message":"{}"}}"#, "word ".repeat(200));
-        let e = Envelope::parse(long.as_bytes());
-        assert_eq!(e.code, None);
-        assert!(e.message.unwrap().chars().count() <= 301);
-    }
-
-    #[test]
-    fn statuses_map_to_variants() {
-        assert!(
-            matches!(classify(401, "{}"), WebexError::Unauthorized { tracking_id: Some(t) } if t == "ROUTER_header")
-        );
-        assert!(matches!(
-            classify(403, r#"{"message":"missing scope"}"#),
-            WebexError::Forbidden { .. }
-        ));
-        assert!(matches!(
-            classify(429, ""),
-            WebexError::RateLimited {
-                retry_after: None,
-                ..
-            }
-        ));
-        let e = classify(
-            400,
-            r#"{"message":"invalid_grant","trackingId":"ROUTER_body"}"#,
-        );
-        assert_eq!(e.oauth_code(), Some("invalid_grant"));
-        assert_eq!(e.tracking_id(), Some("ROUTER_body"));
-        assert!(!e.is_transient());
-        assert!(classify(502, "<html>").is_transient());
-        // A 401 that carries an OAuth code (wrong client secret) is not a token problem.
-        assert_eq!(
-            classify(401, r#"{"message":"invalid_client"}"#).oauth_code(),
-            Some("invalid_client")
-        );
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_only() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
-        assert_eq!(retry_after(&h), None);
-    }
+/// The invisible format characters that can make text read other than it is: bidi embeddings,
+/// overrides and isolates, zero-width joiners and marks, the BOM.
+fn is_format_control(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
 }
+
+#[cfg(test)]
+mod tests;

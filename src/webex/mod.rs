@@ -16,7 +16,7 @@ pub mod oidc;
 pub use api::Room;
 #[cfg(feature = "test-support")]
 pub use api::rooms_of_page;
-pub use error::WebexError;
+pub use error::{WebexError, is_tracking_id};
 
 use crate::secret::Secret;
 use crate::telemetry;
@@ -129,6 +129,18 @@ fn endpoint_label(url: &Url) -> &'static str {
     .unwrap_or("other")
 }
 
+/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
+/// id (see [`WebexError::from_token_response`]).
+async fn decode_token<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+) -> Result<T, WebexError> {
+    if !response.status().is_success() {
+        return Err(WebexError::from_token_response(response).await);
+    }
+    decode(response, what).await
+}
+
 /// Reads a 2xx JSON body (at most [`MAX_BODY`] bytes) as `T`, or classifies the failure.
 async fn decode<T: DeserializeOwned>(
     response: Response,
@@ -149,7 +161,7 @@ async fn read_within(
     let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
     if !status.is_success() {
-        return Err(WebexError::from_response(response).await);
+        return Err(WebexError::from_api_response(response).await);
     }
     let body = match read_capped(response, limit).await {
         Ok(body) => body,
@@ -181,10 +193,22 @@ async fn decode_within<T: DeserializeOwned>(
     match serde_json::from_slice(&body) {
         Ok(value) => Ok((value, body.len())),
         Err(err) => {
-            tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+            let err = json_error(&err);
+            tracing::warn!(what, err = %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
             Err(WebexError::Decode { what, tracking_id })
         }
     }
+}
+
+/// Where and how a body did not read as JSON, without serde_json's message: that quotes the
+/// value it could not read (a token, a code, a terminal escape…).
+fn json_error(err: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {}, column {}",
+        err.classify(),
+        err.line(),
+        err.column()
+    )
 }
 
 /// The token JSON of `/access_token` and `/device/token`.

@@ -1,6 +1,6 @@
 //! `/authorize` and `/access_token`: the authorization-code grant with PKCE, and the refresh grant.
 
-use super::{TokenResponse, WebexClient, WebexError, decode, error, send};
+use super::{TokenResponse, WebexClient, WebexError, decode_token, error, send};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,7 +56,7 @@ impl WebexClient {
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
         let tracking_id = error::tracking_id(response.headers());
-        let mut tokens: TokenResponse = decode(response, "code exchange response").await?;
+        let mut tokens: TokenResponse = decode_token(response, "code exchange response").await?;
         tokens.tracking_id = tracking_id;
         Ok(tokens)
     }
@@ -70,7 +70,7 @@ impl WebexClient {
             ("refresh_token", refresh_token.expose()),
         ];
         let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode(response, "token refresh response").await
+        decode_token(response, "token refresh response").await
     }
 }
 

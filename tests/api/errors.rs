@@ -1,13 +1,14 @@
 //! Upstream faults on each endpoint give the right page, and never a raw body.
 
 use crate::helpers::{
-    TestApp, browser, captured_logs, location, problem_after_post, quick_device_fake, text,
-    wait_for,
+    TestApp, browser, captured_logs, html_escape, location, problem_after_post, quick_device_fake,
+    text, wait_for,
 };
 use fake_webex::{Counter, Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use webex_oauth_axum::test_support::{Problem, problem_kinds};
 
 /// The page for `fault` injected on `endpoint`, reached by `visit`.
 async fn page_for(
@@ -149,23 +150,17 @@ async fn an_empty_room_list_shows_the_empty_state() {
 async fn device_authorize_faults_give_the_right_page() {
     let app = TestApp::spawn_with(quick_device_fake(), |_| {}).await;
     for (fault, want) in [
-        (Fault::Status(500), StatusCode::BAD_GATEWAY),
-        (Fault::Status(400), StatusCode::BAD_GATEWAY),
-        (Fault::InvalidJson, StatusCode::BAD_GATEWAY),
-        (Fault::MissingFields, StatusCode::BAD_GATEWAY),
-        (
-            Fault::Delay(Duration::from_secs(3)),
-            StatusCode::GATEWAY_TIMEOUT,
-        ),
-        (
-            Fault::RateLimited { retry_after: 5 },
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
+        (Fault::Status(500), "webex-error"),
+        (Fault::Status(400), "webex-error"),
+        (Fault::InvalidJson, "webex-unexpected"),
+        (Fault::MissingFields, "webex-unexpected"),
+        (Fault::Delay(Duration::from_secs(3)), "webex-timeout"),
+        (Fault::RateLimited { retry_after: 5 }, "webex-rate-limited"),
     ] {
         app.fake.inject(Endpoint::DeviceAuthorize, fault.clone());
         let response = app.post("/sign-in").await;
-        let (_, status, body) = problem_after_post(&app, &app.client, response).await;
-        assert_eq!(status, want, "{fault:?}");
+        let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
+        assert_eq!((kind.as_str(), status), (want, StatusCode::OK), "{fault:?}");
         assert!(body.contains("<html"));
         assert!(
             (app.probe.flow_count().await == 0),
@@ -194,8 +189,9 @@ async fn an_unreachable_webex_is_a_503_page() {
     let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
     assert_eq!(
         (kind.as_str(), status),
-        ("webex-unreachable", StatusCode::SERVICE_UNAVAILABLE)
+        ("webex-unreachable", StatusCode::OK)
     );
+    assert!(body.contains("<p class=\"error-code\">503</p>"), "{body}");
     assert!(body.contains("Webex is unreachable"), "{body}");
     assert!(
         !body.contains("WEBEX_API_BASE"),
@@ -274,10 +270,7 @@ async fn a_failed_sign_in_post_redirects_to_its_page_which_reloads_without_posti
         "{to}"
     );
     let (kind, status, body) = problem_after_post(&app, &app.client, response).await;
-    assert_eq!(
-        (kind.as_str(), status),
-        ("webex-error", StatusCode::BAD_GATEWAY)
-    );
+    assert_eq!((kind.as_str(), status), ("webex-error", StatusCode::OK));
     assert!(body.contains("Webex returned an error"), "{body}");
     let tracking = to.split("tracking=").nth(1).unwrap();
     assert!(body.contains(tracking), "the page keeps the tracking id");
@@ -285,10 +278,63 @@ async fn a_failed_sign_in_post_redirects_to_its_page_which_reloads_without_posti
     // A reload is a GET of the same page: the same answer, and Webex is not asked again.
     let asked = app.fake.count(Counter::DeviceAuthorizations);
     let again = app.get(&to).await;
-    assert_eq!(again.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(text(again).await, body);
     assert_eq!(app.fake.count(Counter::DeviceAuthorizations), asked);
     assert_eq!(app.probe.flow_count().await, 0, "no flow recorded");
+}
+
+/// The sum of `webex_oauth_http_requests_total{route="/problem"}` over the statuses `status`
+/// starts with (`"5"`: every 5xx).
+fn problem_requests(scrape: &str, status: &str) -> f64 {
+    let status = format!("status=\"{status}");
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("webex_oauth_http_requests_total{"))
+        .filter(|l| l.contains("route=\"/problem\"") && l.contains(&status))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[crate::support::test]
+async fn no_problem_page_answers_a_5xx_nor_counts_one() {
+    let app = TestApp::spawn_with(FakeConfig::default(), |config| {
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // The recorder is the process's: other tests' requests count in it too, but no test makes
+    // /problem answer a 5xx unless a page does.
+    let scrape_url = format!("http://{}/metrics", app.metrics.unwrap());
+    let scrape = || async { text(browser().get(&scrape_url).send().await.unwrap()).await };
+    let before = scrape().await;
+    let kinds = problem_kinds();
+    assert!(kinds.len() >= 20, "{kinds:?}");
+    for kind in &kinds {
+        let response = app
+            .get(&format!("/problem?kind={kind}&tracking=ROUTER_1"))
+            .await;
+        let status = response.status();
+        let body = text(response).await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+        // The same page as the failure's own: its title, and the failure's status as text.
+        let page = Problem::of(kind).unwrap();
+        assert!(body.contains(&html_escape(page.title)), "{kind}: {body}");
+        assert!(
+            body.contains(&format!("<p class=\"error-code\">{}</p>", page.status)),
+            "{kind}: {body}"
+        );
+        assert!(body.contains("ROUTER_1"), "{kind}: {body}");
+    }
+    let after = scrape().await;
+    assert_eq!(
+        problem_requests(&after, "5"),
+        problem_requests(&before, "5"),
+        "no 5xx counted for /problem"
+    );
+    assert!(
+        problem_requests(&after, "200") - problem_requests(&before, "200") >= kinds.len() as f64,
+        "the pages are counted as 200s\n{after}"
+    );
 }
 
 #[crate::support::test]
@@ -304,15 +350,9 @@ async fn problem_pages_know_their_kinds_and_show_only_tracking_ids() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         assert!(text(response).await.contains("Page not found"));
     }
-    for (kind, status) in [
-        ("busy", StatusCode::SERVICE_UNAVAILABLE),
-        ("sessions", StatusCode::SERVICE_UNAVAILABLE),
-        ("webex-timeout", StatusCode::GATEWAY_TIMEOUT),
-        ("webex-forbidden", StatusCode::FORBIDDEN),
-        ("internal", StatusCode::INTERNAL_SERVER_ERROR),
-    ] {
+    for kind in problem_kinds() {
         let response = app.get(&format!("/problem?kind={kind}")).await;
-        assert_eq!(response.status(), status, "{kind}");
+        assert_eq!(response.status(), StatusCode::OK, "{kind}");
         let body = text(response).await;
         assert!(
             !body.contains("Webex tracking id:"),
@@ -379,7 +419,7 @@ async fn no_error_page_tells_the_person_to_check_a_setting() {
     // An unreachable Webex (the 503 that used to name WEBEX_API_BASE), on a page and a post.
     let app = app_with_unreachable_webex().await;
     let response = app.post("/sign-in").await;
-    let (_, status, body) = problem_after_post(&app, &app.client, response).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (kind, _, body) = problem_after_post(&app, &app.client, response).await;
+    assert_eq!(kind, "webex-unreachable");
     names_no_setting(&body, "unreachable");
 }

@@ -32,3 +32,4 @@ mod stores;
 #[path = "../support/mod.rs"]
 mod support;
 mod tokens;
+mod upstream_text;

@@ -122,3 +122,59 @@ async fn a_short_429_is_waited_out_once_and_a_long_one_is_a_503_page() {
         "only one wait"
     );
 }
+
+#[crate::support::test]
+async fn a_401_whose_message_is_one_word_still_refreshes_once_and_retries() {
+    let app = TestApp::spawn().await;
+    app.login().await;
+    // An API reply carries no OAuth code: whatever one word a 401 says, refresh and retry.
+    for word in [
+        "Unauthorized",
+        "unauthorized",
+        "invalid_token",
+        "invalid_client",
+    ] {
+        let before = app.fake.count(Counter::Refreshes);
+        app.fake
+            .inject(Endpoint::PeopleMe, Fault::Message(401, word));
+        let response = app.get("/whoami").await;
+        assert_eq!(response.status(), StatusCode::OK, "{word}");
+        assert_eq!(app.fake.count(Counter::Refreshes), before + 1, "{word}");
+    }
+    app.fake
+        .inject(Endpoint::Rooms, Fault::Message(401, "unauthorized"));
+    let before = app.fake.count(Counter::Refreshes);
+    assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
+    assert_eq!(app.fake.count(Counter::Refreshes), before + 1);
+}
+
+#[crate::support::test]
+async fn expires_in_0_makes_one_refresh_for_the_whole_listing() {
+    // Signed in with a token due for refresh (30 s is within the 60 s margin).
+    let fake = FakeConfig {
+        access_token_ttl: Duration::from_secs(30),
+        ..FakeConfig::default()
+    };
+    let app = TestApp::spawn_with(fake, |_| {}).await;
+    app.login().await;
+    app.fake.set_access_token_ttl(Duration::from_secs(3600));
+    // The refresh says the new token expires at once (it works for an hour at the fake).
+    app.fake.inject(Endpoint::AccessToken, Fault::ExpiresIn(0));
+    let rooms = app.fake.count(Counter::RoomsCalls);
+    let response = app.get("/spaces").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        app.fake.count(Counter::RoomsCalls) - rooms,
+        2,
+        "both pages of the 130 rooms"
+    );
+    assert_eq!(
+        app.fake.count(Counter::Refreshes),
+        1,
+        "one refresh for the request, not one a page"
+    );
+    // The next request finds the token due again: one refresh for it too, and no more.
+    app.fake.inject(Endpoint::AccessToken, Fault::ExpiresIn(0));
+    assert_eq!(app.get("/spaces").await.status(), StatusCode::OK);
+    assert_eq!(app.fake.count(Counter::Refreshes), 2);
+}

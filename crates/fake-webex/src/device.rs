@@ -263,7 +263,7 @@ pub(super) async fn device_authorize(
     body: Bytes,
 ) -> Reply {
     fake.lock().bump(Counter::DeviceAuthorizations);
-    take_fault(&fake, Endpoint::DeviceAuthorize).await?;
+    take_fault(&fake, Endpoint::DeviceAuthorize, &body).await?;
     let form = require_form(&headers, &body)?;
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     let started = fake
@@ -295,7 +295,7 @@ pub(super) async fn device_token(
             world.record_poll(device_code, arrival);
         }
     }
-    let (forced_slow_down, forgery) = match take_fault(&fake, Endpoint::DeviceToken).await? {
+    let (forced_slow_down, forgery) = match take_fault(&fake, Endpoint::DeviceToken, &body).await? {
         Some(Fault::IdToken(forgery)) => (false, Some(forgery)),
         other => (other.is_some(), None),
     };

@@ -11,8 +11,9 @@ use serde_json::json;
 
 use super::{
     Forgery,
+    ids::tracking_id,
     server::{Fake, World},
-    wire::{ApiError, JSON, json_response},
+    wire::{ApiError, JSON, form_pairs, json_response},
 };
 
 /// The endpoints a fault can be injected into.
@@ -72,6 +73,18 @@ pub enum Fault {
     /// endpoints issue id_tokens; elsewhere it does nothing). On the device token endpoint it
     /// waits for the poll that grants.
     IdToken(Forgery),
+    /// That status with a body that echoes the request's form back, as a broken token endpoint
+    /// or egress proxy might: `error` is `invalid_request`, while `error_description`, `message`,
+    /// `errors[0].description` and `trackingId` hold the form as sent and then decoded, one pair
+    /// a line (client secret, code, verifier…, with a terminal escape in between). The
+    /// `TrackingID` header is a real one.
+    EchoForm(u16),
+    /// That status with an envelope whose `message` and description are this text, e.g. a 401
+    /// saying just `Unauthorized`.
+    Message(u16, &'static str),
+    /// Access token: served as usual, but the token JSON says `"expires_in": N` whatever the
+    /// token's real lifetime (the token keeps working).
+    ExpiresIn(u64),
 }
 
 impl World {
@@ -89,10 +102,15 @@ impl World {
     }
 }
 
-/// Pops and applies the endpoint's next fault. `Err` is the faulty answer; `Ok(Some(_))` hands the
-/// endpoint-specific faults (`SlowDown` on device/token, the link faults on rooms, `IdToken` on the
-/// two token endpoints) to the handler.
-pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option<Fault>, Response> {
+/// Pops and applies the endpoint's next fault to the request whose body is `body`. `Err` is the
+/// faulty answer; `Ok(Some(_))` hands the endpoint-specific faults (`SlowDown` on device/token,
+/// the link faults on rooms, `IdToken` on the two token endpoints, `ExpiresIn` on access_token)
+/// to the handler.
+pub(super) async fn take_fault(
+    fake: &Fake,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Option<Fault>, Response> {
     let Some(fault) = fake.lock().pop_fault(endpoint) else {
         return Ok(None);
     };
@@ -147,16 +165,51 @@ pub(super) async fn take_fault(fake: &Fake, endpoint: Endpoint) -> Result<Option
         Fault::SlowDown => {
             Err(ApiError::bad_request("slow_down", "The client is polling too quickly.").into())
         }
+        Fault::EchoForm(code) => Err(echo_form(fake, code, body)),
+        Fault::Message(code, text) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            Err(ApiError::new(status, text, text).into())
+        }
         Fault::EmptyPageWithNext | Fault::ForeignNextLink if endpoint == Endpoint::Rooms => {
             Ok(Some(fault))
         }
-        // Link faults mean nothing elsewhere.
-        Fault::EmptyPageWithNext | Fault::ForeignNextLink => Ok(None),
         Fault::IdToken(_) if matches!(endpoint, Endpoint::AccessToken | Endpoint::DeviceToken) => {
             Ok(Some(fault))
         }
-        Fault::IdToken(_) => Ok(None),
+        Fault::ExpiresIn(_) if endpoint == Endpoint::AccessToken => Ok(Some(fault)),
+        // Link faults mean nothing elsewhere, nor does a token lifetime or an id_token.
+        Fault::EmptyPageWithNext
+        | Fault::ForeignNextLink
+        | Fault::ExpiresIn(_)
+        | Fault::IdToken(_) => Ok(None),
     }
+}
+
+/// [`Fault::EchoForm`]'s answer to a request whose body was `body` (recorded in `World::echoed`).
+fn echo_form(fake: &Fake, code: u16, body: &[u8]) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    let form = form_pairs(body);
+    let decoded: String = form
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect();
+    let echo = format!("{}\n\u{1b}[2K{decoded}", String::from_utf8_lossy(body));
+    let tracking = tracking_id();
+    let mut response = json_response(
+        status,
+        &json!({
+            "error": "invalid_request",
+            "error_description": echo,
+            "message": echo,
+            "errors": [{ "description": echo }],
+            "trackingId": echo,
+        }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&tracking) {
+        response.headers_mut().insert("trackingid", value);
+    }
+    fake.lock().echoed.push((tracking, form));
+    response
 }
 
 /// One chunk of filler, shared by every huge body (JSON whitespace).

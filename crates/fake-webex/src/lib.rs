@@ -19,6 +19,7 @@ mod tokens;
 mod wire;
 
 use std::{
+    collections::HashMap,
     fmt,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
@@ -266,6 +267,12 @@ impl FakeWebex {
     /// (to grep logs for).
     pub fn issued_secrets(&self) -> Vec<String> {
         self.fake.lock().issued.clone()
+    }
+
+    /// The forms [`Fault::EchoForm`] echoed back so far, oldest first, each with the tracking id
+    /// of its answer.
+    pub fn echoed_forms(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.fake.lock().echoed.clone()
     }
 
     /// All room titles, in the order `/rooms` lists them.

@@ -273,7 +273,7 @@ impl World {
 /// `GET /v1/.well-known/openid-configuration`: where the keys are, and the global issuer.
 pub(super) async fn discovery(State(fake): State<Arc<Fake>>) -> Reply {
     fake.lock().bump(Counter::Discoveries);
-    take_fault(&fake, Endpoint::Discovery).await?;
+    take_fault(&fake, Endpoint::Discovery, &[]).await?;
     let base = format!("{}/v1", fake.origin);
     let body = json!({
         "issuer": DISCOVERY_ISSUER,
@@ -295,7 +295,7 @@ pub(super) async fn discovery(State(fake): State<Arc<Fake>>) -> Reply {
 /// `GET /v1/verification`: the JWKS, no authentication.
 pub(super) async fn verification(State(fake): State<Arc<Fake>>) -> Reply {
     fake.lock().bump(Counter::JwksFetches);
-    take_fault(&fake, Endpoint::Jwks).await?;
+    take_fault(&fake, Endpoint::Jwks, &[]).await?;
     let keys = fake.lock().signing.published();
     Ok(json_response(StatusCode::OK, &keys))
 }
@@ -303,7 +303,7 @@ pub(super) async fn verification(State(fake): State<Arc<Fake>>) -> Reply {
 /// `GET /v1/userinfo`: the claims of the bearer token's scopes.
 pub(super) async fn userinfo(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Reply {
     fake.lock().bump(Counter::UserInfoCalls);
-    take_fault(&fake, Endpoint::UserInfo).await?;
+    take_fault(&fake, Endpoint::UserInfo, &[]).await?;
     let claims = fake.lock().userinfo_claims(&headers)?;
     Ok(json_response(StatusCode::OK, &claims))
 }

@@ -128,7 +128,7 @@ pub(super) async fn rooms(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     fake.lock().bump(Counter::RoomsCalls);
-    let link_fault = take_fault(&fake, Endpoint::Rooms).await?;
+    let link_fault = take_fault(&fake, Endpoint::Rooms, &[]).await?;
     let mut world = fake.lock();
     world.check_access(authorization(&headers), &["spark:all", "spark:rooms_read"])?;
 
@@ -167,7 +167,7 @@ pub(super) async fn rooms(
 /// `GET /v1/people/me`: the signed-in user, always Ada Lovelace.
 pub(super) async fn people_me(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Reply {
     fake.lock().bump(Counter::PeopleCalls);
-    take_fault(&fake, Endpoint::PeopleMe).await?;
+    take_fault(&fake, Endpoint::PeopleMe, &[]).await?;
     fake.lock()
         .check_access(authorization(&headers), &["spark:all", "spark:people_read"])?;
     let person = json!({

@@ -69,6 +69,8 @@ pub(super) struct World {
     pub room_pages: HashMap<(usize, usize), axum::body::Bytes>,
     /// The keys that sign id_tokens (`oidc.rs`).
     pub signing: SigningKeys,
+    /// What `Fault::EchoForm` echoed: the tracking id of each answer, and the form (`faults.rs`).
+    pub echoed: Vec<(String, HashMap<String, String>)>,
 }
 
 impl World {

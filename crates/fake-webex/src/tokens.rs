@@ -210,9 +210,10 @@ pub(super) async fn access_token(
         "refresh_token" => fake.lock().bump(Counter::Refreshes),
         _ => {}
     }
-    let forgery = match take_fault(&fake, Endpoint::AccessToken).await? {
-        Some(Fault::IdToken(forgery)) => Some(forgery),
-        _ => None,
+    let (forgery, said_lifetime) = match take_fault(&fake, Endpoint::AccessToken, &body).await? {
+        Some(Fault::IdToken(forgery)) => (Some(forgery), None),
+        Some(Fault::ExpiresIn(secs)) => (None, Some(secs)),
+        _ => (None, None),
     };
     let form = require_form(&headers, &body)?;
     let field = |name: &str| form.get(name).map(String::as_str);
@@ -232,7 +233,7 @@ pub(super) async fn access_token(
     if !world.is_client(&client_id, &secret) {
         return Err(ApiError::invalid_client().into());
     }
-    let grant = match grant_type.as_str() {
+    let mut grant = match grant_type.as_str() {
         "authorization_code" => world.exchange_code(
             &client_id,
             field("code").unwrap_or_default(),
@@ -246,5 +247,8 @@ pub(super) async fn access_token(
             return Err(ApiError::bad_request("unsupported_grant_type", text).into());
         }
     };
+    if let Some(secs) = said_lifetime {
+        grant.expires_in = secs;
+    }
     Ok(json_response(StatusCode::OK, &grant))
 }

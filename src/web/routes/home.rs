@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /problem?kind=<kind>&tracking=<id>`: where a failed form post sends the browser, so
-/// the error page (with its status) can be reloaded without posting the form again.
+/// the error page can be reloaded without posting the form again (a 200 whatever the kind).
 async fn problem(RawQuery(query): RawQuery) -> Response {
     let (mut kind, mut tracking) = (None, None);
     let query = query.unwrap_or_default();

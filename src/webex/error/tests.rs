@@ -1,0 +1,213 @@
+//! Unit tests of the error classification: envelopes, codes, plain lines, tracking ids.
+
+use super::*;
+use reqwest::header::HeaderValue;
+
+fn classify(status: u16, body: &str) -> WebexError {
+    let mut headers = HeaderMap::new();
+    headers.insert("TrackingID", HeaderValue::from_static("ROUTER_header"));
+    WebexError::classify(
+        StatusCode::from_u16(status).unwrap(),
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn webex_envelope_gives_message_code_and_tracking_id() {
+    let e = Envelope::parse(
+        br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#,
+    );
+    assert_eq!(e.code.as_deref(), Some("slow_down"));
+    assert_eq!(e.message.as_deref(), Some("slow_down"));
+    assert_eq!(e.tracking_id.as_deref(), Some("ROUTER_1"));
+}
+
+#[test]
+fn rfc_style_error_is_read_too() {
+    let e = Envelope::parse(
+        br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#,
+    );
+    assert_eq!(e.code.as_deref(), Some("invalid_grant"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("The refresh token provided is expired")
+    );
+}
+
+#[test]
+fn code_can_hide_in_the_description() {
+    let e =
+        Envelope::parse(br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#);
+    assert_eq!(e.code.as_deref(), Some("access_denied"));
+    assert_eq!(e.message.as_deref(), Some("Bad request"));
+}
+
+#[test]
+fn malformed_bodies_give_an_empty_envelope() {
+    for body in [
+        &b""[..],
+        b"<html>502 Bad Gateway</html>",
+        b"{",
+        b"[]",
+        b"null",
+        br#"{"message": 42}"#,
+        br#"{"errors": "nope"}"#,
+        b"\xff\xfe",
+    ] {
+        assert_eq!(Envelope::parse(body), Envelope::default(), "{body:?}");
+    }
+    // A non-string `error` is ignored, the rest still read.
+    let e = Envelope::parse(br#"{"error": {"x": 1}, "message": "Oops"}"#);
+    assert_eq!((e.code, e.message.as_deref()), (None, Some("Oops")));
+}
+
+#[test]
+fn sentences_are_not_codes_and_long_messages_are_cut() {
+    let long = format!(r#"{{"message":"{}"}}"#, "word ".repeat(200));
+    let e = Envelope::parse(long.as_bytes());
+    assert_eq!(e.code, None);
+    assert!(e.message.unwrap().chars().count() <= 301);
+}
+
+#[test]
+fn statuses_map_to_variants() {
+    assert!(
+        matches!(classify(401, "{}"), WebexError::Unauthorized { tracking_id: Some(t) } if t == "ROUTER_header")
+    );
+    assert!(matches!(
+        classify(403, r#"{"message":"missing scope"}"#),
+        WebexError::Forbidden { .. }
+    ));
+    assert!(matches!(
+        classify(429, ""),
+        WebexError::RateLimited {
+            retry_after: None,
+            ..
+        }
+    ));
+    let e = classify(
+        400,
+        r#"{"message":"invalid_grant","trackingId":"ROUTER_body"}"#,
+    );
+    assert_eq!(e.oauth_code(), Some("invalid_grant"));
+    assert_eq!(e.tracking_id(), Some("ROUTER_body"));
+    assert!(!e.is_transient());
+    assert!(classify(502, "<html>").is_transient());
+    // At a token endpoint, a 401 that carries an OAuth code (wrong client secret) is not a
+    // token problem; from the API, every 401 is one (a one-word message is no code).
+    assert_eq!(
+        classify(401, r#"{"message":"invalid_client"}"#).oauth_code(),
+        Some("invalid_client")
+    );
+    for body in [
+        r#"{"message":"Unauthorized"}"#,
+        r#"{"message":"unauthorized"}"#,
+        r#"{"message":"invalid_token"}"#,
+        r#"{"error":"invalid_client","message":"invalid_client"}"#,
+        "{}",
+    ] {
+        let e =
+            WebexError::classify_api(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body.as_bytes());
+        assert!(
+            matches!(e, WebexError::Unauthorized { .. }),
+            "{body}: {e:?}"
+        );
+    }
+    let e = WebexError::classify_api(
+        StatusCode::BAD_REQUEST,
+        &HeaderMap::new(),
+        br#"{"message":"invalid_grant"}"#,
+    );
+    assert_eq!(e.oauth_code(), None, "no code from the API");
+}
+
+#[test]
+fn a_token_endpoint_error_keeps_its_code_and_tracking_id_and_no_text() {
+    let echo = "grant_type=authorization_code&client_secret=S3CRET&code=C0DE&code_verifier=V3R";
+    let body = serde_json::json!({
+        "error": "invalid_request",
+        "error_description": echo,
+        "message": echo,
+        "errors": [{ "description": echo }],
+        "trackingId": echo,
+    })
+    .to_string();
+    for status in [400, 403, 500] {
+        let e = classify(status, &body);
+        let shown = format!("{e} {e:?}");
+        for secret in ["S3CRET", "C0DE", "V3R"] {
+            assert!(!shown.contains(secret), "{status}: {shown}");
+        }
+        // The echoed tracking id is no tracking id: the header's is kept.
+        assert_eq!(e.tracking_id(), Some("ROUTER_header"), "{status}");
+    }
+    assert_eq!(classify(400, &body).oauth_code(), Some("invalid_request"));
+    assert_eq!(
+        classify(400, &body).to_string(),
+        "Webex answered 400 Bad Request: invalid_request"
+    );
+    // Without a code: the status's words.
+    let e = classify(400, &format!(r#"{{"message":"{echo}"}}"#));
+    assert_eq!(e.to_string(), "Webex answered 400 Bad Request: Bad Request");
+    // An `error` that is no plain code is not one.
+    for error in ["Invalid Request", "invalid request", "x\u{1b}[31m", echo] {
+        let body = serde_json::json!({ "error": error }).to_string();
+        assert_eq!(classify(400, &body).oauth_code(), None, "{error}");
+    }
+}
+
+#[test]
+fn api_text_is_one_plain_bounded_line() {
+    let text = "missing\u{1b}[31m scope\n2026-01-01 INFO forged\u{0} \u{202e}txet\u{200b} \t";
+    let body = serde_json::json!({ "message": text }).to_string();
+    let e = WebexError::classify_api(StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
+    let WebexError::Forbidden { message, .. } = e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(message, "missing[31m scope 2026-01-01 INFO forged txet");
+    assert_eq!(plain_line("\u{7f}\u{202e}\u{feff} \n"), "");
+    let long = plain_line(&"é".repeat(1000));
+    assert_eq!(long.chars().count(), 301);
+    assert!(long.ends_with('…'));
+}
+
+#[test]
+fn only_what_looks_like_a_tracking_id_is_kept() {
+    assert!(is_tracking_id(
+        "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
+    ));
+    assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
+    for bad in [
+        "",
+        "a b",
+        "<b>",
+        "x&kind=busy",
+        &"a".repeat(129),
+        "é",
+        "a\nb",
+    ] {
+        assert!(!is_tracking_id(bad), "{bad}");
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(bad) {
+            headers.insert("trackingid", value);
+        }
+        assert_eq!(tracking_id(&headers), None, "{bad}");
+        let body = serde_json::json!({ "trackingId": bad }).to_string();
+        assert_eq!(Envelope::parse(body.as_bytes()).tracking_id, None, "{bad}");
+    }
+}
+
+#[test]
+fn retry_after_reads_seconds_only() {
+    let mut h = HeaderMap::new();
+    h.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+    assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    h.insert(
+        RETRY_AFTER,
+        HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+    );
+    assert_eq!(retry_after(&h), None);
+    h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+    assert_eq!(retry_after(&h), None);
+}
