@@ -44,6 +44,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("MAX_PENDING_DEVICE_FLOWS", "max-pending-device-flows", "10000", "Pending device sign-ins accepted; past it, Sign-In answers 503"),
     setting("HEADER_READ_TIMEOUT_SECS", "header-read-timeout-secs", "10", "Seconds a client has to send its request headers"),
     setting("MAX_CONNECTIONS", "max-connections", "10000", "Connections served at once; more wait in the backlog"),
+    setting("MAX_CONNECTIONS_PER_CLIENT", "max-connections-per-client", "64", "Connections one peer address (IPv6: one /64) may hold; more are closed at once (off with CLIENT_IP_HEADER)"),
     setting("RATE_LIMIT_PER_MINUTE", "rate-limit-per-minute", "20", "GET (or HEAD) /login and POST /sign-in per client address per minute"),
     setting("CLIENT_IP_HEADER", "client-ip-header", "unset: the peer address", "Header whose last hop is the client address (behind your proxy)"),
     setting("ABANDONED_FLOW_SECS", "abandoned-flow-secs", "60", "A device sign-in whose page nobody watched this long stops"),

@@ -30,6 +30,7 @@ fn defaults_give_demo_mode_on_localhost_10060() {
     assert_eq!(c.max_pending_flows, 10_000);
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.max_connections_per_client, 64);
     assert_eq!(c.rate_limit_per_minute, 20);
     assert_eq!(c.abandoned_flow, Duration::from_secs(60));
     assert!(c.client_ip_header.is_none() && c.allowed_hosts.is_empty());
@@ -68,6 +69,8 @@ fn bad_values_name_their_key() {
         ("MAX_PENDING_DEVICE_FLOWS", "lots"),
         ("HEADER_READ_TIMEOUT_SECS", "0"),
         ("MAX_CONNECTIONS", "-1"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "0"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "lots"),
         ("RATE_LIMIT_PER_MINUTE", "many"),
         ("ABANDONED_FLOW_SECS", "1.5"),
         ("CLIENT_IP_HEADER", "not a header"),

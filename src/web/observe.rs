@@ -58,8 +58,8 @@ pub fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-/// The longest path logged, in bytes: a client picks the path (hyper takes up to 64 KB) and it
-/// goes into every line of the request.
+/// The longest path logged, in bytes: a client picks the path (up to the 32 KiB of a request
+/// head, `serve::MAX_HEAD_BYTES`) and it goes into every line of the request.
 const MAX_LOGGED_PATH: usize = 256;
 
 /// A request's path as its log lines give it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
