@@ -67,6 +67,7 @@ impl App {
             store.flows,
             webex.clone(),
             config.max_pending_flows,
+            config.max_pending_flows_per_client,
             config.abandoned_flow,
         );
         // The fake serves the demo avatar from its own origin.

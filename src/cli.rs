@@ -42,6 +42,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("PORT", "port", "unset", "Port to bind on every interface when LISTEN_ADDR is unset (what hosting platforms set)"),
     setting("SESSION_STORE", "session-store", crate::config::DEFAULT_SESSION_STORE, "Where sessions and device flows live: memory, sqlite://PATH or redis://HOST:PORT[/DB]"),
     setting("MAX_PENDING_DEVICE_FLOWS", "max-pending-device-flows", "10000", "Pending device sign-ins accepted; past it, Sign-In answers 503"),
+    setting("MAX_PENDING_FLOWS_PER_CLIENT", "max-pending-flows-per-client", "5", "Pending device sign-ins per client address (IPv6: per /64); past it, Sign-In answers 429"),
     setting("HEADER_READ_TIMEOUT_SECS", "header-read-timeout-secs", "10", "Seconds a client has to send its request headers"),
     setting("MAX_CONNECTIONS", "max-connections", "10000", "Connections served at once; more wait in the backlog"),
     setting("MAX_CONNECTIONS_PER_CLIENT", "max-connections-per-client", "64", "Connections one peer address (IPv6: one /64) may hold; more are closed at once (off with CLIENT_IP_HEADER)"),

@@ -87,6 +87,9 @@ pub struct Config {
     pub session_store: StoreConfig,
     /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
     pub max_pending_flows: usize,
+    /// `MAX_PENDING_FLOWS_PER_CLIENT` (5): pending device sign-ins one client address (an IPv6
+    /// one by its /64) may have on this instance; past it, Sign-In gets a 429 page.
+    pub max_pending_flows_per_client: usize,
     /// `HEADER_READ_TIMEOUT_SECS` (10): a client must send its request headers within this.
     pub header_read_timeout: Duration,
     /// `MAX_CONNECTIONS` (10,000): connections served at once; the rest wait in the backlog.
@@ -235,6 +238,7 @@ impl Config {
         };
 
         let max_pending_flows = count(&get, "MAX_PENDING_DEVICE_FLOWS", 10_000)?;
+        let max_pending_flows_per_client = count(&get, "MAX_PENDING_FLOWS_PER_CLIENT", 5)?;
         let header_read_timeout =
             Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS", 10)?);
         let max_connections = count(&get, "MAX_CONNECTIONS", 10_000)?;
@@ -318,6 +322,7 @@ impl Config {
             listen_addr,
             session_store,
             max_pending_flows,
+            max_pending_flows_per_client,
             header_read_timeout,
             max_connections,
             max_connections_per_client,

@@ -79,6 +79,7 @@ impl ServerProcess {
             // whose pages nobody watches: lift the per-client limits and the abandonment.
             .env("RATE_LIMIT_PER_MINUTE", "100000000")
             .env("MAX_CONNECTIONS_PER_CLIENT", "10000")
+            .env("MAX_PENDING_FLOWS_PER_CLIENT", "100000")
             .env("ABANDONED_FLOW_SECS", "86400")
             // Every layer on, as deployed: the default log filter (a response line per
             // request, to stdout, which is /dev/null here) and the metrics recorder.

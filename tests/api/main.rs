@@ -13,6 +13,7 @@ mod helpers;
 mod hostile_webex;
 mod ops;
 mod pages;
+mod per_client;
 // zbarimg is a system package (zbar-tools), like redis-server: with the e2e feature.
 #[cfg(feature = "e2e")]
 mod qr_code;
