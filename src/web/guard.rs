@@ -64,13 +64,23 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     }
 }
 
+/// `Strict-Transport-Security` when served over https: two years, subdomains too.
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+
 /// What the guard does to every response: gives an error response its HTML page
 /// ([`render_error_page`]) and adds the security headers: CSP, `Referrer-Policy: no-referrer`
-/// (the callback URL carries the code), `nosniff`, and `Cache-Control: no-store` on pages
-/// (they may show user data) unless a route set its own caching (the static assets).
+/// (the callback URL carries the code), `nosniff`, `Cache-Control: no-store` on pages (they
+/// may show user data) unless a route set its own caching (the static assets), and [`HSTS`]
+/// when the redirect URI is https (the app is then served over https, by it or its proxy).
 pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
+    if state.config().secure_cookies() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
     headers.insert(
         header::REFERRER_POLICY,

@@ -57,3 +57,43 @@ async fn two_host_headers_or_a_target_naming_another_host_get_400() {
     }
     app.stop().await;
 }
+
+#[crate::support::test]
+async fn over_https_every_response_has_strict_transport_security_and_over_http_none() {
+    let https = TestApp::spawn_with(fake_webex::FakeConfig::default(), |c| {
+        let https = c.redirect_uri.as_str().replacen("http://", "https://", 1);
+        c.redirect_uri = https.parse().unwrap();
+    })
+    .await;
+    let http = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A page, a redirect, a 404, a probe, and a refusal at the edge (a host we do not serve).
+    for (path, host) in [
+        ("/", None),
+        ("/login", None),
+        ("/no-such-page", None),
+        ("/healthz", None),
+        ("/", Some("evil.example")),
+    ] {
+        for (app, want) in [
+            (&https, Some("max-age=63072000; includeSubDomains")),
+            (&http, None),
+        ] {
+            let mut request = client.get(app.url(path));
+            if let Some(host) = host {
+                request = request.header(reqwest::header::HOST, host);
+            }
+            let response = request.send().await.unwrap();
+            let hsts = response
+                .headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(hsts.as_deref(), want, "{path} ({})", response.status());
+        }
+    }
+    https.stop().await;
+    http.stop().await;
+}
