@@ -97,3 +97,42 @@ async fn over_https_every_response_has_strict_transport_security_and_over_http_n
     https.stop().await;
     http.stop().await;
 }
+
+#[crate::support::test]
+async fn a_plain_request_id_of_64_characters_is_kept_and_any_other_is_replaced() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let echoed = |id: String| {
+        let request = client.get(app.url("/healthz")).header("x-request-id", id);
+        async move {
+            let response = request.send().await.unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let plain = format!("{}-._{}", "A".repeat(31), "z9".repeat(15));
+    assert_eq!(plain.len(), 64);
+    assert_eq!(
+        echoed(plain.clone()).await,
+        plain,
+        "64 plain characters are kept"
+    );
+    for odd in [
+        format!("{plain}x"),
+        "req:7".to_owned(),
+        "has space".to_owned(),
+    ] {
+        let ours = echoed(odd.clone()).await;
+        assert_ne!(ours, odd);
+        // A UUID of ours: 8-4-4-4-12 hex digits.
+        let groups: Vec<usize> = ours.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{odd:?} became {ours}");
+        assert!(
+            ours.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()),
+            "{ours}"
+        );
+    }
+    app.stop().await;
+}
