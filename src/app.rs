@@ -69,6 +69,7 @@ impl App {
             store.flows,
             webex.clone(),
             config.max_pending_flows,
+            config.max_pending_flows_per_client,
             config.abandoned_flow,
         );
         if wants_openid(&config.device_scopes) {
@@ -167,6 +168,11 @@ impl App {
         let limits = serve::Limits {
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections,
+            // Behind a proxy (`CLIENT_IP_HEADER`) every peer is the proxy: no per-peer cap.
+            max_connections_per_client: match config.client_ip_header {
+                Some(_) => config.max_connections,
+                None => config.max_connections_per_client,
+            },
             idle_timeout: serve::IDLE_TIMEOUT,
             drain_timeout: serve::DRAIN_TIMEOUT,
         };

@@ -14,7 +14,6 @@ pub const DEFAULT_DEVICE_SCOPES: &str =
     "openid email profile meeting:recordings_read spark:all spark:kms";
 pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
-pub const DEFAULT_MAX_PENDING_DEVICE_FLOWS: usize = 10_000;
 pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 
 /// `LOG_FORMAT`: how log lines look.
@@ -93,10 +92,17 @@ pub struct Config {
     pub session_store: StoreConfig,
     /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
     pub max_pending_flows: usize,
+    /// `MAX_PENDING_FLOWS_PER_CLIENT` (5): pending device sign-ins one client address (an IPv6
+    /// one by its /64) may have on this instance; past it, Sign-In gets a 429 page.
+    pub max_pending_flows_per_client: usize,
     /// `HEADER_READ_TIMEOUT_SECS` (10): a client must send its request headers within this.
     pub header_read_timeout: Duration,
     /// `MAX_CONNECTIONS` (10,000): connections served at once; the rest wait in the backlog.
     pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_CLIENT` (64): connections one peer address (an IPv6 one by its /64)
+    /// may hold open; more are closed at once. Not applied with `CLIENT_IP_HEADER` (the peer
+    /// is then your proxy).
+    pub max_connections_per_client: usize,
     /// `RATE_LIMIT_PER_MINUTE` (20): `POST /sign-in` and `GET` (or `HEAD`) `/login` per client address, with a
     /// burst of that size.
     pub rate_limit_per_minute: u32,
@@ -237,24 +243,12 @@ impl Config {
             },
         };
 
-        let max_pending_flows = match get("MAX_PENDING_DEVICE_FLOWS") {
-            None => DEFAULT_MAX_PENDING_DEVICE_FLOWS,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    invalid(
-                        "MAX_PENDING_DEVICE_FLOWS",
-                        format!("{raw:?} is not a positive whole number"),
-                    )
-                })?,
-        };
-
+        let max_pending_flows = count(&get, "MAX_PENDING_DEVICE_FLOWS", 10_000)?;
+        let max_pending_flows_per_client = count(&get, "MAX_PENDING_FLOWS_PER_CLIENT", 5)?;
         let header_read_timeout =
             Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS", 10)?);
-        let max_connections = usize::try_from(positive(&get, "MAX_CONNECTIONS", 10_000)?)
-            .map_err(|_| invalid("MAX_CONNECTIONS", "is too large"))?;
+        let max_connections = count(&get, "MAX_CONNECTIONS", 10_000)?;
+        let max_connections_per_client = count(&get, "MAX_CONNECTIONS_PER_CLIENT", 64)?;
         let rate_limit_per_minute = u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE", 20)?)
             .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?;
         let client_ip_header =
@@ -335,8 +329,10 @@ impl Config {
             listen_addr,
             session_store,
             max_pending_flows,
+            max_pending_flows_per_client,
             header_read_timeout,
             max_connections,
+            max_connections_per_client,
             rate_limit_per_minute,
             client_ip_header,
             abandoned_flow,
@@ -442,6 +438,15 @@ fn positive(
             .filter(|n| *n > 0)
             .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number"))),
     }
+}
+
+/// A positive count under `key` that fits a `usize`, or `default` when unset.
+fn count(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: u64,
+) -> Result<usize, ConfigError> {
+    usize::try_from(positive(get, key, default)?).map_err(|_| invalid(key, "is too large"))
 }
 
 /// `host[:port]` of a URL, as a browser sends it in `Host` (the port only when not the default).

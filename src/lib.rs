@@ -15,7 +15,7 @@
 //! - `identity`: Login with Webex: id_tokens verified (jsonwebtoken) against Webex's cached keys.
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
 //! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
-//!   (sealing the store, hashing ids), `secret`,
+//!   (sealing the store, hashing ids), `secret`, `client` (a client's key, per-client counts),
 //!   `clock`, `qr`, `static_files`.
 //! - the fake Webex is the workspace crate `fake-webex` (crates/fake-webex): demo mode uses its API.
 //! - `test_support` (feature `test-support`): a read-only probe into a running app, for tests and the benchmark, and the
@@ -23,6 +23,7 @@
 
 mod app;
 pub mod cli;
+mod client;
 mod clock;
 pub mod config;
 mod crypto;

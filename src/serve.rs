@@ -13,6 +13,11 @@
 //!   and it also catches a client that stops reading its response;
 //! - **at most `MAX_CONNECTIONS`** are served at once: a permit is taken *before* `accept()`, so
 //!   the rest wait in the kernel's backlog instead of being accepted and refused;
+//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** from one peer address (an IPv6 peer by its /64,
+//!   [`crate::client::key`]): one more is closed at once, unanswered, so one address cannot
+//!   hold the pool. The peer address, since no header has been read at accept time;
+//! - **request heads** of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines: hyper answers a
+//!   larger one with 431 and closes (its own default buffer is about 400 KB a connection);
 //! - **accept errors** (EMFILE when file descriptors run out) are logged and retried after a
 //!   short, bounded back-off: they neither spin nor end the server;
 //! - **shutdown**: stop accepting, let in-flight requests finish for up to the drain deadline,
@@ -21,6 +26,7 @@
 //! Each request carries the peer address as `ConnectInfo<SocketAddr>`, as
 //! `into_make_service_with_connect_info` would give it.
 
+use crate::client::PerClient;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -41,6 +47,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+/// hyper's read buffer, which bounds a request's head (start line and headers): a larger head
+/// gets a 431 (`max_buf_size`; hyper's default is 8 KiB + 400 KiB).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Header lines a request may have; more get a 431. At most hyper's default of 100, so the
+/// parser's header array stays on the stack.
+pub const MAX_HEADERS: usize = 64;
 /// A connection on which nothing moved for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At shutdown, in-flight requests get this long to finish; then they are dropped.
@@ -54,6 +66,7 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
 }
@@ -67,8 +80,11 @@ pub async fn serve(
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = PerClient::new(limits.max_connections_per_client);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut backoff: Option<Duration> = None;
@@ -111,6 +127,11 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = per_client.enter(peer.ip()) else {
+            // Dropped unanswered: no byte of it is read, and the client gets no slot to hold.
+            tracing::debug!(client = %crate::client::key(peer.ip()), "connection closed: too many from this client");
+            continue;
+        };
         let service = TowerToHyperService::new(router.clone().map_request(
             move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
@@ -124,7 +145,7 @@ pub async fn serve(
             if let Err(err) = connection.await {
                 tracing::debug!(%err, "connection closed with an error");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     // Stop accepting: new connections are refused from here on.
@@ -340,6 +361,7 @@ mod tests {
         Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections: 10,
+            max_connections_per_client: 10,
             idle_timeout: IDLE_TIMEOUT,
             drain_timeout: Duration::from_millis(300),
         }

@@ -76,8 +76,10 @@ impl ServerProcess {
             .current_dir(&workdir)
             .stderr(Stdio::inherit())
             // Every load connection comes from 127.0.0.1, and the device case holds 10,000 flows
-            // whose pages nobody watches: lift the per-client limit and the abandonment.
+            // whose pages nobody watches: lift the per-client limits and the abandonment.
             .env("RATE_LIMIT_PER_MINUTE", "100000000")
+            .env("MAX_CONNECTIONS_PER_CLIENT", "10000")
+            .env("MAX_PENDING_FLOWS_PER_CLIENT", "100000")
             .env("ABANDONED_FLOW_SECS", "86400")
             // Every layer on, as deployed: the default log filter (a response line per
             // request, to stdout, which is /dev/null here) and the metrics recorder.

@@ -29,8 +29,10 @@ fn defaults_give_demo_mode_on_localhost_10060() {
         StoreConfig::Sqlite("data/sessions.db".into())
     );
     assert_eq!(c.max_pending_flows, 10_000);
+    assert_eq!(c.max_pending_flows_per_client, 5);
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.max_connections_per_client, 64);
     assert_eq!(c.rate_limit_per_minute, 20);
     assert_eq!(c.abandoned_flow, Duration::from_secs(60));
     assert!(c.client_ip_header.is_none() && c.allowed_hosts.is_empty());
@@ -67,8 +69,11 @@ fn bad_values_name_their_key() {
         ("WEBEX_SCOPES", "spark:all \"x"),
         ("MAX_PENDING_DEVICE_FLOWS", "0"),
         ("MAX_PENDING_DEVICE_FLOWS", "lots"),
+        ("MAX_PENDING_FLOWS_PER_CLIENT", "0"),
         ("HEADER_READ_TIMEOUT_SECS", "0"),
         ("MAX_CONNECTIONS", "-1"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "0"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "lots"),
         ("RATE_LIMIT_PER_MINUTE", "many"),
         ("ABANDONED_FLOW_SECS", "1.5"),
         ("CLIENT_IP_HEADER", "not a header"),

@@ -14,6 +14,7 @@
 
 use super::decide::{PollState, Step, sleep_before_next_poll, time_left};
 use super::{FlowRecord, FlowStatus};
+use crate::client::{PerClient, Slot};
 use crate::clock::unix_now_ms;
 use crate::identity::{IdentityError, Verdict, Verifier};
 use crate::secret::{fingerprint, random_token};
@@ -23,6 +24,7 @@ use crate::tokens::{Grant, TokenSet};
 use crate::webex::device::{DeviceAuthorization, PollReply};
 use crate::webex::{TokenResponse, WebexClient};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::AbortHandle;
@@ -37,8 +39,18 @@ pub enum FlowError {
     /// Too many flows are pending on this server (`MAX_PENDING_DEVICE_FLOWS`).
     #[error("too many device sign-ins are pending")]
     Busy,
+    /// This client address has too many flows pending (`MAX_PENDING_FLOWS_PER_CLIENT`).
+    #[error("too many device sign-ins from this client are pending")]
+    ClientBusy,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One poller task of this instance, and the slot of the client that started its flow (none
+/// for a flow taken over from another instance or from before a restart).
+struct Poller {
+    task: AbortHandle,
+    _client: Option<Slot>,
 }
 
 /// The flows of every instance sharing the store, and the pollers of this instance.
@@ -48,9 +60,13 @@ pub struct DeviceFlows {
     store: FlowStore<FlowRecord>,
     /// This instance's lease-holder name (random per process).
     owner: Arc<str>,
-    pollers: Arc<Mutex<HashMap<String, AbortHandle>>>,
+    pollers: Arc<Mutex<HashMap<String, Poller>>>,
     webex: WebexClient,
     max_pending: usize,
+    /// The pending flows of each client address (`MAX_PENDING_FLOWS_PER_CLIENT`) on this
+    /// instance: a flow's slot lives in its poller's entry, so it is freed the moment the flow
+    /// ends (granted, denied, expired, failed, abandoned, cancelled) or the poller stops.
+    per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
     /// Verifies a grant's id_token, when the device scopes ask for `openid`.
@@ -58,11 +74,13 @@ pub struct DeviceFlows {
 }
 
 impl DeviceFlows {
-    /// `max_pending`: past this many pending flows, new sign-ins get a 503 page.
+    /// `max_pending`: past this many pending flows, new sign-ins get a 503 page;
+    /// `max_per_client`: past this many from one client address, a 429 page.
     pub fn new(
         store: FlowStore<FlowRecord>,
         webex: WebexClient,
         max_pending: usize,
+        max_per_client: usize,
         abandoned_after: Duration,
     ) -> Self {
         Self {
@@ -71,6 +89,7 @@ impl DeviceFlows {
             pollers: Arc::default(),
             webex,
             max_pending,
+            per_client: PerClient::new(max_per_client),
             abandoned_after,
             identity: None,
         }
@@ -95,7 +114,7 @@ impl DeviceFlows {
         u128::from(idle) >= self.abandoned_after.as_millis()
     }
 
-    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Poller>> {
         self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -108,9 +127,28 @@ impl DeviceFlows {
         Ok(())
     }
 
-    /// Records a flow Webex just started and spawns its poller. Returns the new flow id.
-    /// `auth`'s values were checked and clamped by the client.
-    pub async fn start(&self, auth: DeviceAuthorization) -> Result<String, FlowError> {
+    /// A place for one more pending flow of `client` (its key, `client::key`), taken before
+    /// asking Webex for a code and handed to [`Self::start`]; `ClientBusy` when the client has
+    /// `MAX_PENDING_FLOWS_PER_CLIENT` already. No client (no peer address): no per-client cap.
+    pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
+        match client {
+            None => Ok(None),
+            Some(ip) => self
+                .per_client
+                .enter(ip)
+                .map(Some)
+                .ok_or(FlowError::ClientBusy),
+        }
+    }
+
+    /// Records a flow Webex just started and spawns its poller, which keeps `client`'s slot
+    /// until the flow ends. Returns the new flow id. `auth`'s values were checked and clamped
+    /// by the client.
+    pub async fn start(
+        &self,
+        auth: DeviceAuthorization,
+        client: Option<Slot>,
+    ) -> Result<String, FlowError> {
         let interval_secs = auth.interval;
         let now = unix_now_ms();
         let record = FlowRecord {
@@ -129,11 +167,11 @@ impl DeviceFlows {
         let id = random_token().expose().to_owned();
         self.store.insert(&id, &record, &self.owner).await?;
         metrics::counter!(telemetry::DEVICE_FLOWS_STARTED).increment(1);
-        self.spawn_poller(&id, false);
+        self.spawn_poller(&id, false, client);
         Ok(id)
     }
 
-    fn spawn_poller(&self, id: &str, takeover: bool) {
+    fn spawn_poller(&self, id: &str, takeover: bool, client: Option<Slot>) {
         let mut pollers = self.pollers();
         if pollers.contains_key(id) {
             return;
@@ -148,7 +186,11 @@ impl DeviceFlows {
             },
             span,
         ));
-        pollers.insert(id.to_owned(), task.abort_handle());
+        let poller = Poller {
+            task: task.abort_handle(),
+            _client: client,
+        };
+        pollers.insert(id.to_owned(), poller);
     }
 
     /// Polls the flows nobody polls: after a restart, or when the instance that polled them died
@@ -158,7 +200,7 @@ impl DeviceFlows {
         for id in self.store.orphans().await? {
             if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
                 tracing::info!("taking over a device flow nobody was polling");
-                self.spawn_poller(&id, true);
+                self.spawn_poller(&id, true, None);
                 adopted += 1;
             }
         }
@@ -178,8 +220,8 @@ impl DeviceFlows {
     /// Stops the poller and forgets the flow (a poller on another instance notices within
     /// [`LEASE_RENEW`], when its next write finds the flow gone).
     pub async fn cancel(&self, id: &str) -> Result<(), StoreError> {
-        if let Some(task) = self.pollers().remove(id) {
-            task.abort();
+        if let Some(poller) = self.pollers().remove(id) {
+            poller.task.abort();
             metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => "cancelled").increment(1);
         }
         self.store.delete(id).await
@@ -202,8 +244,8 @@ impl DeviceFlows {
     /// Stops this instance's pollers (at shutdown); their leases lapse and another instance,
     /// or this one after a restart, takes the flows over.
     pub fn stop_pollers(&self) {
-        for (_, task) in self.pollers().drain() {
-            task.abort();
+        for (_, poller) in self.pollers().drain() {
+            poller.task.abort();
         }
     }
 

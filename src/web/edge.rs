@@ -24,7 +24,8 @@ pub struct Edge {
 }
 
 /// Every request, in order:
-/// 1. [`observe`] starts the clock;
+/// 1. [`observe`] starts the clock, and the client's address goes into the request's
+///    extensions (`ClientAddr`, for the rate limit and the device flows' per-client cap);
 /// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
 ///    rate limit a client over its quota on the routes that call Webex for a stranger; either
 ///    answers at once, before any session is loaded;
@@ -32,8 +33,11 @@ pub struct Edge {
 ///    sign-out ([`keep_cookie_unless_signed_out`]);
 /// 4. the guard gives an error response its page and every response the security headers;
 /// 5. [`observe`] logs the response line (inside the request's span) and counts it.
-pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
     let observation = observe::Observation::start(&request);
+    if let Some(client) = edge.limiter.client(&request) {
+        request.extensions_mut().insert(client);
+    }
     let refused = guard::refusal(&edge.state, &request).or_else(|| edge.limiter.refusal(&request));
     let response = match refused {
         Some(err) => err.into_response(),

@@ -53,6 +53,9 @@ pub enum AppError {
     /// 429: this client started too many sign-ins in the last minute (`Retry-After` is set).
     #[error("client rate limited")]
     TooManyRequests { retry_after: std::time::Duration },
+    /// 429: too many device sign-ins pending from this client address.
+    #[error("too many device sign-ins from this client are pending")]
+    TooManyFlows,
     /// 503: too many device sign-ins pending on this server.
     #[error("too many device sign-ins are pending")]
     Busy,
@@ -92,6 +95,7 @@ impl From<FlowError> for AppError {
     fn from(err: FlowError) -> Self {
         match err {
             FlowError::Busy => Self::Busy,
+            FlowError::ClientBusy => Self::TooManyFlows,
             FlowError::Store(err) => Self::Store(err),
         }
     }
@@ -144,6 +148,8 @@ kinds! {
         "The address of this request is longer than this server accepts.", "Go back to the start page.";
     RATE_LIMITED = "rate-limited", TOO_MANY_REQUESTS, "Too many sign-ins from here",
         "Sign-ins from your address are limited.", "Wait a moment, then try again.";
+    TOO_MANY_FLOWS = "too-many-flows", TOO_MANY_REQUESTS, "Too many sign-ins in progress",
+        "Too many sign-ins from your address are waiting for approval.", "Finish or cancel one, or wait until its code expires, then try again.";
     BUSY = "busy", SERVICE_UNAVAILABLE, "Too many sign-ins in progress",
         "This server has too many device sign-ins waiting for approval.", "Try again in a few minutes.";
     SESSIONS = "sessions", SERVICE_UNAVAILABLE, "Sessions are unavailable",
@@ -260,6 +266,7 @@ impl AppError {
                 "Sign-ins from your address are limited; the next one is possible in {} seconds.",
                 retry_after.as_secs().max(1)
             )),
+            Self::TooManyFlows => ErrorPage::of(&TOO_MANY_FLOWS),
             Self::Busy => {
                 ErrorPage::of(&BUSY).hint("raise MAX_PENDING_DEVICE_FLOWS if this is normal load")
             }

@@ -25,8 +25,10 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 pub const MAX_QUERY_BYTES: usize = 4096;
 
 /// What the guard checks before a request runs (the first step of the app's edge, see
-/// `web::edge`): a `Host` we do not serve (400: DNS rebinding; `/healthz` and `/readyz` answer
-/// any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
+/// `web::edge`): a request naming two hosts (400 on every path: two `Host` lines, or an
+/// absolute-form target whose authority is not its `Host`, RFC 9112 §3.2), a host we do not
+/// serve (400: DNS rebinding; `/healthz` and `/readyz` answer any host), a query longer than
+/// [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
 /// this also covers same-site neighbours (another port or subdomain). As Go 1.25's
@@ -36,9 +38,11 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// ambient cookie to abuse) and passes, so scripts and `curl` can use the forms.
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let path = request.uri().path();
-    if !matches!(path, "/healthz" | "/readyz")
-        && !host_allowed(request.headers(), state.allowed_hosts())
-    {
+    let Ok(host) = named_host(request) else {
+        tracing::warn!("request naming two hosts refused");
+        return Some(AppError::UnknownHost);
+    };
+    if !matches!(path, "/healthz" | "/readyz") && !host_allowed(host, state.allowed_hosts()) {
         // The request's span carries the path (cut to 256 bytes) and the method.
         tracing::warn!("request for a host we do not serve");
         Some(AppError::UnknownHost)
@@ -60,13 +64,23 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     }
 }
 
+/// `Strict-Transport-Security` when served over https: two years, subdomains too.
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+
 /// What the guard does to every response: gives an error response its HTML page
 /// ([`render_error_page`]) and adds the security headers: CSP, `Referrer-Policy: no-referrer`
-/// (the callback URL carries the code), `nosniff`, and `Cache-Control: no-store` on pages
-/// (they may show user data) unless a route set its own caching (the static assets).
+/// (the callback URL carries the code), `nosniff`, `Cache-Control: no-store` on pages (they
+/// may show user data) unless a route set its own caching (the static assets), and [`HSTS`]
+/// when the redirect URI is https (the app is then served over https, by it or its proxy).
 pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
+    if state.config().secure_cookies() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
     headers.insert(
         header::REFERRER_POLICY,
@@ -90,13 +104,31 @@ fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `Host` is one we serve (compared without case). HTTP/1.1 always sends it; without one the
-/// request cannot be a browser's rebinding attack, and hyper fills it for HTTP/2.
-fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    match header(headers, &header::HOST) {
-        Some(host) => allowed.iter().any(|a| a.eq_ignore_ascii_case(host)),
-        None => true,
+/// Two different hosts named: two `Host` lines, one that is not text, or an absolute-form
+/// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line.
+struct TwoHosts;
+
+/// The host a request names: its absolute-form target's authority (RFC 9112 §3.2.2: it wins
+/// over `Host`), else its `Host`; `None` when it names none.
+fn named_host(request: &Request) -> Result<Option<&str>, TwoHosts> {
+    let mut lines = request.headers().get_all(header::HOST).iter();
+    let host = lines.next().map(|h| h.to_str().map_err(|_| TwoHosts));
+    if lines.next().is_some() {
+        return Err(TwoHosts);
     }
+    let host = host.transpose()?;
+    match request.uri().authority().map(|a| a.as_str()) {
+        // Compared as sent: a user name (`user@host`) in the target does not match.
+        Some(target) if host.is_some_and(|h| !h.eq_ignore_ascii_case(target)) => Err(TwoHosts),
+        Some(target) => Ok(Some(target)),
+        None => Ok(host),
+    }
+}
+
+/// The named host is one we serve (compared without case). HTTP/1.1 always sends `Host`;
+/// without one the request cannot be a browser's rebinding attack.
+fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
+    host.is_none_or(|host| allowed.iter().any(|a| a.eq_ignore_ascii_case(host)))
 }
 
 fn is_same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
@@ -163,19 +195,30 @@ mod tests {
     #[test]
     fn only_our_hosts_are_served() {
         let ours = ["localhost:10060".to_owned(), "127.0.0.1:10060".to_owned()];
-        assert!(host_allowed(
-            &headers(&[("host", "LOCALHOST:10060")]),
-            &ours
-        ));
-        assert!(host_allowed(
-            &headers(&[("host", "127.0.0.1:10060")]),
-            &ours
-        ));
-        assert!(!host_allowed(&headers(&[("host", "evil.example")]), &ours));
-        assert!(!host_allowed(
-            &headers(&[("host", "localhost:10061")]),
-            &ours
-        ));
+        assert!(host_allowed(Some("LOCALHOST:10060"), &ours));
+        assert!(host_allowed(Some("127.0.0.1:10060"), &ours));
+        assert!(!host_allowed(Some("evil.example"), &ours));
+        assert!(!host_allowed(Some("localhost:10061"), &ours));
+        assert!(host_allowed(None, &ours));
+    }
+
+    #[test]
+    fn a_request_names_one_host() {
+        let named = |target: &str, hosts: &[&'static str]| {
+            let mut request = Request::builder().uri(target);
+            for host in hosts {
+                request = request.header(header::HOST, *host);
+            }
+            let request = request.body(axum::body::Body::empty()).unwrap();
+            named_host(&request).ok().map(|h| h.map(str::to_owned))
+        };
+        assert_eq!(named("/", &["a:1"]), Some(Some("a:1".into())));
+        assert_eq!(named("/", &[]), Some(None));
+        assert_eq!(named("http://A:1/x", &["a:1"]), Some(Some("A:1".into())));
+        assert_eq!(named("http://b:1/x", &[]), Some(Some("b:1".into())));
+        assert_eq!(named("/", &["a:1", "a:1"]), None);
+        assert_eq!(named("http://b:1/x", &["a:1"]), None);
+        assert_eq!(named("http://u@a:1/x", &["a:1"]), None);
     }
 
     #[test]

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 /// The request-id header: kept when the client (or a proxy) sends a plain one, made otherwise
 /// (tower-http's `SetRequestIdLayer`, a UUID), and sent back with the response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// A client's request id longer than this, or with anything but `[A-Za-z0-9._:-]`, is replaced
-/// (it goes into every log line of the request).
-const MAX_REQUEST_ID: usize = 128;
+/// A client's request id longer than this, or with anything but `[A-Za-z0-9._-]`, is replaced
+/// (it goes into every log line of the request, and into whatever parses those lines).
+const MAX_REQUEST_ID: usize = 64;
 
 /// Drops a client's request id that is not a plain short token, so that `SetRequestIdLayer`
 /// makes one: it goes into every log line of the request.
@@ -32,13 +32,13 @@ pub fn drop_odd_request_id(mut request: Request) -> Request {
     request
 }
 
-/// At most [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._:-]`.
+/// At most [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._-]`.
 fn is_plain_token(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID
         && id
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
 }
 
 /// The request's span (tower-http's `TraceLayer`): every log line of the request carries the
@@ -58,8 +58,8 @@ pub fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-/// The longest path logged, in bytes: a client picks the path (hyper takes up to 64 KB) and it
-/// goes into every line of the request.
+/// The longest path logged, in bytes: a client picks the path (up to the 32 KiB of a request
+/// head, `serve::MAX_HEAD_BYTES`) and it goes into every line of the request.
 const MAX_LOGGED_PATH: usize = 256;
 
 /// A request's path as its log lines give it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
@@ -208,9 +208,11 @@ mod tests {
                 .is_some()
         };
         assert!(kept("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
-        assert!(kept("req_123.abc:7"));
+        assert!(kept("req_123.abc-7"));
+        assert!(kept(&"x".repeat(64)));
+        assert!(!kept("req:7"));
         assert!(!kept("has space"));
-        assert!(!kept(&"x".repeat(129)));
+        assert!(!kept(&"x".repeat(65)));
         assert!(!kept(""));
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! The client address is the peer's, or, when `CLIENT_IP_HEADER` names a header (behind your
 //! proxy), the last hop that header gives: the one your proxy appended, which a client cannot
-//! forge. A limited request gets the 429 page with `Retry-After`; other clients are unaffected.
+//! forge; an IPv6 client counts by its /64 ([`client::key`]). The edge puts it in every
+//! request's extensions as [`ClientAddr`] (the device flow's per-client cap reads it there). A
+//! limited request gets the 429 page with `Retry-After`; other clients are unaffected.
 
+use crate::client;
 use crate::web::error::AppError;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, Method};
@@ -15,6 +18,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The client a request comes from, as the per-client limits count it (`client::key` of the
+/// peer or of `CLIENT_IP_HEADER`'s last hop); in every request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Cloning is cheap; clones share the counts.
 #[derive(Clone)]
@@ -40,14 +48,19 @@ impl ClientLimiter {
         self.limiter.shrink_to_fit();
     }
 
-    /// The client's address: the last hop of the configured header, else the peer.
-    fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-        if let Some(name) = &self.header
-            && let Some(hop) = last_hop(headers, name)
-        {
-            return Some(hop);
-        }
-        peer
+    /// The request's client: the last hop of the configured header, else the peer; by its key.
+    pub fn client(&self, request: &Request) -> Option<ClientAddr> {
+        let hop = self
+            .header
+            .as_ref()
+            .and_then(|name| last_hop(request.headers(), name));
+        let peer = || {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        };
+        hop.or_else(peer).map(|ip| ClientAddr(client::key(ip)))
     }
 
     /// `Err(wait)` when this client is over its quota.
@@ -87,11 +100,8 @@ impl ClientLimiter {
         if !is_limited_route(request) {
             return None;
         }
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let wait = self.check(self.client(request.headers(), peer)?).err()?;
+        let ClientAddr(client) = *request.extensions().get::<ClientAddr>()?;
+        let wait = self.check(client).err()?;
         // The request's span carries the path (cut to 256 bytes).
         tracing::warn!("client rate limited");
         Some(AppError::TooManyRequests { retry_after: wait })

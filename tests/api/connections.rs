@@ -1,8 +1,9 @@
 //! Abusive clients cannot hoard connections: slow headers are cut off, connections past
-//! `MAX_CONNECTIONS` wait in the backlog, and a request slower than the handler timeout gets
-//! the 504 page.
+//! `MAX_CONNECTIONS` wait in the backlog, one address holds at most `MAX_CONNECTIONS_PER_CLIENT`,
+//! a request head is at most 32 KiB and 64 headers, and a request slower than the handler
+//! timeout gets the 504 page.
 
-use crate::helpers::{TestApp, browser, captured_logs, text, wait_for};
+use crate::helpers::{TestApp, browser, captured_logs, connect_from, raw_exchange, text, wait_for};
 use fake_webex::{Endpoint, FakeConfig, Fault};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
@@ -62,7 +63,9 @@ async fn slow_headers(
 async fn slow_header_connections_are_closed_while_healthz_answers() {
     timeout(Duration::from_secs(60), async {
         let app = TestApp::spawn_with(FakeConfig::default(), |c| {
-            c.header_read_timeout = HEADER_READ_TIMEOUT
+            c.header_read_timeout = HEADER_READ_TIMEOUT;
+            // 300 clients on one address: the per-address cap is not what this test is about.
+            c.max_connections_per_client = SLOW_CLIENTS + 1;
         })
         .await;
         let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -108,7 +111,11 @@ async fn slow_header_connections_are_closed_while_healthz_answers() {
 
 /// A keep-alive connection that made one request and now sits idle.
 async fn idle_connection(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    made_idle(TcpStream::connect(addr).await.unwrap()).await
+}
+
+/// `stream` after one request answered on it, kept alive and idle.
+async fn made_idle(mut stream: TcpStream) -> TcpStream {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
@@ -206,4 +213,76 @@ async fn a_request_slower_than_the_handler_timeout_gets_the_504_page() {
     })
     .await
     .expect("the test finishes within 30 s");
+}
+
+/// `GET /healthz` on a new connection from `ip`, closed after the answer.
+async fn healthz_from(ip: &str, addr: SocketAddr) -> String {
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    raw_exchange(connect_from(ip, addr).await, request).await
+}
+
+#[crate::support::test]
+async fn one_address_holds_at_most_64_connections_and_another_is_still_served() {
+    timeout(Duration::from_secs(60), async {
+        let app = TestApp::spawn_with(FakeConfig::default(), |c| {
+            // The idle connections must outlive the test's steps (no header-timeout close).
+            c.header_read_timeout = Duration::from_secs(60);
+        })
+        .await;
+        assert_eq!(app.probe.config().max_connections_per_client, 64);
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            held.push(made_idle(connect_from("127.0.0.2", app.addr).await).await);
+        }
+        // The 65th from that address is closed unanswered, at once (not at the header
+        // timeout, 60 s: `raw_exchange` gives up after 10 s).
+        let refused = healthz_from("127.0.0.2", app.addr).await;
+        assert!(
+            refused.is_empty(),
+            "the 65th connection was answered: {refused}"
+        );
+        let other = healthz_from("127.0.0.3", app.addr).await;
+        assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+        // One of the 64 closes: its place is free again.
+        drop(held.pop());
+        wait_for("a place for 127.0.0.2", Duration::from_secs(10), || async {
+            healthz_from("127.0.0.2", app.addr)
+                .await
+                .starts_with("HTTP/1.1 200")
+        })
+        .await;
+        drop(held);
+        app.stop().await;
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}
+
+#[crate::support::test]
+async fn a_100_kb_header_or_65_headers_get_431_and_a_plain_request_does_not() {
+    let app = TestApp::spawn().await;
+    let addr = app.addr;
+    let ask = |headers: String| {
+        let request =
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n");
+        async move { raw_exchange(TcpStream::connect(addr).await.unwrap(), request.as_bytes()).await }
+    };
+    let big = ask(format!("X-Big: {}\r\n", "a".repeat(100 * 1024))).await;
+    assert!(
+        big.starts_with("HTTP/1.1 431"),
+        "{}",
+        &big[..big.len().min(200)]
+    );
+    let many: String = (0..63).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let too_many = ask(many).await; // 65 with Host and Connection
+    assert!(too_many.starts_with("HTTP/1.1 431"), "{too_many}");
+    // 63 headers, a 25 KiB head.
+    let fine: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let served = ask(format!("{fine}X-Fill: {}\r\n", "a".repeat(24 * 1024))).await;
+    assert!(
+        served.starts_with("HTTP/1.1 200"),
+        "{}",
+        &served[..served.len().min(200)]
+    );
+    app.stop().await;
 }

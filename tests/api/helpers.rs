@@ -348,3 +348,39 @@ pub async fn problem_after_post(
     let status = page.status();
     (kind, status, text(page).await)
 }
+
+/// A TCP connection to `addr` from the loopback address `ip` (127.0.0.2, 127.0.0.3 … stand in
+/// for distinct clients).
+pub async fn connect_from(ip: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(ip.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends `request` as it is on `stream` and reads until the server closes (or resets) it, for
+/// at most 10 s; returns what came back (empty when the server closed without answering). A
+/// server that answers before reading the whole request may reset the connection: what it
+/// sent before that is still returned.
+pub async fn raw_exchange(mut stream: tokio::net::TcpStream, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A write the server cut short (it answered and closed first) is not an error here.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server neither answered nor closed within 10 s"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}

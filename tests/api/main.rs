@@ -14,6 +14,8 @@ mod hostile_webex;
 mod login_with_webex;
 mod ops;
 mod pages;
+mod per_client;
+mod request_heads;
 // zbarimg is a system package (zbar-tools), like redis-server: with the e2e feature.
 #[cfg(feature = "e2e")]
 mod qr_code;

@@ -39,7 +39,9 @@ impl Server {
             .current_dir(std::env::temp_dir()) // no .env from the work tree
             .env("SESSION_STORE", "memory")
             // 200 users share one address here; a real deployment limits each client.
-            .env("RATE_LIMIT_PER_MINUTE", "100000000");
+            .env("RATE_LIMIT_PER_MINUTE", "100000000")
+            .env("MAX_CONNECTIONS_PER_CLIENT", "10000")
+            .env("MAX_PENDING_FLOWS_PER_CLIENT", "10000");
         let process = support::server::start(command, port, Duration::from_millis(50)).await;
         Self {
             process,

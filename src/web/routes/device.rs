@@ -19,10 +19,11 @@ use crate::secret::fingerprint;
 use crate::state::AppState;
 use crate::store::{Lock, SessionGuard};
 use crate::web::error::{AppError, Result};
+use crate::web::rate_limit::ClientAddr;
 use crate::web::session::WebSession;
 use crate::web::templates::{SignInTemplate, render};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
@@ -50,26 +51,41 @@ async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<Sess
 }
 
 /// `POST /sign-in`: a new device flow (replacing this session's old one), then its page. A
-/// failure redirects to its `/problem` page (a reload does not post again).
-async fn start(State(state): State<AppState>, session: WebSession) -> Response {
-    start_flow(&state, &session)
-        .await
-        .unwrap_or_else(AppError::after_form_post)
+/// failure redirects to its `/problem` page (a reload does not post again), except a client
+/// over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started, it gets its 429 page
+/// at once, as the rate limit answers.
+async fn start(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
+    session: WebSession,
+) -> Response {
+    let client = client.map(|Extension(ClientAddr(ip))| ip);
+    match start_flow(&state, &session, client).await {
+        Ok(response) => response,
+        Err(err @ AppError::TooManyFlows) => err.into_response(),
+        Err(err) => err.after_form_post(),
+    }
 }
 
-async fn start_flow(state: &AppState, session: &WebSession) -> Result<Response> {
+async fn start_flow(
+    state: &AppState,
+    session: &WebSession,
+    client: Option<std::net::IpAddr>,
+) -> Result<Response> {
     let flows = state.flows();
     let locked = flow_lock(state, session).await?;
     if let Some(old) = session.take_flow_id().await? {
         flows.cancel(&old).await?;
     }
+    // This client's place, held from before Webex is asked until the flow ends.
+    let slot = flows.reserve(client)?;
     flows.check_capacity().await?;
     let auth = state
         .webex()
         .device_authorize(&state.config().device_scopes)
         .await?;
     let lifetime = std::time::Duration::from_secs(auth.expires_in);
-    let id = flows.start(auth).await?;
+    let id = flows.start(auth, slot).await?;
     session.set_flow_id(&id, lifetime).await?;
     if locked.is_some() {
         // Saved before the lock opens, so the next request of this session sees this flow.
