@@ -47,9 +47,14 @@ impl Probe {
 /// The spaces page for one `/rooms` body, parsed and rendered as `GET /spaces` does it (the
 /// same parser, rows, order and template), for the benchmark's lean reference: the same work
 /// without the app's layers, which follows the page when it changes.
-pub fn render_spaces_page(demo: bool, rooms_body: &[u8]) -> Result<String, String> {
+pub fn render_spaces_page(
+    demo: bool,
+    rooms_body: &[u8],
+    signed_in_as: Option<String>,
+) -> Result<String, String> {
     let rooms = crate::webex::rooms_of_page(rooms_body).map_err(|e| e.to_string())?;
-    let page = crate::web::spaces_page(demo, rooms, None);
+    let mut page = crate::web::spaces_page(demo, rooms, None);
+    page.signed_in_as = signed_in_as;
     askama::Template::render(&page).map_err(|e| e.to_string())
 }
 

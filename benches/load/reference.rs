@@ -30,6 +30,8 @@ use tower_http::compression::CompressionLayer;
 pub const ROLE: &str = "BENCH_ROLE";
 const PORT: &str = "BENCH_REFERENCE_PORT";
 const ROOMS_URL: &str = "BENCH_REFERENCE_ROOMS_URL";
+/// Who the pages say is signed in ("Signed in as …"), as the server's page says it.
+const WHO: &str = "BENCH_REFERENCE_WHO";
 /// The reference's cookie: its value is a key of the session map.
 const COOKIE_NAME: &str = "reference_session";
 
@@ -41,8 +43,14 @@ pub struct ReferenceProcess {
 
 impl ReferenceProcess {
     /// Starts the reference on `port`, calling `rooms_url`; one session per token, whose
-    /// `Cookie` header values it returns. The tokens go to the child on its stdin.
-    pub async fn start(port: u16, rooms_url: &str, tokens: &[String]) -> (Self, Vec<String>) {
+    /// `Cookie` header values it returns. The tokens go to the child on its stdin; `who` is
+    /// the "Signed in as" text its pages show.
+    pub async fn start(
+        port: u16,
+        rooms_url: &str,
+        who: &str,
+        tokens: &[String],
+    ) -> (Self, Vec<String>) {
         let mut sessions = String::new();
         let mut cookies = Vec::with_capacity(tokens.len());
         for (n, token) in tokens.iter().enumerate() {
@@ -53,7 +61,7 @@ impl ReferenceProcess {
         let reference = start_child(
             "reference",
             port,
-            &[(ROOMS_URL, rooms_url)],
+            &[(ROOMS_URL, rooms_url), (WHO, who)],
             sessions.as_bytes(),
             "/healthz",
         )
@@ -152,12 +160,14 @@ struct Reference {
     sessions: HashMap<String, String>,
     http: reqwest::Client,
     rooms_url: String,
+    who: String,
 }
 
 /// `main` of the child: serves until killed. Its runtime is `#[tokio::main]`'s default, as the
 /// server's is (a worker a core).
 pub fn serve() {
     let rooms_url = std::env::var(ROOMS_URL).expect("BENCH_REFERENCE_ROOMS_URL");
+    let who = std::env::var(WHO).expect("BENCH_REFERENCE_WHO");
     let sessions = std::io::stdin()
         .lock()
         .lines()
@@ -179,6 +189,7 @@ pub fn serve() {
         sessions,
         http,
         rooms_url,
+        who,
     });
     serve_child(
         Router::new()
@@ -216,7 +227,11 @@ async fn spaces(State(reference): State<Arc<Reference>>, headers: HeaderMap) -> 
     let Ok(body) = body else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    match webex_oauth_axum::test_support::render_spaces_page(false, &body) {
+    match webex_oauth_axum::test_support::render_spaces_page(
+        false,
+        &body,
+        Some(reference.who.clone()),
+    ) {
         Ok(page) => Html(page).into_response(),
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }

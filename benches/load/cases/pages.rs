@@ -122,8 +122,21 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
         tokens.push(fake_access_token(backend).await);
     }
     let rooms_url = format!("{}/rooms?max=100", backend.fake.base_url());
+    // Sanity: one page of 100 rooms, fetched with one /rooms call, and the reference renders
+    // the very same bytes (saying who is signed in as the page does); Flask lists the same
+    // 100 titles.
+    let calls_before = backend.fake.count(Counter::RoomsCalls);
+    let page = page_at(backend.base(), "/spaces", &sessions[0]).await;
+    let text = std::str::from_utf8(&page).unwrap();
+    assert!(text.contains("100 spaces"), "GET /spaces lists 100 rooms");
+    assert_eq!(backend.fake.count(Counter::RoomsCalls) - calls_before, 1);
+    let who = text
+        .split_once("Signed in as ")
+        .and_then(|(_, rest)| rest.split_once("</p>"))
+        .map(|(who, _)| who.to_owned())
+        .expect("GET /spaces says who is signed in");
     let (reference, reference_cookies) =
-        ReferenceProcess::start(free_port(), &rooms_url, &tokens).await;
+        ReferenceProcess::start(free_port(), &rooms_url, &who, &tokens).await;
     let flask = match FlaskProcess::start(free_port(), &rooms_url, &tokens).await {
         Ok(flask) => Ok(flask),
         Err(reason) => {
@@ -136,13 +149,6 @@ pub async fn spaces_case(settings: &Settings, backend: &Backend, report: &mut Re
         reqwest::header::AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {}", tokens[0])).unwrap(),
     );
-    // Sanity: one page of 100 rooms, fetched with one /rooms call, and the reference renders
-    // the very same bytes; Flask lists the same 100 titles.
-    let calls_before = backend.fake.count(Counter::RoomsCalls);
-    let page = page_at(backend.base(), "/spaces", &sessions[0]).await;
-    let text = std::str::from_utf8(&page).unwrap();
-    assert!(text.contains("100 spaces"), "GET /spaces lists 100 rooms");
-    assert_eq!(backend.fake.count(Counter::RoomsCalls) - calls_before, 1);
     let reference_page = page_at(&reference.base, "/spaces", &reference_cookies[0]).await;
     assert!(
         reference_page == page,
