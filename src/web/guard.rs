@@ -24,18 +24,15 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 /// Longest query string accepted (the OAuth callback's is about 200 bytes).
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// What the guard checks before a request runs (the first step of the app's edge, see
-/// `web::edge`): a request naming two hosts (400 on every path: two `Host` lines, or an
-/// absolute-form target whose authority is not its `Host`, RFC 9112 §3.2), a host we do not
-/// serve (400: DNS rebinding; `/healthz` and `/readyz` answer any host), a query longer than
-/// [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
+/// What the guard refuses before a request runs: a request naming two hosts (400 on every
+/// path, [`named_host`]), a host we do not serve (400: DNS rebinding; `/healthz` and `/readyz`
+/// answer any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
-/// this also covers same-site neighbours (another port or subdomain). As Go 1.25's
-/// `http.CrossOriginProtection` does it: `Sec-Fetch-Site` (every current browser sends it)
-/// passes when `same-origin` or `none` and refuses anything else; without it, an `Origin` must
-/// be one of ours (scheme, host and port); with neither, the request is not from a browser (no
-/// ambient cookie to abuse) and passes, so scripts and `curl` can use the forms.
+/// this also covers same-site neighbours (another port or subdomain), as Go 1.25's
+/// `http.CrossOriginProtection` does: `Sec-Fetch-Site` (every current browser sends it) passes
+/// when `same-origin` or `none`; without it, an `Origin` must be one of ours (scheme, host and
+/// port); with neither, the request is not a browser's (no ambient cookie to abuse) and passes.
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let path = request.uri().path();
     let Ok(host) = named_host(request) else {
@@ -67,11 +64,10 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
 /// `Strict-Transport-Security` when served over https: two years, subdomains too.
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
-/// What the guard does to every response: gives an error response its HTML page
-/// ([`render_error_page`]) and adds the security headers: CSP, `Referrer-Policy: no-referrer`
-/// (the callback URL carries the code), `nosniff`, `Cache-Control: no-store` on pages (they
-/// may show user data) unless a route set its own caching (the static assets), and [`HSTS`]
-/// when the redirect URI is https (the app is then served over https, by it or its proxy).
+/// Gives an error response its HTML page ([`render_error_page`]) and every response the
+/// security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries the code),
+/// `nosniff`, `Cache-Control: no-store` unless a route set its own (pages may show user data),
+/// and [`HSTS`] when the redirect URI is https (then so is the app, by itself or its proxy).
 pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
@@ -105,11 +101,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
 }
 
 /// Two different hosts named: two `Host` lines, one that is not text, or an absolute-form
-/// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line.
+/// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line (RFC 9112 §3.2).
 struct TwoHosts;
 
-/// The host a request names: its absolute-form target's authority (RFC 9112 §3.2.2: it wins
-/// over `Host`), else its `Host`; `None` when it names none.
+/// The host a request names: its absolute-form target's authority (it wins over `Host`), else
+/// its `Host`; `None` when it names none.
 fn named_host(request: &Request) -> Result<Option<&str>, TwoHosts> {
     let mut lines = request.headers().get_all(header::HOST).iter();
     let host = lines.next().map(|h| h.to_str().map_err(|_| TwoHosts));
@@ -155,41 +151,33 @@ mod tests {
 
     #[test]
     fn cross_origin_rules_follow_go_cross_origin_protection() {
-        let ours = ["http://localhost:10060".to_owned()];
-        let check = |pairs: &[(&'static str, &'static str)]| is_same_origin(&headers(pairs), &ours);
-        assert!(check(&[
-            ("sec-fetch-site", "same-origin"),
-            ("origin", "null")
-        ]));
-        assert!(check(&[("sec-fetch-site", "none")]));
-        assert!(!check(&[
-            ("sec-fetch-site", "same-site"),
-            ("origin", "http://localhost:10060")
-        ]));
-        assert!(!check(&[("sec-fetch-site", "cross-site")]));
-        assert!(check(&[("origin", "http://localhost:10060")]));
-        assert!(
-            !check(&[("origin", "https://localhost:10060")]),
-            "the scheme counts"
-        );
-        assert!(
-            !check(&[("origin", "http://localhost:10061")]),
-            "the port counts"
-        );
-        assert!(!check(&[("origin", "http://evil.example")]));
-        assert!(!check(&[("origin", "null")]));
-        assert!(!check(&[
-            ("referer", "http://evil.example/"),
-            ("origin", "http://evil.example")
-        ]));
-        assert!(
-            check(&[]),
-            "no browser headers: not a browser, no ambient cookie"
-        );
-        assert!(
-            check(&[("referer", "http://evil.example/")]),
-            "Referer is not consulted"
-        );
+        let ours = ["http://app:1".to_owned()];
+        let same = |pairs: &[(&'static str, &'static str)]| is_same_origin(&headers(pairs), &ours);
+        // Sec-Fetch-Site decides when present (`none`: typed by the user); else an Origin of
+        // ours, scheme and port included; Referer is not consulted; with neither, not a browser.
+        for pairs in [
+            &[("sec-fetch-site", "same-origin"), ("origin", "null")][..],
+            &[("sec-fetch-site", "none")],
+            &[("origin", "http://app:1")],
+            &[("referer", "http://evil.example/")],
+            &[],
+        ] {
+            assert!(same(pairs), "{pairs:?}");
+        }
+        for pairs in [
+            &[("sec-fetch-site", "same-site"), ("origin", "http://app:1")][..],
+            &[("sec-fetch-site", "cross-site")],
+            &[("origin", "https://app:1")],
+            &[("origin", "http://app:2")],
+            &[("origin", "http://evil.example")],
+            &[("origin", "null")],
+            &[
+                ("referer", "http://app:1/"),
+                ("origin", "http://evil.example"),
+            ],
+        ] {
+            assert!(!same(pairs), "{pairs:?}");
+        }
     }
 
     #[test]

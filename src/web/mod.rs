@@ -50,14 +50,11 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers. The order matters (outermost first): compression → the request
-/// id (a client's plain one kept, else a new UUID) → the request's span → the id copied onto
-/// the response → [`edge::edge`] (the host, query, cross-site and rate-limit refusals; the
-/// cookie keeper; error pages and security headers; the log line and metrics) → the handler
-/// timeout (504) → sessions → panic catcher → body limit → routes. So error pages are rendered
-/// for everything inside, including a failed session save, a panic or a timeout (the timeout
-/// bounds the session load and save as well as the handler), compressed, logged inside the
-/// request's span, with the headers.
+/// The router with its layers, outermost first: compression, the request id, the request's
+/// span, the id copied onto the response, [`edge::edge`], the handler timeout (504), sessions,
+/// the panic catcher, the body limit. So the edge renders error pages for everything inside it
+/// (a failed session save, a panic, a timeout, which bounds the session load and save too),
+/// compressed, logged inside the request's span.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -80,7 +77,6 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         state: state.clone(),
         limiter,
     };
-    // One `Router::layer` call with the whole stack, listed outermost first.
     let layers = ServiceBuilder::new()
         // br or gzip, as the client accepts (tower-http skips images and tiny bodies).
         .layer(CompressionLayer::new())

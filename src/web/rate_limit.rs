@@ -69,6 +69,24 @@ impl ClientLimiter {
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
+
+    /// The 429 for a request over its client's quota on a limited route (a step of the app's
+    /// edge, before the session is loaded, so a refused request writes no session).
+    pub fn refusal(&self, request: &Request) -> Option<AppError> {
+        // The router serves a HEAD with the GET route, so the limit does too.
+        let limited = matches!(
+            (request.method(), request.uri().path()),
+            (&Method::GET | &Method::HEAD, "/login") | (&Method::POST, "/sign-in")
+        );
+        if !limited {
+            return None;
+        }
+        let ClientAddr(client) = *request.extensions().get::<ClientAddr>()?;
+        let wait = self.check(client).err()?;
+        // The request's span carries the path (cut to 256 bytes).
+        tracing::warn!("client rate limited");
+        Some(AppError::TooManyRequests { retry_after: wait })
+    }
 }
 
 /// The last address of the last line of `name` (`X-Forwarded-For: client, proxy1, proxy2`).
@@ -78,34 +96,6 @@ fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
-}
-
-/// The limited routes, as the router knows them: a method and a path.
-const LIMITED: &[(Method, &str)] = &[(Method::GET, "/login"), (Method::POST, "/sign-in")];
-
-fn is_limited_route(request: &Request) -> bool {
-    // The router serves a HEAD with the GET route, so the limit does too.
-    let method = match request.method() {
-        &Method::HEAD => &Method::GET,
-        other => other,
-    };
-    let path = request.uri().path();
-    LIMITED.iter().any(|(m, p)| m == method && *p == path)
-}
-
-impl ClientLimiter {
-    /// The 429 for a request over its client's quota on a limited route (a step of the app's
-    /// edge, before the session is loaded, so a refused request writes no session).
-    pub fn refusal(&self, request: &Request) -> Option<AppError> {
-        if !is_limited_route(request) {
-            return None;
-        }
-        let ClientAddr(client) = *request.extensions().get::<ClientAddr>()?;
-        let wait = self.check(client).err()?;
-        // The request's span carries the path (cut to 256 bytes).
-        tracing::warn!("client rate limited");
-        Some(AppError::TooManyRequests { retry_after: wait })
-    }
 }
 
 #[cfg(test)]
