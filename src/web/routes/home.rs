@@ -24,15 +24,7 @@ pub fn router() -> Router<AppState> {
 /// `GET /problem?kind=<kind>&tracking=<id>`: where a failed form post sends the browser, so
 /// the error page can be reloaded without posting the form again (a 200 whatever the kind).
 async fn problem(RawQuery(query): RawQuery) -> Response {
-    let (mut kind, mut tracking) = (None, None);
-    let query = query.unwrap_or_default();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*key {
-            "kind" if kind.is_none() => kind = Some(value),
-            "tracking" if tracking.is_none() => tracking = Some(value),
-            _ => {}
-        }
-    }
+    let [kind, tracking] = super::first_values(query.as_deref(), ["kind", "tracking"]);
     crate::web::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
 }
 
