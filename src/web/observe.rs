@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::telemetry::{self, PrometheusHandle};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, Method, header};
 use axum::response::Response;
 use axum::routing::get;
 use std::time::{Duration, Instant};
@@ -146,13 +146,8 @@ pub async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stat
                 Ok(pending) => metrics::gauge!(telemetry::DEVICE_FLOWS_PENDING).set(pending as f64),
                 Err(_) => telemetry::store_error("metrics"),
             }
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                )],
-                scrape.render(),
-            )
+            let text = "text/plain; version=0.0.4; charset=utf-8";
+            ([(header::CONTENT_TYPE, text)], scrape.render())
         }),
     );
     // Histograms buffer samples until drained: a scrape drains them, and so does this when

@@ -37,11 +37,10 @@ const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
 const TOUCHED_KEY: &str = "session.touched";
 
-/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day,
-/// not on every request.
-pub const TOUCH_EVERY_SECS: u64 = 86_400;
+/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day.
+const TOUCH_EVERY_SECS: u64 = 86_400;
 
-/// A signed-in session nobody used for this long is gone (it is renewed at most once a day).
+/// A signed-in session nobody used for this long is gone.
 pub const SIGNED_IN_INACTIVITY: time::Duration = time::Duration::days(30);
 /// A session without tokens (a login or a device sign-in in progress) is gone this long after
 /// its last write, so a script hammering `/login` cannot fill the store for a month.
