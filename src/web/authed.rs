@@ -5,8 +5,8 @@
 //! - refresh before a call when the access token expires within 60 s;
 //! - a call answered 401 refreshes once and retries once, whatever the 401 says (an API reply
 //!   has no OAuth code); a second 401 means "sign in again";
-//! - at most one refresh per request, ahead of expiry or on a 401: a token Webex says lives 0 s
-//!   serves the rest of the request (every page of `/rooms`), it is not refreshed page by page;
+//! - at most one refresh per request: a token Webex says lives 0 s serves the rest of the
+//!   request (every page of `/rooms`), it is not refreshed page by page;
 //! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
 //!   and re-check, so N parallel requests with an expired token make one refresh call;
 //! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;

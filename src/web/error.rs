@@ -97,9 +97,8 @@ impl From<FlowError> for AppError {
     }
 }
 
-/// One kind of failure page: its name in `/problem?kind=`, its status and its words for the
-/// person reading it. A page may say more than `message` (what exactly Webex answered); the
-/// `/problem` page of a form post says only this.
+/// One kind of failure page: its name in `/problem?kind=`, its status and its words. A page
+/// may say more than `message` (what exactly Webex answered); a `/problem` page says only this.
 #[derive(Debug)]
 pub struct Kind {
     pub name: &'static str,
@@ -269,10 +268,9 @@ impl AppError {
         })
     }
 
-    /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure: a
-    /// 303 to `GET /problem?kind=…` (with Webex's tracking id, never a secret), whose page (a 200,
-    /// see [`problem_page`]) says what failed, so a reload does not post the form again. Logged
-    /// here, with the failure's status, as `into_response` does.
+    /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure,
+    /// logged here with its status: a 303 to `GET /problem?kind=…` (with Webex's tracking id,
+    /// never a secret), so a reload does not post the form again.
     pub fn after_form_post(self) -> Response {
         let response = self.into_response();
         let Some(page) = response.extensions().get::<ErrorPage>() else {
@@ -288,10 +286,10 @@ impl AppError {
     }
 }
 
-/// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to; a kind
-/// that is not known is the 404 page. It answers 200 whatever the kind, and shows the failure's
-/// status only as text: the failure was logged (and its store or Webex call counted) where it
-/// happened, and a 5xx here would let anyone raise the server's 5xx count and page an operator.
+/// `GET /problem?kind=<kind>&tracking=<id>`, the page a failed form post redirected to (an
+/// unknown kind is the 404 page). A 200 whatever the kind, its status shown only as text: the
+/// failure was logged and counted where it happened, and a 5xx here would let anyone raise the
+/// server's 5xx count and page an operator.
 pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
     let Some(kind) = Kind::named(kind) else {
         return AppError::NotFound.into_response();

@@ -89,13 +89,8 @@ pub fn finish(state: &AppState, response: Response) -> Response {
     response
 }
 
-/// `sec-fetch-site`, which `http` has no constant for.
+/// `sec-fetch-site`, which `http` has no constant for (by `&str` it is parsed on every lookup).
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-
-/// Looked up by `HeaderName`: by `&str` the name is parsed again on every request.
-fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 /// Two different hosts named: two `Host` lines, one that is not text, or an absolute-form
 /// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line (RFC 9112 §3.2).
@@ -125,10 +120,11 @@ fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
 }
 
 fn is_same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
-    if let Some(site) = header(headers, &SEC_FETCH_SITE) {
+    let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(&SEC_FETCH_SITE) {
         return matches!(site, "same-origin" | "none");
     }
-    match header(headers, &header::ORIGIN) {
+    match text(&header::ORIGIN) {
         Some(origin) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
         None => true,
     }

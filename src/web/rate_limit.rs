@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-/// The client a request comes from, as the per-client limits count it (`client::key` of the
-/// peer or of `CLIENT_IP_HEADER`'s last hop); in every request's extensions.
+/// The client a request comes from, as the per-client limits count it; in every request's
+/// extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 

@@ -50,10 +50,9 @@ async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<Sess
     Ok(Some(guard))
 }
 
-/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page. A
-/// failure redirects to its `/problem` page (a reload does not post again), except a client
-/// over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started, it gets its 429 page
-/// at once, as the rate limit answers.
+/// `POST /sign-in`: a new device flow, then its page. A failure redirects to its `/problem`
+/// page, except a client over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started,
+/// it gets its 429 page at once, as the rate limit answers.
 async fn start(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
