@@ -1,15 +1,6 @@
-//! The HTTP face of the app: the router and its layers, the typed session, the signed-in
-//! extractor, the app's edge middleware, the static assets and the pages.
-//!
-//! - [`session`]: `WebSession`, every session key behind typed methods;
-//! - [`authed`]: `Authed`, a signed-in request that calls Webex with a fresh token;
-//! - [`edge`]: the middleware step that checks and finishes every request;
-//! - [`guard`]: limits, the cross-site check, error pages and security headers;
-//! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
-//! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
-//! - [`assets`]: CSS, JS and icons compiled into the binary;
-//! - [`routes`]: the pages, one module per flow;
-//! - [`error`]: `AppError`, every failure as its page; [`templates`]: one struct a page.
+//! The HTTP face of the app: the router and its layers, the typed session ([`session`]), the
+//! signed-in extractor ([`authed`]), the app's edge middleware, the static assets and the pages
+//! ([`routes`], [`templates`]), and every failure as its page ([`error`]).
 //!
 //! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
 //! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are

@@ -49,12 +49,8 @@ async fn index(
     session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let notice = match query.as_deref() {
-        Some("notice=reauth") => {
-            Some("Your Webex sign-in has expired or was revoked. Please sign in again.")
-        }
-        _ => None,
-    };
+    let reauth = "Your Webex sign-in has expired or was revoked. Please sign in again.";
+    let notice = (query.as_deref() == Some("notice=reauth")).then_some(reauth);
     Ok(render(&IndexTemplate {
         demo: state.is_demo(),
         notice,
