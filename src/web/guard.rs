@@ -68,24 +68,15 @@ const HSTS: &str = "max-age=63072000; includeSubDomains";
 pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
+    let fixed = HeaderValue::from_static;
     if state.config().secure_cookies() {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(HSTS),
-        );
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, fixed(HSTS));
     }
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, fixed("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff"));
+    let cache = headers.entry(header::CACHE_CONTROL);
+    cache.or_insert(fixed("no-store"));
     response
 }
 

@@ -88,13 +88,7 @@ pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usiz
     let total = rooms.len();
     if !query.q.is_empty() {
         let needle: String = fold(&query.q).collect();
-        // One buffer for every title, not a string per row.
-        let mut title = String::new();
-        rooms.retain(|room| {
-            title.clear();
-            title.extend(fold(&room.title));
-            title.contains(&needle)
-        });
+        rooms.retain(|room| fold(&room.title).collect::<String>().contains(&needle));
     }
     match query.sort {
         SortBy::Activity => rooms.sort_by(newest_first),
