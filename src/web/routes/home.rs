@@ -34,11 +34,8 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "ready": true })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "not ready: the session store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "ready": false })),
-            )
-                .into_response()
+            let not_ready = Json(json!({ "ready": false }));
+            (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response()
         }
     }
 }
