@@ -14,22 +14,18 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "public, no-cache";
 
 pub fn router() -> Router<AppState> {
+    let serve = |file: &'static StaticFile, cache: &'static str| {
+        get(move |h: HeaderMap| async move { asset(file, cache, &h) })
+    };
     let mut router = Router::new();
     for file in static_files::all() {
         router = router
-            .route(
-                &file.url,
-                get(move |h: HeaderMap| async move { asset(file, IMMUTABLE, &h) }),
-            )
-            .route(
-                file.path,
-                get(move |h: HeaderMap| async move { asset(file, REVALIDATE, &h) }),
-            );
+            .route(&file.url, serve(file, IMMUTABLE))
+            .route(file.path, serve(file, REVALIDATE));
     }
-    let favicon: &'static StaticFile = &static_files::FAVICON_SVG;
     router.route(
         "/favicon.ico",
-        get(move |h: HeaderMap| async move { asset(favicon, REVALIDATE, &h) }),
+        serve(&static_files::FAVICON_SVG, REVALIDATE),
     )
 }
 

@@ -5,8 +5,8 @@
 //! - refresh before a call when the access token expires within 60 s;
 //! - a call answered 401 refreshes once and retries once, whatever the 401 says (an API reply
 //!   has no OAuth code); a second 401 means "sign in again";
-//! - at most one refresh per request, ahead of expiry or on a 401: a token Webex says lives 0 s
-//!   serves the rest of the request (every page of `/rooms`), it is not refreshed page by page;
+//! - at most one refresh per request: a token Webex says lives 0 s serves the rest of the
+//!   request (every page of `/rooms`), it is not refreshed page by page;
 //! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
 //!   and re-check, so N parallel requests with an expired token make one refresh call;
 //! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;
@@ -86,8 +86,7 @@ impl Authed {
                     tracing::warn!(
                         "Webex refused a freshly refreshed token; clearing the session's tokens"
                     );
-                    self.session.forget_tokens().await?;
-                    return Err(AppError::SignInAgain);
+                    return self.sign_in_again().await;
                 }
                 Err(WebexError::RateLimited {
                     retry_after: Some(wait),
@@ -121,16 +120,13 @@ impl Authed {
             None => current.needs_refresh(unix_now()),
         };
         if !still_needed {
-            metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "already_refreshed")
-                .increment(1);
+            count_refresh("already_refreshed");
             self.tokens = current;
             return Ok(());
         }
         let Some(refresh_token) = current.refresh_token.clone() else {
-            metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "sign_in_again")
-                .increment(1);
-            self.session.forget_tokens().await?;
-            return Err(AppError::SignInAgain);
+            count_refresh("sign_in_again");
+            return self.sign_in_again().await;
         };
         match self.state.webex().refresh(&refresh_token).await {
             Ok(response) => {
@@ -139,20 +135,27 @@ impl Authed {
                 self.session.save_refreshed(&next).await?;
                 self.tokens = next;
                 tracing::info!("access token refreshed");
-                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "refreshed")
-                    .increment(1);
+                count_refresh("refreshed");
                 Ok(())
             }
             Err(err) if err.oauth_code() == Some("invalid_grant") => {
-                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "sign_in_again")
-                    .increment(1);
-                self.session.forget_tokens().await?;
-                Err(AppError::SignInAgain)
+                count_refresh("sign_in_again");
+                self.sign_in_again().await
             }
             Err(err) => {
-                metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => "error").increment(1);
+                count_refresh("error");
                 Err(err.into())
             }
         }
     }
+
+    /// Webex no longer accepts this session's tokens: they go, and the user signs in again.
+    async fn sign_in_again<T>(&self) -> Result<T, AppError> {
+        self.session.forget_tokens().await?;
+        Err(AppError::SignInAgain)
+    }
+}
+
+fn count_refresh(outcome: &'static str) {
+    metrics::counter!(telemetry::TOKEN_REFRESHES, "outcome" => outcome).increment(1);
 }

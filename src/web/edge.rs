@@ -53,26 +53,17 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
 /// replaced (two tabs at the moment of sign-in): that deletion, landing last, would sign the
 /// user out. A stale cookie is harmless (it maps to nothing), so only sign-out deletes it.
 fn keep_cookie_unless_signed_out(mut response: Response) -> Response {
-    let is_removal = |c: &HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
-    // Most responses set no cookie at all: look before rebuilding the headers.
-    let removes = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(is_removal);
-    if !removes || response.extensions().get::<SignedOut>().is_some() {
+    if response.extensions().get::<SignedOut>().is_some() {
         return response;
     }
-    let kept: Vec<_> = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter(|c| !is_removal(c))
-        .cloned()
-        .collect();
-    response.headers_mut().remove(header::SET_COOKIE);
-    for cookie in kept {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+    let is_removal = |c: &HeaderValue| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"));
+    let headers = response.headers_mut();
+    // Most responses set no cookie at all: look before rebuilding the headers.
+    if headers.get_all(header::SET_COOKIE).iter().any(is_removal) {
+        let cookies = headers.get_all(header::SET_COOKIE).iter();
+        let kept: Vec<_> = cookies.filter(|c| !is_removal(c)).cloned().collect();
+        headers.remove(header::SET_COOKIE);
+        headers.extend(kept.into_iter().map(|c| (header::SET_COOKIE, c)));
     }
     response
 }

@@ -1,15 +1,11 @@
 //! `AppError`: every failure becomes an HTML page with the right status, and is logged once.
 //!
-//! A handler returns `Err(AppError)`; `into_response` logs it (inside the request's span) and
-//! leaves an [`ErrorPage`] in the response's extensions. [`render_error_page`], which the guard
-//! middleware calls on every response, turns that into `templates/error.html`, and gives the
-//! same page to axum's own plain-text rejections (bad query, body too large, 404, 405).
-//! A form post's failure answers a 303 to `GET /problem?kind=…` instead
-//! ([`AppError::after_form_post`]), so reloading the page does not post the form again; that
-//! page answers 200 (the failure was logged where it happened) and shows its status as text. Pages
-//! speak to the person; what the operator should check goes to the log line (`hint`).
-//! Lower layers return their own errors ([`StoreError`], [`FlowError`], [`WebexError`]); the
-//! `From` impls here convert them at the edge, keeping the cause as the error's source.
+//! `into_response` logs an error (inside the request's span) and leaves an [`ErrorPage`] in the
+//! response's extensions; [`render_error_page`] (run by the guard on every response) renders it,
+//! and gives the same page to axum's plain-text rejections. A form post's failure answers a 303
+//! to `GET /problem?kind=…` instead ([`AppError::after_form_post`]), so a reload does not post
+//! again. Pages speak to the person; what the operator should check goes to the log (`hint`).
+//! The `From` impls convert lower layers' errors at the edge, keeping the cause as the source.
 
 use crate::device_flow::FlowError;
 use crate::identity::IdentityError;
@@ -101,9 +97,8 @@ impl From<FlowError> for AppError {
     }
 }
 
-/// One kind of failure page: its name in `/problem?kind=`, its status and its words for the
-/// person reading it. A page may say more than `message` (what exactly Webex answered); the
-/// `/problem` page of a form post says only this.
+/// One kind of failure page: its name in `/problem?kind=`, its status and its words. A page
+/// may say more than `message` (what exactly Webex answered); a `/problem` page says only this.
 #[derive(Debug)]
 pub struct Kind {
     pub name: &'static str,
@@ -244,17 +239,11 @@ impl ErrorPage {
     }
 }
 
-/// What a failure answers: a redirect (no page to show), or an error page.
-enum Outcome {
-    Redirect(&'static str),
-    Page(ErrorPage),
-}
-
 impl AppError {
-    fn outcome(&self) -> Outcome {
-        Outcome::Page(match self {
-            Self::NotSignedIn => return Outcome::Redirect("/"),
-            Self::SignInAgain => return Outcome::Redirect("/?notice=reauth"),
+    /// The failure's page; `None` for the two that answer with a redirect.
+    fn page(&self) -> Option<ErrorPage> {
+        Some(match self {
+            Self::NotSignedIn | Self::SignInAgain => return None,
             Self::BadRequest(message) => ErrorPage::of(&SIGN_IN_FAILED).saying(message.clone()),
             Self::Denied(message) => ErrorPage::of(&DENIED).saying(message.clone()),
             Self::CrossSite => ErrorPage::of(&CROSS_SITE),
@@ -274,19 +263,14 @@ impl AppError {
                 ErrorPage::of(&SESSIONS).hint("check SESSION_STORE and that its store answers")
             }
             Self::Internal(_) => ErrorPage::of(&INTERNAL),
-            Self::Webex(err) => {
-                let mut page = webex_page(err);
-                page.tracking_id = err.tracking_id().map(str::to_owned);
-                page
-            }
+            Self::Webex(err) => webex_page(err),
             Self::Identity(err) => identity_page(err),
         })
     }
 
-    /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure: a
-    /// 303 to `GET /problem?kind=…` (with Webex's tracking id, never a secret), whose page (a 200,
-    /// see [`problem_page`]) says what failed, so a reload does not post the form again. Logged
-    /// here, with the failure's status, as `into_response` does.
+    /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure,
+    /// logged here with its status: a 303 to `GET /problem?kind=…` (with Webex's tracking id,
+    /// never a secret), so a reload does not post the form again.
     pub fn after_form_post(self) -> Response {
         let response = self.into_response();
         let Some(page) = response.extensions().get::<ErrorPage>() else {
@@ -302,10 +286,10 @@ impl AppError {
     }
 }
 
-/// `GET /problem?kind=<kind>&tracking=<id>`: the page a failed form post redirected to; a kind
-/// that is not known is the 404 page. It answers 200 whatever the kind, and shows the failure's
-/// status only as text: the failure was logged (and its store or Webex call counted) where it
-/// happened, and a 5xx here would let anyone raise the server's 5xx count and page an operator.
+/// `GET /problem?kind=<kind>&tracking=<id>`, the page a failed form post redirected to (an
+/// unknown kind is the 404 page). A 200 whatever the kind, its status shown only as text: the
+/// failure was logged and counted where it happened, and a 5xx here would let anyone raise the
+/// server's 5xx count and page an operator.
 pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
     let Some(kind) = Kind::named(kind) else {
         return AppError::NotFound.into_response();
@@ -319,9 +303,10 @@ pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
     response
 }
 
+/// Webex's failure as its page, with Webex's tracking id.
 fn webex_page(err: &WebexError) -> ErrorPage {
     const CHECK_API_BASE: &str = "check WEBEX_API_BASE and the network";
-    match err {
+    let page = match err {
         WebexError::Timeout => ErrorPage::of(&WEBEX_TIMEOUT).hint(CHECK_API_BASE),
         WebexError::Transport(_) => ErrorPage::of(&WEBEX_UNREACHABLE).hint(CHECK_API_BASE),
         WebexError::RateLimited { retry_after, .. } => {
@@ -359,6 +344,10 @@ fn webex_page(err: &WebexError) -> ErrorPage {
         WebexError::Invalid { what, problem, .. } => ErrorPage::of(&WEBEX_UNEXPECTED)
             .saying(format!("Webex sent a {what} with {problem}, so it was refused."))
             .hint(CHECK_API_BASE),
+    };
+    ErrorPage {
+        tracking_id: err.tracking_id().map(str::to_owned),
+        ..page
     }
 }
 
@@ -366,7 +355,7 @@ fn webex_page(err: &WebexError) -> ErrorPage {
 /// that could not be had, Webex's page under the identity page's title: 503 when Webex could
 /// not be reached in time (try again soon), 502 for any answer that is not a key set.
 fn identity_page(err: &IdentityError) -> ErrorPage {
-    let mut page = match err {
+    match err {
         IdentityError::Refused {
             wrong_nonce,
             tracking_id,
@@ -393,29 +382,25 @@ fn identity_page(err: &IdentityError) -> ErrorPage {
                 } else {
                     StatusCode::BAD_GATEWAY
                 },
+                title: IDENTITY.title,
                 message: format!(
                     "{} Webex's signing keys are needed to check who signed in, so nobody was signed in.",
                     page.message
                 ),
-                tracking_id: err.tracking_id().map(str::to_owned),
                 ..page
             }
         }
-    };
-    page.title = IDENTITY.title;
-    page
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let page = match self.outcome() {
-            Outcome::Redirect(to) => {
-                if matches!(self, Self::SignInAgain) {
-                    tracing::info!("refresh token refused; the user must sign in again");
-                }
-                return Redirect::to(to).into_response();
+        let Some(page) = self.page() else {
+            if matches!(self, Self::SignInAgain) {
+                tracing::info!("refresh token refused; the user must sign in again");
+                return Redirect::to("/?notice=reauth").into_response();
             }
-            Outcome::Page(page) => page,
+            return Redirect::to("/").into_response();
         };
         if matches!(self, Self::Session(_) | Self::Store(_)) {
             crate::telemetry::store_error("request");
@@ -423,20 +408,20 @@ impl IntoResponse for AppError {
         // The Display of every variant is safe to log: no variant carries a token or a body.
         // A refused id_token is Webex's answer (or a forgery) refused as designed: a warning.
         let refused = matches!(self, Self::Identity(IdentityError::Refused { .. }));
-        if page.status.is_server_error() && !refused {
-            tracing::error!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request failed");
+        let (status, tracking_id, hint) = (page.status, page.tracking_id.as_deref(), page.hint);
+        if status.is_server_error() && !refused {
+            tracing::error!(status = status.as_u16(), tracking_id, hint, error = %self, "request failed");
         } else {
-            tracing::warn!(status = page.status.as_u16(), tracking_id = page.tracking_id.as_deref(), hint = page.hint, error = %self, "request refused");
+            tracing::warn!(status = status.as_u16(), tracking_id, hint, error = %self, "request refused");
         }
-        let mut response = page.status.into_response();
+        let mut response = status.into_response();
         if let Self::TooManyRequests { retry_after } = &self {
             // Whole seconds, rounded up: never tell a client to come back too early.
             let secs = retry_after
                 .as_secs()
                 .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+            let value = header::HeaderValue::from(secs.max(1));
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response.extensions_mut().insert(page);
         response
@@ -444,38 +429,30 @@ impl IntoResponse for AppError {
 }
 
 /// Renders [`ErrorPage`]s (with the response's status: a `/problem` page's is 200), and gives an
-/// HTML page to any other error response that has none (axum's rejections are plain text; the
-/// JSON API keeps its JSON). The guard calls it on every response (a step of `web::edge`);
-/// `demo` shows the mode in the page's header.
+/// HTML page to any other error response without an HTML or JSON body (axum's rejections are
+/// plain text). `demo` shows the mode in the page's header.
 ///
 /// A bare server error came from a layer, not from an [`AppError`] (which logs its own): the
-/// handler timeout's 504, or the panic catcher's 500. It is logged here, at error level, inside
-/// the request's span.
+/// handler timeout's 504, or the panic catcher's 500. It is logged here, inside the request's span.
 pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
     let page = match response.extensions().get::<ErrorPage>() {
         Some(page) => page.clone(),
         None if !(status.is_client_error() || status.is_server_error()) => return response,
         None => {
-            let content_type = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let content_type = response.headers().get(header::CONTENT_TYPE);
+            let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
             if content_type.starts_with("text/html") || content_type.starts_with("application/json")
             {
                 return response;
             }
-            if status == StatusCode::GATEWAY_TIMEOUT {
-                tracing::error!(
-                    status = status.as_u16(),
+            if status.is_server_error() {
+                let what = if status == StatusCode::GATEWAY_TIMEOUT {
                     "the request took longer than the handler timeout"
-                );
-            } else if status.is_server_error() {
-                tracing::error!(
-                    status = status.as_u16(),
+                } else {
                     "a layer answered with a server error"
-                );
+                };
+                tracing::error!(status = status.as_u16(), "{what}");
             }
             ErrorPage::for_status(status)
         }

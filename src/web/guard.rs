@@ -10,32 +10,26 @@ use axum::response::Response;
 /// The Content-Security-Policy: our own scripts and styles only, images from us, `data:` (the
 /// QR code) and the avatar hosts, no framing, forms only to us.
 pub fn content_security_policy(avatar_origins: &[String]) -> String {
-    let mut img = String::from("'self' data: https://*.webexcontent.com");
-    for origin in avatar_origins {
-        img.push(' ');
-        img.push_str(origin);
-    }
+    let avatars: String = avatar_origins.iter().map(|o| format!(" {o}")).collect();
     format!(
-        "default-src 'self'; img-src {img}; script-src 'self'; style-src 'self'; object-src 'none'; \
-         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'self'; img-src 'self' data: https://*.webexcontent.com{avatars}; \
+         script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
     )
 }
 
 /// Longest query string accepted (the OAuth callback's is about 200 bytes).
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// What the guard checks before a request runs (the first step of the app's edge, see
-/// `web::edge`): a request naming two hosts (400 on every path: two `Host` lines, or an
-/// absolute-form target whose authority is not its `Host`, RFC 9112 §3.2), a host we do not
-/// serve (400: DNS rebinding; `/healthz` and `/readyz` answer any host), a query longer than
-/// [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
+/// What the guard refuses before a request runs: a request naming two hosts (400 on every
+/// path, [`named_host`]), a host we do not serve (400: DNS rebinding; `/healthz` and `/readyz`
+/// answer any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
-/// this also covers same-site neighbours (another port or subdomain). As Go 1.25's
-/// `http.CrossOriginProtection` does it: `Sec-Fetch-Site` (every current browser sends it)
-/// passes when `same-origin` or `none` and refuses anything else; without it, an `Origin` must
-/// be one of ours (scheme, host and port); with neither, the request is not from a browser (no
-/// ambient cookie to abuse) and passes, so scripts and `curl` can use the forms.
+/// this also covers same-site neighbours (another port or subdomain), as Go 1.25's
+/// `http.CrossOriginProtection` does: `Sec-Fetch-Site` (every current browser sends it) passes
+/// when `same-origin` or `none`; without it, an `Origin` must be one of ours (scheme, host and
+/// port); with neither, the request is not a browser's (no ambient cookie to abuse) and passes.
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let path = request.uri().path();
     let Ok(host) = named_host(request) else {
@@ -67,49 +61,34 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
 /// `Strict-Transport-Security` when served over https: two years, subdomains too.
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
-/// What the guard does to every response: gives an error response its HTML page
-/// ([`render_error_page`]) and adds the security headers: CSP, `Referrer-Policy: no-referrer`
-/// (the callback URL carries the code), `nosniff`, `Cache-Control: no-store` on pages (they
-/// may show user data) unless a route set its own caching (the static assets), and [`HSTS`]
-/// when the redirect URI is https (the app is then served over https, by it or its proxy).
+/// Gives an error response its HTML page ([`render_error_page`]) and every response the
+/// security headers: CSP, `Referrer-Policy: no-referrer` (the callback URL carries the code),
+/// `nosniff`, `Cache-Control: no-store` unless a route set its own (pages may show user data),
+/// and [`HSTS`] when the redirect URI is https (then so is the app, by itself or its proxy).
 pub fn finish(state: &AppState, response: Response) -> Response {
     let mut response = render_error_page(state.is_demo(), response);
     let headers = response.headers_mut();
+    let fixed = HeaderValue::from_static;
     if state.config().secure_cookies() {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(HSTS),
-        );
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, fixed(HSTS));
     }
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, fixed("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff"));
+    let cache = headers.entry(header::CACHE_CONTROL);
+    cache.or_insert(fixed("no-store"));
     response
 }
 
-/// `sec-fetch-site`, which `http` has no constant for.
+/// `sec-fetch-site`, which `http` has no constant for (by `&str` it is parsed on every lookup).
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-/// Looked up by `HeaderName`: by `&str` the name is parsed again on every request.
-fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Two different hosts named: two `Host` lines, one that is not text, or an absolute-form
-/// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line.
+/// target (`GET http://host/ HTTP/1.1`) whose authority is not the `Host` line (RFC 9112 §3.2).
 struct TwoHosts;
 
-/// The host a request names: its absolute-form target's authority (RFC 9112 §3.2.2: it wins
-/// over `Host`), else its `Host`; `None` when it names none.
+/// The host a request names: its absolute-form target's authority (it wins over `Host`), else
+/// its `Host`; `None` when it names none.
 fn named_host(request: &Request) -> Result<Option<&str>, TwoHosts> {
     let mut lines = request.headers().get_all(header::HOST).iter();
     let host = lines.next().map(|h| h.to_str().map_err(|_| TwoHosts));
@@ -132,10 +111,11 @@ fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
 }
 
 fn is_same_origin(headers: &HeaderMap, origins: &[String]) -> bool {
-    if let Some(site) = header(headers, &SEC_FETCH_SITE) {
+    let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(&SEC_FETCH_SITE) {
         return matches!(site, "same-origin" | "none");
     }
-    match header(headers, &header::ORIGIN) {
+    match text(&header::ORIGIN) {
         Some(origin) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
         None => true,
     }
@@ -155,41 +135,33 @@ mod tests {
 
     #[test]
     fn cross_origin_rules_follow_go_cross_origin_protection() {
-        let ours = ["http://localhost:10060".to_owned()];
-        let check = |pairs: &[(&'static str, &'static str)]| is_same_origin(&headers(pairs), &ours);
-        assert!(check(&[
-            ("sec-fetch-site", "same-origin"),
-            ("origin", "null")
-        ]));
-        assert!(check(&[("sec-fetch-site", "none")]));
-        assert!(!check(&[
-            ("sec-fetch-site", "same-site"),
-            ("origin", "http://localhost:10060")
-        ]));
-        assert!(!check(&[("sec-fetch-site", "cross-site")]));
-        assert!(check(&[("origin", "http://localhost:10060")]));
-        assert!(
-            !check(&[("origin", "https://localhost:10060")]),
-            "the scheme counts"
-        );
-        assert!(
-            !check(&[("origin", "http://localhost:10061")]),
-            "the port counts"
-        );
-        assert!(!check(&[("origin", "http://evil.example")]));
-        assert!(!check(&[("origin", "null")]));
-        assert!(!check(&[
-            ("referer", "http://evil.example/"),
-            ("origin", "http://evil.example")
-        ]));
-        assert!(
-            check(&[]),
-            "no browser headers: not a browser, no ambient cookie"
-        );
-        assert!(
-            check(&[("referer", "http://evil.example/")]),
-            "Referer is not consulted"
-        );
+        let ours = ["http://app:1".to_owned()];
+        let same = |pairs: &[(&'static str, &'static str)]| is_same_origin(&headers(pairs), &ours);
+        // Sec-Fetch-Site decides when present (`none`: typed by the user); else an Origin of
+        // ours, scheme and port included; Referer is not consulted; with neither, not a browser.
+        for pairs in [
+            &[("sec-fetch-site", "same-origin"), ("origin", "null")][..],
+            &[("sec-fetch-site", "none")],
+            &[("origin", "http://app:1")],
+            &[("referer", "http://evil.example/")],
+            &[],
+        ] {
+            assert!(same(pairs), "{pairs:?}");
+        }
+        for pairs in [
+            &[("sec-fetch-site", "same-site"), ("origin", "http://app:1")][..],
+            &[("sec-fetch-site", "cross-site")],
+            &[("origin", "https://app:1")],
+            &[("origin", "http://app:2")],
+            &[("origin", "http://evil.example")],
+            &[("origin", "null")],
+            &[
+                ("referer", "http://app:1/"),
+                ("origin", "http://evil.example"),
+            ],
+        ] {
+            assert!(!same(pairs), "{pairs:?}");
+        }
     }
 
     #[test]

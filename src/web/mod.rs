@@ -1,15 +1,6 @@
-//! The HTTP face of the app: the router and its layers, the typed session, the signed-in
-//! extractor, the app's edge middleware, the static assets and the pages.
-//!
-//! - [`session`]: `WebSession`, every session key behind typed methods;
-//! - [`authed`]: `Authed`, a signed-in request that calls Webex with a fresh token;
-//! - [`edge`]: the middleware step that checks and finishes every request;
-//! - [`guard`]: limits, the cross-site check, error pages and security headers;
-//! - [`rate_limit`]: per-client limit on the routes that call Webex for a stranger;
-//! - [`observe`]: the response log line, the request id, the HTTP metrics, `/metrics`;
-//! - [`assets`]: CSS, JS and icons compiled into the binary;
-//! - [`routes`]: the pages, one module per flow;
-//! - [`error`]: `AppError`, every failure as its page; [`templates`]: one struct a page.
+//! The HTTP face of the app: the router and its layers, the typed session ([`session`]), the
+//! signed-in extractor ([`authed`]), the app's edge middleware, the static assets and the pages
+//! ([`routes`], [`templates`]), and every failure as its page ([`error`]).
 //!
 //! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
 //! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are
@@ -50,14 +41,11 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers. The order matters (outermost first): compression → the request
-/// id (a client's plain one kept, else a new UUID) → the request's span → the id copied onto
-/// the response → [`edge::edge`] (the host, query, cross-site and rate-limit refusals; the
-/// cookie keeper; error pages and security headers; the log line and metrics) → the handler
-/// timeout (504) → sessions → panic catcher → body limit → routes. So error pages are rendered
-/// for everything inside, including a failed session save, a panic or a timeout (the timeout
-/// bounds the session load and save as well as the handler), compressed, logged inside the
-/// request's span, with the headers.
+/// The router with its layers, outermost first: compression, the request id, the request's
+/// span, the id copied onto the response, [`edge::edge`], the handler timeout (504), sessions,
+/// the panic catcher, the body limit. So the edge renders error pages for everything inside it
+/// (a failed session save, a panic, a timeout, which bounds the session load and save too),
+/// compressed, logged inside the request's span.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -80,7 +68,6 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         state: state.clone(),
         limiter,
     };
-    // One `Router::layer` call with the whole stack, listed outermost first.
     let layers = ServiceBuilder::new()
         // zstd, else gzip, at their fastest levels (tower-http skips images and tiny bodies).
         // On the 44.5 KB spaces page zstd-1 makes 2.7 KB in 28 µs and gzip-1 3.4 KB in 38 µs,

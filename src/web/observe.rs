@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::telemetry::{self, PrometheusHandle};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, Method, header};
 use axum::response::Response;
 use axum::routing::get;
 use std::time::{Duration, Instant};
@@ -15,30 +15,25 @@ use tokio::net::TcpListener;
 /// The request-id header: kept when the client (or a proxy) sends a plain one, made otherwise
 /// (tower-http's `SetRequestIdLayer`, a UUID), and sent back with the response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// A client's request id longer than this, or with anything but `[A-Za-z0-9._-]`, is replaced
-/// (it goes into every log line of the request, and into whatever parses those lines).
+/// The longest client request id kept.
 const MAX_REQUEST_ID: usize = 64;
 
-/// Drops a client's request id that is not a plain short token, so that `SetRequestIdLayer`
-/// makes one: it goes into every log line of the request.
+/// Drops a client's request id that is not 1 to [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._-]`,
+/// so that `SetRequestIdLayer` makes one: it goes into every log line of the request, and into
+/// whatever parses those lines.
 pub fn drop_odd_request_id(mut request: Request) -> Request {
-    if request
-        .headers()
-        .get(&REQUEST_ID)
-        .is_some_and(|id| !is_plain_token(id.as_bytes()))
+    let plain = |id: &[u8]| {
+        (1..=MAX_REQUEST_ID).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    };
+    if let Some(id) = request.headers().get(&REQUEST_ID)
+        && !plain(id.as_bytes())
     {
         request.headers_mut().remove(&REQUEST_ID);
     }
     request
-}
-
-/// At most [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._-]`.
-fn is_plain_token(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
 }
 
 /// The request's span (tower-http's `TraceLayer`): every log line of the request carries the
@@ -63,7 +58,7 @@ pub fn request_span(request: &Request) -> tracing::Span {
 const MAX_LOGGED_PATH: usize = 256;
 
 /// A request's path as its log lines give it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
-pub struct LoggedPath<'a>(pub &'a str);
+struct LoggedPath<'a>(&'a str);
 
 impl std::fmt::Display for LoggedPath<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,13 +146,8 @@ pub async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, stat
                 Ok(pending) => metrics::gauge!(telemetry::DEVICE_FLOWS_PENDING).set(pending as f64),
                 Err(_) => telemetry::store_error("metrics"),
             }
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                )],
-                scrape.render(),
-            )
+            let text = "text/plain; version=0.0.4; charset=utf-8";
+            ([(header::CONTENT_TYPE, text)], scrape.render())
         }),
     );
     // Histograms buffer samples until drained: a scrape drains them, and so does this when

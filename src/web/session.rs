@@ -1,13 +1,12 @@
 //! [`WebSession`]: the one place that knows the session's keys; handlers use its typed methods
 //! and never a string key (in the manner of zero2prod's `TypedSession`).
 //!
-//! What a session holds: the pending authorization-code logins (state, nonce + PKCE verifier),
-//! the token set once signed in and who signed in (when an id_token proved it), the id of its
-//! device flow, and when it was last renewed.
+//! A session holds the pending authorization-code logins, the token set and who signed in, the
+//! id of its device flow, and when it was last renewed.
 //!
 //! A `HEAD` never starts a session: axum answers it with the GET handler (`GET /login` writes a
-//! pending login), so without a live session a HEAD gets a throwaway one, and nothing is stored
-//! and no cookie set. With a live session it reads and writes it as its GET would.
+//! pending login), so without a live session a HEAD gets a throwaway one (nothing stored, no
+//! cookie). With a live session it reads and writes it as its GET would.
 
 use crate::clock::unix_now;
 use crate::crypto::SessionKey;
@@ -27,24 +26,21 @@ use tower_sessions::session::Error;
 use tower_sessions::{Expiry, MemoryStore, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
-// The token set lives under `store::TOKENS_KEY`, as one JSON string (see
-// [`WebSession::tokens`]); the store tells signed-in sessions by it. Versions before the string
-// layout kept it under `store::OBJECT_TOKENS_KEY`, as a JSON object: still read, and removed
-// when the tokens are next written. A new key rather than a new layout under the old one: an
-// older binary (a rollback, or one instance of a rolling upgrade sharing Redis) then finds no
-// tokens and shows a signed-out page, instead of failing to decode a string whose text (the
-// tokens) would be quoted in its error.
+// The token set lives under `store::TOKENS_KEY` as one JSON string ([`WebSession::tokens`]).
+// Older versions kept a JSON object under `store::OBJECT_TOKENS_KEY`: still read, removed on the
+// next write. A new key rather than a new layout under the old one: an older binary (a
+// rollback, a rolling upgrade sharing Redis) then finds no tokens and shows a signed-out page,
+// instead of failing to decode a string whose text (the tokens) its error would quote.
 /// Who signed in, as a verified id_token said (Login with Webex); absent without one.
 const IDENTITY_KEY: &str = "oidc.identity";
 const FLOW_KEY: &str = "device.flow";
 /// When a signed-in request last renewed the session's expiry (Unix seconds).
 const TOUCHED_KEY: &str = "session.touched";
 
-/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day,
-/// not on every request.
-pub const TOUCH_EVERY_SECS: u64 = 86_400;
+/// A signed-in session is written (and so its inactivity expiry renewed) at most once a day.
+const TOUCH_EVERY_SECS: u64 = 86_400;
 
-/// A signed-in session nobody used for this long is gone (it is renewed at most once a day).
+/// A signed-in session nobody used for this long is gone.
 pub const SIGNED_IN_INACTIVITY: time::Duration = time::Duration::days(30);
 /// A session without tokens (a login or a device sign-in in progress) is gone this long after
 /// its last write, so a script hammering `/login` cannot fill the store for a month.
@@ -80,19 +76,17 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSession {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
-        if parts.method != Method::HEAD {
-            return Ok(Self(session));
-        }
-        // Loading drops an id whose record is gone (one store read, as the GET would make).
-        if session.id().is_some() {
-            session.get_value(FLOW_KEY).await?;
-        }
-        if session.id().is_some() {
-            return Ok(Self(session));
+        let session = Self(session);
+        // A HEAD keeps only a live session (one store read, as the GET would make).
+        if parts.method != Method::HEAD || (session.0.id().is_some() && !session.is_gone().await?) {
+            return Ok(session);
         }
         // Not the layer's session: what the handler writes here goes nowhere.
-        let throwaway = Session::new(None, Arc::new(MemoryStore::default()), None);
-        Ok(Self(throwaway))
+        Ok(Self(Session::new(
+            None,
+            Arc::new(MemoryStore::default()),
+            None,
+        )))
     }
 }
 
@@ -126,10 +120,8 @@ impl WebSession {
         Ok(())
     }
 
-    /// The token set. It is kept as one JSON string, not an object: tower-sessions clones the
-    /// record when it loads it and a value each time it is read, and an object of six fields
-    /// costs a dozen allocations a clone where a string costs one. A session written as an
-    /// object (by a version before this one) still reads.
+    /// The token set, kept as one JSON string: tower-sessions clones a value each time it is
+    /// read, and an object of six fields costs a dozen allocations a clone, a string one.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
         Ok(match self.0.get_value(TOKENS_KEY).await? {
             Some(Value::String(json)) => Some(serde_json::from_str(&json)?),
@@ -256,9 +248,19 @@ mod tests {
             scope: Some("spark:people_read".to_owned()),
             grant: Grant::Device,
         };
-        let read = |t: Option<TokenSet>| {
-            t.map(|t| (t.access_token.expose().to_owned(), t.refresh_token, t.grant))
+        // What a session read gives back of the tokens, and whether `key` holds a string.
+        let read = async || {
+            let t = session.tokens().await.unwrap()?;
+            let refresh = t.refresh_token.map(|r| r.expose().to_owned());
+            Some((t.access_token.expose().to_owned(), refresh, t.grant))
         };
+        let want = Some((
+            "access".to_owned(),
+            Some("refresh".to_owned()),
+            Grant::Device,
+        ));
+        let string_at =
+            async |key| matches!(session.0.get_value(key).await, Ok(Some(Value::String(_))));
 
         let ada = Identity {
             sub: "u-1".into(),
@@ -267,39 +269,18 @@ mod tests {
         };
         session.sign_in(&tokens, Some(&ada)).await.unwrap();
         assert_eq!(session.identity().await.unwrap(), Some(ada.clone()));
-        let stored = session.0.get_value(TOKENS_KEY).await.unwrap();
-        assert!(matches!(stored, Some(Value::String(_))), "not one string");
-        let (access, refresh, grant) = read(session.tokens().await.unwrap()).unwrap();
-        assert_eq!(access, "access");
-        assert_eq!(
-            refresh.map(|r| r.expose().to_owned()).as_deref(),
-            Some("refresh")
-        );
-        assert_eq!(grant, Grant::Device);
+        assert!(string_at(TOKENS_KEY).await, "not one string");
+        assert_eq!(read().await, want);
 
-        // How versions before this one kept it: read, and replaced when the tokens are next written.
+        // How versions before this one kept it: read, and replaced when the tokens are next
+        // written (a binary before this one, reading only the old key, then finds nothing).
         session.0.remove_value(TOKENS_KEY).await.unwrap();
         session.0.insert(OBJECT_TOKENS_KEY, &tokens).await.unwrap();
         assert!(session.has_tokens().await.unwrap());
-        let (access, _, grant) = read(session.tokens().await.unwrap()).unwrap();
-        assert_eq!((access.as_str(), grant), ("access", Grant::Device));
+        assert_eq!(read().await, want);
         session.save_refreshed(&tokens).await.unwrap();
-        assert!(
-            session
-                .0
-                .get_value(OBJECT_TOKENS_KEY)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(matches!(
-            session.0.get_value(TOKENS_KEY).await.unwrap(),
-            Some(Value::String(_))
-        ));
-
-        // A binary before this one reads only the old key: it finds nothing (signed out).
-        let old_reader: Option<TokenSet> = session.0.get(OBJECT_TOKENS_KEY).await.unwrap();
-        assert!(old_reader.is_none());
+        let old = session.0.get_value(OBJECT_TOKENS_KEY).await.unwrap();
+        assert!(old.is_none() && string_at(TOKENS_KEY).await);
 
         // A sign-in without an id_token forgets the last one's identity; so does losing the tokens.
         session.sign_in(&tokens, None).await.unwrap();
@@ -307,7 +288,7 @@ mod tests {
         session.sign_in(&tokens, Some(&ada)).await.unwrap();
         session.forget_tokens().await.unwrap();
         assert_eq!(session.identity().await.unwrap(), None);
-        assert!(session.tokens().await.unwrap().is_none());
+        assert_eq!(read().await, None);
         assert!(!session.has_tokens().await.unwrap());
     }
 }

@@ -1,7 +1,7 @@
 //! One askama struct per page; every page extends `templates/base.html`.
 //!
-//! Every struct carries `demo` so the shared header can show the mode. Askama escapes every
-//! `{{ }}` in `.html` templates, so room titles and profile fields are always shown as text.
+//! Every struct carries `demo` for the shared header. Askama escapes every `{{ }}` in `.html`
+//! templates, so room titles and profile fields are always shown as text.
 
 use crate::clock::Timestamp;
 use askama::Template;
@@ -64,16 +64,11 @@ pub struct RoomRow {
 
 impl RoomRow {
     /// A row; `last_activity` is parsed here, once.
-    pub fn new(
-        title: impl Into<String>,
-        kind: impl Into<String>,
-        last_activity: impl Into<String>,
-    ) -> Self {
-        let last_activity = last_activity.into();
+    pub fn new(title: String, kind: String, last_activity: String) -> Self {
         let activity = Timestamp::parse(&last_activity);
         Self {
-            title: title.into(),
-            kind: kind.into(),
+            title,
+            kind,
             last_activity,
             activity,
         }
@@ -93,7 +88,6 @@ pub struct SpacesTemplate {
     pub query: String,
     /// `activity` or `title`.
     pub sort: &'static str,
-    /// As on [`GrantedTemplate`] (the route sets it).
     pub signed_in_as: Option<String>,
 }
 
@@ -110,13 +104,11 @@ pub struct SignInTemplate {
     /// The host of `verification_uri_complete` when it is this computer (`127.0.0.1`, `::1`,
     /// `localhost`): no phone can open the QR code, and the page says so.
     pub loopback_host: Option<String>,
-    /// Seconds left before the code expires.
+    /// Seconds left before the code expires, of its whole lifetime (for the progress bar).
     pub expires_in: u64,
-    /// The code's whole lifetime in seconds (for the progress bar).
     pub lifetime: u64,
-    /// Machine status, as `/device/status` says it: pending, granted, denied, expired, error.
+    /// As `/device/status` says it (pending, granted, denied, expired, error), and in words.
     pub status: &'static str,
-    /// Human status line for that status.
     pub status_text: &'static str,
     /// The flow has ended (denied, expired, error): show "start again" instead of the QR code.
     pub finished: bool,
@@ -134,7 +126,6 @@ pub struct WhoamiTemplate {
     pub status: Option<String>,
     /// The whole `/people/me` JSON, pretty-printed.
     pub raw_json: String,
-    /// As on [`GrantedTemplate`].
     pub signed_in_as: Option<String>,
 }
 

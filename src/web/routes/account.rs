@@ -1,6 +1,5 @@
 //! The pages behind a sign-in: `GET /granted`, `GET /spaces` (every page of `/rooms`) and
-//! `GET /whoami` (`/people/me`). All of them go through [`Authed`], which refreshes tokens;
-//! the Webex client follows the pages and their rules.
+//! `GET /whoami` (`/people/me`), all through [`Authed`], which keeps the tokens fresh.
 
 use super::spaces;
 use crate::clock::unix_now;

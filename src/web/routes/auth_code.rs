@@ -220,19 +220,16 @@ fn short_code(code: &str) -> String {
 /// `POST /logout`: cancels any device flow, forgets the session (server-side too), back to
 /// the start. A failure redirects to its `/problem` page (a reload does not post again).
 async fn logout(State(state): State<AppState>, session: WebSession) -> Response {
-    forget_session(&state, &session)
-        .await
-        .unwrap_or_else(AppError::after_form_post)
-}
-
-async fn forget_session(state: &AppState, session: &WebSession) -> Result<Response> {
-    if let Some(flow) = session.flow_id().await? {
-        state.flows().cancel(&flow).await?;
-    }
-    session.flush().await?;
-    let mut response = Redirect::to("/").into_response();
-    response.extensions_mut().insert(crate::web::SignedOut);
-    Ok(response)
+    let signed_out = async {
+        if let Some(flow) = session.flow_id().await? {
+            state.flows().cancel(&flow).await?;
+        }
+        session.flush().await?;
+        let mut response = Redirect::to("/").into_response();
+        response.extensions_mut().insert(crate::web::SignedOut);
+        Ok::<_, AppError>(response)
+    };
+    signed_out.await.unwrap_or_else(AppError::after_form_post)
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The device authorization grant (the Flask sample's Sign-In button), Webex's way.
 //!
-//! 1. `POST /sign-in` asks Webex's `/device/authorize` for a user code, records the flow (a new
-//!    one replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
-//! 2. `GET /sign-in` shows the QR code of `verification_uri_complete`, the user code and a
-//!    countdown; `static/app.js` asks `GET /device/status` every 2 s.
-//! 3. The user approves on another device; the poller gets the tokens, and verifies their
+//! 1. `POST /sign-in` asks Webex's `/device/authorize` for a user code, records the flow (it
+//!    replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
+//! 2. `GET /sign-in` shows the QR code, the user code and a countdown; `static/app.js` asks
+//!    `GET /device/status` every 2 s.
+//! 3. The user approves on another device; the poller gets the tokens and verifies their
 //!    id_token when the scopes ask for `openid` (one that does not verify fails the flow).
-//! 4. The next `/device/status` or `/sign-in` request moves the tokens (and who signed in) into
-//!    the session (once), cycles the session id, and the page goes on to `/granted`.
+//! 4. The next `/device/status` or `/sign-in` moves the tokens (and who signed in) into the
+//!    session, once, under a new session id; the page goes on to `/granted`.
 //!
 //! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
 //! can show another session's flow.
@@ -50,10 +50,9 @@ async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<Sess
     Ok(Some(guard))
 }
 
-/// `POST /sign-in`: a new device flow (replacing this session's old one), then its page. A
-/// failure redirects to its `/problem` page (a reload does not post again), except a client
-/// over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started, it gets its 429 page
-/// at once, as the rate limit answers.
+/// `POST /sign-in`: a new device flow, then its page. A failure redirects to its `/problem`
+/// page, except a client over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started,
+/// it gets its 429 page at once, as the rate limit answers.
 async fn start(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
@@ -122,11 +121,10 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     };
     let flows = state.flows();
     flows.mark_seen(&id).await?;
-    match flows.get(&id).await? {
-        Some(record) if record.status != FlowStatus::Granted => {
-            return Ok(Current::Flow(Box::new(record)));
-        }
-        _ => {}
+    if let Some(record) = flows.get(&id).await?
+        && record.status != FlowStatus::Granted
+    {
+        return Ok(Current::Flow(Box::new(record)));
     }
     // Granted (or gone): claim under the session's lock. The tab that wins signs in under a
     // new session id; the other finds its old id deleted and must not touch the session (an
@@ -192,8 +190,7 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         },
     };
     // Drawn for each view: a pending flow keeps only its link.
-    let qr_data_uri =
-        qr::png_data_uri(&record.verification_uri_complete).map_err(AppError::Internal)?;
+    let qr = qr::png_data_uri(&record.verification_uri_complete).map_err(AppError::Internal)?;
     Ok(render(&SignInTemplate {
         demo: state.is_demo(),
         expires_in: record.expires_in(),
@@ -202,7 +199,7 @@ async fn show(State(state): State<AppState>, session: WebSession) -> Result<Resp
         verification_uri: record.verification_uri,
         loopback_host: loopback_host(&record.verification_uri_complete),
         verification_uri_complete: record.verification_uri_complete,
-        qr_data_uri,
+        qr_data_uri: qr,
         status: status.as_str(),
         status_text,
         finished: status.is_final(),
@@ -247,9 +244,8 @@ fn loopback_host(link: &str) -> Option<String> {
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
         url::Host::Domain(name) => {
-            let name = name.trim_end_matches('.');
-            name.eq_ignore_ascii_case("localhost")
-                || name.to_ascii_lowercase().ends_with(".localhost")
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
         }
     };
     local.then(|| url.host_str().unwrap_or_default().to_owned())

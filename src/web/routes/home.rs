@@ -24,15 +24,7 @@ pub fn router() -> Router<AppState> {
 /// `GET /problem?kind=<kind>&tracking=<id>`: where a failed form post sends the browser, so
 /// the error page can be reloaded without posting the form again (a 200 whatever the kind).
 async fn problem(RawQuery(query): RawQuery) -> Response {
-    let (mut kind, mut tracking) = (None, None);
-    let query = query.unwrap_or_default();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*key {
-            "kind" if kind.is_none() => kind = Some(value),
-            "tracking" if tracking.is_none() => tracking = Some(value),
-            _ => {}
-        }
-    }
+    let [kind, tracking] = super::first_values(query.as_deref(), ["kind", "tracking"]);
     crate::web::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
 }
 
@@ -42,11 +34,8 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "ready": true })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "not ready: the session store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "ready": false })),
-            )
-                .into_response()
+            let not_ready = Json(json!({ "ready": false }));
+            (StatusCode::SERVICE_UNAVAILABLE, not_ready).into_response()
         }
     }
 }
@@ -57,12 +46,8 @@ async fn index(
     session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let notice = match query.as_deref() {
-        Some("notice=reauth") => {
-            Some("Your Webex sign-in has expired or was revoked. Please sign in again.")
-        }
-        _ => None,
-    };
+    let reauth = "Your Webex sign-in has expired or was revoked. Please sign in again.";
+    let notice = (query.as_deref() == Some("notice=reauth")).then_some(reauth);
     Ok(render(&IndexTemplate {
         demo: state.is_demo(),
         notice,

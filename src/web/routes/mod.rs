@@ -13,6 +13,18 @@ use crate::state::AppState;
 use crate::web::error::AppError;
 use axum::Router;
 
+/// The first value of each of `keys` in a query string, read leniently: never an error (bytes
+/// that are not UTF-8 become U+FFFD; a key's later values are ignored).
+fn first_values<const N: usize>(query: Option<&str>, keys: [&str; N]) -> [Option<String>; N] {
+    let mut values = [const { None }; N];
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            values[i].get_or_insert_with(|| value.into_owned());
+        }
+    }
+    values
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(home::router())
