@@ -17,6 +17,15 @@ struct Flow<R> {
     seen_ms: u64,
 }
 
+impl<R> Flow<R> {
+    /// Whether `owner` holds a live lease on it at `now`.
+    fn leased_to(&self, owner: &str, now: u64) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|(o, until)| o == owner && *until >= now)
+    }
+}
+
 pub struct MemoryFlows<R>(Arc<Mutex<HashMap<String, Flow<R>>>>);
 
 // By hand: derived, they would ask `R: Clone`/`R: Default` of the shared map.
@@ -63,16 +72,9 @@ impl<R: FlowData> MemoryFlows<R> {
     ) -> StoreResult<bool> {
         let now = unix_now_ms();
         let mut map = self.map();
-        let Some(flow) = map.get_mut(id) else {
+        let Some(flow) = map.get_mut(id).filter(|f| f.leased_to(owner, now)) else {
             return Ok(false);
         };
-        if !flow
-            .lease
-            .as_ref()
-            .is_some_and(|(o, until)| o == owner && *until >= now)
-        {
-            return Ok(false);
-        }
         flow.record = record.clone();
         if tokens.is_some() {
             flow.tokens = tokens.cloned();
@@ -121,12 +123,8 @@ impl<R: FlowData> MemoryFlows<R> {
         let now = unix_now_ms();
         let mut map = self.map();
         for id in ids {
-            if let Some(flow) = map.get_mut(id)
-                && let Some((holder, until)) = &mut flow.lease
-                && holder == owner
-                && *until >= now
-            {
-                *until = lease_until(now);
+            if let Some(flow) = map.get_mut(id).filter(|f| f.leased_to(owner, now)) {
+                flow.lease = Some((owner.to_owned(), lease_until(now)));
             }
         }
         Ok(())
@@ -151,12 +149,7 @@ impl<R: FlowData> MemoryFlows<R> {
         Ok(self
             .map()
             .get(id)
-            .filter(|f| {
-                f.record.is_pending()
-                    && f.lease
-                        .as_ref()
-                        .is_some_and(|(o, until)| o == owner && *until >= now)
-            })
+            .filter(|f| f.record.is_pending() && f.leased_to(owner, now))
             .map(|f| f.seen_ms))
     }
 

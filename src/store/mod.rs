@@ -129,6 +129,17 @@ enum Backend<R> {
     Redis(RedisFlows),
 }
 
+/// Calls the same method on whichever backend holds the flows (memory's are not async).
+macro_rules! each {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match &$self.0 {
+            Backend::Memory(m) => m.$method($($arg),*),
+            Backend::Sqlite(s) => s.$method($($arg),*).await,
+            Backend::Redis(r) => r.$method($($arg),*).await,
+        }
+    };
+}
+
 /// `mark_seen` writes at most this often per flow.
 const SEEN_RESOLUTION_MS: u64 = 5_000;
 
@@ -179,19 +190,11 @@ fn lease_until(now_ms: u64) -> u64 {
 impl<R: FlowData> FlowStore<R> {
     /// Records a new flow, leased to `owner`.
     pub async fn insert(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.insert(id, record, owner),
-            Backend::Sqlite(s) => s.insert(id, record, owner).await,
-            Backend::Redis(r) => r.insert(id, record, owner).await,
-        }
+        each!(self.insert(id, record, owner))
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<R>> {
-        match &self.0 {
-            Backend::Memory(m) => m.get(id),
-            Backend::Sqlite(s) => s.get(id).await,
-            Backend::Redis(r) => r.get(id).await,
-        }
+        each!(self.get(id))
     }
 
     /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
@@ -203,114 +206,66 @@ impl<R: FlowData> FlowStore<R> {
         tokens: Option<&TokenSet>,
         owner: &str,
     ) -> StoreResult<bool> {
-        match &self.0 {
-            Backend::Memory(m) => m.update(id, record, tokens, owner),
-            Backend::Sqlite(s) => s.update(id, record, tokens, owner).await,
-            Backend::Redis(r) => r.update(id, record, tokens, owner).await,
-        }
+        each!(self.update(id, record, tokens, owner))
     }
 
     /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
     pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
-        match &self.0 {
-            Backend::Memory(m) => m.take_tokens(id),
-            Backend::Sqlite(s) => s.take_tokens(id).await,
-            Backend::Redis(r) => r.take_tokens(id).await,
-        }
+        each!(self.take_tokens(id))
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.delete(id),
-            Backend::Sqlite(s) => s.delete(id).await,
-            Backend::Redis(r) => r.delete(id).await,
-        }
+        each!(self.delete(id))
     }
 
     /// Records that the owning session looked at the flow now (skipped when it did so within
     /// the last few seconds, so a watched page costs few writes).
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.mark_seen(id),
-            Backend::Sqlite(s) => s.mark_seen(id).await,
-            Backend::Redis(r) => r.mark_seen(id).await,
-        }
+        each!(self.mark_seen(id))
     }
 
     /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is free,
     /// lapsed, or already `owner`'s.
     pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
-        match &self.0 {
-            Backend::Memory(m) => m.lease(id, owner),
-            Backend::Sqlite(s) => s.lease(id, owner).await,
-            Backend::Redis(r) => r.lease(id, owner).await,
-        }
+        each!(self.lease(id, owner))
     }
 
     /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
     /// the backend allows.
     pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.renew_leases(owner, ids),
-            Backend::Sqlite(s) => s.renew_leases(owner).await,
-            Backend::Redis(r) => r.renew_leases(owner, ids).await,
-        }
+        each!(self.renew_leases(owner, ids))
     }
 
     /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
     /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
     /// is never touched. Returns how many were released.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.release_leases(owner),
-            Backend::Sqlite(s) => s.release_leases(owner).await,
-            Backend::Redis(r) => r.release_leases(owner).await,
-        }
+        each!(self.release_leases(owner))
     }
 
     /// When `owner` still holds the lease of this pending flow: when its owning session last
     /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no write.
     pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
-        match &self.0 {
-            Backend::Memory(m) => m.holds(id, owner),
-            Backend::Sqlite(s) => s.holds(id, owner).await,
-            Backend::Redis(r) => r.holds(id, owner).await,
-        }
+        each!(self.holds(id, owner))
     }
 
     /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        match &self.0 {
-            Backend::Memory(m) => m.orphans(),
-            Backend::Sqlite(s) => s.orphans().await,
-            Backend::Redis(r) => r.orphans().await,
-        }
+        each!(self.orphans())
     }
 
     /// Pending flows, across every instance sharing the store.
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.count_pending(),
-            Backend::Sqlite(s) => s.count_pending().await,
-            Backend::Redis(r) => r.count_pending().await,
-        }
+        each!(self.count_pending())
     }
 
     /// Number of flows recorded (any state; Redis: pending ones).
     pub async fn len(&self) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.len(),
-            Backend::Sqlite(s) => s.len().await,
-            Backend::Redis(r) => r.count_pending().await,
-        }
+        each!(self.len())
     }
 
     /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed grants).
     pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.purge(grace),
-            Backend::Sqlite(s) => s.purge(grace).await,
-            Backend::Redis(r) => r.purge().await,
-        }
+        each!(self.purge(grace))
     }
 }

@@ -2,7 +2,9 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
+use super::{
+    FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json, signed_ms,
+};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
@@ -109,24 +111,17 @@ impl Drop for RedisLock {
 }
 
 fn keep_ms(record: &impl FlowData) -> i64 {
-    let keep = record
-        .expires_at_ms()
-        .saturating_sub(unix_now_ms())
-        .saturating_add(KEEP_AFTER_EXPIRY_MS);
-    i64::try_from(keep).unwrap_or(i64::MAX)
+    let left = record.expires_at_ms().saturating_sub(unix_now_ms());
+    signed_ms(left.saturating_add(KEEP_AFTER_EXPIRY_MS))
 }
 
 fn lease_ms() -> i64 {
-    i64::try_from(millis(LEASE)).unwrap_or(i64::MAX)
+    signed_ms(millis(LEASE))
 }
 
 impl RedisFlows {
     pub fn new(pool: RedisPool, cipher: Cipher) -> Self {
         Self { pool, cipher }
-    }
-
-    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, kind, id, value)
     }
 
     fn open<T: serde::de::DeserializeOwned>(
@@ -140,45 +135,29 @@ impl RedisFlows {
         })
     }
 
+    /// `SET key value PX ms`.
+    async fn set_px(&self, key: String, value: String, ms: i64) -> StoreResult<()> {
+        let _: () = self
+            .pool
+            .set(key, value, Some(Expiration::PX(ms)), None, false)
+            .await?;
+        Ok(())
+    }
+
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
-        let pool = &self.pool;
-        let _: () = pool
-            .set(
-                key::flow(id),
-                self.seal(Kind::Flow, id, record)?,
-                Some(Expiration::PX(keep_ms(record))),
-                None,
-                false,
-            )
+        let sealed = seal_json(&self.cipher, Kind::Flow, id, record)?;
+        self.set_px(key::flow(id), sealed, keep_ms(record)).await?;
+        self.set_px(key::lease(id), owner.to_owned(), lease_ms())
             .await?;
-        let _: () = pool
-            .set(
-                key::lease(id),
-                owner,
-                Some(Expiration::PX(lease_ms())),
-                None,
-                false,
-            )
-            .await?;
-        let _: () = pool.sadd(key::PENDING, id).await?;
+        let _: () = self.pool.sadd(key::PENDING, id).await?;
         self.mark_seen(id).await
     }
 
     /// The seen key expires with the lease's flow; one SET, no read first.
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .set(
-                key::seen(id),
-                unix_now_ms().to_string(),
-                Some(Expiration::PX(
-                    i64::try_from(SEEN_KEY_MS).unwrap_or(i64::MAX),
-                )),
-                None,
-                false,
-            )
-            .await?;
-        Ok(())
+        let keep = signed_ms(SEEN_KEY_MS);
+        self.set_px(key::seen(id), unix_now_ms().to_string(), keep)
+            .await
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
@@ -209,8 +188,8 @@ impl RedisFlows {
                 ],
                 vec![
                     owner.to_owned(),
-                    self.seal(Kind::Flow, id, record)?,
-                    tokens.map(|t| self.seal(Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
+                    seal_json(&self.cipher, Kind::Flow, id, record)?,
+                    tokens.map(|t| seal_json(&self.cipher, Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
                     record.status().to_owned(),
                     keep_ms(record).to_string(),
                     id.to_owned(),
@@ -333,8 +312,14 @@ impl RedisFlows {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
-    /// Records expire by themselves (PX); this drops pending entries whose record is gone.
-    pub async fn purge(&self) -> StoreResult<usize> {
+    /// Only pending flows are counted (the others expire by themselves).
+    pub async fn len(&self) -> StoreResult<usize> {
+        self.count_pending().await
+    }
+
+    /// Records expire by themselves (PX, [`KEEP_AFTER_EXPIRY_MS`] after their code): this drops
+    /// pending entries whose record is gone.
+    pub async fn purge(&self, _grace: Duration) -> StoreResult<usize> {
         let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut purged = 0usize;
         for id in ids {
@@ -351,7 +336,7 @@ impl RedisFlows {
     pub async fn lock(&self, name: &str, owner: &str) -> StoreResult<RedisLock> {
         let key = key::lock(name);
         let until = tokio::time::Instant::now() + REFRESH_LOCK;
-        let px = i64::try_from(millis(REFRESH_LOCK)).unwrap_or(i64::MAX);
+        let px = signed_ms(millis(REFRESH_LOCK));
         loop {
             let set: Option<String> = self
                 .pool

@@ -27,6 +27,42 @@ pub struct SqliteFlows {
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
+/// The tables and indexes [`open`] creates when missing, each with what a failure cannot do.
+const SCHEMA: [(&str, &str); 4] = [
+    (
+        "create the sessions table",
+        "create table if not exists sessions (
+            id text primary key not null,
+            data blob not null,
+            expires_at_ms integer not null
+        )",
+    ),
+    (
+        "index sessions",
+        "create index if not exists sessions_expiry on sessions (expires_at_ms)",
+    ),
+    (
+        "create the device_flows table",
+        "create table if not exists device_flows (
+            id text primary key not null,
+            data text not null,
+            status text not null,
+            expires_at_ms integer not null,
+            lease_owner text,
+            lease_until_ms integer not null default 0,
+            tokens text,
+            seen_at_ms integer not null default 0
+        )",
+    ),
+    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
+    // columns only; without the index they would scan every row and its large data column.
+    (
+        "index device_flows",
+        "create index if not exists device_flows_pending
+         on device_flows (status, expires_at_ms, lease_until_ms)",
+    ),
+];
+
 /// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     let open_error = |what: String| StoreError::Open(what);
@@ -54,59 +90,12 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         .await
         .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
     migrate(&pool, path).await?;
-    sqlx::query(
-        "create table if not exists sessions (
-            id text primary key not null,
-            data blob not null,
-            expires_at_ms integer not null
-        )",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot create the sessions table in {}: {e}",
-            path.display()
-        ))
-    })?;
-    sqlx::query("create index if not exists sessions_expiry on sessions (expires_at_ms)")
-        .execute(&pool)
-        .await
-        .map_err(|e| open_error(format!("cannot index sessions in {}: {e}", path.display())))?;
-    sqlx::query(
-        "create table if not exists device_flows (
-            id text primary key not null,
-            data text not null,
-            status text not null,
-            expires_at_ms integer not null,
-            lease_owner text,
-            lease_until_ms integer not null default 0,
-            tokens text,
-            seen_at_ms integer not null default 0
-        )",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot create the device_flows table in {}: {e}",
-            path.display()
-        ))
-    })?;
-    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
-    // columns only; without the index they would scan every row and its large data column.
-    sqlx::query(
-        "create index if not exists device_flows_pending
-         on device_flows (status, expires_at_ms, lease_until_ms)",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot index device_flows in {}: {e}",
-            path.display()
-        ))
-    })?;
+    for (what, sql) in SCHEMA {
+        sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .map_err(|e| open_error(format!("cannot {what} in {}: {e}", path.display())))?;
+    }
     Ok(pool)
 }
 
@@ -210,26 +199,13 @@ impl SqliteFlows {
         Self { pool, cipher }
     }
 
-    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, kind, id, value)
-    }
-
-    fn open<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: Kind,
-        id: &str,
-        sealed: &str,
-    ) -> StoreResult<Option<T>> {
-        open_json(&self.cipher, kind, id, sealed)
-    }
-
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         sqlx::query(
             "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms, seen_at_ms)
              values (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
-        .bind(self.seal(Kind::Flow, id, record)?)
+        .bind(seal_json(&self.cipher, Kind::Flow, id, record)?)
         .bind(record.status())
         .bind(sql_ms(record.expires_at_ms()))
         .bind(owner)
@@ -246,7 +222,7 @@ impl SqliteFlows {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(row) => self.open(Kind::Flow, id, row.get::<&str, _>(0)),
+            Some(row) => open_json(&self.cipher, Kind::Flow, id, row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }
@@ -259,13 +235,13 @@ impl SqliteFlows {
         owner: &str,
     ) -> StoreResult<bool> {
         let tokens = tokens
-            .map(|t| self.seal(Kind::FlowTokens, id, t))
+            .map(|t| seal_json(&self.cipher, Kind::FlowTokens, id, t))
             .transpose()?;
         let done = sqlx::query(
             "update device_flows set data = ?, status = ?, tokens = coalesce(?, tokens)
              where id = ? and lease_owner = ? and lease_until_ms >= ?",
         )
-        .bind(self.seal(Kind::Flow, id, record)?)
+        .bind(seal_json(&self.cipher, Kind::Flow, id, record)?)
         .bind(record.status())
         .bind(tokens)
         .bind(id)
@@ -286,7 +262,7 @@ impl SqliteFlows {
         // The tokens move to the session; their sealed copy leaves the WAL too.
         checkpoint(&self.pool).await;
         match row {
-            Some(row) => self.open(Kind::FlowTokens, id, row.get::<&str, _>(0)),
+            Some(row) => open_json(&self.cipher, Kind::FlowTokens, id, row.get::<&str, _>(0)),
             None => Ok(None),
         }
     }
@@ -328,8 +304,8 @@ impl SqliteFlows {
         Ok(done.rows_affected() == 1)
     }
 
-    /// One statement for all of `owner`'s leases.
-    pub async fn renew_leases(&self, owner: &str) -> StoreResult<()> {
+    /// One statement for all of `owner`'s leases (so `ids` is not needed).
+    pub async fn renew_leases(&self, owner: &str, _ids: &[String]) -> StoreResult<()> {
         let now = unix_now_ms();
         sqlx::query(
             "update device_flows set lease_until_ms = ?
