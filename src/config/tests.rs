@@ -22,7 +22,7 @@ fn defaults_give_demo_mode_on_localhost_10060() {
         "openid email profile meeting:recordings_read spark:all spark:kms"
     );
     assert!(c.oidc_issuers.is_empty());
-    assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
+    assert_eq!(c.api_base.as_str(), "https://webexapis.com/v1");
     assert_eq!(c.listen_addr.to_string(), DEFAULT_LISTEN_ADDR);
     assert_eq!(
         c.session_store,
