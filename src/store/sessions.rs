@@ -1,16 +1,15 @@
 //! The session store behind `SESSION_STORE`, as one tower-sessions [`SessionStore`]: in memory
-//! (moka, see `session_cache`), in the SQLite file or in Redis. What leaves the process (a row
-//! of the file, a Redis value) is the record sealed, keyed by the SHA-256 of the session id.
-//! SQLite and Redis are read on every request (an indexed primary-key read, a `GET`): no cache
-//! in front of them, so no copy in memory can disagree with the file.
+//! (moka, see `session_cache`), in the SQLite file or in Redis. What leaves the process is the
+//! record sealed, keyed by the SHA-256 of the session id. SQLite and Redis are read on every
+//! request, with no cache in front that could disagree with them.
 //!
-//! Two rules make sign-out final: `save` only ever updates a record that still exists (SQLite
+//! Two rules make sign-out final: `save` only updates a record that still exists (SQLite
 //! `UPDATE … WHERE id = ?`, Redis `SET … XX`, a conditional put in memory), and only `create`
-//! inserts, always under a new id. A request that loaded the session before a sign-out (or
-//! before the id was cycled at sign-in) and saves it afterwards writes nothing.
+//! inserts, always under a new id. A request that loaded the session before a sign-out (or an id
+//! cycle at sign-in) and saves it afterwards writes nothing.
 //!
-//! The memory store keeps records open, by id: sealing guards copies of the store, and a reader
-//! of this process's memory would find the key beside them.
+//! The memory store keeps records open: sealing guards copies of the store, and a reader of this
+//! process's memory would find the key beside them.
 
 use super::session_cache::{MAX_ANONYMOUS, MAX_SIGNED_IN, SessionCache, expires_at_ms};
 use super::{StoreError, StoreResult, signed_ms as sql_ms};

@@ -115,9 +115,8 @@ async fn a_flood_of_anonymous_sessions_never_evicts_a_signed_in_one() {
     let mut user = record(time::Duration::minutes(5));
     store.create(&mut user).await.unwrap();
     let anonymous = || Record {
-        id: Id::default(),
         data: [("oauth.pending".to_owned(), json!([]))].into(),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+        ..record(time::Duration::minutes(5))
     };
     let mut last = anonymous();
     for _ in 0..200 {
