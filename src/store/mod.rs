@@ -1,10 +1,10 @@
 //! Where sessions, device flows and refresh locks live: memory, a SQLite file, or Redis
 //! (`SESSION_STORE`), behind one type each; [`open`] builds all three from the configuration.
 //!
-//! A flow is plain data (any [`FlowData`]: `device_flow`'s record, kept as sealed JSON) keyed by its flow id, plus a lease (which
-//! instance polls it, until when) and, once granted, the tokens, which are taken exactly once.
-//! Every write a poller makes is conditional on still holding the lease, so a poller that lost
-//! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
+//! A flow is any [`FlowData`] (`device_flow`'s record, kept as sealed JSON) under its flow id,
+//! with a lease (which instance polls it, until when) and, once granted, the tokens, taken
+//! exactly once. A poller's every write is conditional on still holding the lease, so one that
+//! lost it (it stalled, another instance took over) cannot overwrite newer state.
 
 mod files;
 mod memory;
@@ -73,11 +73,10 @@ pub struct Store<R> {
     pub session_locks: SessionLocks,
 }
 
-/// Opens the configured backend (creating the SQLite file, or connecting to Redis). What goes to
-/// the file or to Redis is sealed with `keys` (`ENCRYPTION_KEYS`); without keys, SQLite uses one
-/// kept in `encryption.key` beside the file (created once, mode 0600), so `cargo run` needs no
-/// setup and restarts keep sessions. Redis needs keys (config checks). The memory store seals
-/// nothing: its records never leave the process.
+/// Opens the configured backend. What goes to the file or to Redis is sealed with `keys`
+/// (`ENCRYPTION_KEYS`); without keys, SQLite uses `encryption.key` beside the file (made once,
+/// mode 0600), so `cargo run` needs no setup and restarts keep sessions. Redis needs keys
+/// (config checks). The memory store seals nothing: its records never leave the process.
 pub async fn open<R: FlowData>(
     config: &StoreConfig,
     keys: &[EncryptionKey],
@@ -87,7 +86,7 @@ pub async fn open<R: FlowData>(
         StoreConfig::Memory => Store {
             flows: FlowStore(Backend::Memory(MemoryFlows::default())),
             sessions: SessionBackend::memory(),
-            session_locks: SessionLocks::in_process(),
+            session_locks: SessionLocks::new(None),
         },
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
@@ -96,12 +95,12 @@ pub async fn open<R: FlowData>(
                 None => files::key_beside(path)?,
             };
             Store {
-                flows: FlowStore(Backend::Sqlite(SqliteFlows::new(
-                    pool.clone(),
-                    cipher.clone(),
-                ))),
+                flows: FlowStore(Backend::Sqlite(SqliteFlows {
+                    pool: pool.clone(),
+                    cipher: cipher.clone(),
+                })),
                 sessions: SessionBackend::sqlite(pool, cipher),
-                session_locks: SessionLocks::in_process(),
+                session_locks: SessionLocks::new(None),
             }
         }
         StoreConfig::Redis(url) => {
@@ -112,7 +111,7 @@ pub async fn open<R: FlowData>(
             Store {
                 flows: FlowStore(Backend::Redis(flows.clone())),
                 sessions: SessionBackend::redis(pool, cipher),
-                session_locks: SessionLocks::shared(flows),
+                session_locks: SessionLocks::new(Some(flows)),
             }
         }
     })
@@ -152,8 +151,7 @@ fn signed_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-/// A flow record or token set as sealed text (JSON, then [`Cipher::seal_text`]), bound to its
-/// kind and flow id.
+/// A flow record or token set as sealed JSON text, bound to its kind and flow id.
 fn seal_json<T: serde::Serialize>(
     cipher: &Cipher,
     kind: Kind,

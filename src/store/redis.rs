@@ -47,26 +47,18 @@ pub async fn open(url: &str) -> StoreResult<RedisPool> {
     let shown = redacted(url);
     let config = RedisConfig::from_url(url)
         .map_err(|_| StoreError::Open(format!("{shown} is not a Redis URL")))?;
+    let failed =
+        |what: &str, kind: &str| StoreError::Open(format!("{what} Redis at {shown}{kind}"));
     let pool = Builder::from_config(config)
         .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
         .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(5))
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(4)
-        .map_err(|e| {
-            StoreError::Open(format!(
-                "cannot set up Redis at {shown}: {}",
-                e.kind().to_str()
-            ))
-        })?;
+        .map_err(|e| failed("cannot set up", &format!(": {}", e.kind().to_str())))?;
     tokio::time::timeout(Duration::from_secs(5), pool.init())
         .await
-        .map_err(|_| StoreError::Open(format!("cannot reach Redis at {shown}")))?
-        .map_err(|e| {
-            StoreError::Open(format!(
-                "cannot reach Redis at {shown} ({})",
-                e.kind().to_str()
-            ))
-        })?;
+        .map_err(|_| failed("cannot reach", ""))?
+        .map_err(|e| failed("cannot reach", &format!(" ({})", e.kind().to_str())))?;
     Ok(pool)
 }
 
@@ -124,17 +116,6 @@ impl RedisFlows {
         Self { pool, cipher }
     }
 
-    fn open<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: Kind,
-        id: &str,
-        sealed: Option<String>,
-    ) -> StoreResult<Option<T>> {
-        sealed.map_or(Ok(None), |sealed| {
-            open_json(&self.cipher, kind, id, &sealed)
-        })
-    }
-
     /// `SET key value PX ms`.
     async fn set_px(&self, key: String, value: String, ms: i64) -> StoreResult<()> {
         let _: () = self
@@ -162,7 +143,7 @@ impl RedisFlows {
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
         let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
-        self.open(Kind::Flow, id, sealed)
+        sealed.map_or(Ok(None), |s| open_json(&self.cipher, Kind::Flow, id, &s))
     }
 
     pub async fn update<R: FlowData>(
@@ -210,7 +191,9 @@ impl RedisFlows {
                 Vec::<String>::new(),
             )
             .await?;
-        self.open(Kind::FlowTokens, id, json)
+        json.map_or(Ok(None), |s| {
+            open_json(&self.cipher, Kind::FlowTokens, id, &s)
+        })
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {

@@ -1,7 +1,6 @@
-//! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions: they
-//! survive restarts. One instance owns the file. The flow record (with its device code) and the
-//! tokens are sealed; the columns the queries filter on (status, instants, lease) are not. Also
-//! the file itself: opening it (tables, migration) and checkpointing its WAL.
+//! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions, which
+//! one instance owns: the flow record and tokens are sealed, the columns the queries filter on
+//! (status, instants, lease) are not. Also the file: its tables, migration and WAL checkpoints.
 
 use super::files::{create_private_dir, create_private_file};
 use super::{
@@ -20,8 +19,8 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct SqliteFlows {
-    pool: SqlitePool,
-    cipher: Cipher,
+    pub pool: SqlitePool,
+    pub cipher: Cipher,
 }
 
 /// Bumped when the file's layout changes; see [`migrate`].
@@ -99,9 +98,8 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
     Ok(pool)
 }
 
-/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): SQLite
-/// reuses the file from its start after a full checkpoint, and without a limit keeps it at the
-/// largest size it ever reached (450 MB after a flood of `/login`, in the third review).
+/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): without a
+/// limit SQLite keeps it at the largest size it ever reached (450 MB after a `/login` flood).
 pub const WAL_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// How long a statement waits for a lock another connection holds.
@@ -110,12 +108,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer, so only briefly (ours read for a millisecond or so).
 const CHECKPOINT_WAIT_MS: u64 = 100;
 
-/// Copies every page the WAL holds into the database and empties the WAL (`wal_checkpoint
-/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the deleted record in
-/// the database's pages, but the WAL still holds the pages as they were, record and all, until
-/// a checkpoint; truncated, it holds nothing. A checkpoint that readers hold up for longer than
-/// [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next one (the sessions'
-/// sweep runs one every few seconds); it is never an error for the caller, whose delete is done.
+/// Copies every page of the WAL into the database and empties the WAL (`wal_checkpoint
+/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the record in the
+/// database, but the WAL holds the old pages, record and all, until a checkpoint. One that
+/// readers hold up past [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next
+/// (the sessions' sweep runs one every few seconds); never an error for the caller.
 pub async fn checkpoint(pool: &SqlitePool) {
     match checkpoint_briefly(pool).await {
         Ok((0, _, _)) => {}
@@ -143,10 +140,8 @@ async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::
     done
 }
 
-/// The periodic checkpoint (every few seconds): a passive one, which never waits, and when it
-/// copied every page (no reader still needs the WAL's), [`checkpoint`] to empty the file. A
-/// reader holding old pages for long leaves the WAL as it is until the next round, without
-/// blocking the writers meanwhile.
+/// The periodic checkpoint: a passive one, which never waits, then, when it copied every page (no
+/// reader still needs the WAL's), [`checkpoint`] to empty the file; writers are never blocked.
 pub async fn checkpoint_when_done(pool: &SqlitePool) {
     let passive: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(passive)")
         .fetch_one(pool)
@@ -195,10 +190,6 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
 }
 
 impl SqliteFlows {
-    pub fn new(pool: SqlitePool, cipher: Cipher) -> Self {
-        Self { pool, cipher }
-    }
-
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         sqlx::query(
             "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms, seen_at_ms)
@@ -346,7 +337,7 @@ impl SqliteFlows {
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
         let now = sql_ms(unix_now_ms());
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "select id from device_flows
              where status = 'pending' and expires_at_ms > ? and lease_until_ms < ?
              limit 1000",
@@ -354,25 +345,24 @@ impl SqliteFlows {
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        .await?)
     }
 
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        let row = sqlx::query(
+        let count: i64 = sqlx::query_scalar(
             "select count(*) from device_flows where status = 'pending' and expires_at_ms > ?",
         )
         .bind(sql_ms(unix_now_ms()))
         .fetch_one(&self.pool)
         .await?;
-        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     pub async fn len(&self) -> StoreResult<usize> {
-        let row = sqlx::query("select count(*) from device_flows")
+        let count: i64 = sqlx::query_scalar("select count(*) from device_flows")
             .fetch_one(&self.pool)
             .await?;
-        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {

@@ -36,32 +36,6 @@ async fn the_memory_store_keeps_records_open_and_sign_out_final() {
 }
 
 #[tokio::test]
-async fn in_sqlite_a_save_after_the_delete_writes_nothing() {
-    let dir = std::env::temp_dir().join(format!("sessions-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sessions.db");
-    let pool = super::super::sqlite::open(&path).await.unwrap();
-    let cipher = Cipher::new(&[[7u8; 32]]).unwrap();
-    let store = SessionBackend::sqlite(pool.clone(), cipher.clone());
-    let mut live = record(time::Duration::minutes(5));
-    store.create(&mut live).await.unwrap();
-    assert_eq!(store.load(&live.id).await.unwrap().unwrap().data, live.data);
-
-    store.delete(&live.id).await.unwrap();
-    store.save(&live).await.unwrap();
-    assert!(
-        store.load(&live.id).await.unwrap().is_none(),
-        "the file has no row: the save after the delete updated nothing"
-    );
-    let rows: i64 = sqlx::query_scalar("select count(*) from sessions")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, 0);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
 async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
     use chacha20poly1305::aead::{Aead, KeyInit};
     let dir = std::env::temp_dir().join(format!("sessions-legacy-{}", std::process::id()));
