@@ -188,124 +188,72 @@ impl Config {
                 "must not have a query or a fragment",
             ));
         }
-        let api_base = http_url("WEBEX_API_BASE", &get("WEBEX_API_BASE").unwrap_or_default())?;
-        let oidc_issuers = oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?;
-        let scopes = scope_list(&get, "WEBEX_SCOPES")?;
-        let device_scopes = scope_list(&get, "WEBEX_DEVICE_SCOPES")?;
-        let store = get("SESSION_STORE").unwrap_or_default();
-        let session_store = match store.as_str() {
-            "memory" => StoreConfig::Memory,
-            // A store URL may carry a password: no message below shows the value itself.
-            redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
-                let url = Url::parse(redis).map_err(|e| {
-                    invalid(
-                        "SESSION_STORE",
-                        format!("the Redis URL does not parse ({e}); its text is not shown"),
-                    )
-                })?;
-                if url.host().is_none() {
-                    return Err(invalid("SESSION_STORE", "the Redis URL has no host"));
-                }
-                StoreConfig::Redis(redis.to_owned())
-            }
-            other => match other.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => StoreConfig::Sqlite(path.into()),
-                _ => {
-                    return Err(invalid(
-                        "SESSION_STORE",
-                        "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…",
-                    ));
+        // Fields in the order they are checked: the first bad value is the one reported.
+        let config = Self {
+            mode,
+            redirect_uri,
+            redirect_uri_follows_port,
+            api_base: http_url("WEBEX_API_BASE", &get("WEBEX_API_BASE").unwrap_or_default())?,
+            oidc_issuers: oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?,
+            scopes: scope_list(&get, "WEBEX_SCOPES")?,
+            device_scopes: scope_list(&get, "WEBEX_DEVICE_SCOPES")?,
+            listen_addr,
+            session_store: store_config(&get("SESSION_STORE").unwrap_or_default())?,
+            max_pending_flows: count(&get, "MAX_PENDING_DEVICE_FLOWS")?,
+            max_pending_flows_per_client: count(&get, "MAX_PENDING_FLOWS_PER_CLIENT")?,
+            header_read_timeout: Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS")?),
+            max_connections: count(&get, "MAX_CONNECTIONS")?,
+            max_connections_per_client: count(&get, "MAX_CONNECTIONS_PER_CLIENT")?,
+            rate_limit_per_minute: u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE")?)
+                .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?,
+            client_ip_header: get("CLIENT_IP_HEADER")
+                .map(|name| {
+                    axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                        invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name"))
+                    })
+                })
+                .transpose()?,
+            abandoned_flow: Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS")?),
+            allowed_hosts: list(get("ALLOWED_HOSTS").as_deref())
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            encryption_keys: list(get("ENCRYPTION_KEYS").as_deref())
+                .enumerate()
+                .map(|(i, k)| {
+                    EncryptionKey::from_base64(k).ok_or_else(|| {
+                        let n = i + 1;
+                        let problem = format!(
+                            "key {n} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)"
+                        );
+                        invalid("ENCRYPTION_KEYS", problem)
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            metrics_addr: get("METRICS_ADDR")
+                .map(|raw| socket_addr("METRICS_ADDR", &raw))
+                .transpose()?,
+            log_format: match get("LOG_FORMAT").unwrap_or_default().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    let problem = format!("{other:?} is neither text nor json");
+                    return Err(invalid("LOG_FORMAT", problem));
                 }
             },
+            log_filter: log_filter(get("RUST_LOG").unwrap_or_default())?,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            handler_timeout: Duration::from_secs(30),
         };
-
-        let max_pending_flows = count(&get, "MAX_PENDING_DEVICE_FLOWS")?;
-        let max_pending_flows_per_client = count(&get, "MAX_PENDING_FLOWS_PER_CLIENT")?;
-        let header_read_timeout = Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS")?);
-        let max_connections = count(&get, "MAX_CONNECTIONS")?;
-        let max_connections_per_client = count(&get, "MAX_CONNECTIONS_PER_CLIENT")?;
-        let rate_limit_per_minute = u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE")?)
-            .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?;
-        let client_ip_header = get("CLIENT_IP_HEADER")
-            .map(|name| {
-                axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
-                    invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name"))
-                })
-            })
-            .transpose()?;
-        let abandoned_flow = Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS")?);
-        let allowed_hosts = list(get("ALLOWED_HOSTS").as_deref())
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let encryption_keys = list(get("ENCRYPTION_KEYS").as_deref())
-            .enumerate()
-            .map(|(i, k)| {
-                EncryptionKey::from_base64(k).ok_or_else(|| {
-                    let n = i + 1;
-                    let problem = format!(
-                        "key {n} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)"
-                    );
-                    invalid("ENCRYPTION_KEYS", problem)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let metrics_addr = get("METRICS_ADDR")
-            .map(|raw| socket_addr("METRICS_ADDR", &raw))
-            .transpose()?;
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("{:?} is neither text nor json", other.unwrap_or_default()),
-                ));
-            }
-        };
-        let log_filter = get("RUST_LOG").unwrap_or_default();
-        tracing_subscriber::EnvFilter::builder()
-            .parse(&log_filter)
-            .map_err(|e| {
-                invalid(
-                    "RUST_LOG",
-                    format!("{log_filter:?} is not a log filter ({e})"),
-                )
-            })?;
-
-        if matches!(session_store, StoreConfig::Redis(_)) && encryption_keys.is_empty() {
+        if matches!(config.session_store, StoreConfig::Redis(_))
+            && config.encryption_keys.is_empty()
+        {
             return Err(invalid(
                 "ENCRYPTION_KEYS",
                 "required when SESSION_STORE is redis:// or rediss:// (every instance must share the key; make one with `openssl rand -base64 32`)",
             ));
         }
-
-        Ok(Self {
-            mode,
-            redirect_uri,
-            redirect_uri_follows_port,
-            scopes,
-            device_scopes,
-            api_base,
-            oidc_issuers,
-            listen_addr,
-            session_store,
-            max_pending_flows,
-            max_pending_flows_per_client,
-            header_read_timeout,
-            max_connections,
-            max_connections_per_client,
-            rate_limit_per_minute,
-            client_ip_header,
-            abandoned_flow,
-            allowed_hosts,
-            encryption_keys,
-            metrics_addr,
-            log_format,
-            log_filter,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            handler_timeout: Duration::from_secs(30),
-        })
+        Ok(config)
     }
 
     pub fn is_demo(&self) -> bool {
@@ -367,6 +315,42 @@ fn listen_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Conf
         .parse()
         .map_err(|_| invalid("PORT", format!("{raw:?} is not a port number (0-65535)")))?;
     Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// `SESSION_STORE`. A store URL may carry a password: no message shows the value itself.
+fn store_config(store: &str) -> Result<StoreConfig, ConfigError> {
+    let invalid = |problem: String| invalid("SESSION_STORE", problem);
+    if store == "memory" {
+        return Ok(StoreConfig::Memory);
+    }
+    if store.starts_with("redis://") || store.starts_with("rediss://") {
+        let url = Url::parse(store).map_err(|e| {
+            invalid(format!(
+                "the Redis URL does not parse ({e}); its text is not shown"
+            ))
+        })?;
+        if url.host().is_none() {
+            return Err(invalid("the Redis URL has no host".into()));
+        }
+        return Ok(StoreConfig::Redis(store.to_owned()));
+    }
+    match store.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(StoreConfig::Sqlite(path.into())),
+        _ => Err(invalid(
+            "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…".into(),
+        )),
+    }
+}
+
+/// `RUST_LOG`, checked as tracing's `EnvFilter` parses it.
+fn log_filter(filter: String) -> Result<String, ConfigError> {
+    match tracing_subscriber::EnvFilter::builder().parse(&filter) {
+        Ok(_) => Ok(filter),
+        Err(e) => Err(invalid(
+            "RUST_LOG",
+            format!("{filter:?} is not a log filter ({e})"),
+        )),
+    }
 }
 
 /// The entries of a comma-separated list, trimmed, empty ones left out.

@@ -104,23 +104,18 @@ fn redis_key(key: &str) -> String {
     format!("webex-oauth:session:{key}")
 }
 
-/// `SET` a sealed record until its expiry, under `only` (`NX`: create, `XX`: update);
+/// `SET` the record sealed until its expiry, under `only` (`NX`: create, `XX`: update);
 /// whether it was written.
 async fn redis_set(
     pool: &RedisPool,
-    key: &str,
-    sealed: Vec<u8>,
-    expires_at_ms: u64,
+    cipher: &Cipher,
+    record: &Record,
     only: SetOptions,
 ) -> session_store::Result<bool> {
+    let expires = Expiration::PXAT(sql_ms(expires_at_ms(record)));
+    let key = redis_key(&durable_key(&record.id));
     let set: Option<String> = pool
-        .set(
-            redis_key(key),
-            sealed,
-            Some(Expiration::PXAT(sql_ms(expires_at_ms))),
-            Some(only),
-            false,
-        )
+        .set(key, seal(cipher, record)?, Some(expires), Some(only), false)
         .await
         .map_err(backend_error)?;
     Ok(set.is_some())
@@ -221,11 +216,7 @@ impl SessionBackend {
                 .map_err(backend_error)?;
                 Ok(done.rows_affected() == 1)
             }
-            Durable::Redis(pool, cipher) => {
-                let key = durable_key(&record.id);
-                let sealed = seal(cipher, record)?;
-                redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::NX).await
-            }
+            Durable::Redis(pool, cipher) => redis_set(pool, cipher, record, SetOptions::NX).await,
         }
     }
 }
@@ -259,9 +250,7 @@ impl SessionStore for SessionBackend {
             }
             Durable::Redis(pool, cipher) => {
                 // Not written when the key is gone: that is the point.
-                let key = durable_key(&record.id);
-                let sealed = seal(cipher, record)?;
-                redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::XX).await?;
+                redis_set(pool, cipher, record, SetOptions::XX).await?;
             }
         }
         Ok(())
