@@ -7,7 +7,7 @@ use crate::identity::{Verifier, wants_openid};
 use crate::secret::Secret;
 use crate::serve;
 use crate::state::{AppState, SignIn};
-use crate::store::{self, SessionBackend};
+use crate::store;
 use crate::telemetry::{self, PrometheusHandle};
 #[cfg(feature = "test-support")]
 use crate::test_support::Probe;
@@ -32,7 +32,6 @@ pub struct App {
     router: Router,
     state: AppState,
     fake: Option<FakeWebex>,
-    sessions: SessionBackend,
     limiter: web::ClientLimiter,
     /// The Prometheus listener (`METRICS_ADDR`) and what it renders.
     metrics: Option<(TcpListener, PrometheusHandle)>,
@@ -41,14 +40,10 @@ pub struct App {
 impl App {
     /// Binds `LISTEN_ADDR` and builds the app.
     pub async fn build(config: Config) -> io::Result<Self> {
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "LISTEN_ADDR (or PORT): cannot bind {}: {e}",
-                    config.listen_addr
-                ),
-            )
+        let addr = config.listen_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            let problem = format!("LISTEN_ADDR (or PORT): cannot bind {addr}: {e}");
+            io::Error::new(e.kind(), problem)
         })?;
         Self::with_listener(config, listener).await
     }
@@ -87,7 +82,7 @@ impl App {
                 identity,
             },
             store.session_locks,
-            store.sessions.clone(),
+            store.sessions,
             csp,
             listener.local_addr().ok(),
         );
@@ -96,7 +91,7 @@ impl App {
             state.config().rate_limit_per_minute,
             state.config().client_ip_header.clone(),
         );
-        let router = web::router(state.clone(), store.sessions.clone(), limiter.clone());
+        let router = web::router(state.clone(), state.sessions().clone(), limiter.clone());
         // 5. The metrics listener, when asked for: never on the public one.
         let metrics = match state.config().metrics_addr {
             None => None,
@@ -107,7 +102,6 @@ impl App {
             router,
             state,
             fake,
-            sessions: store.sessions,
             limiter,
             metrics,
         })
@@ -153,7 +147,7 @@ impl App {
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
         let limiter = self.limiter.clone();
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(self.sessions.sweep_expired());
+        background.spawn(self.state.sessions().clone().sweep_expired());
         if let Some((listener, handle)) = self.metrics {
             background.spawn(web::serve_metrics(listener, handle, self.state.clone()));
         }

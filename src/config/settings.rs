@@ -16,13 +16,10 @@ pub struct Setting {
     pub applied: bool,
 }
 
+type Text = &'static str;
+
 /// A setting whose `default` is the value used when it is unset.
-const fn value(
-    key: &'static str,
-    flag: &'static str,
-    default: &'static str,
-    help: &'static str,
-) -> Setting {
+const fn value(key: Text, flag: Text, default: Text, help: Text) -> Setting {
     Setting {
         key,
         flag,
@@ -33,18 +30,10 @@ const fn value(
 }
 
 /// A setting whose `default` says what happens when it is unset.
-const fn note(
-    key: &'static str,
-    flag: &'static str,
-    default: &'static str,
-    help: &'static str,
-) -> Setting {
+const fn note(key: Text, flag: Text, default: Text, help: Text) -> Setting {
     Setting {
-        key,
-        flag,
-        default,
-        help,
         applied: false,
+        ..value(key, flag, default, help)
     }
 }
 

@@ -17,7 +17,6 @@ use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind, store_key};
 use async_trait::async_trait;
 use fred::prelude::{Expiration, KeysInterface, LuaInterface, Pool as RedisPool, SetOptions};
-use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,16 +66,7 @@ fn seal(cipher: &Cipher, record: &Record) -> session_store::Result<Vec<u8>> {
 /// The record, or `None` when it is expired or does not open as the session stored under `key`
 /// (a wrong or retired key, or a record copied from another key: the user is simply signed
 /// out). The flag is true for a record of the old format, which the caller rewrites.
-fn open(
-    cipher: &Cipher,
-    id: &Id,
-    key: &str,
-    sealed: &[u8],
-    expires_at_ms: u64,
-) -> Option<(Record, bool)> {
-    if expires_at_ms <= unix_now_ms() {
-        return None;
-    }
+fn open(cipher: &Cipher, id: &Id, key: &str, sealed: &[u8]) -> Option<(Record, bool)> {
     let Some(opened) = cipher.open(Kind::Session, key, sealed) else {
         tracing::warn!(
             "a session record does not open with ENCRYPTION_KEYS under its key; treating it as signed out"
@@ -84,6 +74,7 @@ fn open(
         return None;
     };
     match serde_json::from_slice::<Record>(&opened.plaintext) {
+        Ok(record) if record.expiry_date <= time::OffsetDateTime::now_utc() => None,
         Ok(mut record) => {
             record.id = *id;
             Some((record, opened.legacy))
@@ -300,10 +291,8 @@ async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    // Redis expires the key itself; the record's own date is checked as well.
-    let Some((record, legacy)) = open(cipher, id, &key, &sealed, u64::MAX)
-        .filter(|(r, _)| r.expiry_date > time::OffsetDateTime::now_utc())
-    else {
+    // Redis expires the key itself; `open` checks the record's own date as well.
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed) else {
         return Ok(None);
     };
     if legacy {
@@ -325,19 +314,17 @@ async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option
 /// sealed anew, as in Redis.
 async fn load_sqlite(pool: &SqlitePool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
     let key = durable_key(id);
-    let row =
-        sqlx::query("select data, expires_at_ms from sessions where id = ? and expires_at_ms > ?")
+    let sealed: Option<Vec<u8>> =
+        sqlx::query_scalar("select data from sessions where id = ? and expires_at_ms > ?")
             .bind(&key)
             .bind(sql_ms(unix_now_ms()))
             .fetch_optional(pool)
             .await
             .map_err(backend_error)?;
-    let Some(row) = row else {
+    let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let sealed: Vec<u8> = row.get(0);
-    let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-    let Some((record, legacy)) = open(cipher, id, &key, &sealed, expires) else {
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed) else {
         return Ok(None);
     };
     if legacy {
