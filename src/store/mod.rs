@@ -128,15 +128,19 @@ enum Backend<R> {
     Redis(RedisFlows),
 }
 
-/// Calls the same method on whichever backend holds the flows (memory's are not async).
-macro_rules! each {
-    ($self:ident.$method:ident($($arg:expr),*)) => {
-        match &$self.0 {
-            Backend::Memory(m) => m.$method($($arg),*),
-            Backend::Sqlite(s) => s.$method($($arg),*).await,
-            Backend::Redis(r) => r.$method($($arg),*).await,
+/// Each method calls the method of the same name on whichever backend holds the flows (the
+/// memory backend's are not async).
+macro_rules! flow_methods {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(&self, $($arg: $ty),*) -> StoreResult<$ret> {
+            match &self.0 {
+                Backend::Memory(m) => m.$name($($arg),*),
+                Backend::Sqlite(s) => s.$name($($arg),*).await,
+                Backend::Redis(r) => r.$name($($arg),*).await,
+            }
         }
-    };
+    )*};
 }
 
 /// `mark_seen` writes at most this often per flow.
@@ -186,84 +190,54 @@ fn lease_until(now_ms: u64) -> u64 {
 }
 
 impl<R: FlowData> FlowStore<R> {
-    /// Records a new flow, leased to `owner`.
-    pub async fn insert(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
-        each!(self.insert(id, record, owner))
-    }
+    flow_methods! {
+        /// Records a new flow, leased to `owner`.
+        fn insert(id: &str, record: &R, owner: &str) -> ();
 
-    pub async fn get(&self, id: &str) -> StoreResult<Option<R>> {
-        each!(self.get(id))
-    }
+        fn get(id: &str) -> Option<R>;
 
-    /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
-    /// lease. False when it does not, or the flow is gone.
-    pub async fn update(
-        &self,
-        id: &str,
-        record: &R,
-        tokens: Option<&TokenSet>,
-        owner: &str,
-    ) -> StoreResult<bool> {
-        each!(self.update(id, record, tokens, owner))
-    }
+        /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
+        /// lease. False when it does not, or the flow is gone.
+        fn update(id: &str, record: &R, tokens: Option<&TokenSet>, owner: &str) -> bool;
 
-    /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
-    pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
-        each!(self.take_tokens(id))
-    }
+        /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
+        fn take_tokens(id: &str) -> Option<TokenSet>;
 
-    pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        each!(self.delete(id))
-    }
+        fn delete(id: &str) -> ();
 
-    /// Records that the owning session looked at the flow now (skipped when it did so within
-    /// the last few seconds, so a watched page costs few writes).
-    pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        each!(self.mark_seen(id))
-    }
+        /// Records that the owning session looked at the flow now (skipped when it did so within
+        /// the last few seconds, so a watched page costs few writes).
+        fn mark_seen(id: &str) -> ();
 
-    /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is free,
-    /// lapsed, or already `owner`'s.
-    pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
-        each!(self.lease(id, owner))
-    }
+        /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is
+        /// free, lapsed, or already `owner`'s.
+        fn lease(id: &str, owner: &str) -> bool;
 
-    /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
-    /// the backend allows.
-    pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
-        each!(self.renew_leases(owner, ids))
-    }
+        /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
+        /// the backend allows.
+        fn renew_leases(owner: &str, ids: &[String]) -> ();
 
-    /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
-    /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
-    /// is never touched. Returns how many were released.
-    pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
-        each!(self.release_leases(owner))
-    }
+        /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
+        /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
+        /// is never touched. Returns how many were released.
+        fn release_leases(owner: &str) -> usize;
 
-    /// When `owner` still holds the lease of this pending flow: when its owning session last
-    /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no write.
-    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
-        each!(self.holds(id, owner))
-    }
+        /// When `owner` still holds the lease of this pending flow: when its owning session last
+        /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no
+        /// write.
+        fn holds(id: &str, owner: &str) -> Option<u64>;
 
-    /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
-    pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        each!(self.orphans())
-    }
+        /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
+        fn orphans() -> Vec<String>;
 
-    /// Pending flows, across every instance sharing the store.
-    pub async fn count_pending(&self) -> StoreResult<usize> {
-        each!(self.count_pending())
-    }
+        /// Pending flows, across every instance sharing the store.
+        fn count_pending() -> usize;
 
-    /// Number of flows recorded (any state; Redis: pending ones).
-    pub async fn len(&self) -> StoreResult<usize> {
-        each!(self.len())
-    }
+        /// Number of flows recorded (any state; Redis: pending ones).
+        fn len() -> usize;
 
-    /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed grants).
-    pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
-        each!(self.purge(grace))
+        /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed
+        /// grants).
+        fn purge(grace: Duration) -> usize;
     }
 }
