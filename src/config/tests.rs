@@ -86,6 +86,16 @@ fn bad_values_name_their_key() {
         ("ABANDONED_FLOW_SECS", "1.5"),
         ("CLIENT_IP_HEADER", "not a header"),
         ("ENCRYPTION_KEYS", "c2hvcnQ="),
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("METRICS_ADDR", "9100"),
+        ("LOG_FORMAT", "yaml"),
+        ("RUST_LOG", "webex_oauth_axum=loud"),
+        ("WEBEX_OIDC_ISSUERS", "idbroker.webex.com/idb"),
+        ("WEBEX_OIDC_ISSUERS", "ftp://x/idb"),
+        ("WEBEX_OIDC_ISSUERS", "https://u:p@x/idb"),
+        ("WEBEX_OIDC_ISSUERS", "https://x/idb?q=1"),
+        ("WEBEX_OIDC_ISSUERS", "https://x/idb#f"),
     ] {
         assert!(refused(key, value).to_string().starts_with(key));
     }
@@ -189,15 +199,6 @@ fn logs_and_metrics_settings() {
     .unwrap();
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
-    for (key, value) in [
-        ("PORT", "http"),
-        ("PORT", "70000"),
-        ("METRICS_ADDR", "9100"),
-        ("LOG_FORMAT", "yaml"),
-        ("RUST_LOG", "webex_oauth_axum=loud"),
-    ] {
-        refused(key, value);
-    }
 }
 
 #[test]
@@ -223,15 +224,6 @@ fn oidc_issuers_are_a_list_of_urls_kept_exactly_and_own_scopes_are_sent_as_given
         (c.scopes.as_str(), c.device_scopes.as_str()),
         ("spark:all", "spark:all openid")
     );
-    for bad in [
-        "idbroker.webex.com/idb",
-        "ftp://x/idb",
-        "https://u:p@x/idb",
-        "https://x/idb?q=1",
-        "https://x/idb#f",
-    ] {
-        refused("WEBEX_OIDC_ISSUERS", bad);
-    }
 }
 
 #[test]

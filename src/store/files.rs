@@ -15,7 +15,7 @@ pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .join("encryption.key");
-    let problem = |what: String| StoreError::Open(what);
+    let problem = StoreError::Open;
     if !path.exists() {
         use rand::RngCore;
         let mut key = [0u8; 32];

@@ -82,38 +82,38 @@ pub async fn open<R: FlowData>(
     keys: &[EncryptionKey],
 ) -> StoreResult<Store<R>> {
     let given = Cipher::new(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
-    Ok(match config {
-        StoreConfig::Memory => Store {
-            flows: FlowStore(Backend::Memory(MemoryFlows::default())),
-            sessions: SessionBackend::memory(),
-            session_locks: SessionLocks::new(None),
-        },
+    let (flows, sessions, shared_locks) = match config {
+        StoreConfig::Memory => (
+            Backend::Memory(MemoryFlows::default()),
+            SessionBackend::memory(),
+            None,
+        ),
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
             let cipher = match given {
                 Some(cipher) => cipher,
                 None => files::key_beside(path)?,
             };
-            Store {
-                flows: FlowStore(Backend::Sqlite(SqliteFlows {
-                    pool: pool.clone(),
-                    cipher: cipher.clone(),
-                })),
-                sessions: SessionBackend::sqlite(pool, cipher),
-                session_locks: SessionLocks::new(None),
-            }
+            let sessions = SessionBackend::sqlite(pool.clone(), cipher.clone());
+            (
+                Backend::Sqlite(SqliteFlows { pool, cipher }),
+                sessions,
+                None,
+            )
         }
         StoreConfig::Redis(url) => {
             let cipher = given
                 .ok_or_else(|| StoreError::Open("ENCRYPTION_KEYS is required with Redis".into()))?;
             let pool = redis::open(url).await?;
             let flows = RedisFlows::new(pool.clone(), cipher.clone());
-            Store {
-                flows: FlowStore(Backend::Redis(flows.clone())),
-                sessions: SessionBackend::redis(pool, cipher),
-                session_locks: SessionLocks::new(Some(flows)),
-            }
+            let sessions = SessionBackend::redis(pool, cipher);
+            (Backend::Redis(flows.clone()), sessions, Some(flows))
         }
+    };
+    Ok(Store {
+        flows: FlowStore(flows),
+        sessions,
+        session_locks: SessionLocks::new(shared_locks),
     })
 }
 

@@ -1,4 +1,5 @@
-//! Unit tests of the session store: records kept open in memory, sign-out final, old records.
+//! Unit tests of the session store: records kept open in memory until they expire, old records
+//! sealed anew, the anonymous cap.
 
 use super::*;
 use serde_json::json;
