@@ -165,15 +165,18 @@ fn seal_json<T: serde::Serialize>(
     Ok(cipher.seal_text(kind, id, &serde_json::to_string(value)?))
 }
 
-/// The value, or `None` when no key opens it as `kind` of flow `id` (a retired key, or a value
-/// copied from another flow): the flow reads as gone.
+/// The value, or `None` when there is none or no key opens it as `kind` of flow `id` (a retired
+/// key, or a value copied from another flow): the flow reads as gone.
 fn open_json<T: serde::de::DeserializeOwned>(
     cipher: &Cipher,
     kind: Kind,
     id: &str,
-    sealed: &str,
+    sealed: Option<String>,
 ) -> StoreResult<Option<T>> {
-    match cipher.open_text(kind, id, sealed) {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    match cipher.open_text(kind, id, &sealed) {
         Some(json) => Ok(Some(serde_json::from_str(&json)?)),
         None => {
             tracing::warn!(

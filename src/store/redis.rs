@@ -143,7 +143,7 @@ impl RedisFlows {
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
         let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
-        sealed.map_or(Ok(None), |s| open_json(&self.cipher, Kind::Flow, id, &s))
+        open_json(&self.cipher, Kind::Flow, id, sealed)
     }
 
     pub async fn update<R: FlowData>(
@@ -191,9 +191,7 @@ impl RedisFlows {
                 Vec::<String>::new(),
             )
             .await?;
-        json.map_or(Ok(None), |s| {
-            open_json(&self.cipher, Kind::FlowTokens, id, &s)
-        })
+        open_json(&self.cipher, Kind::FlowTokens, id, json)
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {

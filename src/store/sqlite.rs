@@ -10,7 +10,6 @@ use super::{
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -208,14 +207,11 @@ impl SqliteFlows {
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
-        let row = sqlx::query("select data from device_flows where id = ?")
+        let sealed = sqlx::query_scalar("select data from device_flows where id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(row) => open_json(&self.cipher, Kind::Flow, id, row.get::<&str, _>(0)),
-            None => Ok(None),
-        }
+        open_json(&self.cipher, Kind::Flow, id, sealed)
     }
 
     pub async fn update<R: FlowData>(
@@ -244,7 +240,7 @@ impl SqliteFlows {
     }
 
     pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
-        let row = sqlx::query(
+        let sealed = sqlx::query_scalar(
             "delete from device_flows where id = ? and tokens is not null returning tokens",
         )
         .bind(id)
@@ -252,10 +248,7 @@ impl SqliteFlows {
         .await?;
         // The tokens move to the session; their sealed copy leaves the WAL too.
         checkpoint(&self.pool).await;
-        match row {
-            Some(row) => open_json(&self.cipher, Kind::FlowTokens, id, row.get::<&str, _>(0)),
-            None => Ok(None),
-        }
+        open_json(&self.cipher, Kind::FlowTokens, id, sealed)
     }
 
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
