@@ -112,6 +112,24 @@ async fn redis_set(
     Ok(set.is_some())
 }
 
+/// Runs `sql` with the record sealed (`?1`), its expiry (`?2`) and its key (`?3`); the rows
+/// it wrote.
+async fn sqlite_write(
+    pool: &SqlitePool,
+    cipher: &Cipher,
+    record: &Record,
+    sql: &str,
+) -> session_store::Result<u64> {
+    let done = sqlx::query(sql)
+        .bind(seal(cipher, record)?)
+        .bind(sql_ms(expires_at_ms(record)))
+        .bind(durable_key(&record.id))
+        .execute(pool)
+        .await
+        .map_err(backend_error)?;
+    Ok(done.rows_affected())
+}
+
 impl SessionBackend {
     /// Records never leave the process, so nothing is sealed.
     pub(super) fn memory() -> Self {
@@ -195,17 +213,9 @@ impl SessionBackend {
                 Ok(cache.put_where(record.clone(), |now| now.is_none()).await)
             }
             Durable::Sqlite(pool, cipher) => {
-                let done = sqlx::query(
-                    "insert into sessions (id, data, expires_at_ms) values (?, ?, ?)
-                     on conflict (id) do nothing",
-                )
-                .bind(durable_key(&record.id))
-                .bind(seal(cipher, record)?)
-                .bind(sql_ms(expires_at_ms(record)))
-                .execute(pool)
-                .await
-                .map_err(backend_error)?;
-                Ok(done.rows_affected() == 1)
+                let insert = "insert into sessions (id, data, expires_at_ms) values (?3, ?1, ?2)
+                              on conflict (id) do nothing";
+                Ok(sqlite_write(pool, cipher, record, insert).await? == 1)
             }
             Durable::Redis(pool, cipher) => redis_set(pool, cipher, record, SetOptions::NX).await,
         }
@@ -231,13 +241,8 @@ impl SessionStore for SessionBackend {
                 cache.put_where(record.clone(), |now| now.is_some()).await;
             }
             Durable::Sqlite(pool, cipher) => {
-                sqlx::query("update sessions set data = ?, expires_at_ms = ? where id = ?")
-                    .bind(seal(cipher, record)?)
-                    .bind(sql_ms(expires_at_ms(record)))
-                    .bind(durable_key(&record.id))
-                    .execute(pool)
-                    .await
-                    .map_err(backend_error)?;
+                let update = "update sessions set data = ?1, expires_at_ms = ?2 where id = ?3";
+                sqlite_write(pool, cipher, record, update).await?;
             }
             Durable::Redis(pool, cipher) => {
                 // Not written when the key is gone: that is the point.
