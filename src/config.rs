@@ -79,7 +79,7 @@ pub struct Config {
     /// `WEBEX_OIDC_ISSUERS`: id_token issuers accepted besides the discovery issuer and Webex's
     /// idbroker hosts (`identity::issuer`), each exactly as written.
     pub oidc_issuers: Vec<String>,
-    /// `LISTEN_ADDR`, else `0.0.0.0:$PORT` (see [`listen_addr`]); `App::with_listener` replaces
+    /// `LISTEN_ADDR`, else `0.0.0.0:$PORT` (see `listen_addr`); `App::with_listener` replaces
     /// it with the address actually bound.
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
