@@ -47,6 +47,10 @@ fn defaults_give_demo_mode_on_localhost_10060() {
     assert!(c.encryption_keys.is_empty());
     assert!(!c.secure_cookies());
     assert_eq!(c.public_origin(), "http://localhost:10060");
+    assert_eq!(
+        (c.log_format, c.log_filter.as_str(), c.metrics_addr),
+        (LogFormat::Text, DEFAULT_LOG_FILTER, None)
+    );
 }
 
 #[test]
@@ -186,11 +190,6 @@ fn the_default_redirect_uri_follows_the_listen_port_and_port() {
 
 #[test]
 fn logs_and_metrics_settings() {
-    let c = config(&[]).unwrap();
-    assert_eq!(
-        (c.log_format, c.log_filter.as_str(), c.metrics_addr),
-        (LogFormat::Text, DEFAULT_LOG_FILTER, None)
-    );
     let c = config(&[
         ("LOG_FORMAT", "json"),
         ("RUST_LOG", "debug"),
