@@ -7,7 +7,7 @@ use crate::identity::{Verifier, wants_openid};
 use crate::secret::Secret;
 use crate::serve;
 use crate::state::{AppState, SignIn};
-use crate::store::{self, SessionBackend};
+use crate::store;
 use crate::telemetry::{self, PrometheusHandle};
 #[cfg(feature = "test-support")]
 use crate::test_support::Probe;
@@ -32,7 +32,6 @@ pub struct App {
     router: Router,
     state: AppState,
     fake: Option<FakeWebex>,
-    sessions: SessionBackend,
     limiter: web::ClientLimiter,
     /// The Prometheus listener (`METRICS_ADDR`) and what it renders.
     metrics: Option<(TcpListener, PrometheusHandle)>,
@@ -41,14 +40,10 @@ pub struct App {
 impl App {
     /// Binds `LISTEN_ADDR` and builds the app.
     pub async fn build(config: Config) -> io::Result<Self> {
-        let listener = TcpListener::bind(config.listen_addr).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "LISTEN_ADDR (or PORT): cannot bind {}: {e}",
-                    config.listen_addr
-                ),
-            )
+        let addr = config.listen_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            let problem = format!("LISTEN_ADDR (or PORT): cannot bind {addr}: {e}");
+            io::Error::new(e.kind(), problem)
         })?;
         Self::with_listener(config, listener).await
     }
@@ -87,7 +82,7 @@ impl App {
                 identity,
             },
             store.session_locks,
-            store.sessions.clone(),
+            store.sessions,
             csp,
             listener.local_addr().ok(),
         );
@@ -96,7 +91,7 @@ impl App {
             state.config().rate_limit_per_minute,
             state.config().client_ip_header.clone(),
         );
-        let router = web::router(state.clone(), store.sessions.clone(), limiter.clone());
+        let router = web::router(state.clone(), state.sessions().clone(), limiter.clone());
         // 5. The metrics listener, when asked for: never on the public one.
         let metrics = match state.config().metrics_addr {
             None => None,
@@ -107,7 +102,6 @@ impl App {
             router,
             state,
             fake,
-            sessions: store.sessions,
             limiter,
             metrics,
         })
@@ -142,22 +136,22 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests finish
-    /// for up to `serve::DRAIN_TIMEOUT` (dropping the rest), stops this instance's device
-    /// pollers and releases their leases, so another instance (or the next start) takes the
-    /// flows over on its next housekeeping round instead of after the lease lapses.
+    /// Serves until `shutdown` completes; then drains (`serve::DRAIN_TIMEOUT`), stops this
+    /// instance's device pollers and releases their leases, so another instance (or the next
+    /// start) takes the flows over at its next housekeeping round, not once the leases lapse.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let flows = self.state.flows().clone();
         let housekeeping = tokio::spawn(flows.clone().housekeeping());
-        let sweep = tokio::spawn(self.sessions.sweep_expired());
-        let metrics = self.metrics.map(|(listener, handle)| {
-            tokio::spawn(web::serve_metrics(listener, handle, self.state.clone()))
-        });
         let limiter = self.limiter.clone();
-        let forget = tokio::spawn(async move {
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(self.state.sessions().clone().sweep_expired());
+        if let Some((listener, handle)) = self.metrics {
+            background.spawn(web::serve_metrics(listener, handle, self.state.clone()));
+        }
+        background.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
@@ -180,13 +174,8 @@ impl App {
         // Drained: no request can start a flow now. Housekeeping goes first (it would renew
         // the leases), then the pollers, then the leases themselves.
         housekeeping.abort();
-        sweep.abort();
-        forget.abort();
-        if let Some(metrics) = metrics {
-            metrics.abort();
-        }
         let _ = housekeeping.await;
-        let _ = sweep.await;
+        background.shutdown().await;
         flows.stop_pollers();
         // Bounded, so a store that hangs cannot hold up the exit; failing is not fatal: the
         // leases lapse by themselves within `store::LEASE`.
@@ -309,36 +298,27 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::demo_link_host;
-    use std::net::IpAddr;
-
-    fn host(bind: &str, redirect: &str) -> Option<String> {
-        let bind: IpAddr = bind.parse().unwrap();
-        demo_link_host(bind, &url::Url::parse(redirect).unwrap())
-    }
 
     #[test]
     fn the_demo_fake_links_to_the_redirect_host_only_where_it_answers() {
-        // A LAN address the app is bound to, or any name/address with a wildcard bind.
-        assert_eq!(
-            host("127.0.0.2", "http://127.0.0.2:1/oauth").as_deref(),
-            Some("127.0.0.2")
-        );
-        assert_eq!(
-            host("0.0.0.0", "http://192.168.1.5:1/oauth").as_deref(),
-            Some("192.168.1.5")
-        );
-        assert_eq!(
-            host("0.0.0.0", "http://laptop.local:1/oauth").as_deref(),
-            Some("laptop.local")
-        );
-        assert_eq!(
-            host("::", "http://[fe80::1]:1/oauth").as_deref(),
-            Some("[fe80::1]")
-        );
-        // Elsewhere the fake would not answer: its bound address.
-        assert_eq!(host("127.0.0.1", "http://192.168.1.5:1/oauth"), None);
-        assert_eq!(host("0.0.0.0", "http://localhost:1/oauth"), None);
-        assert_eq!(host("127.0.0.1", "http://laptop.local:1/oauth"), None);
-        assert_eq!(host("0.0.0.0", "http://[::1]:1/oauth"), None);
+        for (bind, redirect, link) in [
+            // A LAN address the app is bound to, or any name/address with a wildcard bind.
+            ("127.0.0.2", "http://127.0.0.2:1/oauth", Some("127.0.0.2")),
+            ("0.0.0.0", "http://192.168.1.5:1/oauth", Some("192.168.1.5")),
+            (
+                "0.0.0.0",
+                "http://laptop.local:1/oauth",
+                Some("laptop.local"),
+            ),
+            ("::", "http://[fe80::1]:1/oauth", Some("[fe80::1]")),
+            // Elsewhere the fake would not answer: its bound address.
+            ("127.0.0.1", "http://192.168.1.5:1/oauth", None),
+            ("0.0.0.0", "http://localhost:1/oauth", None),
+            ("127.0.0.1", "http://laptop.local:1/oauth", None),
+            ("0.0.0.0", "http://[::1]:1/oauth", None),
+        ] {
+            let host = demo_link_host(bind.parse().unwrap(), &url::Url::parse(redirect).unwrap());
+            assert_eq!(host.as_deref(), link, "{bind} {redirect}");
+        }
     }
 }

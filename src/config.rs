@@ -1,5 +1,5 @@
 //! The environment contract (`WEBEX_*`, `LISTEN_ADDR`, `PORT`, `SESSION_STORE`, …), read and checked
-//! at start-up; [`crate::cli`] lists the same keys for `--help`.
+//! at start-up; the keys and their defaults are [`settings::SETTINGS`], which `--help` shows.
 
 use crate::secret::Secret;
 use std::net::SocketAddr;
@@ -8,11 +8,6 @@ use url::Url;
 
 /// The redirect URI when `WEBEX_REDIRECT_URI` is unset: its port follows the listen port.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:10060/oauth";
-/// With `openid`, a flow also proves who signed in (Login with Webex, `crate::identity`).
-pub const DEFAULT_SCOPES: &str = "openid email profile spark:all";
-pub const DEFAULT_DEVICE_SCOPES: &str =
-    "openid email profile meeting:recordings_read spark:all spark:kms";
-pub const DEFAULT_API_BASE: &str = "https://webexapis.com/v1";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
 pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 
@@ -48,8 +43,6 @@ pub enum StoreConfig {
     Redis(String),
 }
 
-pub const DEFAULT_SESSION_STORE: &str = "sqlite://data/sessions.db";
-
 impl std::fmt::Display for StoreConfig {
     /// For the start-up log (a Redis URL may hold a password: only its host is shown).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +59,7 @@ impl std::fmt::Display for StoreConfig {
     }
 }
 
+/// The checked settings; each field's key and default are in [`settings::SETTINGS`].
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `WEBEX_CLIENT_ID` / `WEBEX_CLIENT_SECRET`.
@@ -75,60 +69,53 @@ pub struct Config {
     /// True when `WEBEX_REDIRECT_URI` is unset: the redirect URI is `http://localhost:PORT/oauth`
     /// with the port the app is actually bound to (`App::with_listener` sets it).
     pub redirect_uri_follows_port: bool,
-    /// `WEBEX_SCOPES`: scopes of the authorization-code flow.
+    /// `WEBEX_SCOPES`, of the authorization-code flow. With `openid` (the default), a flow also
+    /// proves who signed in (Login with Webex, `crate::identity`).
     pub scopes: String,
-    /// `WEBEX_DEVICE_SCOPES`: scopes of the device flow.
+    /// `WEBEX_DEVICE_SCOPES`, of the device flow.
     pub device_scopes: String,
     /// `WEBEX_API_BASE`: every Webex URL derives from it (ignored in demo mode).
     pub api_base: Url,
-    /// `WEBEX_OIDC_ISSUERS` (comma-separated URLs): id_token issuers accepted besides the
-    /// discovery issuer and Webex's idbroker hosts (`identity::issuer`), each exactly as written.
+    /// `WEBEX_OIDC_ISSUERS`: id_token issuers accepted besides the discovery issuer and Webex's
+    /// idbroker hosts (`identity::issuer`), each exactly as written.
     pub oidc_issuers: Vec<String>,
-    /// `LISTEN_ADDR`: the address to bind; unset, `0.0.0.0:$PORT` when `PORT` is set (hosting
-    /// platforms route outside traffic to that port on every interface), else `127.0.0.1:10060`.
-    /// `App::with_listener` replaces it with the address actually bound.
+    /// `LISTEN_ADDR`, else `0.0.0.0:$PORT` (see `listen_addr`); `App::with_listener` replaces
+    /// it with the address actually bound.
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
     pub session_store: StoreConfig,
-    /// `MAX_PENDING_DEVICE_FLOWS`: past this many pending device sign-ins, new ones get a 503.
+    /// `MAX_PENDING_DEVICE_FLOWS`: past it, new device sign-ins get a 503.
     pub max_pending_flows: usize,
-    /// `MAX_PENDING_FLOWS_PER_CLIENT` (5): pending device sign-ins one client address (an IPv6
-    /// one by its /64) may have on this instance; past it, Sign-In gets a 429 page.
+    /// `MAX_PENDING_FLOWS_PER_CLIENT`, counted on this instance; past it, Sign-In gets a 429.
     pub max_pending_flows_per_client: usize,
-    /// `HEADER_READ_TIMEOUT_SECS` (10): a client must send its request headers within this.
+    /// `HEADER_READ_TIMEOUT_SECS`.
     pub header_read_timeout: Duration,
-    /// `MAX_CONNECTIONS` (10,000): connections served at once; the rest wait in the backlog.
+    /// `MAX_CONNECTIONS`: the rest wait in the backlog.
     pub max_connections: usize,
-    /// `MAX_CONNECTIONS_PER_CLIENT` (64): connections one peer address (an IPv6 one by its /64)
-    /// may hold open; more are closed at once. Not applied with `CLIENT_IP_HEADER` (the peer
-    /// is then your proxy).
+    /// `MAX_CONNECTIONS_PER_CLIENT`. Not applied with `CLIENT_IP_HEADER` (every peer is then
+    /// your proxy).
     pub max_connections_per_client: usize,
-    /// `RATE_LIMIT_PER_MINUTE` (20): `POST /sign-in` and `GET` (or `HEAD`) `/login` per client address, with a
-    /// burst of that size.
+    /// `RATE_LIMIT_PER_MINUTE`, with a burst of that size.
     pub rate_limit_per_minute: u32,
-    /// `CLIENT_IP_HEADER` (unset): the header whose last hop is the client address (behind your
-    /// proxy, e.g. `X-Forwarded-For`); unset, the peer address is the client.
+    /// `CLIENT_IP_HEADER`: its last hop is the client address; unset, the peer address is.
     pub client_ip_header: Option<axum::http::HeaderName>,
-    /// `ABANDONED_FLOW_SECS` (60): a device flow whose page nobody watched for this long stops.
+    /// `ABANDONED_FLOW_SECS`.
     pub abandoned_flow: Duration,
-    /// `ALLOWED_HOSTS` (comma-separated): `Host` values accepted besides the redirect URI's
-    /// authority and the listen address.
+    /// `ALLOWED_HOSTS`, lowercase.
     pub allowed_hosts: Vec<String>,
-    /// `ENCRYPTION_KEYS` (comma-separated base64 of 32 bytes each): the first encrypts tokens in
-    /// the store, all decrypt. Empty: see `store::open` for what each backend does.
+    /// `ENCRYPTION_KEYS`: the first encrypts tokens in the store, all decrypt. Empty: see
+    /// `store::open` for what each backend does.
     pub encryption_keys: Vec<EncryptionKey>,
-    /// `METRICS_ADDR` (unset: no metrics): where Prometheus scrapes `/metrics`, a listener of its
-    /// own, never the public one.
+    /// `METRICS_ADDR`: a listener of its own for `/metrics`, never the public one.
     pub metrics_addr: Option<SocketAddr>,
-    /// `LOG_FORMAT` (`text`): `text` or `json`.
+    /// `LOG_FORMAT`.
     pub log_format: LogFormat,
-    /// `RUST_LOG`: the log filter (tracing's `EnvFilter` syntax), checked here.
+    /// `RUST_LOG` (tracing's `EnvFilter` syntax), checked here.
     pub log_filter: String,
     /// Webex HTTP timeouts (not in the environment contract; tests shorten them).
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// A request still unanswered after this gets the 504 page (30 s; not in the environment
-    /// contract; tests shorten it).
+    /// A request still unanswered after this gets the 504 page (30 s; tests shorten it).
     pub handler_timeout: Duration,
 }
 
@@ -150,18 +137,15 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// Reads the process environment (after `.env`, which `main` loads when present).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    /// An empty value counts as unset.
+    /// Reads the configuration through `lookup` (the command line and environment, or a map in
+    /// tests).
+    /// An empty value counts as unset; an unset key takes the table's default, if any.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| {
             lookup(key)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
+                .or_else(|| settings::default_of(key).map(str::to_owned))
         };
 
         let mode = match get("WEBEX_CLIENT_ID") {
@@ -187,12 +171,10 @@ impl Config {
         };
 
         let listen_addr = listen_addr(&get)?;
-        let redirect_uri_follows_port = get("WEBEX_REDIRECT_URI").is_none();
-        let mut redirect_uri = http_url(
-            "WEBEX_REDIRECT_URI",
-            get("WEBEX_REDIRECT_URI").as_deref(),
-            DEFAULT_REDIRECT_URI,
-        )?;
+        let redirect_uri = get("WEBEX_REDIRECT_URI");
+        let redirect_uri_follows_port = redirect_uri.is_none();
+        let redirect_uri = redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI);
+        let mut redirect_uri = http_url("WEBEX_REDIRECT_URI", redirect_uri)?;
         if redirect_uri_follows_port {
             follow_port(&mut redirect_uri, listen_addr.port());
         }
@@ -202,149 +184,72 @@ impl Config {
                 "must not have a query or a fragment",
             ));
         }
-        let api_base = http_url(
-            "WEBEX_API_BASE",
-            get("WEBEX_API_BASE").as_deref(),
-            DEFAULT_API_BASE,
-        )?;
-
-        let oidc_issuers = oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?;
-        let scopes = scope_list("WEBEX_SCOPES", get("WEBEX_SCOPES"), DEFAULT_SCOPES)?;
-        let device_scopes = scope_list(
-            "WEBEX_DEVICE_SCOPES",
-            get("WEBEX_DEVICE_SCOPES"),
-            DEFAULT_DEVICE_SCOPES,
-        )?;
-
-        let store = get("SESSION_STORE").unwrap_or_else(|| DEFAULT_SESSION_STORE.to_owned());
-        let session_store = match store.as_str() {
-            "memory" => StoreConfig::Memory,
-            // A store URL may carry a password: no message below shows the value itself.
-            redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
-                let url = Url::parse(redis).map_err(|e| {
-                    invalid(
-                        "SESSION_STORE",
-                        format!("the Redis URL does not parse ({e}); its text is not shown"),
-                    )
-                })?;
-                if url.host().is_none() {
-                    return Err(invalid("SESSION_STORE", "the Redis URL has no host"));
-                }
-                StoreConfig::Redis(redis.to_owned())
-            }
-            other => match other.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => StoreConfig::Sqlite(path.into()),
-                _ => {
-                    return Err(invalid(
-                        "SESSION_STORE",
-                        "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…",
-                    ));
-                }
-            },
-        };
-
-        let max_pending_flows = count(&get, "MAX_PENDING_DEVICE_FLOWS", 10_000)?;
-        let max_pending_flows_per_client = count(&get, "MAX_PENDING_FLOWS_PER_CLIENT", 5)?;
-        let header_read_timeout =
-            Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS", 10)?);
-        let max_connections = count(&get, "MAX_CONNECTIONS", 10_000)?;
-        let max_connections_per_client = count(&get, "MAX_CONNECTIONS_PER_CLIENT", 64)?;
-        let rate_limit_per_minute = u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE", 20)?)
-            .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?;
-        let client_ip_header =
-            match get("CLIENT_IP_HEADER") {
-                None => None,
-                Some(name) => Some(axum::http::HeaderName::try_from(name.as_str()).map_err(
-                    |_| invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name")),
-                )?),
-            };
-        let abandoned_flow = Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS", 60)?);
-        let allowed_hosts = get("ALLOWED_HOSTS")
-            .map(|hosts| {
-                hosts
-                    .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let encryption_keys = match get("ENCRYPTION_KEYS") {
-            None => Vec::new(),
-            Some(keys) => keys
-                .split(',')
-                .filter(|k| !k.trim().is_empty())
+        // Fields in the order they are checked: the first bad value is the one reported.
+        let config = Self {
+            mode,
+            redirect_uri,
+            redirect_uri_follows_port,
+            api_base: http_url("WEBEX_API_BASE", &get("WEBEX_API_BASE").unwrap_or_default())?,
+            oidc_issuers: oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?,
+            scopes: scope_list(&get, "WEBEX_SCOPES")?,
+            device_scopes: scope_list(&get, "WEBEX_DEVICE_SCOPES")?,
+            listen_addr,
+            session_store: store_config(&get("SESSION_STORE").unwrap_or_default())?,
+            max_pending_flows: count(&get, "MAX_PENDING_DEVICE_FLOWS")?,
+            max_pending_flows_per_client: count(&get, "MAX_PENDING_FLOWS_PER_CLIENT")?,
+            header_read_timeout: Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS")?),
+            max_connections: count(&get, "MAX_CONNECTIONS")?,
+            max_connections_per_client: count(&get, "MAX_CONNECTIONS_PER_CLIENT")?,
+            rate_limit_per_minute: u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE")?)
+                .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?,
+            client_ip_header: get("CLIENT_IP_HEADER")
+                .map(|name| {
+                    axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                        invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name"))
+                    })
+                })
+                .transpose()?,
+            abandoned_flow: Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS")?),
+            allowed_hosts: list(get("ALLOWED_HOSTS").as_deref())
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            encryption_keys: list(get("ENCRYPTION_KEYS").as_deref())
                 .enumerate()
                 .map(|(i, k)| {
                     EncryptionKey::from_base64(k).ok_or_else(|| {
-                        invalid(
-                            "ENCRYPTION_KEYS",
-                            format!(
-                                "key {} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)",
-                                i + 1
-                            ),
-                        )
+                        let n = i + 1;
+                        let problem = format!(
+                            "key {n} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)"
+                        );
+                        invalid("ENCRYPTION_KEYS", problem)
                     })
                 })
                 .collect::<Result<_, _>>()?,
+            metrics_addr: get("METRICS_ADDR")
+                .map(|raw| socket_addr("METRICS_ADDR", &raw))
+                .transpose()?,
+            log_format: match get("LOG_FORMAT").unwrap_or_default().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    let problem = format!("{other:?} is neither text nor json");
+                    return Err(invalid("LOG_FORMAT", problem));
+                }
+            },
+            log_filter: log_filter(get("RUST_LOG").unwrap_or_default())?,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            handler_timeout: Duration::from_secs(30),
         };
-        let metrics_addr = match get("METRICS_ADDR") {
-            None => None,
-            Some(raw) => Some(socket_addr("METRICS_ADDR", &raw)?),
-        };
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("{other:?} is neither text nor json"),
-                ));
-            }
-        };
-        let log_filter = get("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
-        tracing_subscriber::EnvFilter::builder()
-            .parse(&log_filter)
-            .map_err(|e| {
-                invalid(
-                    "RUST_LOG",
-                    format!("{log_filter:?} is not a log filter ({e})"),
-                )
-            })?;
-
-        if matches!(session_store, StoreConfig::Redis(_)) && encryption_keys.is_empty() {
+        if matches!(config.session_store, StoreConfig::Redis(_))
+            && config.encryption_keys.is_empty()
+        {
             return Err(invalid(
                 "ENCRYPTION_KEYS",
                 "required when SESSION_STORE is redis:// or rediss:// (every instance must share the key; make one with `openssl rand -base64 32`)",
             ));
         }
-
-        Ok(Self {
-            mode,
-            redirect_uri,
-            redirect_uri_follows_port,
-            scopes,
-            device_scopes,
-            api_base,
-            oidc_issuers,
-            listen_addr,
-            session_store,
-            max_pending_flows,
-            max_pending_flows_per_client,
-            header_read_timeout,
-            max_connections,
-            max_connections_per_client,
-            rate_limit_per_minute,
-            client_ip_header,
-            abandoned_flow,
-            allowed_hosts,
-            encryption_keys,
-            metrics_addr,
-            log_format,
-            log_filter,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            handler_timeout: Duration::from_secs(30),
-        })
+        Ok(config)
     }
 
     pub fn is_demo(&self) -> bool {
@@ -408,6 +313,48 @@ fn listen_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, Conf
     Ok(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
+/// `SESSION_STORE`. A store URL may carry a password: no message shows the value itself.
+fn store_config(store: &str) -> Result<StoreConfig, ConfigError> {
+    let invalid = |problem: String| invalid("SESSION_STORE", problem);
+    if store == "memory" {
+        return Ok(StoreConfig::Memory);
+    }
+    if store.starts_with("redis://") || store.starts_with("rediss://") {
+        let url = Url::parse(store).map_err(|e| {
+            invalid(format!(
+                "the Redis URL does not parse ({e}); its text is not shown"
+            ))
+        })?;
+        if url.host().is_none() {
+            return Err(invalid("the Redis URL has no host".into()));
+        }
+        return Ok(StoreConfig::Redis(store.to_owned()));
+    }
+    match store.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(StoreConfig::Sqlite(path.into())),
+        _ => Err(invalid(
+            "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…".into(),
+        )),
+    }
+}
+
+/// `RUST_LOG`, checked as tracing's `EnvFilter` parses it.
+fn log_filter(filter: String) -> Result<String, ConfigError> {
+    match tracing_subscriber::EnvFilter::builder().parse(&filter) {
+        Ok(_) => Ok(filter),
+        Err(e) => Err(invalid(
+            "RUST_LOG",
+            format!("{filter:?} is not a log filter ({e})"),
+        )),
+    }
+}
+
+/// The entries of a comma-separated list, trimmed, empty ones left out.
+fn list(raw: Option<&str>) -> impl Iterator<Item = &str> {
+    let entries = raw.unwrap_or_default().split(',').map(str::trim);
+    entries.filter(|entry| !entry.is_empty())
+}
+
 fn socket_addr(key: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
     raw.parse().map_err(|_| {
         invalid(
@@ -424,29 +371,18 @@ fn follow_port(url: &mut Url, port: u16) {
     let _ = url.set_port(Some(port));
 }
 
-/// A positive whole number under `key`, or `default` when unset.
-fn positive(
-    get: &impl Fn(&str) -> Option<String>,
-    key: &'static str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match get(key) {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number"))),
-    }
+/// A positive whole number under `key` (the table gives each a default).
+fn positive(get: &impl Fn(&str) -> Option<String>, key: &'static str) -> Result<u64, ConfigError> {
+    let raw = get(key).unwrap_or_default();
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number")))
 }
 
-/// A positive count under `key` that fits a `usize`, or `default` when unset.
-fn count(
-    get: &impl Fn(&str) -> Option<String>,
-    key: &'static str,
-    default: u64,
-) -> Result<usize, ConfigError> {
-    usize::try_from(positive(get, key, default)?).map_err(|_| invalid(key, "is too large"))
+/// A positive count under `key` that fits a `usize`.
+fn count(get: &impl Fn(&str) -> Option<String>, key: &'static str) -> Result<usize, ConfigError> {
+    usize::try_from(positive(get, key)?).map_err(|_| invalid(key, "is too large"))
 }
 
 /// `host[:port]` of a URL, as a browser sends it in `Host` (the port only when not the default).
@@ -458,8 +394,7 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-fn http_url(key: &'static str, value: Option<&str>, default: &str) -> Result<Url, ConfigError> {
-    let raw = value.unwrap_or(default);
+fn http_url(key: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| invalid(key, format!("{raw:?} is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(invalid(
@@ -474,11 +409,10 @@ fn http_url(key: &'static str, value: Option<&str>, default: &str) -> Result<Url
 }
 
 fn scope_list(
+    get: &impl Fn(&str) -> Option<String>,
     key: &'static str,
-    value: Option<String>,
-    default: &str,
 ) -> Result<String, ConfigError> {
-    let raw = value.unwrap_or_else(|| default.to_owned());
+    let raw = get(key).unwrap_or_default();
     let scopes: Vec<&str> = raw.split_whitespace().collect();
     if let Some(bad) = scopes.iter().find(|s| {
         !s.bytes()
@@ -490,5 +424,6 @@ fn scope_list(
 }
 
 mod oidc;
+pub mod settings;
 #[cfg(test)]
 mod tests;

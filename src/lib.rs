@@ -1,25 +1,22 @@
 //! webex-oauth-axum: Webex's two Flask OAuth samples (authorization code + PKCE, and the device
 //! authorization grant) ported to one Axum server, with a demo mode on an embedded fake Webex.
 //!
-//! Layers, data flowing one way (each module only uses those below it):
-//! - `app`: the wiring: fake (demo) → store → state → router → serve.
-//! - `serve`: the accept loop: connection cap, header and idle timeouts, drain at shutdown.
-//! - `web`: the router and its layers, the typed session, `Authed`, the guard, the pages, the
-//!   error pages and the templates.
+//! Layers, data flowing one way (each module only uses those below it; README's module map says
+//! more):
+//! - `app`: the wiring: fake (demo) → store → state → router → `serve` (the accept loop).
+//! - `web`: the router and its layers, the typed session, `Authed`, the pages and templates.
 //! - `state`: what every request shares.
-//! - `device_flow`: the device sign-in in one place: a flow's record, the poller's pure decision,
-//!   and the service that starts, polls, cancels and claims flows.
+//! - `device_flow`: the device sign-in: a flow's record, the poller's pure decision, the service.
 //! - `store`: sessions, device flows and session locks in memory, SQLite or Redis (a flow's
 //!   record is any `FlowData`: the store knows only its status and expiry).
 //! - `tokens`: plain data (the token set).
 //! - `identity`: Login with Webex: id_tokens verified (jsonwebtoken) against Webex's cached keys.
 //! - `webex`: the HTTP client for Webex (OAuth, device grant, rooms, people) and its rules.
-//! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry` (logs, metrics), `crypto`
-//!   (sealing the store, hashing ids), `secret`, `client` (a client's key, per-client counts),
-//!   `clock`, `qr`, `static_files`.
-//! - the fake Webex is the workspace crate `fake-webex` (crates/fake-webex): demo mode uses its API.
-//! - `test_support` (feature `test-support`): a read-only probe into a running app, for tests and the benchmark, and the
-//!   spaces page's parse and render for the benchmark's lean reference.
+//! - leaves: [`config`] (and [`cli`], its `--help`), `telemetry`, `crypto`, `secret`, `client`
+//!   (a client's key, per-client counts), `clock`, `qr`, `static_files`.
+//! - the fake Webex is the workspace crate `fake-webex` (crates/fake-webex).
+//! - `test_support` (feature `test-support`): a read-only probe into a running app, for tests and
+//!   the benchmark.
 
 mod app;
 pub mod cli;

@@ -1,30 +1,23 @@
 //! The serve loop: accepts connections under a cap, serves each with hyper's HTTP/1 and the
 //! timeouts that keep a client from hoarding one, and drains in-flight requests at shutdown.
 //!
-//! `axum::serve` has none of these knobs (no header-read timeout, no connection cap, no drain
-//! deadline), so the loop drives hyper directly, as axum's `serve-with-hyper` example does:
-//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS`, or hyper closes the connection.
-//!   In hyper 1.12 that timer is armed on every `poll_read_head`, and `State::idle()` sets
-//!   `notify_read` when a header timeout is configured (`proto/h1/conn.rs` 224 and 1156), so
-//!   it also bounds the wait for the *next* request on a keep-alive connection: an idle
-//!   keep-alive connection closes after the header timeout (10 s by default);
+//! `axum::serve` has none of these knobs, so the loop drives hyper directly, as axum's
+//! `serve-with-hyper` example does:
+//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS`. hyper 1.12 arms that timer on
+//!   every `poll_read_head`, idle keep-alive included (`proto/h1/conn.rs` 224 and 1156), so an
+//!   idle keep-alive connection also closes after it;
 //! - **idle**: [`IdleTimeout`] closes a connection on which no byte moved either way for
-//!   [`IDLE_TIMEOUT`]. It keeps the 60 s bound when `HEADER_READ_TIMEOUT_SECS` is set higher,
-//!   and it also catches a client that stops reading its response;
-//! - **at most `MAX_CONNECTIONS`** are served at once: a permit is taken *before* `accept()`, so
-//!   the rest wait in the kernel's backlog instead of being accepted and refused;
-//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** from one peer address (an IPv6 peer by its /64,
-//!   [`crate::client::key`]): one more is closed at once, unanswered, so one address cannot
-//!   hold the pool. The peer address, since no header has been read at accept time;
-//! - **request heads** of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines: hyper answers a
-//!   larger one with 431 and closes (its own default buffer is about 400 KB a connection);
-//! - **accept errors** (EMFILE when file descriptors run out) are logged and retried after a
-//!   short, bounded back-off: they neither spin nor end the server;
-//! - **shutdown**: stop accepting, let in-flight requests finish for up to the drain deadline,
-//!   then drop whatever is left.
+//!   [`IDLE_TIMEOUT`], whatever the header timeout, and catches a client that stops reading;
+//! - **at most `MAX_CONNECTIONS`**: a permit is taken *before* `accept()`, so the rest wait in
+//!   the kernel's backlog instead of being accepted and refused;
+//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** per peer address ([`crate::client::key`]; no
+//!   header is read yet at accept): one more is closed at once, unanswered;
+//! - **request heads** of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines, else hyper's 431;
+//! - **accept errors** (EMFILE) are logged and retried after a bounded back-off;
+//! - **shutdown**: stop accepting, let in-flight requests finish until the drain deadline, drop
+//!   the rest.
 //!
-//! Each request carries the peer address as `ConnectInfo<SocketAddr>`, as
-//! `into_make_service_with_connect_info` would give it.
+//! Each request carries the peer address as `ConnectInfo<SocketAddr>`.
 
 use crate::client::PerClient;
 use axum::Router;
@@ -47,18 +40,18 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// hyper's read buffer, which bounds a request's head (start line and headers): a larger head
-/// gets a 431 (`max_buf_size`; hyper's default is 8 KiB + 400 KiB).
+/// hyper's read buffer (`max_buf_size`, by default 8 KiB + 400 KiB), which bounds a request's
+/// head: a larger one gets a 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Header lines a request may have; more get a 431. At most hyper's default of 100, so the
-/// parser's header array stays on the stack.
+/// Header lines a request may have; more get a 431 (at most hyper's 100, so the parser's array
+/// stays on the stack).
 pub const MAX_HEADERS: usize = 64;
 /// A connection on which nothing moved for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At shutdown, in-flight requests get this long to finish; then they are dropped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Accept errors back off from the first value, doubling, up to the second: long enough not to
-/// spin on EMFILE, short enough to pick up again soon after descriptors free up.
+/// Accept errors back off from the first value, doubling, up to the second: no spin on EMFILE,
+/// and soon back once descriptors free up.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// The limits the loop enforces (from `Config`, plus the fixed idle and drain bounds).
@@ -148,8 +141,7 @@ pub async fn serve(
             drop((permit, slot));
         });
     }
-    // Stop accepting: new connections are refused from here on.
-    drop(listener);
+    drop(listener); // new connections are refused from here on
     let in_flight = graceful.count();
     tracing::info!(
         connections = in_flight,
@@ -293,18 +285,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 mod tests {
     use super::*;
     use axum::routing::get;
-    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn accept_errors_back_off_doubling_up_to_a_second() {
-        let mut waits = Vec::new();
-        let mut previous = None;
-        for _ in 0..10 {
-            let wait = next_backoff(previous);
-            waits.push(wait.as_millis());
-            previous = Some(wait);
-        }
+        let waits: Vec<u128> =
+            std::iter::successors(Some(next_backoff(None)), |p| Some(next_backoff(Some(*p))))
+                .take(10)
+                .map(|wait| wait.as_millis())
+                .collect();
         assert_eq!(
             waits,
             [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000],
@@ -340,59 +329,6 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(550) + idle);
     }
 
-    async fn spawn(
-        router: Router,
-        limits: Limits,
-    ) -> (
-        SocketAddr,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router, limits, async {
-            let _ = stopped.await;
-        }));
-        (addr, stop, server)
-    }
-
-    fn limits() -> Limits {
-        Limits {
-            header_read_timeout: Duration::from_secs(5),
-            max_connections: 10,
-            max_connections_per_client: 10,
-            idle_timeout: IDLE_TIMEOUT,
-            drain_timeout: Duration::from_millis(300),
-        }
-    }
-
-    #[tokio::test]
-    async fn requests_carry_the_peer_address() {
-        let router = Router::new().route(
-            "/peer",
-            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
-        );
-        let (addr, stop, server) = spawn(router, limits()).await;
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let local = stream.local_addr().unwrap();
-        stream
-            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(response.ends_with(&local.to_string()), "{response}");
-        let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
     #[tokio::test]
     async fn a_request_still_running_after_the_drain_deadline_is_dropped() {
         let (entered, mut entered_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -403,7 +339,19 @@ mod tests {
                 std::future::pending::<()>().await;
             }),
         );
-        let (addr, stop, server) = spawn(router, limits()).await;
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 10,
+            max_connections_per_client: 10,
+            idle_timeout: IDLE_TIMEOUT,
+            drain_timeout: Duration::from_millis(300),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
             .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")

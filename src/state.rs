@@ -16,12 +16,7 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Arc<Config>,
-    /// The one Webex client (one connection pool) of the process.
-    webex: WebexClient,
-    /// Pending device sign-ins and their pollers.
-    flows: DeviceFlows,
-    /// Verifies the authorization-code flow's id_tokens (its key cache is the device flow's).
-    identity: Verifier,
+    sign_in: SignIn,
     /// One refresh at a time per session (across instances with Redis).
     session_locks: SessionLocks,
     /// The session store (the session layer has its own handle; this one answers `/readyz`).
@@ -33,10 +28,13 @@ struct Inner {
     origins: Vec<String>,
 }
 
-/// How the app signs people in: the Webex client, the device flows, the id_token verifier.
+/// How the app signs people in.
 pub struct SignIn {
+    /// The one Webex client (one connection pool) of the process.
     pub webex: WebexClient,
+    /// Pending device sign-ins and their pollers.
     pub flows: DeviceFlows,
+    /// Verifies the authorization-code flow's id_tokens (its key cache is the device flow's).
     pub identity: Verifier,
 }
 
@@ -51,16 +49,9 @@ impl AppState {
         local_addr: Option<std::net::SocketAddr>,
     ) -> Self {
         let (hosts, origins) = config.served_hosts(local_addr);
-        let SignIn {
-            webex,
-            flows,
-            identity,
-        } = sign_in;
         Self(Arc::new(Inner {
             config,
-            webex,
-            flows,
-            identity,
+            sign_in,
             session_locks,
             sessions,
             csp,
@@ -74,15 +65,15 @@ impl AppState {
     }
 
     pub fn webex(&self) -> &WebexClient {
-        &self.0.webex
+        &self.0.sign_in.webex
     }
 
     pub fn flows(&self) -> &DeviceFlows {
-        &self.0.flows
+        &self.0.sign_in.flows
     }
 
     pub fn identity(&self) -> &Verifier {
-        &self.0.identity
+        &self.0.sign_in.identity
     }
 
     pub fn session_locks(&self) -> &SessionLocks {
@@ -119,12 +110,12 @@ impl FromRef<AppState> for Arc<Config> {
 
 impl FromRef<AppState> for WebexClient {
     fn from_ref(state: &AppState) -> Self {
-        state.0.webex.clone()
+        state.webex().clone()
     }
 }
 
 impl FromRef<AppState> for DeviceFlows {
     fn from_ref(state: &AppState) -> Self {
-        state.0.flows.clone()
+        state.flows().clone()
     }
 }

@@ -38,37 +38,21 @@ impl StaticFile {
     }
 }
 
-pub static STYLE_CSS: LazyLock<StaticFile> = LazyLock::new(|| {
-    StaticFile::new(
-        "/static/style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../static/style.css"),
-    )
-});
+/// `static/NAME`, compiled in, served under `/static/NAME`.
+macro_rules! static_file {
+    ($name:literal, $content_type:literal) => {
+        LazyLock::new(|| {
+            let body = include_bytes!(concat!("../static/", $name));
+            StaticFile::new(concat!("/static/", $name), $content_type, body)
+        })
+    };
+}
 
-pub static APP_JS: LazyLock<StaticFile> = LazyLock::new(|| {
-    StaticFile::new(
-        "/static/app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../static/app.js"),
-    )
-});
-
-pub static SPACES_JS: LazyLock<StaticFile> = LazyLock::new(|| {
-    StaticFile::new(
-        "/static/spaces.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../static/spaces.js"),
-    )
-});
-
-pub static FAVICON_SVG: LazyLock<StaticFile> = LazyLock::new(|| {
-    StaticFile::new(
-        "/static/favicon.svg",
-        "image/svg+xml",
-        include_bytes!("../static/favicon.svg"),
-    )
-});
+pub static STYLE_CSS: LazyLock<StaticFile> = static_file!("style.css", "text/css; charset=utf-8");
+pub static APP_JS: LazyLock<StaticFile> = static_file!("app.js", "text/javascript; charset=utf-8");
+pub static SPACES_JS: LazyLock<StaticFile> =
+    static_file!("spaces.js", "text/javascript; charset=utf-8");
+pub static FAVICON_SVG: LazyLock<StaticFile> = static_file!("favicon.svg", "image/svg+xml");
 
 /// Every static file, for the router.
 pub fn all() -> [&'static StaticFile; 4] {

@@ -1,7 +1,7 @@
 //! `WEBEX_OIDC_ISSUERS`: the id_token issuers an operator accepts besides the discovery issuer
 //! and Webex's idbroker hosts (`identity::issuer`).
 
-use super::{ConfigError, http_url, invalid};
+use super::{ConfigError, http_url, invalid, list};
 
 const KEY: &str = "WEBEX_OIDC_ISSUERS";
 
@@ -10,11 +10,8 @@ const KEY: &str = "WEBEX_OIDC_ISSUERS";
 /// https, a host, no user, no query, no fragment; anything else stops start-up.
 pub(super) fn issuers(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
     let mut issuers = Vec::new();
-    for issuer in raw.unwrap_or_default().split(',').map(str::trim) {
-        if issuer.is_empty() {
-            continue;
-        }
-        let url = http_url(KEY, Some(issuer), "")?;
+    for issuer in list(raw.as_deref()) {
+        let url = http_url(KEY, issuer)?;
         if url.scheme() != "https" {
             return Err(invalid(
                 KEY,

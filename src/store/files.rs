@@ -15,7 +15,7 @@ pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .join("encryption.key");
-    let problem = |what: String| StoreError::Open(what);
+    let problem = StoreError::Open;
     if !path.exists() {
         use rand::RngCore;
         let mut key = [0u8; 32];
@@ -68,17 +68,12 @@ fn make_private(path: &Path) -> Result<(), String> {
     if mode & 0o077 == 0 {
         return Ok(());
     }
+    let (file, mode) = (path.display(), mode & 0o777);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        format!(
-            "{} is readable by others (mode {:o}) and cannot be made private: {e}",
-            path.display(),
-            mode & 0o777
-        )
+        format!("{file} is readable by others (mode {mode:o}) and cannot be made private: {e}")
     })?;
     tracing::warn!(
-        "{} was readable by others (mode {:o}); it is now 0600. Anyone who read it can open the store's records: rotate the key (ENCRYPTION_KEYS=NEW,OLD)",
-        path.display(),
-        mode & 0o777
+        "{file} was readable by others (mode {mode:o}); it is now 0600. Anyone who read it can open the store's records: rotate the key (ENCRYPTION_KEYS=NEW,OLD)"
     );
     Ok(())
 }

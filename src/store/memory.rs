@@ -10,11 +10,19 @@ use std::time::Duration;
 
 struct Flow<R> {
     record: R,
-    /// Holder and until when (Unix ms).
-    lease: Option<(String, u64)>,
+    /// The lease's holder, and until when (Unix ms; 0 once released).
+    owner: String,
+    until: u64,
     tokens: Option<TokenSet>,
     /// When the owning session last looked at it (Unix ms).
     seen_ms: u64,
+}
+
+impl<R> Flow<R> {
+    /// Whether `owner` holds a live lease on it at `now`.
+    fn leased_to(&self, owner: &str, now: u64) -> bool {
+        self.owner == owner && self.until >= now
+    }
 }
 
 pub struct MemoryFlows<R>(Arc<Mutex<HashMap<String, Flow<R>>>>);
@@ -42,7 +50,8 @@ impl<R: FlowData> MemoryFlows<R> {
             id.to_owned(),
             Flow {
                 record: record.clone(),
-                lease: Some((owner.to_owned(), lease_until(unix_now_ms()))),
+                owner: owner.to_owned(),
+                until: lease_until(unix_now_ms()),
                 tokens: None,
                 seen_ms: unix_now_ms(),
             },
@@ -63,16 +72,9 @@ impl<R: FlowData> MemoryFlows<R> {
     ) -> StoreResult<bool> {
         let now = unix_now_ms();
         let mut map = self.map();
-        let Some(flow) = map.get_mut(id) else {
+        let Some(flow) = map.get_mut(id).filter(|f| f.leased_to(owner, now)) else {
             return Ok(false);
         };
-        if !flow
-            .lease
-            .as_ref()
-            .is_some_and(|(o, until)| o == owner && *until >= now)
-        {
-            return Ok(false);
-        }
         flow.record = record.clone();
         if tokens.is_some() {
             flow.tokens = tokens.cloned();
@@ -106,12 +108,9 @@ impl<R: FlowData> MemoryFlows<R> {
         let Some(flow) = map.get_mut(id) else {
             return Ok(false);
         };
-        let free = flow
-            .lease
-            .as_ref()
-            .is_none_or(|(o, u)| o == owner || *u < now);
+        let free = flow.owner == owner || flow.until < now;
         if free && flow.record.is_pending() {
-            flow.lease = Some((owner.to_owned(), lease_until(now)));
+            (flow.owner, flow.until) = (owner.to_owned(), lease_until(now));
             return Ok(true);
         }
         Ok(false)
@@ -121,12 +120,8 @@ impl<R: FlowData> MemoryFlows<R> {
         let now = unix_now_ms();
         let mut map = self.map();
         for id in ids {
-            if let Some(flow) = map.get_mut(id)
-                && let Some((holder, until)) = &mut flow.lease
-                && holder == owner
-                && *until >= now
-            {
-                *until = lease_until(now);
+            if let Some(flow) = map.get_mut(id).filter(|f| f.leased_to(owner, now)) {
+                flow.until = lease_until(now);
             }
         }
         Ok(())
@@ -135,11 +130,8 @@ impl<R: FlowData> MemoryFlows<R> {
     pub fn release_leases(&self, owner: &str) -> StoreResult<usize> {
         let mut released = 0;
         for flow in self.map().values_mut() {
-            if let Some((holder, until)) = &mut flow.lease
-                && holder == owner
-                && *until > 0
-            {
-                *until = 0; // lapsed: `orphans` and `lease` see a free flow
+            if flow.owner == owner && flow.until > 0 {
+                flow.until = 0; // lapsed: `orphans` and `lease` see a free flow
                 released += 1;
             }
         }
@@ -151,12 +143,7 @@ impl<R: FlowData> MemoryFlows<R> {
         Ok(self
             .map()
             .get(id)
-            .filter(|f| {
-                f.record.is_pending()
-                    && f.lease
-                        .as_ref()
-                        .is_some_and(|(o, until)| o == owner && *until >= now)
-            })
+            .filter(|f| f.record.is_pending() && f.leased_to(owner, now))
             .map(|f| f.seen_ms))
     }
 
@@ -166,9 +153,7 @@ impl<R: FlowData> MemoryFlows<R> {
             .map()
             .iter()
             .filter(|(_, f)| {
-                f.record.is_pending()
-                    && f.record.expires_at_ms() > now
-                    && f.lease.as_ref().is_none_or(|(_, until)| *until < now)
+                f.record.is_pending() && f.record.expires_at_ms() > now && f.until < now
             })
             .map(|(id, _)| id.clone())
             .collect())

@@ -1,10 +1,10 @@
 //! Where sessions, device flows and refresh locks live: memory, a SQLite file, or Redis
 //! (`SESSION_STORE`), behind one type each; [`open`] builds all three from the configuration.
 //!
-//! A flow is plain data (any [`FlowData`]: `device_flow`'s record, kept as sealed JSON) keyed by its flow id, plus a lease (which
-//! instance polls it, until when) and, once granted, the tokens, which are taken exactly once.
-//! Every write a poller makes is conditional on still holding the lease, so a poller that lost
-//! its lease (it stalled, another instance took the flow over) cannot overwrite newer state.
+//! A flow is any [`FlowData`] (`device_flow`'s record, kept as sealed JSON) under its flow id,
+//! with a lease (which instance polls it, until when) and, once granted, the tokens, taken
+//! exactly once. A poller's every write is conditional on still holding the lease, so one that
+//! lost it (it stalled, another instance took over) cannot overwrite newer state.
 
 mod files;
 mod memory;
@@ -73,48 +73,47 @@ pub struct Store<R> {
     pub session_locks: SessionLocks,
 }
 
-/// Opens the configured backend (creating the SQLite file, or connecting to Redis). What goes to
-/// the file or to Redis is sealed with `keys` (`ENCRYPTION_KEYS`); without keys, SQLite uses one
-/// kept in `encryption.key` beside the file (created once, mode 0600), so `cargo run` needs no
-/// setup and restarts keep sessions. Redis needs keys (config checks). The memory store seals
-/// nothing: its records never leave the process.
+/// Opens the configured backend. What goes to the file or to Redis is sealed with `keys`
+/// (`ENCRYPTION_KEYS`); without keys, SQLite uses `encryption.key` beside the file (made once,
+/// mode 0600), so `cargo run` needs no setup and restarts keep sessions. Redis needs keys
+/// (config checks). The memory store seals nothing: its records never leave the process.
 pub async fn open<R: FlowData>(
     config: &StoreConfig,
     keys: &[EncryptionKey],
 ) -> StoreResult<Store<R>> {
     let given = Cipher::new(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
-    Ok(match config {
-        StoreConfig::Memory => Store {
-            flows: FlowStore(Backend::Memory(MemoryFlows::default())),
-            sessions: SessionBackend::memory(),
-            session_locks: SessionLocks::in_process(),
-        },
+    let (flows, sessions, shared_locks) = match config {
+        StoreConfig::Memory => (
+            Backend::Memory(MemoryFlows::default()),
+            SessionBackend::memory(),
+            None,
+        ),
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
             let cipher = match given {
                 Some(cipher) => cipher,
                 None => files::key_beside(path)?,
             };
-            Store {
-                flows: FlowStore(Backend::Sqlite(SqliteFlows::new(
-                    pool.clone(),
-                    cipher.clone(),
-                ))),
-                sessions: SessionBackend::sqlite(pool, cipher),
-                session_locks: SessionLocks::in_process(),
-            }
+            let sessions = SessionBackend::sqlite(pool.clone(), cipher.clone());
+            (
+                Backend::Sqlite(SqliteFlows { pool, cipher }),
+                sessions,
+                None,
+            )
         }
         StoreConfig::Redis(url) => {
             let cipher = given
                 .ok_or_else(|| StoreError::Open("ENCRYPTION_KEYS is required with Redis".into()))?;
             let pool = redis::open(url).await?;
             let flows = RedisFlows::new(pool.clone(), cipher.clone());
-            Store {
-                flows: FlowStore(Backend::Redis(flows.clone())),
-                sessions: SessionBackend::redis(pool, cipher),
-                session_locks: SessionLocks::shared(flows),
-            }
+            let sessions = SessionBackend::redis(pool, cipher);
+            (Backend::Redis(flows.clone()), sessions, Some(flows))
         }
+    };
+    Ok(Store {
+        flows: FlowStore(flows),
+        sessions,
+        session_locks: SessionLocks::new(shared_locks),
     })
 }
 
@@ -129,6 +128,21 @@ enum Backend<R> {
     Redis(RedisFlows),
 }
 
+/// Each method calls the method of the same name on whichever backend holds the flows (the
+/// memory backend's are not async).
+macro_rules! flow_methods {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(&self, $($arg: $ty),*) -> StoreResult<$ret> {
+            match &self.0 {
+                Backend::Memory(m) => m.$name($($arg),*),
+                Backend::Sqlite(s) => s.$name($($arg),*).await,
+                Backend::Redis(r) => r.$name($($arg),*).await,
+            }
+        }
+    )*};
+}
+
 /// `mark_seen` writes at most this often per flow.
 const SEEN_RESOLUTION_MS: u64 = 5_000;
 
@@ -141,8 +155,7 @@ fn signed_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-/// A flow record or token set as sealed text (JSON, then [`Cipher::seal_text`]), bound to its
-/// kind and flow id.
+/// A flow record or token set as sealed JSON text, bound to its kind and flow id.
 fn seal_json<T: serde::Serialize>(
     cipher: &Cipher,
     kind: Kind,
@@ -152,15 +165,18 @@ fn seal_json<T: serde::Serialize>(
     Ok(cipher.seal_text(kind, id, &serde_json::to_string(value)?))
 }
 
-/// The value, or `None` when no key opens it as `kind` of flow `id` (a retired key, or a value
-/// copied from another flow): the flow reads as gone.
+/// The value, or `None` when there is none or no key opens it as `kind` of flow `id` (a retired
+/// key, or a value copied from another flow): the flow reads as gone.
 fn open_json<T: serde::de::DeserializeOwned>(
     cipher: &Cipher,
     kind: Kind,
     id: &str,
-    sealed: &str,
+    sealed: Option<String>,
 ) -> StoreResult<Option<T>> {
-    match cipher.open_text(kind, id, sealed) {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    match cipher.open_text(kind, id, &sealed) {
         Some(json) => Ok(Some(serde_json::from_str(&json)?)),
         None => {
             tracing::warn!(
@@ -177,140 +193,54 @@ fn lease_until(now_ms: u64) -> u64 {
 }
 
 impl<R: FlowData> FlowStore<R> {
-    /// Records a new flow, leased to `owner`.
-    pub async fn insert(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.insert(id, record, owner),
-            Backend::Sqlite(s) => s.insert(id, record, owner).await,
-            Backend::Redis(r) => r.insert(id, record, owner).await,
-        }
-    }
+    flow_methods! {
+        /// Records a new flow, leased to `owner`.
+        fn insert(id: &str, record: &R, owner: &str) -> ();
 
-    pub async fn get(&self, id: &str) -> StoreResult<Option<R>> {
-        match &self.0 {
-            Backend::Memory(m) => m.get(id),
-            Backend::Sqlite(s) => s.get(id).await,
-            Backend::Redis(r) => r.get(id).await,
-        }
-    }
+        fn get(id: &str) -> Option<R>;
 
-    /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
-    /// lease. False when it does not, or the flow is gone.
-    pub async fn update(
-        &self,
-        id: &str,
-        record: &R,
-        tokens: Option<&TokenSet>,
-        owner: &str,
-    ) -> StoreResult<bool> {
-        match &self.0 {
-            Backend::Memory(m) => m.update(id, record, tokens, owner),
-            Backend::Sqlite(s) => s.update(id, record, tokens, owner).await,
-            Backend::Redis(r) => r.update(id, record, tokens, owner).await,
-        }
-    }
+        /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
+        /// lease. False when it does not, or the flow is gone.
+        fn update(id: &str, record: &R, tokens: Option<&TokenSet>, owner: &str) -> bool;
 
-    /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
-    pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
-        match &self.0 {
-            Backend::Memory(m) => m.take_tokens(id),
-            Backend::Sqlite(s) => s.take_tokens(id).await,
-            Backend::Redis(r) => r.take_tokens(id).await,
-        }
-    }
+        /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
+        fn take_tokens(id: &str) -> Option<TokenSet>;
 
-    pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.delete(id),
-            Backend::Sqlite(s) => s.delete(id).await,
-            Backend::Redis(r) => r.delete(id).await,
-        }
-    }
+        fn delete(id: &str) -> ();
 
-    /// Records that the owning session looked at the flow now (skipped when it did so within
-    /// the last few seconds, so a watched page costs few writes).
-    pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.mark_seen(id),
-            Backend::Sqlite(s) => s.mark_seen(id).await,
-            Backend::Redis(r) => r.mark_seen(id).await,
-        }
-    }
+        /// Records that the owning session looked at the flow now (skipped when it did so within
+        /// the last few seconds, so a watched page costs few writes).
+        fn mark_seen(id: &str) -> ();
 
-    /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is free,
-    /// lapsed, or already `owner`'s.
-    pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
-        match &self.0 {
-            Backend::Memory(m) => m.lease(id, owner),
-            Backend::Sqlite(s) => s.lease(id, owner).await,
-            Backend::Redis(r) => r.lease(id, owner).await,
-        }
-    }
+        /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is
+        /// free, lapsed, or already `owner`'s.
+        fn lease(id: &str, owner: &str) -> bool;
 
-    /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
-    /// the backend allows.
-    pub async fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
-        match &self.0 {
-            Backend::Memory(m) => m.renew_leases(owner, ids),
-            Backend::Sqlite(s) => s.renew_leases(owner).await,
-            Backend::Redis(r) => r.renew_leases(owner, ids).await,
-        }
-    }
+        /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
+        /// the backend allows.
+        fn renew_leases(owner: &str, ids: &[String]) -> ();
 
-    /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
-    /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
-    /// is never touched. Returns how many were released.
-    pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.release_leases(owner),
-            Backend::Sqlite(s) => s.release_leases(owner).await,
-            Backend::Redis(r) => r.release_leases(owner).await,
-        }
-    }
+        /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
+        /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
+        /// is never touched. Returns how many were released.
+        fn release_leases(owner: &str) -> usize;
 
-    /// When `owner` still holds the lease of this pending flow: when its owning session last
-    /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no write.
-    pub async fn holds(&self, id: &str, owner: &str) -> StoreResult<Option<u64>> {
-        match &self.0 {
-            Backend::Memory(m) => m.holds(id, owner),
-            Backend::Sqlite(s) => s.holds(id, owner).await,
-            Backend::Redis(r) => r.holds(id, owner).await,
-        }
-    }
+        /// When `owner` still holds the lease of this pending flow: when its owning session last
+        /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no
+        /// write.
+        fn holds(id: &str, owner: &str) -> Option<u64>;
 
-    /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
-    pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        match &self.0 {
-            Backend::Memory(m) => m.orphans(),
-            Backend::Sqlite(s) => s.orphans().await,
-            Backend::Redis(r) => r.orphans().await,
-        }
-    }
+        /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).
+        fn orphans() -> Vec<String>;
 
-    /// Pending flows, across every instance sharing the store.
-    pub async fn count_pending(&self) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.count_pending(),
-            Backend::Sqlite(s) => s.count_pending().await,
-            Backend::Redis(r) => r.count_pending().await,
-        }
-    }
+        /// Pending flows, across every instance sharing the store.
+        fn count_pending() -> usize;
 
-    /// Number of flows recorded (any state; Redis: pending ones).
-    pub async fn len(&self) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.len(),
-            Backend::Sqlite(s) => s.len().await,
-            Backend::Redis(r) => r.count_pending().await,
-        }
-    }
+        /// Number of flows recorded (any state; Redis: pending ones).
+        fn len() -> usize;
 
-    /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed grants).
-    pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
-        match &self.0 {
-            Backend::Memory(m) => m.purge(grace),
-            Backend::Sqlite(s) => s.purge(grace).await,
-            Backend::Redis(r) => r.purge().await,
-        }
+        /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed
+        /// grants).
+        fn purge(grace: Duration) -> usize;
     }
 }

@@ -2,7 +2,9 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json};
+use super::{
+    FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json, signed_ms,
+};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
@@ -45,26 +47,18 @@ pub async fn open(url: &str) -> StoreResult<RedisPool> {
     let shown = redacted(url);
     let config = RedisConfig::from_url(url)
         .map_err(|_| StoreError::Open(format!("{shown} is not a Redis URL")))?;
+    let failed =
+        |what: &str, kind: &str| StoreError::Open(format!("{what} Redis at {shown}{kind}"));
     let pool = Builder::from_config(config)
         .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
         .with_performance_config(|c| c.default_command_timeout = Duration::from_secs(5))
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(4)
-        .map_err(|e| {
-            StoreError::Open(format!(
-                "cannot set up Redis at {shown}: {}",
-                e.kind().to_str()
-            ))
-        })?;
+        .map_err(|e| failed("cannot set up", &format!(": {}", e.kind().to_str())))?;
     tokio::time::timeout(Duration::from_secs(5), pool.init())
         .await
-        .map_err(|_| StoreError::Open(format!("cannot reach Redis at {shown}")))?
-        .map_err(|e| {
-            StoreError::Open(format!(
-                "cannot reach Redis at {shown} ({})",
-                e.kind().to_str()
-            ))
-        })?;
+        .map_err(|_| failed("cannot reach", ""))?
+        .map_err(|e| failed("cannot reach", &format!(" ({})", e.kind().to_str())))?;
     Ok(pool)
 }
 
@@ -109,15 +103,12 @@ impl Drop for RedisLock {
 }
 
 fn keep_ms(record: &impl FlowData) -> i64 {
-    let keep = record
-        .expires_at_ms()
-        .saturating_sub(unix_now_ms())
-        .saturating_add(KEEP_AFTER_EXPIRY_MS);
-    i64::try_from(keep).unwrap_or(i64::MAX)
+    let left = record.expires_at_ms().saturating_sub(unix_now_ms());
+    signed_ms(left.saturating_add(KEEP_AFTER_EXPIRY_MS))
 }
 
 fn lease_ms() -> i64 {
-    i64::try_from(millis(LEASE)).unwrap_or(i64::MAX)
+    signed_ms(millis(LEASE))
 }
 
 impl RedisFlows {
@@ -125,65 +116,34 @@ impl RedisFlows {
         Self { pool, cipher }
     }
 
-    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, kind, id, value)
-    }
-
-    fn open<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: Kind,
-        id: &str,
-        sealed: Option<String>,
-    ) -> StoreResult<Option<T>> {
-        sealed.map_or(Ok(None), |sealed| {
-            open_json(&self.cipher, kind, id, &sealed)
-        })
+    /// `SET key value PX ms`.
+    async fn set_px(&self, key: String, value: String, ms: i64) -> StoreResult<()> {
+        let _: () = self
+            .pool
+            .set(key, value, Some(Expiration::PX(ms)), None, false)
+            .await?;
+        Ok(())
     }
 
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
-        let pool = &self.pool;
-        let _: () = pool
-            .set(
-                key::flow(id),
-                self.seal(Kind::Flow, id, record)?,
-                Some(Expiration::PX(keep_ms(record))),
-                None,
-                false,
-            )
+        let sealed = seal_json(&self.cipher, Kind::Flow, id, record)?;
+        self.set_px(key::flow(id), sealed, keep_ms(record)).await?;
+        self.set_px(key::lease(id), owner.to_owned(), lease_ms())
             .await?;
-        let _: () = pool
-            .set(
-                key::lease(id),
-                owner,
-                Some(Expiration::PX(lease_ms())),
-                None,
-                false,
-            )
-            .await?;
-        let _: () = pool.sadd(key::PENDING, id).await?;
+        let _: () = self.pool.sadd(key::PENDING, id).await?;
         self.mark_seen(id).await
     }
 
     /// The seen key expires with the lease's flow; one SET, no read first.
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .set(
-                key::seen(id),
-                unix_now_ms().to_string(),
-                Some(Expiration::PX(
-                    i64::try_from(SEEN_KEY_MS).unwrap_or(i64::MAX),
-                )),
-                None,
-                false,
-            )
-            .await?;
-        Ok(())
+        let keep = signed_ms(SEEN_KEY_MS);
+        self.set_px(key::seen(id), unix_now_ms().to_string(), keep)
+            .await
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
         let sealed: Option<String> = self.pool.get(key::flow(id)).await?;
-        self.open(Kind::Flow, id, sealed)
+        open_json(&self.cipher, Kind::Flow, id, sealed)
     }
 
     pub async fn update<R: FlowData>(
@@ -209,8 +169,8 @@ impl RedisFlows {
                 ],
                 vec![
                     owner.to_owned(),
-                    self.seal(Kind::Flow, id, record)?,
-                    tokens.map(|t| self.seal(Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
+                    seal_json(&self.cipher, Kind::Flow, id, record)?,
+                    tokens.map(|t| seal_json(&self.cipher, Kind::FlowTokens, id, t)).transpose()?.unwrap_or_default(),
                     record.status().to_owned(),
                     keep_ms(record).to_string(),
                     id.to_owned(),
@@ -231,7 +191,7 @@ impl RedisFlows {
                 Vec::<String>::new(),
             )
             .await?;
-        self.open(Kind::FlowTokens, id, json)
+        open_json(&self.cipher, Kind::FlowTokens, id, json)
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
@@ -333,8 +293,14 @@ impl RedisFlows {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
-    /// Records expire by themselves (PX); this drops pending entries whose record is gone.
-    pub async fn purge(&self) -> StoreResult<usize> {
+    /// Only pending flows are counted (the others expire by themselves).
+    pub async fn len(&self) -> StoreResult<usize> {
+        self.count_pending().await
+    }
+
+    /// Records expire by themselves (PX, [`KEEP_AFTER_EXPIRY_MS`] after their code): this drops
+    /// pending entries whose record is gone.
+    pub async fn purge(&self, _grace: Duration) -> StoreResult<usize> {
         let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut purged = 0usize;
         for id in ids {
@@ -351,7 +317,7 @@ impl RedisFlows {
     pub async fn lock(&self, name: &str, owner: &str) -> StoreResult<RedisLock> {
         let key = key::lock(name);
         let until = tokio::time::Instant::now() + REFRESH_LOCK;
-        let px = i64::try_from(millis(REFRESH_LOCK)).unwrap_or(i64::MAX);
+        let px = signed_ms(millis(REFRESH_LOCK));
         loop {
             let set: Option<String> = self
                 .pool

@@ -2,11 +2,10 @@
 //! tokens: a login or a device sign-in in progress) in another with a cap of its own, so a flood
 //! of anonymous sessions evicts only anonymous ones, never a signed-in user.
 //!
-//! A record is signed in when it holds a token set ([`TOKENS_KEY`] or [`OBJECT_TOKENS_KEY`]). A
-//! session gets its tokens only under a new id (sign-in cycles it), so an id created anonymous
-//! stays so; one that loses its tokens (Webex refused them) stays in the signed-in cache. Every
-//! write of an id, to either cache, runs inside the signed-in cache's per-key compute for that
-//! id, so the conditional puts and the deletes of one id happen one at a time across both.
+//! A record is signed in when it holds a token set ([`TOKENS_KEY`] or [`OBJECT_TOKENS_KEY`]).
+//! Tokens come only under a new id (sign-in cycles it), so an id created anonymous stays so; one
+//! that loses its tokens stays in the signed-in cache. Every write of an id, to either cache,
+//! runs inside the signed-in cache's per-key compute, so the writes of one id never interleave.
 
 use crate::clock::unix_now_ms;
 use moka::future::Cache;
@@ -26,11 +25,10 @@ pub const OBJECT_TOKENS_KEY: &str = "webex.tokens";
 /// Signed-in sessions kept at most (the least used go first past it). Each is a completed
 /// sign-in at Webex, so no anonymous client can fill this.
 pub const MAX_SIGNED_IN: u64 = 100_000;
-/// Anonymous sessions kept at most, apart from the signed-in ones: past it the least recently
-/// used anonymous session goes (its login, if any, has to start again). An anonymous session
-/// lives 15 minutes past its last write (one with a device sign-in, the code's life and 5
-/// minutes), and `/login` is rate limited per client (20 a minute, 20 at once), so one client
-/// holds a few hundred at most; 10,000 is many clients at once, in some 10 MB.
+/// Anonymous sessions kept at most: past it the least recently used one goes (its login starts
+/// again). One lives 15 minutes past its last write (with a device sign-in, the code's life and
+/// 5 minutes) and `/login` is rate limited per client, so one client holds a few hundred at
+/// most; 10,000 is many clients at once, in some 10 MB.
 pub const MAX_ANONYMOUS: u64 = 10_000;
 type Slot = Arc<Record>;
 

@@ -1,7 +1,7 @@
 //! `SessionLocks`: one token refresh, and one device sign-in start or claim, at a time per
-//! session: an async mutex per session in this process, and, with Redis, a lock shared by every
-//! instance (SET NX PX), taken together as one guard. Both are keyed by the session's [`SessionKey`] (a hash), never by its id: a Redis
-//! key name reaches `MONITOR`, the AOF, replicas and snapshots.
+//! session: an async mutex in this process and, with Redis, a lock every instance shares (SET NX
+//! PX), taken as one guard. Both are keyed by the session's [`SessionKey`] (a hash), never its
+//! id: a Redis key name reaches `MONITOR`, the AOF, replicas and snapshots.
 
 use super::StoreResult;
 use super::redis::{RedisFlows, RedisLock};
@@ -52,20 +52,11 @@ pub struct SessionGuard {
 }
 
 impl SessionLocks {
-    /// Memory and SQLite: one process owns the store, the in-process lock suffices.
-    pub fn in_process() -> Self {
-        Self {
-            local: LocalMap::default(),
-            shared: None,
-        }
-    }
-
-    /// Redis: the in-process lock, then the shared one.
-    pub(super) fn shared(redis: RedisFlows) -> Self {
-        Self {
-            local: LocalMap::default(),
-            shared: Some(redis),
-        }
+    /// With Redis, the in-process lock then the shared one; else (one process owns the store)
+    /// the in-process lock alone.
+    pub(super) fn new(shared: Option<RedisFlows>) -> Self {
+        let local = LocalMap::default();
+        Self { local, shared }
     }
 
     /// Waits for this session's turn at `lock` (in this process, then across instances).
@@ -119,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn session_locks_serialise_one_key_and_clean_up() {
-        let locks = SessionLocks::in_process();
+        let locks = SessionLocks::new(None);
         let (s1, s2) = (SessionKey::of("s1"), SessionKey::of("s2"));
         let first = locks.lock(Lock::Refresh, &s1).await.unwrap();
         let other = locks.lock(Lock::Refresh, &s2).await.unwrap(); // another session is not blocked

@@ -1,16 +1,15 @@
 //! The session store behind `SESSION_STORE`, as one tower-sessions [`SessionStore`]: in memory
-//! (moka, see `session_cache`), in the SQLite file or in Redis. What leaves the process (a row
-//! of the file, a Redis value) is the record sealed, keyed by the SHA-256 of the session id.
-//! SQLite and Redis are read on every request (an indexed primary-key read, a `GET`): no cache
-//! in front of them, so no copy in memory can disagree with the file.
+//! (moka, see `session_cache`), in the SQLite file or in Redis. What leaves the process is the
+//! record sealed, keyed by the SHA-256 of the session id. SQLite and Redis are read on every
+//! request, with no cache in front that could disagree with them.
 //!
-//! Two rules make sign-out final: `save` only ever updates a record that still exists (SQLite
+//! Two rules make sign-out final: `save` only updates a record that still exists (SQLite
 //! `UPDATE … WHERE id = ?`, Redis `SET … XX`, a conditional put in memory), and only `create`
-//! inserts, always under a new id. A request that loaded the session before a sign-out (or
-//! before the id was cycled at sign-in) and saves it afterwards writes nothing.
+//! inserts, always under a new id. A request that loaded the session before a sign-out (or an id
+//! cycle at sign-in) and saves it afterwards writes nothing.
 //!
-//! The memory store keeps records open, by id: sealing guards copies of the store, and a reader
-//! of this process's memory would find the key beside them.
+//! The memory store keeps records open: sealing guards copies of the store, and a reader of this
+//! process's memory would find the key beside them.
 
 use super::session_cache::{MAX_ANONYMOUS, MAX_SIGNED_IN, SessionCache, expires_at_ms};
 use super::{StoreError, StoreResult, signed_ms as sql_ms};
@@ -18,7 +17,6 @@ use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind, store_key};
 use async_trait::async_trait;
 use fred::prelude::{Expiration, KeysInterface, LuaInterface, Pool as RedisPool, SetOptions};
-use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,16 +66,7 @@ fn seal(cipher: &Cipher, record: &Record) -> session_store::Result<Vec<u8>> {
 /// The record, or `None` when it is expired or does not open as the session stored under `key`
 /// (a wrong or retired key, or a record copied from another key: the user is simply signed
 /// out). The flag is true for a record of the old format, which the caller rewrites.
-fn open(
-    cipher: &Cipher,
-    id: &Id,
-    key: &str,
-    sealed: &[u8],
-    expires_at_ms: u64,
-) -> Option<(Record, bool)> {
-    if expires_at_ms <= unix_now_ms() {
-        return None;
-    }
+fn open(cipher: &Cipher, id: &Id, key: &str, sealed: &[u8]) -> Option<(Record, bool)> {
     let Some(opened) = cipher.open(Kind::Session, key, sealed) else {
         tracing::warn!(
             "a session record does not open with ENCRYPTION_KEYS under its key; treating it as signed out"
@@ -85,6 +74,7 @@ fn open(
         return None;
     };
     match serde_json::from_slice::<Record>(&opened.plaintext) {
+        Ok(record) if record.expiry_date <= time::OffsetDateTime::now_utc() => None,
         Ok(mut record) => {
             record.id = *id;
             Some((record, opened.legacy))
@@ -105,26 +95,39 @@ fn redis_key(key: &str) -> String {
     format!("webex-oauth:session:{key}")
 }
 
-/// `SET` a sealed record until its expiry, under `only` (`NX`: create, `XX`: update);
+/// `SET` the record sealed until its expiry, under `only` (`NX`: create, `XX`: update);
 /// whether it was written.
 async fn redis_set(
     pool: &RedisPool,
-    key: &str,
-    sealed: Vec<u8>,
-    expires_at_ms: u64,
+    cipher: &Cipher,
+    record: &Record,
     only: SetOptions,
 ) -> session_store::Result<bool> {
+    let expires = Expiration::PXAT(sql_ms(expires_at_ms(record)));
+    let key = redis_key(&durable_key(&record.id));
     let set: Option<String> = pool
-        .set(
-            redis_key(key),
-            sealed,
-            Some(Expiration::PXAT(sql_ms(expires_at_ms))),
-            Some(only),
-            false,
-        )
+        .set(key, seal(cipher, record)?, Some(expires), Some(only), false)
         .await
         .map_err(backend_error)?;
     Ok(set.is_some())
+}
+
+/// Runs `sql` with the record sealed (`?1`), its expiry (`?2`) and its key (`?3`); the rows
+/// it wrote.
+async fn sqlite_write(
+    pool: &SqlitePool,
+    cipher: &Cipher,
+    record: &Record,
+    sql: &str,
+) -> session_store::Result<u64> {
+    let done = sqlx::query(sql)
+        .bind(seal(cipher, record)?)
+        .bind(sql_ms(expires_at_ms(record)))
+        .bind(durable_key(&record.id))
+        .execute(pool)
+        .await
+        .map_err(backend_error)?;
+    Ok(done.rows_affected())
 }
 
 impl SessionBackend {
@@ -210,23 +213,11 @@ impl SessionBackend {
                 Ok(cache.put_where(record.clone(), |now| now.is_none()).await)
             }
             Durable::Sqlite(pool, cipher) => {
-                let done = sqlx::query(
-                    "insert into sessions (id, data, expires_at_ms) values (?, ?, ?)
-                     on conflict (id) do nothing",
-                )
-                .bind(durable_key(&record.id))
-                .bind(seal(cipher, record)?)
-                .bind(sql_ms(expires_at_ms(record)))
-                .execute(pool)
-                .await
-                .map_err(backend_error)?;
-                Ok(done.rows_affected() == 1)
+                let insert = "insert into sessions (id, data, expires_at_ms) values (?3, ?1, ?2)
+                              on conflict (id) do nothing";
+                Ok(sqlite_write(pool, cipher, record, insert).await? == 1)
             }
-            Durable::Redis(pool, cipher) => {
-                let key = durable_key(&record.id);
-                let sealed = seal(cipher, record)?;
-                redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::NX).await
-            }
+            Durable::Redis(pool, cipher) => redis_set(pool, cipher, record, SetOptions::NX).await,
         }
     }
 }
@@ -250,19 +241,12 @@ impl SessionStore for SessionBackend {
                 cache.put_where(record.clone(), |now| now.is_some()).await;
             }
             Durable::Sqlite(pool, cipher) => {
-                sqlx::query("update sessions set data = ?, expires_at_ms = ? where id = ?")
-                    .bind(seal(cipher, record)?)
-                    .bind(sql_ms(expires_at_ms(record)))
-                    .bind(durable_key(&record.id))
-                    .execute(pool)
-                    .await
-                    .map_err(backend_error)?;
+                let update = "update sessions set data = ?1, expires_at_ms = ?2 where id = ?3";
+                sqlite_write(pool, cipher, record, update).await?;
             }
             Durable::Redis(pool, cipher) => {
                 // Not written when the key is gone: that is the point.
-                let key = durable_key(&record.id);
-                let sealed = seal(cipher, record)?;
-                redis_set(pool, &key, sealed, expires_at_ms(record), SetOptions::XX).await?;
+                redis_set(pool, cipher, record, SetOptions::XX).await?;
             }
         }
         Ok(())
@@ -312,10 +296,8 @@ async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    // Redis expires the key itself; the record's own date is checked as well.
-    let Some((record, legacy)) = open(cipher, id, &key, &sealed, u64::MAX)
-        .filter(|(r, _)| r.expiry_date > time::OffsetDateTime::now_utc())
-    else {
+    // Redis expires the key itself; `open` checks the record's own date as well.
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed) else {
         return Ok(None);
     };
     if legacy {
@@ -337,19 +319,17 @@ async fn load_redis(pool: &RedisPool, cipher: &Cipher, id: &Id) -> Result<Option
 /// sealed anew, as in Redis.
 async fn load_sqlite(pool: &SqlitePool, cipher: &Cipher, id: &Id) -> Result<Option<Record>, Error> {
     let key = durable_key(id);
-    let row =
-        sqlx::query("select data, expires_at_ms from sessions where id = ? and expires_at_ms > ?")
+    let sealed: Option<Vec<u8>> =
+        sqlx::query_scalar("select data from sessions where id = ? and expires_at_ms > ?")
             .bind(&key)
             .bind(sql_ms(unix_now_ms()))
             .fetch_optional(pool)
             .await
             .map_err(backend_error)?;
-    let Some(row) = row else {
+    let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let sealed: Vec<u8> = row.get(0);
-    let expires = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-    let Some((record, legacy)) = open(cipher, id, &key, &sealed, expires) else {
+    let Some((record, legacy)) = open(cipher, id, &key, &sealed) else {
         return Ok(None);
     };
     if legacy {

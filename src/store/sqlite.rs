@@ -1,7 +1,6 @@
-//! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions: they
-//! survive restarts. One instance owns the file. The flow record (with its device code) and the
-//! tokens are sealed; the columns the queries filter on (status, instants, lease) are not. Also
-//! the file itself: opening it (tables, migration) and checkpointing its WAL.
+//! Device flows in the SQLite file (`SESSION_STORE=sqlite://PATH`), beside the sessions, which
+//! one instance owns: the flow record and tokens are sealed, the columns the queries filter on
+//! (status, instants, lease) are not. Also the file: its tables, migration and WAL checkpoints.
 
 use super::files::{create_private_dir, create_private_file};
 use super::{
@@ -11,7 +10,6 @@ use super::{
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -20,12 +18,48 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct SqliteFlows {
-    pool: SqlitePool,
-    cipher: Cipher,
+    pub pool: SqlitePool,
+    pub cipher: Cipher,
 }
 
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
+
+/// The tables and indexes [`open`] creates when missing, each with what a failure cannot do.
+const SCHEMA: [(&str, &str); 4] = [
+    (
+        "create the sessions table",
+        "create table if not exists sessions (
+            id text primary key not null,
+            data blob not null,
+            expires_at_ms integer not null
+        )",
+    ),
+    (
+        "index sessions",
+        "create index if not exists sessions_expiry on sessions (expires_at_ms)",
+    ),
+    (
+        "create the device_flows table",
+        "create table if not exists device_flows (
+            id text primary key not null,
+            data text not null,
+            status text not null,
+            expires_at_ms integer not null,
+            lease_owner text,
+            lease_until_ms integer not null default 0,
+            tokens text,
+            seen_at_ms integer not null default 0
+        )",
+    ),
+    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
+    // columns only; without the index they would scan every row and its large data column.
+    (
+        "index device_flows",
+        "create index if not exists device_flows_pending
+         on device_flows (status, expires_at_ms, lease_until_ms)",
+    ),
+];
 
 /// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
@@ -54,65 +88,17 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         .await
         .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
     migrate(&pool, path).await?;
-    sqlx::query(
-        "create table if not exists sessions (
-            id text primary key not null,
-            data blob not null,
-            expires_at_ms integer not null
-        )",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot create the sessions table in {}: {e}",
-            path.display()
-        ))
-    })?;
-    sqlx::query("create index if not exists sessions_expiry on sessions (expires_at_ms)")
-        .execute(&pool)
-        .await
-        .map_err(|e| open_error(format!("cannot index sessions in {}: {e}", path.display())))?;
-    sqlx::query(
-        "create table if not exists device_flows (
-            id text primary key not null,
-            data text not null,
-            status text not null,
-            expires_at_ms integer not null,
-            lease_owner text,
-            lease_until_ms integer not null default 0,
-            tokens text,
-            seen_at_ms integer not null default 0
-        )",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot create the device_flows table in {}: {e}",
-            path.display()
-        ))
-    })?;
-    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
-    // columns only; without the index they would scan every row and its large data column.
-    sqlx::query(
-        "create index if not exists device_flows_pending
-         on device_flows (status, expires_at_ms, lease_until_ms)",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| {
-        open_error(format!(
-            "cannot index device_flows in {}: {e}",
-            path.display()
-        ))
-    })?;
+    for (what, sql) in SCHEMA {
+        sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .map_err(|e| open_error(format!("cannot {what} in {}: {e}", path.display())))?;
+    }
     Ok(pool)
 }
 
-/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): SQLite
-/// reuses the file from its start after a full checkpoint, and without a limit keeps it at the
-/// largest size it ever reached (450 MB after a flood of `/login`, in the third review).
+/// What the WAL file is cut back to whenever it starts over (`journal_size_limit`): without a
+/// limit SQLite keeps it at the largest size it ever reached (450 MB after a `/login` flood).
 pub const WAL_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// How long a statement waits for a lock another connection holds.
@@ -121,12 +107,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer, so only briefly (ours read for a millisecond or so).
 const CHECKPOINT_WAIT_MS: u64 = 100;
 
-/// Copies every page the WAL holds into the database and empties the WAL (`wal_checkpoint
-/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the deleted record in
-/// the database's pages, but the WAL still holds the pages as they were, record and all, until
-/// a checkpoint; truncated, it holds nothing. A checkpoint that readers hold up for longer than
-/// [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next one (the sessions'
-/// sweep runs one every few seconds); it is never an error for the caller, whose delete is done.
+/// Copies every page of the WAL into the database and empties the WAL (`wal_checkpoint
+/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the record in the
+/// database, but the WAL holds the old pages, record and all, until a checkpoint. One that
+/// readers hold up past [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next
+/// (the sessions' sweep runs one every few seconds); never an error for the caller.
 pub async fn checkpoint(pool: &SqlitePool) {
     match checkpoint_briefly(pool).await {
         Ok((0, _, _)) => {}
@@ -154,10 +139,8 @@ async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::
     done
 }
 
-/// The periodic checkpoint (every few seconds): a passive one, which never waits, and when it
-/// copied every page (no reader still needs the WAL's), [`checkpoint`] to empty the file. A
-/// reader holding old pages for long leaves the WAL as it is until the next round, without
-/// blocking the writers meanwhile.
+/// The periodic checkpoint: a passive one, which never waits, then, when it copied every page (no
+/// reader still needs the WAL's), [`checkpoint`] to empty the file; writers are never blocked.
 pub async fn checkpoint_when_done(pool: &SqlitePool) {
     let passive: Result<(i64, i64, i64), _> = sqlx::query_as("pragma wal_checkpoint(passive)")
         .fetch_one(pool)
@@ -206,30 +189,13 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
 }
 
 impl SqliteFlows {
-    pub fn new(pool: SqlitePool, cipher: Cipher) -> Self {
-        Self { pool, cipher }
-    }
-
-    fn seal<T: serde::Serialize>(&self, kind: Kind, id: &str, value: &T) -> StoreResult<String> {
-        seal_json(&self.cipher, kind, id, value)
-    }
-
-    fn open<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: Kind,
-        id: &str,
-        sealed: &str,
-    ) -> StoreResult<Option<T>> {
-        open_json(&self.cipher, kind, id, sealed)
-    }
-
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         sqlx::query(
             "insert into device_flows (id, data, status, expires_at_ms, lease_owner, lease_until_ms, seen_at_ms)
              values (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
-        .bind(self.seal(Kind::Flow, id, record)?)
+        .bind(seal_json(&self.cipher, Kind::Flow, id, record)?)
         .bind(record.status())
         .bind(sql_ms(record.expires_at_ms()))
         .bind(owner)
@@ -241,14 +207,11 @@ impl SqliteFlows {
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
-        let row = sqlx::query("select data from device_flows where id = ?")
+        let sealed = sqlx::query_scalar("select data from device_flows where id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(row) => self.open(Kind::Flow, id, row.get::<&str, _>(0)),
-            None => Ok(None),
-        }
+        open_json(&self.cipher, Kind::Flow, id, sealed)
     }
 
     pub async fn update<R: FlowData>(
@@ -259,13 +222,13 @@ impl SqliteFlows {
         owner: &str,
     ) -> StoreResult<bool> {
         let tokens = tokens
-            .map(|t| self.seal(Kind::FlowTokens, id, t))
+            .map(|t| seal_json(&self.cipher, Kind::FlowTokens, id, t))
             .transpose()?;
         let done = sqlx::query(
             "update device_flows set data = ?, status = ?, tokens = coalesce(?, tokens)
              where id = ? and lease_owner = ? and lease_until_ms >= ?",
         )
-        .bind(self.seal(Kind::Flow, id, record)?)
+        .bind(seal_json(&self.cipher, Kind::Flow, id, record)?)
         .bind(record.status())
         .bind(tokens)
         .bind(id)
@@ -277,7 +240,7 @@ impl SqliteFlows {
     }
 
     pub async fn take_tokens(&self, id: &str) -> StoreResult<Option<TokenSet>> {
-        let row = sqlx::query(
+        let sealed = sqlx::query_scalar(
             "delete from device_flows where id = ? and tokens is not null returning tokens",
         )
         .bind(id)
@@ -285,10 +248,7 @@ impl SqliteFlows {
         .await?;
         // The tokens move to the session; their sealed copy leaves the WAL too.
         checkpoint(&self.pool).await;
-        match row {
-            Some(row) => self.open(Kind::FlowTokens, id, row.get::<&str, _>(0)),
-            None => Ok(None),
-        }
+        open_json(&self.cipher, Kind::FlowTokens, id, sealed)
     }
 
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
@@ -328,8 +288,8 @@ impl SqliteFlows {
         Ok(done.rows_affected() == 1)
     }
 
-    /// One statement for all of `owner`'s leases.
-    pub async fn renew_leases(&self, owner: &str) -> StoreResult<()> {
+    /// One statement for all of `owner`'s leases (so `ids` is not needed).
+    pub async fn renew_leases(&self, owner: &str, _ids: &[String]) -> StoreResult<()> {
         let now = unix_now_ms();
         sqlx::query(
             "update device_flows set lease_until_ms = ?
@@ -370,7 +330,7 @@ impl SqliteFlows {
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
         let now = sql_ms(unix_now_ms());
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "select id from device_flows
              where status = 'pending' and expires_at_ms > ? and lease_until_ms < ?
              limit 1000",
@@ -378,25 +338,24 @@ impl SqliteFlows {
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        .await?)
     }
 
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        let row = sqlx::query(
+        let count: i64 = sqlx::query_scalar(
             "select count(*) from device_flows where status = 'pending' and expires_at_ms > ?",
         )
         .bind(sql_ms(unix_now_ms()))
         .fetch_one(&self.pool)
         .await?;
-        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     pub async fn len(&self) -> StoreResult<usize> {
-        let row = sqlx::query("select count(*) from device_flows")
+        let count: i64 = sqlx::query_scalar("select count(*) from device_flows")
             .fetch_one(&self.pool)
             .await?;
-        Ok(usize::try_from(row.get::<i64, _>(0)).unwrap_or(0))
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     pub async fn purge(&self, grace: Duration) -> StoreResult<usize> {
