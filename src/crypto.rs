@@ -24,8 +24,6 @@ impl std::fmt::Debug for EncryptionKey {
 impl EncryptionKey {
     /// Parses one base64 key (standard or URL-safe alphabet, padding optional).
     pub fn from_base64(text: &str) -> Option<Self> {
-        use base64::Engine;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
         let text = text.trim();
         let bytes = STANDARD
             .decode(text)
@@ -233,28 +231,20 @@ mod tests {
     fn a_record_of_the_old_format_opens_as_legacy() {
         // The old format: nonce || ciphertext || tag, no associated data.
         let key = [6u8; 32];
-        let nonce = [9u8; NONCE_LEN];
-        let mut old = nonce.to_vec();
-        old.extend(
-            XChaCha20Poly1305::new((&key).into())
-                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
-                .unwrap(),
-        );
+        let old_format = |nonce: [u8; NONCE_LEN]| {
+            let aead = XChaCha20Poly1305::new((&key).into());
+            let sealed = aead.encrypt(XNonce::from_slice(&nonce), &b"old"[..]);
+            [nonce.to_vec(), sealed.unwrap()].concat()
+        };
         let cipher = Cipher::new(&[key]).unwrap();
-        let opened = cipher.open(S, "any", &old).unwrap();
+        let opened = cipher.open(S, "any", &old_format([9; NONCE_LEN])).unwrap();
         assert_eq!(
             (opened.plaintext.as_slice(), opened.legacy),
             (&b"old"[..], true)
         );
         // Even one whose nonce starts with the version byte.
-        let nonce = [BOUND; NONCE_LEN];
-        let mut old = nonce.to_vec();
-        old.extend(
-            XChaCha20Poly1305::new((&key).into())
-                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
-                .unwrap(),
-        );
-        assert!(cipher.open(S, "any", &old).unwrap().legacy);
+        let opened = cipher.open(S, "any", &old_format([BOUND; NONCE_LEN]));
+        assert!(opened.unwrap().legacy);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! - `access_denied` ends the flow as denied; `expired_token`/`invalid_grant` as expired;
 //! - 5xx, timeouts and transport failures back off and go on, up to 3 in a row, then error;
 //! - 429 waits `Retry-After` (never less than the interval) and goes on;
-//! - no wait runs past the deadline ([`sleep_before_next_poll`], [`time_left`]), and no sum
-//!   overflows, whatever numbers Webex sends.
+//! - no wait runs past the deadline ([`time_left`]), and no sum overflows, whatever numbers
+//!   Webex sends.
 
 use super::FlowStatus;
 use crate::webex::device::{MAX_EXPIRES_IN, PollReply};
@@ -83,13 +83,6 @@ pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
         .min(Duration::from_secs(MAX_EXPIRES_IN))
 }
 
-/// How long the poller sleeps before its next poll: `wait`, but never past the deadline, where
-/// it wakes to record the expiry. `left` is [`time_left`]'s answer, so `now + result` is at most
-/// the deadline and never overflows, even for a `Retry-After` of 2^64-1 seconds.
-pub fn sleep_before_next_poll(wait: Duration, left: Duration) -> Duration {
-    wait.min(left)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,19 +104,14 @@ mod tests {
 
     #[test]
     fn final_answers_finish() {
-        let mut s = PollState::new(secs(2));
-        assert_eq!(
-            s.decide(&PollReply::Denied),
-            Step::Finish(FlowStatus::Denied)
-        );
-        assert_eq!(
-            s.decide(&PollReply::Expired),
-            Step::Finish(FlowStatus::Expired)
-        );
-        assert_eq!(
-            s.decide(&PollReply::Failed(WebexError::Transport("x".into()))),
-            Step::Finish(FlowStatus::Error)
-        );
+        for (reply, status) in [
+            (PollReply::Denied, FlowStatus::Denied),
+            (PollReply::Expired, FlowStatus::Expired),
+            (PollReply::Failed(WebexError::Timeout), FlowStatus::Error),
+        ] {
+            let step = PollState::new(secs(2)).decide(&reply);
+            assert_eq!(step, Step::Finish(status));
+        }
     }
 
     #[test]
@@ -176,8 +164,6 @@ mod tests {
             Step::Wait(forever)
         );
         // ...and the poller sleeps only until the deadline.
-        assert_eq!(sleep_before_next_poll(forever, secs(3)), secs(3));
-        assert_eq!(sleep_before_next_poll(secs(2), secs(3)), secs(2));
         assert_eq!(time_left(u64::MAX, 0), secs(MAX_EXPIRES_IN));
         assert_eq!(time_left(10_000, 4_000), secs(6));
         assert_eq!(time_left(0, u64::MAX), Duration::ZERO);
@@ -207,8 +193,8 @@ mod tests {
         }
 
         proptest! {
-            /// The poller's loop on a simulated clock, with the same pure parts as `pollers::poll`:
-            /// the client's clamp, `decide`, `time_left` and `sleep_before_next_poll`. Whatever
+            /// The poller's loop on a simulated clock, with the same pure parts as `poller::poll`:
+            /// the client's clamp, `decide`, `time_left` and sleeping at most `left`. Whatever
             /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
             /// the interval.
             #[test]
@@ -227,7 +213,7 @@ mod tests {
                 };
                 let auth = DeviceAuthorization::check(raw, false).unwrap();
                 prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
-                // As `pollers::start` records it, in milliseconds from a start at 1,000 s.
+                // As `DeviceFlows::start` records it, in milliseconds from a start at 1,000 s.
                 let start_ms = 1_000_000u64;
                 let expires_at_ms = start_ms + auth.expires_in * 1000;
                 let mut state = PollState::new(secs(auth.interval));
@@ -238,7 +224,7 @@ mod tests {
                 let mut polls = 0u32;
                 let ended = loop {
                     let left = deadline.saturating_sub(now);
-                    let sleep = sleep_before_next_poll(wait, left);
+                    let sleep = wait.min(left);
                     prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
                     now += sleep;
                     if now >= deadline {

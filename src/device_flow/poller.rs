@@ -1,18 +1,13 @@
 //! [`DeviceFlows`]: starts, cancels and claims device sign-ins, and runs the tokio task that
 //! polls `/device/token` for each one, plus the housekeeping loop (leases, orphans, purge).
 //!
-//! A flow is plain data ([`FlowRecord`]) in the store (memory, SQLite or Redis), keyed by an
-//! unguessable flow id that only the owning session knows. One instance polls it at a time,
-//! holding its lease; the task's handle stays in that process, never in the session or the
-//! store. Each reply goes through the pure [`PollState::decide`]; the loop ([`poll`]) sleeps:
-//! - the first poll comes after `interval`, and no poll ever comes sooner than the interval;
-//! - our own deadline from `expires_in` is checked after every sleep, and no sleep runs past it
-//!   (the client clamped `interval` and `expires_in`; the sums here are bounded by the deadline).
-//!
-//! The task always ends: every path either finishes the flow or sleeps toward the deadline.
-//! It is aborted by a new sign-in, a cancel or a logout, and stops when it loses its lease.
+//! A flow is plain data ([`FlowRecord`]) in the store, keyed by an unguessable flow id only the
+//! owning session knows. One instance polls it at a time, holding its lease; the task's handle
+//! never leaves that process. Each reply goes through the pure [`PollState::decide`]; the loop
+//! ([`poll`]) checks the deadline after every sleep and never sleeps past it, so the task always
+//! ends. A new sign-in, a cancel or a logout aborts it; losing its lease stops it.
 
-use super::decide::{PollState, Step, sleep_before_next_poll, time_left};
+use super::decide::{PollState, Step, time_left};
 use super::{FlowRecord, FlowStatus};
 use crate::client::{PerClient, Slot};
 use crate::clock::unix_now_ms;
@@ -131,14 +126,8 @@ impl DeviceFlows {
     /// asking Webex for a code and handed to [`Self::start`]; `ClientBusy` when the client has
     /// `MAX_PENDING_FLOWS_PER_CLIENT` already. No client (no peer address): no per-client cap.
     pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
-        match client {
-            None => Ok(None),
-            Some(ip) => self
-                .per_client
-                .enter(ip)
-                .map(Some)
-                .ok_or(FlowError::ClientBusy),
-        }
+        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
+        client.map(slot).transpose()
     }
 
     /// Records a flow Webex just started and spawns its poller, which keeps `client`'s slot
@@ -261,11 +250,6 @@ impl DeviceFlows {
         self.pollers().len()
     }
 
-    /// Forgets flows whose code expired long ago.
-    async fn purge(&self) -> Result<usize, StoreError> {
-        self.store.purge(KEEP_AFTER_EXPIRY).await
-    }
-
     /// Runs for ever (the app aborts it at shutdown), every [`LEASE_RENEW`]: keeps this
     /// instance's leases, adopts the flows nobody polls (all of them, right after a restart),
     /// and now and then forgets flows that expired long ago.
@@ -273,22 +257,21 @@ impl DeviceFlows {
         let mut tick = tokio::time::interval(LEASE_RENEW);
         for round in 0u64.. {
             tick.tick().await;
-            if let Err(err) = self.renew_leases().await {
+            let failed = |err: StoreError, chore: &str| {
                 telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot renew the device flows' leases");
+                tracing::warn!(%err, "cannot {chore}");
+            };
+            if let Err(err) = self.renew_leases().await {
+                failed(err, "renew the device flows' leases");
             }
             if let Err(err) = self.adopt_orphans().await {
-                telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot look for orphaned device flows");
+                failed(err, "look for orphaned device flows");
             }
             if round % 20 == 0 {
-                match self.purge().await {
+                match self.store.purge(KEEP_AFTER_EXPIRY).await {
                     Ok(0) => {}
                     Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
-                    Err(err) => {
-                        telemetry::store_error("housekeeping");
-                        tracing::warn!(%err, "cannot purge expired device flows")
-                    }
+                    Err(err) => failed(err, "purge expired device flows"),
                 }
             }
         }
@@ -319,10 +302,12 @@ impl DeviceFlows {
     }
 }
 
-/// `wait` from now, but no later than `deadline` (see [`sleep_before_next_poll`]).
+/// `wait` from now, but no later than `deadline`, where the poller wakes to record the expiry.
+/// The deadline is [`time_left`] ahead, so the sum never overflows, even for a `Retry-After` of
+/// 2^64-1 seconds.
 fn after(wait: Duration, deadline: Instant) -> Instant {
     let now = Instant::now();
-    now + sleep_before_next_poll(wait, deadline.saturating_duration_since(now))
+    now + wait.min(deadline.saturating_duration_since(now))
 }
 
 /// The poller task of one flow. `takeover`: the flow was polled by another instance (or before
@@ -370,10 +355,9 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
                         _ => {}
                     }
                     next = after(wait, deadline);
-                    let changed = record.interval_secs != state.interval.as_secs()
-                        || record.slowed_down != state.slowed_down;
-                    record.interval_secs = state.interval.as_secs();
-                    record.slowed_down = state.slowed_down;
+                    let now_state = (state.interval.as_secs(), state.slowed_down);
+                    let changed = (record.interval_secs, record.slowed_down) != now_state;
+                    (record.interval_secs, record.slowed_down) = now_state;
                     let sleep = next.saturating_duration_since(Instant::now());
                     record.next_poll_at_ms = unix_now_ms()
                         .saturating_add(u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX));

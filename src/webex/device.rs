@@ -1,6 +1,7 @@
 //! `/device/authorize` and `/device/token`: the device authorization grant (RFC 8628, Webex's way).
 
-use super::{TokenResponse, WebexClient, WebexError, decode, decode_token, error, send};
+use super::body::MAX_BODY;
+use super::{TokenResponse, WebexClient, WebexError, decode, decode_token, refused, send};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -137,27 +138,12 @@ impl WebexClient {
             ("client_id", self.creds.client_id.as_str()),
             ("scope", scope),
         ];
-        let response = send(
-            self.http
-                .post(self.endpoint("device/authorize"))
-                .form(&form),
-        )
-        .await?;
-        let tracking_id = error::tracking_id(response.headers());
-        let raw: RawDeviceAuthorization = decode_token(response, "device authorization").await?;
+        let request = self.http.post(self.endpoint("device/authorize"));
+        let response = send(request.form(&form)).await?;
+        let (raw, tracking_id) = decode_token(response, "device authorization").await?;
         let allow_http = self.base.scheme() == "http";
-        DeviceAuthorization::check(raw, allow_http).map_err(|problem| {
-            tracing::warn!(
-                problem,
-                tracking_id = tracking_id.as_deref(),
-                "Webex sent a device authorization we refuse"
-            );
-            WebexError::Invalid {
-                what: "device authorization",
-                problem,
-                tracking_id,
-            }
-        })
+        DeviceAuthorization::check(raw, allow_http)
+            .map_err(|problem| refused("device authorization", problem, tracking_id))
     }
 
     /// One poll of `/device/token` (Basic auth is required there).
@@ -179,18 +165,17 @@ impl WebexClient {
             Ok(response) => response,
             Err(err) => return PollReply::Transient(err),
         };
-        if response.status() == StatusCode::OK {
-            let tracking_id = error::tracking_id(response.headers());
-            return match decode::<TokenResponse>(response, "device token response").await {
-                Ok(tokens) => PollReply::Granted(TokenResponse {
-                    tracking_id,
-                    ..tokens
-                }),
-                Err(err) if err.is_transient() => PollReply::Transient(err),
-                Err(err) => PollReply::Failed(err),
-            };
+        if response.status() != StatusCode::OK {
+            return classify_poll_error(WebexError::from_token_response(response).await);
         }
-        classify_poll_error(WebexError::from_token_response(response).await)
+        match decode(response, "device token response", MAX_BODY).await {
+            Ok((tokens, tracking_id)) => PollReply::Granted(TokenResponse {
+                tracking_id,
+                ..tokens
+            }),
+            Err(err) if err.is_transient() => PollReply::Transient(err),
+            Err(err) => PollReply::Failed(err),
+        }
     }
 }
 
@@ -221,58 +206,29 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderMap;
 
-    fn reply(status: u16, body: &str) -> PollReply {
-        let status = StatusCode::from_u16(status).unwrap();
-        classify_poll_error(WebexError::classify(
-            status,
-            &HeaderMap::new(),
-            body.as_bytes(),
-        ))
-    }
-
     #[test]
     fn webex_poll_answers_are_classified() {
-        assert!(matches!(
-            reply(428, r#"{"errors":[{"description":"pending"}]}"#),
-            PollReply::Pending
-        ));
-        assert!(matches!(reply(428, "not json"), PollReply::Pending));
-        assert!(matches!(
-            reply(400, r#"{"message":"authorization_pending"}"#),
-            PollReply::Pending
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"slow_down"}"#),
-            PollReply::SlowDown
-        ));
-        assert!(matches!(
-            reply(400, r#"{"error":"slow_down"}"#),
-            PollReply::SlowDown
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"access_denied"}"#),
-            PollReply::Denied
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"expired_token"}"#),
-            PollReply::Expired
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"invalid_grant"}"#),
-            PollReply::Expired
-        ));
-        assert!(matches!(reply(429, "{}"), PollReply::RateLimited(None)));
-        assert!(matches!(reply(500, "{}"), PollReply::Transient(_)));
-        assert!(matches!(
-            reply(502, "<html>bad gateway</html>"),
-            PollReply::Transient(_)
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"invalid_client"}"#),
-            PollReply::Failed(_)
-        ));
-        assert!(matches!(reply(400, "garbage"), PollReply::Failed(_)));
-        assert!(matches!(reply(401, "{}"), PollReply::Failed(_)));
+        for (status, body, want) in [
+            (428, r#"{"errors":[{"description":"pending"}]}"#, "Pending"),
+            (428, "not json", "Pending"),
+            (400, r#"{"message":"authorization_pending"}"#, "Pending"),
+            (400, r#"{"message":"slow_down"}"#, "SlowDown"),
+            (400, r#"{"error":"slow_down"}"#, "SlowDown"),
+            (400, r#"{"message":"access_denied"}"#, "Denied"),
+            (400, r#"{"message":"expired_token"}"#, "Expired"),
+            (400, r#"{"message":"invalid_grant"}"#, "Expired"),
+            (429, "{}", "RateLimited(None)"),
+            (500, "{}", "Transient"),
+            (502, "<html>bad gateway</html>", "Transient"),
+            (400, r#"{"message":"invalid_client"}"#, "Failed"),
+            (400, "garbage", "Failed"),
+            (401, "{}", "Failed"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let err = WebexError::classify(status, &HeaderMap::new(), body.as_bytes());
+            let got = format!("{:?}", classify_poll_error(err));
+            assert!(got.starts_with(want), "{status} {body}: {got}");
+        }
     }
 
     /// The JSON through both steps, as `device_authorize` does it.
@@ -345,18 +301,21 @@ mod tests {
             );
             parse(&json, allow_http).map(|auth| auth.verification_uri_complete)
         };
-        assert_eq!(
-            link("https://x.example/verify?userCode=ab", false).unwrap(),
-            "https://x.example/verify?userCode=ab"
-        );
-        assert_eq!(
-            link("HTTPS://X.example", false).unwrap(),
-            "https://x.example/"
-        );
-        assert_eq!(
-            link("http://127.0.0.1:9/verify", true).unwrap(),
-            "http://127.0.0.1:9/verify"
-        );
+        for (uri, allow_http, want) in [
+            (
+                "https://x.example/verify?userCode=ab",
+                false,
+                "https://x.example/verify?userCode=ab",
+            ),
+            ("HTTPS://X.example", false, "https://x.example/"),
+            (
+                "http://127.0.0.1:9/verify",
+                true,
+                "http://127.0.0.1:9/verify",
+            ),
+        ] {
+            assert_eq!(link(uri, allow_http).as_deref(), Ok(want), "{uri}");
+        }
         for bad in [
             "http://127.0.0.1:9/verify",
             "javascript:alert(1)",
@@ -373,19 +332,14 @@ mod tests {
             assert!(link(bad, false).is_err(), "{bad}");
         }
         assert!(link("javascript:alert(1)", true).is_err());
+        let too_long = || Err("a verification link too long to show as a QR code".into());
         let long = format!("https://x.example/{}", "a".repeat(MAX_VERIFICATION_URI_LEN));
-        assert_eq!(
-            link(&long, true),
-            Err("a verification link too long to show as a QR code".into())
-        );
+        assert_eq!(link(&long, true), too_long());
         // Percent-encoding can push a link over the cap after normalising.
-        let spaced = format!(
-            "https://x.example/{}x",
-            " ".repeat(MAX_VERIFICATION_URI_LEN / 2)
-        );
+        let spaced = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
         assert_eq!(
-            link(&spaced, true),
-            Err("a verification link too long to show as a QR code".into())
+            link(&format!("https://x.example/{spaced}x"), true),
+            too_long()
         );
     }
 

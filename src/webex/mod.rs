@@ -129,86 +129,91 @@ fn endpoint_label(url: &Url) -> &'static str {
     .unwrap_or("other")
 }
 
-/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
-/// id (see [`WebexError::from_token_response`]).
-async fn decode_token<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-) -> Result<T, WebexError> {
-    if !response.status().is_success() {
-        return Err(WebexError::from_token_response(response).await);
-    }
-    decode(response, what).await
-}
-
-/// Reads a 2xx JSON body (at most [`MAX_BODY`] bytes) as `T`, or classifies the failure.
-async fn decode<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-) -> Result<T, WebexError> {
-    decode_within(response, what, MAX_BODY)
-        .await
-        .map(|(value, _)| value)
-}
-
-/// Reads a 2xx body of at most `limit` bytes (and the reply's tracking id), or classifies the
+/// Reads a 2xx body of at most `limit` bytes, with the reply's tracking id, or classifies the
 /// failure.
 async fn read_within(
     response: Response,
     what: &'static str,
     limit: usize,
 ) -> Result<(Vec<u8>, Option<String>), WebexError> {
-    let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
-    if !status.is_success() {
+    if !response.status().is_success() {
         return Err(WebexError::from_api_response(response).await);
     }
-    let body = match read_capped(response, limit).await {
-        Ok(body) => body,
-        Err(ReadError::Transport(err)) => return Err(WebexError::from_transport(err)),
+    match read_capped(response, limit).await {
+        Ok(body) => Ok((body, tracking_id)),
+        Err(ReadError::Transport(err)) => Err(WebexError::from_transport(err)),
         Err(ReadError::TooLarge) => {
+            let id = tracking_id.as_deref();
             tracing::warn!(
                 what,
                 limit,
-                tracking_id = tracking_id.as_deref(),
+                tracking_id = id,
                 "Webex sent a body larger than we read"
             );
-            return Err(WebexError::TooLarge {
+            Err(WebexError::TooLarge {
                 what,
                 limit,
                 tracking_id,
-            });
-        }
-    };
-    Ok((body, tracking_id))
-}
-
-/// [`decode`] with a smaller cap of `limit` bytes; also returns the body's length.
-async fn decode_within<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-    limit: usize,
-) -> Result<(T, usize), WebexError> {
-    let (body, tracking_id) = read_within(response, what, limit).await?;
-    match serde_json::from_slice(&body) {
-        Ok(value) => Ok((value, body.len())),
-        Err(err) => {
-            let err = json_error(&err);
-            tracing::warn!(what, err = %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
-            Err(WebexError::Decode { what, tracking_id })
+            })
         }
     }
 }
 
-/// Where and how a body did not read as JSON, without serde_json's message: that quotes the
-/// value it could not read (a token, a code, a terminal escape…).
-fn json_error(err: &serde_json::Error) -> String {
-    format!(
-        "{:?} error at line {}, column {}",
-        err.classify(),
-        err.line(),
-        err.column()
-    )
+/// Reads a 2xx JSON body of at most `limit` bytes as `T`, with the reply's tracking id, or
+/// classifies the failure.
+async fn decode<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+    limit: usize,
+) -> Result<(T, Option<String>), WebexError> {
+    let (body, tracking_id) = read_within(response, what, limit).await?;
+    match serde_json::from_slice(&body) {
+        Ok(value) => Ok((value, tracking_id)),
+        Err(err) => Err(undecodable(what, &err, tracking_id)),
+    }
+}
+
+/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
+/// id (see [`WebexError::from_token_response`]).
+async fn decode_token<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+) -> Result<(T, Option<String>), WebexError> {
+    if !response.status().is_success() {
+        return Err(WebexError::from_token_response(response).await);
+    }
+    decode(response, what, MAX_BODY).await
+}
+
+/// A body that is not the JSON we expect, logged with where and how it failed but without
+/// serde_json's message: that quotes the value it could not read (a token, a code, a terminal
+/// escape…).
+fn undecodable(
+    what: &'static str,
+    err: &serde_json::Error,
+    tracking_id: Option<String>,
+) -> WebexError {
+    let (kind, line, column) = (err.classify(), err.line(), err.column());
+    let err = format!("{kind:?} error at line {line}, column {column}");
+    tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+    WebexError::Decode { what, tracking_id }
+}
+
+/// A readable reply carrying a value we refuse (`problem`, in words fit for the page), logged.
+fn refused(what: &'static str, problem: &'static str, tracking_id: Option<String>) -> WebexError {
+    let id = tracking_id.as_deref();
+    tracing::warn!(
+        what,
+        problem,
+        tracking_id = id,
+        "Webex sent a reply we refuse"
+    );
+    WebexError::Invalid {
+        what,
+        problem,
+        tracking_id,
+    }
 }
 
 /// The token JSON of `/access_token` and `/device/token`.

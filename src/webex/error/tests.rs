@@ -3,6 +3,10 @@
 use super::*;
 use reqwest::header::HeaderValue;
 
+fn api(status: StatusCode, body: &[u8]) -> WebexError {
+    WebexError::classify_api(status, &HeaderMap::new(), body)
+}
+
 fn classify(status: u16, body: &str) -> WebexError {
     let mut headers = HeaderMap::new();
     headers.insert("TrackingID", HeaderValue::from_static("ROUTER_header"));
@@ -107,18 +111,10 @@ fn statuses_map_to_variants() {
         r#"{"error":"invalid_client","message":"invalid_client"}"#,
         "{}",
     ] {
-        let e =
-            WebexError::classify_api(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body.as_bytes());
-        assert!(
-            matches!(e, WebexError::Unauthorized { .. }),
-            "{body}: {e:?}"
-        );
+        let e = api(StatusCode::UNAUTHORIZED, body.as_bytes());
+        assert!(matches!(e, WebexError::Unauthorized { .. }), "{body}");
     }
-    let e = WebexError::classify_api(
-        StatusCode::BAD_REQUEST,
-        &HeaderMap::new(),
-        br#"{"message":"invalid_grant"}"#,
-    );
+    let e = api(StatusCode::BAD_REQUEST, br#"{"message":"invalid_grant"}"#);
     assert_eq!(e.oauth_code(), None, "no code from the API");
 }
 
@@ -161,9 +157,8 @@ fn a_token_endpoint_error_keeps_its_code_and_tracking_id_and_no_text() {
 fn api_text_is_one_plain_bounded_line() {
     let text = "missing\u{1b}[31m scope\n2026-01-01 INFO forged\u{0} \u{202e}txet\u{200b} \t";
     let body = serde_json::json!({ "message": text }).to_string();
-    let e = WebexError::classify_api(StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
-    let WebexError::Forbidden { message, .. } = e else {
-        panic!("{e:?}");
+    let WebexError::Forbidden { message, .. } = api(StatusCode::FORBIDDEN, body.as_bytes()) else {
+        panic!("not a 403");
     };
     assert_eq!(message, "missing[31m scope 2026-01-01 INFO forged txet");
     assert_eq!(plain_line("\u{7f}\u{202e}\u{feff} \n"), "");
@@ -200,14 +195,13 @@ fn only_what_looks_like_a_tracking_id_is_kept() {
 
 #[test]
 fn retry_after_reads_seconds_only() {
-    let mut h = HeaderMap::new();
-    h.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-    assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-    h.insert(
-        RETRY_AFTER,
-        HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-    );
-    assert_eq!(retry_after(&h), None);
-    h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
-    assert_eq!(retry_after(&h), None);
+    for (value, want) in [
+        (" 7 ", Some(7)),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("-1", None),
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        assert_eq!(retry_after(&h), want.map(Duration::from_secs), "{value}");
+    }
 }
