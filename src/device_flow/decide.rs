@@ -92,13 +92,24 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    fn wait(s: u64) -> Step {
+        Step::Wait(secs(s))
+    }
+
+    /// The steps a state of `interval` takes for `replies`, in order.
+    fn steps(interval: Duration, replies: impl IntoIterator<Item = PollReply>) -> Vec<Step> {
+        let mut state = PollState::new(interval);
+        replies.into_iter().map(|r| state.decide(&r)).collect()
+    }
+
     #[test]
     fn pending_keeps_the_interval_and_slow_down_raises_it_for_good() {
+        use PollReply::{Pending, SlowDown};
         let mut s = PollState::new(secs(2));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(2)));
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(secs(7)));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(7)));
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(secs(12)));
+        let got: Vec<_> = [Pending, SlowDown, Pending, SlowDown]
+            .map(|r| s.decide(&r))
+            .into();
+        assert_eq!(got, [wait(2), wait(7), wait(7), wait(12)]);
         assert!(s.slowed_down);
     }
 
@@ -109,60 +120,39 @@ mod tests {
             (PollReply::Expired, FlowStatus::Expired),
             (PollReply::Failed(WebexError::Timeout), FlowStatus::Error),
         ] {
-            let step = PollState::new(secs(2)).decide(&reply);
-            assert_eq!(step, Step::Finish(status));
+            assert_eq!(steps(secs(2), [reply]), [Step::Finish(status)]);
         }
     }
 
     #[test]
     fn three_transient_failures_in_a_row_end_the_flow_and_success_resets_the_count() {
-        let mut s = PollState::new(secs(2));
         let blip = || PollReply::Transient(WebexError::Timeout);
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(4)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(8)));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(2)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(4)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(8)));
-        assert_eq!(s.decide(&blip()), Step::Finish(FlowStatus::Error));
+        let replies = [blip(), blip(), PollReply::Pending, blip(), blip(), blip()];
+        let error = Step::Finish(FlowStatus::Error);
+        let want = [wait(4), wait(8), wait(2), wait(4), wait(8), error];
+        assert_eq!(steps(secs(2), replies), want);
     }
 
     #[test]
     fn rate_limits_wait_retry_after_but_never_less_than_the_interval() {
-        let mut s = PollState::new(secs(5));
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(secs(9)))),
-            Step::Wait(secs(9))
-        );
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(secs(1)))),
-            Step::Wait(secs(5))
-        );
-        assert_eq!(s.decide(&PollReply::RateLimited(None)), Step::Wait(secs(5)));
+        let limited = |s: Option<u64>| PollReply::RateLimited(s.map(secs));
+        let replies = [limited(Some(9)), limited(Some(1)), limited(None)];
+        assert_eq!(steps(secs(5), replies), [wait(9), wait(5), wait(5)]);
     }
 
     #[test]
-    fn backoff_is_capped() {
-        let mut s = PollState::new(secs(40));
+    fn backoff_is_capped_and_huge_numbers_saturate_instead_of_panicking() {
+        let blip = PollReply::Transient(WebexError::Timeout);
+        assert_eq!(steps(secs(40), [blip]), [wait(60)]);
+        let blip = PollReply::Transient(WebexError::Timeout);
+        let max = || Step::Wait(Duration::MAX);
         assert_eq!(
-            s.decide(&PollReply::Transient(WebexError::Timeout)),
-            Step::Wait(secs(60))
+            steps(Duration::MAX, [PollReply::SlowDown, blip]),
+            [max(), max()]
         );
-    }
-
-    #[test]
-    fn huge_numbers_saturate_instead_of_panicking() {
-        let mut s = PollState::new(Duration::MAX);
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(Duration::MAX));
-        assert_eq!(
-            s.decide(&PollReply::Transient(WebexError::Timeout)),
-            Step::Wait(Duration::MAX)
-        );
-        let mut s = PollState::new(secs(1));
         let forever = Duration::from_secs(u64::MAX);
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(forever))),
-            Step::Wait(forever)
-        );
+        let limited = PollReply::RateLimited(Some(forever));
+        assert_eq!(steps(secs(1), [limited]), [Step::Wait(forever)]);
         // ...and the poller sleeps only until the deadline.
         assert_eq!(time_left(u64::MAX, 0), secs(MAX_EXPIRES_IN));
         assert_eq!(time_left(10_000, 4_000), secs(6));

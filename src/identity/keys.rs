@@ -1,18 +1,14 @@
 //! [`KeyCache`]: Webex's signing keys (the JWKS its discovery document names), fetched once and
-//! kept, so no sign-in fetches them; written here because the refetch rule is ours:
+//! kept; written here because the refetch rule is ours:
 //!
-//! - a `kid` the cached set lacks fetches the set again (a key rotation is picked up at once),
-//!   but at most once a minute, counted from the last such refetch; in between, the token is
-//!   refused without a fetch;
-//! - one fetch at a time (single flight): requests that waited for a fetch share its outcome, so
-//!   a flood of tokens signed by unknown keys is at most one fetch a minute;
-//! - a set a day old is fetched again; should that fail, the old set keeps serving (retried at
-//!   most once a minute);
-//! - with nothing cached, each sign-in tries (after the one it waited for, if any, failed):
-//!   its failure is the page's 502/503, and nobody is signed in.
-//!
-//! The discovery document is fetched with the first set and on the daily refresh; an unknown
-//! `kid` refetches only the set.
+//! - a `kid` the set lacks refetches the set (a key rotation is picked up at once), at most once
+//!   a minute; in between, the token is refused without a fetch;
+//! - one fetch at a time: requests that waited share its outcome, so a flood of tokens signed by
+//!   unknown keys is at most one fetch a minute;
+//! - a day-old set is fetched again, with the discovery document; should that fail, the old set
+//!   keeps serving (retried at most once a minute);
+//! - with nothing cached, each sign-in tries (unless the fetch it waited for just failed): its
+//!   failure is the page's 502/503, and nobody is signed in.
 
 use crate::webex::WebexClient;
 use crate::webex::WebexError;

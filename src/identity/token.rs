@@ -233,23 +233,17 @@ mod tests {
     #[test]
     fn each_claim_rule_refuses() {
         use serde_json::json;
-        let foreign = json!({"iss": "https://evil.example/idb"});
-        assert!(reason_of(foreign, None).unwrap().contains("iss"));
-        assert!(
-            reason_of(json!({"azp": "C2"}), None)
-                .unwrap()
-                .contains("azp")
-        );
-        let many = json!({"aud": ["C1", "C2"]});
-        assert!(reason_of(many, None).unwrap().contains("azp"));
-        let future = json!({"iat": NOW + 121});
-        assert!(reason_of(future, None).unwrap().contains("iat"));
-        assert!(reason_of(json!({"sub": ""}), None).unwrap().contains("sub"));
-        assert!(
-            reason_of(json!({"aud": ["C2"]}), None)
-                .unwrap()
-                .contains("aud")
-        );
+        for (claims, named) in [
+            (json!({"iss": "https://evil.example/idb"}), "iss"),
+            (json!({"azp": "C2"}), "azp"),
+            (json!({"aud": ["C1", "C2"]}), "azp"),
+            (json!({"iat": NOW + 121}), "iat"),
+            (json!({"sub": ""}), "sub"),
+            (json!({"aud": ["C2"]}), "aud"),
+        ] {
+            let reason = reason_of(claims.clone(), None).unwrap_or_default();
+            assert!(reason.contains(named), "{claims}: {reason}");
+        }
         let wrong = check(claims(json!({})), &expected(Some("n2"))).unwrap_err();
         assert!(wrong.wrong_nonce);
         let missing = check(claims(json!({"nonce": null})), &expected(Some("n1"))).unwrap_err();

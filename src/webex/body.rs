@@ -44,31 +44,19 @@ pub async fn read_capped(response: Response, cap: usize) -> Result<Vec<u8>, Read
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::{Body, Bytes};
-    use axum::routing::get;
+    use axum::extract::Path;
 
     /// A loopback server whose `/{n}/{size}` answers `n` chunks of `size` bytes each (chunked, no
     /// length), and `/whole/{size}` one body of `size` bytes with its length.
     async fn server() -> String {
+        let chunked = |Path((n, size)): Path<(u8, usize)>| async move {
+            let chunks = (0..n).map(move |i| Ok::<_, std::io::Error>(vec![i; size]));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        };
+        let whole = |Path(size): Path<usize>| async move { vec![7u8; size] };
         let app = axum::Router::new()
-            .route(
-                "/{n}/{size}",
-                get(
-                    |axum::extract::Path((n, size)): axum::extract::Path<(u8, usize)>| async move {
-                        let chunks = (0..n)
-                            .map(move |i| Ok::<_, std::io::Error>(Bytes::from(vec![i; size])));
-                        Body::from_stream(futures_util::stream::iter(chunks))
-                    },
-                ),
-            )
-            .route(
-                "/whole/{size}",
-                get(
-                    |axum::extract::Path(size): axum::extract::Path<usize>| async move {
-                        vec![7u8; size]
-                    },
-                ),
-            );
+            .route("/{n}/{size}", axum::routing::get(chunked))
+            .route("/whole/{size}", axum::routing::get(whole));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -84,33 +72,29 @@ mod tests {
     #[tokio::test]
     async fn a_body_in_one_or_many_chunks_is_read_whole_within_the_cap() {
         let base = server().await;
-        assert_eq!(
-            read(&base, "/whole/45000", 64 * 1024).await.unwrap(),
-            vec![7u8; 45_000]
-        );
-        let many = read(&base, "/40/1000", 64 * 1024).await.unwrap();
-        let want: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1000]).collect();
-        assert_eq!(many, want);
+        let many: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1000]).collect();
         // Exactly the cap is within it; empty is a body too.
-        assert_eq!(read(&base, "/40/1000", 40_000).await.unwrap().len(), 40_000);
-        assert!(read(&base, "/0/1000", 10).await.unwrap().is_empty());
-        assert_eq!(read(&base, "/1/1000", 1000).await.unwrap(), vec![0u8; 1000]);
+        for (path, cap, want) in [
+            ("/whole/45000", 64 * 1024, vec![7u8; 45_000]),
+            ("/40/1000", 64 * 1024, many.clone()),
+            ("/40/1000", 40_000, many),
+            ("/0/1000", 10, Vec::new()),
+            ("/1/1000", 1000, vec![0u8; 1000]),
+        ] {
+            assert_eq!(read(&base, path, cap).await.unwrap(), want, "{path} {cap}");
+        }
     }
 
     #[tokio::test]
     async fn a_body_over_the_cap_is_refused_declared_or_not() {
         let base = server().await;
-        assert!(matches!(
-            read(&base, "/whole/45000", 44_999).await,
-            Err(ReadError::TooLarge)
-        ));
-        assert!(matches!(
-            read(&base, "/40/1000", 39_999).await,
-            Err(ReadError::TooLarge)
-        ));
-        assert!(matches!(
-            read(&base, "/1/1000", 999).await,
-            Err(ReadError::TooLarge)
-        ));
+        for (path, cap) in [
+            ("/whole/45000", 44_999),
+            ("/40/1000", 39_999),
+            ("/1/1000", 999),
+        ] {
+            let read = read(&base, path, cap).await;
+            assert!(matches!(read, Err(ReadError::TooLarge)), "{path} {cap}");
+        }
     }
 }

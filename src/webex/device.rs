@@ -14,15 +14,15 @@ pub const DEFAULT_INTERVAL: u64 = 5;
 pub const MAX_INTERVAL: u64 = 60;
 /// Webex's `expires_in` is clamped to this (Webex sends 300): it bounds every poller's life.
 pub const MAX_EXPIRES_IN: u64 = 1800;
-/// The longest verification link we accept. A QR code holds 2,331 bytes at our error-correction
-/// level (version 40, M); Webex's links are about 110.
+/// The longest verification link we accept: a QR code (version 40, level M) holds 2,331 bytes;
+/// Webex's links are about 110.
 pub const MAX_VERIFICATION_URI_LEN: usize = 2048;
 /// Webex's user codes are six digits, its device codes UUIDs; anything far longer is not one.
 const MAX_USER_CODE_LEN: usize = 64;
 const MAX_DEVICE_CODE_LEN: usize = 4096;
 
-/// What `/device/authorize` returned, checked: every value here is safe to show, link and
-/// schedule with (see [`DeviceAuthorization::check`]).
+/// What `/device/authorize` returned, checked ([`DeviceAuthorization::check`]): every value is
+/// safe to show, link and schedule with.
 #[derive(Debug)]
 pub struct DeviceAuthorization {
     pub device_code: Secret,
@@ -51,8 +51,8 @@ pub struct RawDeviceAuthorization {
 }
 
 impl DeviceAuthorization {
-    /// Clamps the numbers and checks the strings. `allow_http`: accept http links (only when the
-    /// API base itself is http: demo mode and tests). The `Err` is a phrase for the error page.
+    /// Clamps the numbers and checks the strings; `allow_http` only when the API base is http
+    /// (demo mode, tests). The `Err` is a phrase for the error page.
     pub fn check(raw: RawDeviceAuthorization, allow_http: bool) -> Result<Self, &'static str> {
         if raw.device_code.is_empty() || raw.device_code.len() > MAX_DEVICE_CODE_LEN {
             return Err("a missing or oversized device code");
@@ -82,11 +82,11 @@ impl DeviceAuthorization {
     }
 }
 
-/// A verification link fit for an `href` and a QR code: absolute, https (or http if allowed),
-/// with a host and no credentials, and short enough to encode. Returned normalised.
+/// A verification link fit for an `href` and a QR code, normalised: absolute, https (or http if
+/// allowed), with a host and no credentials, short enough to encode.
 fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
     const TOO_LONG: &str = "a verification link too long to show as a QR code";
-    // Checked before parsing too, so that a megabyte of link is not parsed at all.
+    // Before parsing too: a megabyte of link is not parsed at all.
     if uri.len() > MAX_VERIFICATION_URI_LEN {
         return Err(TOO_LONG);
     }
@@ -102,12 +102,11 @@ fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
     {
         return Err("a verification link without a proper host");
     }
-    let normalised = String::from(url);
     // Normalising percent-encodes what needs it, which can lengthen the link.
-    if normalised.len() > MAX_VERIFICATION_URI_LEN {
-        return Err(TOO_LONG);
-    }
-    Ok(normalised)
+    let normalised = String::from(url);
+    (normalised.len() <= MAX_VERIFICATION_URI_LEN)
+        .then_some(normalised)
+        .ok_or(TOO_LONG)
 }
 
 /// One `/device/token` answer, classified.
@@ -181,15 +180,12 @@ impl WebexClient {
 
 /// The pure part of [`WebexClient::device_poll`]: an error answer to what the poller does next.
 pub fn classify_poll_error(err: WebexError) -> PollReply {
-    if let WebexError::Status {
-        status: StatusCode::PRECONDITION_REQUIRED,
-        ..
-    } = err
-    {
-        return PollReply::Pending;
-    }
-    if let WebexError::RateLimited { retry_after, .. } = err {
-        return PollReply::RateLimited(retry_after);
+    match &err {
+        WebexError::Status { status, .. } if *status == StatusCode::PRECONDITION_REQUIRED => {
+            return PollReply::Pending;
+        }
+        WebexError::RateLimited { retry_after, .. } => return PollReply::RateLimited(*retry_after),
+        _ => {}
     }
     match err.oauth_code() {
         Some("authorization_pending") => PollReply::Pending,

@@ -69,14 +69,21 @@ pub enum WebexError {
 }
 
 impl WebexError {
+    /// Keeps only the failure's kind: reqwest's text names the URL and the causes.
     pub(crate) fn from_transport(err: reqwest::Error) -> Self {
         if err.is_timeout() {
-            Self::Timeout
-        } else {
-            // reqwest's Display includes the URL, which never carries a secret here (secrets go in
-            // bodies and headers), but keep only the cause chain's kind to stay short.
-            Self::Transport(describe_transport(&err))
+            return Self::Timeout;
         }
+        let kind = if err.is_connect() {
+            "connection failed"
+        } else if err.is_body() || err.is_decode() {
+            "the connection broke while reading the answer"
+        } else if err.is_request() {
+            "the request could not be sent"
+        } else {
+            "transport error"
+        };
+        Self::Transport(kind.into())
     }
 
     /// Classifies a non-2xx answer of a token endpoint (`/access_token`, `/device/authorize`,
@@ -93,9 +100,9 @@ impl WebexError {
         Self::classify_api(status, &headers, &body)
     }
 
-    /// The pure part of [`Self::from_token_response`], for unit tests. The message is the OAuth
-    /// code (or the status's reason), never the body's text. A 401 with a code
-    /// (`invalid_client`: the app's own credentials) is a [`Self::Status`], not a refused token.
+    /// The pure part of [`Self::from_token_response`]. The message is the OAuth code (or the
+    /// status's reason), never the body's text. A 401 with a code (`invalid_client`: the app's
+    /// own credentials) is a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let envelope = Envelope::parse(body);
         let message = envelope.code.clone().unwrap_or_else(|| reason(status));
@@ -171,33 +178,18 @@ impl WebexError {
     }
 }
 
-/// A non-2xx answer's status, headers and body. A bounded read: Webex error bodies are small,
-/// and a broken proxy's may not be; an oversized or broken one is classified by its status
-/// alone (a 5xx stays transient).
+/// A non-2xx answer's status, headers and body, read up to [`MAX_ERROR_BODY`]: an oversized or
+/// broken body is classified by its status alone (a 5xx stays transient).
 async fn read_error(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = read_capped(response, MAX_ERROR_BODY)
-        .await
-        .unwrap_or_default();
-    (status, headers, body)
+    let body = read_capped(response, MAX_ERROR_BODY).await;
+    (status, headers, body.unwrap_or_default())
 }
 
 /// The status's own words (`Bad Request`), for an answer without a code or text.
 fn reason(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("error").to_owned()
-}
-
-fn describe_transport(err: &reqwest::Error) -> String {
-    if err.is_connect() {
-        "connection failed".into()
-    } else if err.is_body() || err.is_decode() {
-        "the connection broke while reading the answer".into()
-    } else if err.is_request() {
-        "the request could not be sent".into()
-    } else {
-        "transport error".into()
-    }
 }
 
 /// The `TrackingID` header Webex puts on every response, when it looks like one.
