@@ -97,19 +97,14 @@ impl Cipher {
     pub fn seal(&self, kind: Kind, key: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + 16);
-        out.push(BOUND);
-        out.extend_from_slice(&nonce);
         let aad = kind.associated_data(key);
         let payload = Payload {
             msg: plaintext,
             aad: &aad,
         };
         // Encryption fails only for inputs of about 256 GiB; a session record is tiny.
-        if let Ok(sealed) = self.0[0].encrypt(XNonce::from_slice(&nonce), payload) {
-            out.extend_from_slice(&sealed);
-        }
-        out
+        let sealed = self.0[0].encrypt(XNonce::from_slice(&nonce), payload);
+        [&[BOUND][..], &nonce, &sealed.unwrap_or_default()].concat()
     }
 
     /// The plaintext, or `None` when no key opens it as a `kind` under `key` (wrong or retired

@@ -41,15 +41,14 @@ pub enum FlowError {
     Store(#[from] StoreError),
 }
 
-/// One poller task of this instance, and the slot of the client that started its flow (none
-/// for a flow taken over from another instance or from before a restart).
+/// One poller task of this instance, and its flow's client slot (none for a flow taken over).
 struct Poller {
     task: AbortHandle,
     _client: Option<Slot>,
 }
 
-/// The flows of every instance sharing the store, and the pollers of this instance.
-/// Cloning is cheap; clones share everything.
+/// The flows of every instance sharing the store, and the pollers of this instance; clones
+/// share everything.
 #[derive(Clone)]
 pub struct DeviceFlows {
     store: FlowStore<FlowRecord>,
@@ -58,9 +57,8 @@ pub struct DeviceFlows {
     pollers: Arc<Mutex<HashMap<String, Poller>>>,
     webex: WebexClient,
     max_pending: usize,
-    /// The pending flows of each client address (`MAX_PENDING_FLOWS_PER_CLIENT`) on this
-    /// instance: a flow's slot lives in its poller's entry, so it is freed the moment the flow
-    /// ends (granted, denied, expired, failed, abandoned, cancelled) or the poller stops.
+    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`):
+    /// a slot lives in its poller's entry, freed the moment the flow ends or the poller stops.
     per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
@@ -90,15 +88,14 @@ impl DeviceFlows {
         }
     }
 
-    /// Grants are verified (OpenID Connect) before anyone is signed in: a flow whose id_token
-    /// does not verify ends as failed.
+    /// Grants are verified (OpenID Connect): a flow whose id_token does not verify fails.
     pub fn with_identity(mut self, verifier: Verifier) -> Self {
         self.identity = Some(verifier);
         self
     }
 
     /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
-    /// poller goes on. Written at most every few seconds.
+    /// poller goes on.
     pub async fn mark_seen(&self, id: &str) -> Result<(), StoreError> {
         self.store.mark_seen(id).await
     }
@@ -122,23 +119,21 @@ impl DeviceFlows {
         Ok(())
     }
 
-    /// A place for one more pending flow of `client` (its key, `client::key`), taken before
-    /// asking Webex for a code and handed to [`Self::start`]; `ClientBusy` when the client has
-    /// `MAX_PENDING_FLOWS_PER_CLIENT` already. No client (no peer address): no per-client cap.
+    /// A place for one more pending flow of `client`, taken before asking Webex for a code and
+    /// handed to [`Self::start`]; `ClientBusy` when the client has its
+    /// `MAX_PENDING_FLOWS_PER_CLIENT`. No peer address: no per-client cap.
     pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
         let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
         client.map(slot).transpose()
     }
 
-    /// Records a flow Webex just started and spawns its poller, which keeps `client`'s slot
-    /// until the flow ends. Returns the new flow id. `auth`'s values were checked and clamped
-    /// by the client.
+    /// Records a flow Webex just started (values checked and clamped by the client) and spawns
+    /// its poller, which keeps `client`'s slot until the flow ends. Returns the new flow id.
     pub async fn start(
         &self,
         auth: DeviceAuthorization,
         client: Option<Slot>,
     ) -> Result<String, FlowError> {
-        let interval_secs = auth.interval;
         let now = unix_now_ms();
         let record = FlowRecord {
             device_code: auth.device_code,
@@ -147,9 +142,9 @@ impl DeviceFlows {
             verification_uri_complete: auth.verification_uri_complete,
             lifetime_secs: auth.expires_in,
             expires_at_ms: now.saturating_add(auth.expires_in.saturating_mul(1000)),
-            interval_secs,
+            interval_secs: auth.interval,
             slowed_down: false,
-            next_poll_at_ms: now.saturating_add(interval_secs.saturating_mul(1000)),
+            next_poll_at_ms: now.saturating_add(auth.interval.saturating_mul(1000)),
             status: FlowStatus::Pending,
             id_token: Verdict::None,
         };
@@ -182,18 +177,16 @@ impl DeviceFlows {
         pollers.insert(id.to_owned(), poller);
     }
 
-    /// Polls the flows nobody polls: after a restart, or when the instance that polled them died
-    /// (its lease lapsed). Run every [`LEASE_RENEW`] by the app.
-    async fn adopt_orphans(&self) -> Result<usize, StoreError> {
-        let mut adopted = 0;
+    /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
+    /// lapsed).
+    async fn adopt_orphans(&self) -> Result<(), StoreError> {
         for id in self.store.orphans().await? {
             if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
                 tracing::info!("taking over a device flow nobody was polling");
                 self.spawn_poller(&id, true, None);
-                adopted += 1;
             }
         }
-        Ok(adopted)
+        Ok(())
     }
 
     /// The flow, for the pages.
@@ -226,21 +219,16 @@ impl DeviceFlows {
         self.store.len().await.unwrap_or(0)
     }
 
-    pub async fn is_empty(&self) -> bool {
-        self.len().await == 0
-    }
-
-    /// Stops this instance's pollers (at shutdown); their leases lapse and another instance,
-    /// or this one after a restart, takes the flows over.
+    /// Stops this instance's pollers (at shutdown); another instance, or this one after a
+    /// restart, takes the flows over.
     pub fn stop_pollers(&self) {
         for (_, poller) in self.pollers().drain() {
             poller.task.abort();
         }
     }
 
-    /// Gives up the leases this instance holds (at shutdown, after [`Self::stop_pollers`]), so
-    /// another instance adopts the flows on its next housekeeping round instead of waiting for
-    /// the leases to lapse. Returns how many were released.
+    /// Gives up this instance's leases (at shutdown, after [`Self::stop_pollers`]), so another
+    /// instance adopts the flows at once rather than when they lapse. Returns how many.
     pub async fn release_leases(&self) -> Result<usize, StoreError> {
         self.store.release_leases(&self.owner).await
     }
@@ -250,9 +238,8 @@ impl DeviceFlows {
         self.pollers().len()
     }
 
-    /// Runs for ever (the app aborts it at shutdown), every [`LEASE_RENEW`]: keeps this
-    /// instance's leases, adopts the flows nobody polls (all of them, right after a restart),
-    /// and now and then forgets flows that expired long ago.
+    /// Runs until the app aborts it, every [`LEASE_RENEW`]: renews this instance's leases, adopts
+    /// the flows nobody polls, and now and then forgets flows that expired long ago.
     pub async fn housekeeping(self) {
         let mut tick = tokio::time::interval(LEASE_RENEW);
         for round in 0u64.. {
@@ -277,7 +264,7 @@ impl DeviceFlows {
         }
     }
 
-    /// Extends the leases of this instance's running pollers (every [`LEASE_RENEW`]).
+    /// Extends the leases of this instance's running pollers.
     async fn renew_leases(&self) -> Result<(), StoreError> {
         let ids: Vec<String> = self.pollers().keys().cloned().collect();
         if ids.is_empty() {
@@ -286,9 +273,8 @@ impl DeviceFlows {
         self.store.renew_leases(&self.owner, &ids).await
     }
 
-    /// Sleeps until `until` (one timer), then checks that this instance still holds the lease:
-    /// when the flow's page was last seen, or `None` when the lease is lost (another instance
-    /// polls the flow now) or the flow is gone. One store read a wake.
+    /// Sleeps until `until`, then reads (once) whether this instance still holds the lease: when
+    /// the flow's page was last seen, or `None` when the lease is lost or the flow gone.
     async fn sleep_holding_lease(&self, id: &str, until: Instant) -> Option<u64> {
         tokio::time::sleep_until(until).await;
         match self.store.holds(id, &self.owner).await {
@@ -326,69 +312,66 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
     if takeover {
         next = next.max(after(state.interval, deadline));
     }
-    loop {
+    let (status, tokens) = loop {
         let Some(seen_ms) = flows.sleep_holding_lease(id, next).await else {
             return; // cancelled, or another instance polls it now
         };
-        let (status, tokens) = if Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
-            (FlowStatus::Expired, None)
-        } else if flows.abandoned(seen_ms) {
+            break (FlowStatus::Expired, None);
+        }
+        if flows.abandoned(seen_ms) {
             // Nobody watches the page: stop polling Webex (with our client secret) for it.
             tracing::info!("device flow abandoned: its page was not fetched for a while");
-            (FlowStatus::Expired, None)
-        } else {
-            let reply = flows.webex.device_poll(&record.device_code).await;
-            match state.decide(&reply) {
-                Step::Wait(wait) => {
-                    match &reply {
-                        PollReply::SlowDown => tracing::info!(
-                            interval_secs = state.interval.as_secs(),
-                            "Webex asked us to slow down"
-                        ),
-                        PollReply::Transient(err) => {
-                            tracing::warn!(error = %err, failures = state.transient_failures, "device poll failed; backing off")
-                        }
-                        PollReply::RateLimited(_) => {
-                            tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
-                        }
-                        _ => {}
-                    }
-                    next = after(wait, deadline);
-                    let now_state = (state.interval.as_secs(), state.slowed_down);
-                    let changed = (record.interval_secs, record.slowed_down) != now_state;
-                    (record.interval_secs, record.slowed_down) = now_state;
-                    let sleep = next.saturating_duration_since(Instant::now());
-                    record.next_poll_at_ms = unix_now_ms()
-                        .saturating_add(u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX));
-                    // A pending reply at the same interval changes nothing a page shows; the
-                    // lease renewal records that we are alive. Write only what changed.
-                    if (changed || wait != state.interval) && !write(flows, id, &record, None).await
-                    {
-                        return;
-                    }
-                    continue;
+            break (FlowStatus::Expired, None);
+        }
+        let reply = flows.webex.device_poll(&record.device_code).await;
+        let wait = match state.decide(&reply) {
+            Step::Wait(wait) => wait,
+            Step::Finish(status) => match reply {
+                PollReply::Granted(response) => break granted(flows, response, &mut record).await,
+                PollReply::Failed(err) | PollReply::Transient(err) => {
+                    tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
+                    break (status, None);
                 }
-                Step::Finish(status) => match reply {
-                    PollReply::Granted(response) => granted(flows, response, &mut record).await,
-                    PollReply::Failed(err) | PollReply::Transient(err) => {
-                        tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
-                        (status, None)
-                    }
-                    _ => (status, None),
-                },
-            }
+                _ => break (status, None),
+            },
         };
-        tracing::info!(status = status.as_str(), "device flow finished");
-        metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
-        record.status = status;
-        write(flows, id, &record, tokens.as_ref()).await;
-        return;
-    }
+        match &reply {
+            PollReply::SlowDown => {
+                let interval_secs = state.interval.as_secs();
+                tracing::info!(interval_secs, "Webex asked us to slow down");
+            }
+            PollReply::Transient(err) => {
+                let failures = state.transient_failures;
+                tracing::warn!(error = %err, failures, "device poll failed; backing off");
+            }
+            PollReply::RateLimited(_) => {
+                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
+            }
+            _ => {}
+        }
+        next = after(wait, deadline);
+        let now_state = (state.interval.as_secs(), state.slowed_down);
+        let changed = (record.interval_secs, record.slowed_down) != now_state;
+        (record.interval_secs, record.slowed_down) = now_state;
+        let sleep = next.saturating_duration_since(Instant::now());
+        let sleep_ms = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
+        record.next_poll_at_ms = unix_now_ms().saturating_add(sleep_ms);
+        // A pending reply at the same interval changes nothing a page shows; the lease renewal
+        // records that we are alive. Write only what changed.
+        if (changed || wait != state.interval) && !write(flows, id, &record, None).await {
+            return;
+        }
+    };
+    tracing::info!(status = status.as_str(), "device flow finished");
+    metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
+    record.status = status;
+    write(flows, id, &record, tokens.as_ref()).await;
 }
 
-/// A grant: its tokens, once its id_token is verified when the scopes ask for one (the verdict
-/// goes in `record`). A token that does not verify ends the flow as failed, nobody signed in.
+/// A grant's tokens, once its id_token (if the scopes ask for one) is verified; the verdict goes
+/// in `record`. A token that does not verify fails the flow: nobody is signed in.
 async fn granted(
     flows: &DeviceFlows,
     response: TokenResponse,
@@ -407,20 +390,16 @@ async fn granted(
             }
             Err(err) => {
                 tracing::warn!(error = %err, tracking_id, "device sign-in refused: the identity could not be verified");
-                match err {
+                record.id_token = match err {
                     IdentityError::Refused { .. } => Verdict::Refused,
                     IdentityError::Keys(_) => Verdict::Unverifiable,
-                }
+                };
+                return (FlowStatus::Error, None);
             }
         };
-        if matches!(record.id_token, Verdict::Refused | Verdict::Unverifiable) {
-            return (FlowStatus::Error, None);
-        }
     }
-    (
-        FlowStatus::Granted,
-        Some(TokenSet::new(response, Grant::Device)),
-    )
+    let tokens = TokenSet::new(response, Grant::Device);
+    (FlowStatus::Granted, Some(tokens))
 }
 
 /// Writes the poller's state; false when the flow is gone or no longer ours.

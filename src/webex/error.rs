@@ -283,27 +283,23 @@ fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Upstream text fit for a page and a log line: its words on one line (any run of whitespace
-/// becomes one space), without control characters (a terminal escape, a NUL) or the Unicode
-/// controls that reorder or hide text (bidi overrides, zero-width marks), at most 300
-/// characters (then `…`).
+/// Upstream text fit for a page and a log line: its words on one line, without control
+/// characters (a terminal escape, a NUL) or the Unicode controls that reorder or hide text
+/// (bidi overrides, zero-width marks), at most 300 characters (then `…`).
 fn plain_line(s: &str) -> String {
     const MAX_CHARS: usize = 300;
-    let words: Vec<String> = s
+    let visible = |c: &char| !c.is_control() && !is_format_control(*c);
+    let words = s
         .split_whitespace()
-        .map(|word| {
-            word.chars()
-                .filter(|c| !c.is_control() && !is_format_control(*c))
-                .collect::<String>()
-        })
-        .filter(|word| !word.is_empty())
-        .collect();
-    let line = words.join(" ");
-    if line.chars().count() > MAX_CHARS {
-        line.chars().take(MAX_CHARS).chain(['…']).collect()
-    } else {
-        line
+        .map(|w| w.chars().filter(visible).collect::<String>());
+    let line = words
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.chars().count() <= MAX_CHARS {
+        return line;
     }
+    line.chars().take(MAX_CHARS).chain(['…']).collect()
 }
 
 /// The invisible format characters that can make text read other than it is: bidi embeddings,

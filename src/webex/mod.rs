@@ -2,9 +2,8 @@
 //!
 //! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
 //! (`/device/authorize`, `/device/token`), [`api`] (`/rooms`, `/people/me`) and [`oidc`] (the
-//! OpenID configuration, the key set, `/userinfo`). Every reply is
-//! classified by [`error::WebexError`] before anyone reads it, and every body is read through
-//! [`body::read_capped`], up to a cap.
+//! OpenID configuration, the key set, `/userinfo`). Every reply is classified by
+//! [`error::WebexError`] before anyone reads it, and every body is read up to a cap ([`body`]).
 
 mod api;
 mod body;
@@ -35,12 +34,10 @@ pub struct Credentials {
     pub client_secret: Secret,
 }
 
-/// The one Webex client of the process. Cloning it is cheap (reqwest's client is an `Arc`), and
-/// every clone shares one connection pool.
+/// The one Webex client of the process; clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct WebexClient {
     http: reqwest::Client,
-    // Behind `Arc`s: the client is cloned into the state of every request.
     base: Arc<Url>,
     creds: Arc<Credentials>,
 }
