@@ -57,12 +57,6 @@ impl fmt::Display for Secret {
     }
 }
 
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,13 +104,9 @@ impl Verifier {
         let Some(id_token) = &tokens.id_token else {
             return Ok(None);
         };
-        let mut identity = self
-            .verify(
-                id_token.expose(),
-                nonce.map(Secret::expose),
-                &tokens.tracking_id,
-            )
-            .await?;
+        let nonce = nonce.map(Secret::expose);
+        let verified = self.verify(id_token.expose(), nonce, &tokens.tracking_id);
+        let mut identity = verified.await?;
         if identity.name.is_none() || identity.email.is_none() {
             self.fill_from_userinfo(&mut identity, &tokens.access_token)
                 .await;
@@ -131,18 +127,10 @@ impl Verifier {
             tracking_id: tracking_id.clone(),
         };
         let kid = token::rs256_kid(id_token).map_err(refused)?;
-        let (set, key) = self
-            .0
-            .keys
-            .lookup(&kid)
-            .await
-            .map_err(IdentityError::Keys)?;
-        let key = key.ok_or_else(|| {
-            refused(token::Refusal {
-                reason: "it is signed by a key Webex does not publish (unknown kid)",
-                wrong_nonce: false,
-            })
-        })?;
+        let lookup = self.0.keys.lookup(&kid).await;
+        let (set, key) = lookup.map_err(IdentityError::Keys)?;
+        let unknown = "it is signed by a key Webex does not publish (unknown kid)";
+        let key = key.ok_or_else(|| refused(token::refuse(unknown)))?;
         let client_id = self.0.webex.client_id();
         let claims = token::decode(id_token, &key, client_id).map_err(refused)?;
         let expected = token::Expected {

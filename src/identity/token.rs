@@ -24,7 +24,7 @@ pub struct Refusal {
     pub wrong_nonce: bool,
 }
 
-fn refuse(reason: &'static str) -> Refusal {
+pub fn refuse(reason: &'static str) -> Refusal {
     Refusal {
         reason,
         wrong_nonce: false,
@@ -121,6 +121,7 @@ pub struct Expected<'a> {
 
 /// Our checks of the decoded claims; the identity they prove.
 pub fn check(claims: Claims, expected: &Expected) -> Result<Identity, Refusal> {
+    let client_id = expected.client_id;
     if !issuer::accepts(
         &claims.iss,
         expected.discovered_issuer,
@@ -129,17 +130,14 @@ pub fn check(claims: Claims, expected: &Expected) -> Result<Identity, Refusal> {
         return Err(refuse("it was issued by an issuer we do not accept (iss)"));
     }
     // jsonwebtoken checked `aud` already; checked again, it also tells whether others share it.
-    let client_id = expected.client_id;
-    let (ours, others) = match &claims.aud {
-        Audience::One(aud) => (aud == client_id, false),
-        Audience::Many(all) => (
-            all.iter().any(|aud| aud == client_id),
-            all.iter().any(|aud| aud != client_id),
-        ),
+    let audience = match &claims.aud {
+        Audience::One(aud) => std::slice::from_ref(aud),
+        Audience::Many(all) => all,
     };
-    if !ours {
+    if !audience.iter().any(|aud| aud == client_id) {
         return Err(refuse("it was issued to another client (aud)"));
     }
+    let others = audience.iter().any(|aud| aud != client_id);
     match claims.azp.as_deref() {
         Some(azp) if azp != client_id => {
             return Err(refuse("it was issued to another party (azp)"));
@@ -151,11 +149,9 @@ pub fn check(claims: Claims, expected: &Expected) -> Result<Identity, Refusal> {
         return Err(refuse("it was issued in the future (iat)"));
     }
     if let Some(ours) = expected.nonce {
-        let matches = claims
-            .nonce
-            .as_deref()
-            .is_some_and(|theirs| bool::from(theirs.as_bytes().ct_eq(ours.as_bytes())));
-        if !matches {
+        let theirs = claims.nonce.as_deref();
+        let same = |theirs: &str| bool::from(theirs.as_bytes().ct_eq(ours.as_bytes()));
+        if !theirs.is_some_and(same) {
             return Err(Refusal {
                 reason: "its nonce is not this login's",
                 wrong_nonce: true,

@@ -69,14 +69,9 @@ impl WebexClient {
     /// `{base}/{path}`: the base may or may not end in `/`.
     fn endpoint(&self, path: &str) -> Url {
         let mut url = (*self.base).clone();
-        {
-            let mut segments = match url.path_segments_mut() {
-                Ok(segments) => segments,
-                // A base that cannot be a base (e.g. `mailto:`) is refused by config; keep it as is.
-                Err(()) => return (*self.base).clone(),
-            };
-            segments.pop_if_empty();
-            segments.extend(path.split('/'));
+        // A base that cannot be a base (e.g. `mailto:`) is refused by config; kept as is.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path.split('/'));
         }
         url
     }
