@@ -65,13 +65,9 @@ pub struct Claims {
     sub: String,
     aud: Audience,
     iat: u64,
-    #[serde(default)]
     azp: Option<String>,
-    #[serde(default)]
     nonce: Option<String>,
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     email: Option<String>,
 }
 

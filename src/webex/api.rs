@@ -18,11 +18,9 @@ pub const MAX_ROOM_BYTES: usize = 16 * MAX_BODY;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
-    #[serde(default)]
     pub title: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub last_activity: Option<String>,
 }
 
@@ -71,13 +69,10 @@ struct PersonFields {
     #[serde(rename = "id")]
     _id: String,
     display_name: String,
-    #[serde(default)]
     avatar: Option<String>,
     #[serde(default)]
     emails: Vec<String>,
-    #[serde(default)]
     org_id: Option<String>,
-    #[serde(default)]
     status: Option<String>,
 }
 

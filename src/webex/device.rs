@@ -1,7 +1,9 @@
 //! `/device/authorize` and `/device/token`: the device authorization grant (RFC 8628, Webex's way).
 
 use super::body::MAX_BODY;
-use super::{TokenResponse, WebexClient, WebexError, decode, decode_token, refused, send};
+use super::{
+    TokenResponse, WebexClient, WebexError, decode, decode_token, has_plain_host, refused, send,
+};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -43,10 +45,8 @@ pub struct RawDeviceAuthorization {
     pub device_code: String,
     pub user_code: String,
     pub verification_uri: String,
-    #[serde(default)]
     pub verification_uri_complete: Option<String>,
     pub expires_in: u64,
-    #[serde(default)]
     pub interval: Option<u64>,
 }
 
@@ -96,10 +96,7 @@ fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
         "http" if allow_http => {}
         _ => return Err("a verification link that is not https"),
     }
-    if url.host_str().is_none_or(str::is_empty)
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    if !has_plain_host(&url) {
         return Err("a verification link without a proper host");
     }
     // Normalising percent-encodes what needs it, which can lengthen the link.

@@ -83,6 +83,13 @@ impl WebexClient {
     }
 }
 
+/// A URL with a host and no credentials in it: one we may fetch or link to.
+fn has_plain_host(url: &Url) -> bool {
+    url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+}
+
 /// Sends a request and turns transport failures into [`WebexError`]; counts and times it.
 async fn send(request: reqwest::RequestBuilder) -> Result<Response, WebexError> {
     let (client, request) = request.build_split();
@@ -213,14 +220,10 @@ fn refused(what: &'static str, problem: &'static str, tracking_id: Option<String
 pub struct TokenResponse {
     pub access_token: Secret,
     pub expires_in: u64,
-    #[serde(default)]
     pub refresh_token: Option<Secret>,
-    #[serde(default)]
     pub refresh_token_expires_in: Option<u64>,
-    #[serde(default)]
     pub scope: Option<String>,
     /// OpenID Connect: who signed in, a JWS for `crate::identity` to verify (not on a refresh).
-    #[serde(default)]
     pub id_token: Option<Secret>,
     /// The answer's `TrackingID`, for the page when its id_token is refused.
     #[serde(skip)]

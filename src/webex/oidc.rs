@@ -1,7 +1,7 @@
 //! Login with Webex's HTTP side (OpenID Connect): the discovery document, the JWKS it points at,
 //! and userinfo. Verifying what they say is [`crate::identity`]'s.
 
-use super::{WebexClient, WebexError, decode, refused, send};
+use super::{WebexClient, WebexError, decode, has_plain_host, refused, send};
 use crate::secret::Secret;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
@@ -33,9 +33,7 @@ struct RawDiscovery {
 #[derive(Debug, Deserialize)]
 pub struct UserInfo {
     pub sub: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -68,11 +66,7 @@ impl WebexClient {
 
     /// https with a host and no credentials; http too when the API base is http (demo mode).
     fn may_fetch(&self, url: &Url) -> bool {
-        let scheme_ok = url.scheme() == "https" || url.scheme() == self.base.scheme();
-        scheme_ok
-            && url.host_str().is_some_and(|h| !h.is_empty())
-            && url.username().is_empty()
-            && url.password().is_none()
+        (url.scheme() == "https" || url.scheme() == self.base.scheme()) && has_plain_host(url)
     }
 
     /// The key set at `uri` (no authentication: it is public). A body that is not a JWKS is a
