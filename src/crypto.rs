@@ -1,7 +1,6 @@
 //! What keeps the store useless to whoever copies it: [`Cipher`] seals records with
 //! XChaCha20-Poly1305 under `ENCRYPTION_KEYS` (the first seals, all open), and [`store_key`]
-//! ([`SessionKey`]) turns a session id (the cookie value) into the SHA-256 the store, and every
-//! lock of the session, is keyed by.
+//! ([`SessionKey`]) turns a session id (the cookie value) into the SHA-256 the store is keyed by.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -62,8 +61,7 @@ impl Kind {
     }
 }
 
-/// An opened record, and whether it was sealed the old way, without associated data (then
-/// bound to nothing: the caller rewrites it in the bound format).
+/// An opened record; `legacy`: sealed the old way, bound to nothing (the caller rewrites it).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened {
     pub plaintext: Vec<u8>,
@@ -108,10 +106,9 @@ impl Cipher {
     }
 
     /// The plaintext, or `None` when no key opens it as a `kind` under `key` (wrong or retired
-    /// key, tampering, or a record copied from another key). A record of the old format (no
-    /// associated data) still opens, once: `legacy` tells the caller to rewrite it. A bound
-    /// record never opens that way (its tag covers the associated data), nor when its first
-    /// byte is cut off.
+    /// key, tampering, a record copied from another key). A record of the old format (no
+    /// associated data) still opens, as `legacy`; a bound record never opens that way (its tag
+    /// covers the associated data), nor with its first byte cut off.
     pub fn open(&self, kind: Kind, key: &str, sealed: &[u8]) -> Option<Opened> {
         if let Some(bound) = sealed.strip_prefix(&[BOUND])
             && let Some(plaintext) = self.open_with(bound, &kind.associated_data(key))

@@ -10,9 +10,8 @@ use std::io::Cursor;
 /// size, not only once the browser has scaled it up.
 pub const PIXELS_PER_MODULE: u32 = 6;
 
-/// `data:image/png;base64,...` of the QR code of `text`: black on white, [`PIXELS_PER_MODULE`]
-/// pixels a module, with the standard quiet zone of four modules. Made each time the sign-in
-/// page is served, so a pending flow keeps only its link.
+/// `data:image/png;base64,...` of the QR code of `text`, black on white, with the standard quiet
+/// zone of four modules. Made each time the sign-in page is served: a flow keeps only its link.
 pub fn png_data_uri(text: &str) -> Result<String, String> {
     let code = QrCode::new(text.as_bytes()).map_err(|e| format!("cannot encode a QR code: {e}"))?;
     let image = code

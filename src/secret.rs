@@ -16,20 +16,17 @@ pub fn random_token() -> Secret {
     Secret::new(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Eight hex digits of the SHA-256 of `value`: tells log lines of one device flow from another's
-/// without writing the flow id, which is a bearer secret of its session (2^32 values are far too
-/// few to find an id from, and the id's 256 random bits cannot be guessed from them).
+/// Eight hex digits of the SHA-256 of `value`: tells one device flow's log lines from another's
+/// without writing the flow id, a bearer secret (2^32 values are far too few to find it from).
 pub fn fingerprint(value: &str) -> String {
     use sha2::{Digest, Sha256};
     let hash = Sha256::digest(value.as_bytes());
     hash.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
-/// A value that must never reach a log line, a URL or a page.
-///
-/// It serializes as the plain string, because token sets are kept in the server-side session
-/// store; everything that prints it shows `[redacted]`. Read it with [`Secret::expose`], only at
-/// the point where it goes on the wire.
+/// A value that must never reach a log line, a URL or a page: printed, it shows `[redacted]`.
+/// It serializes as the plain string (the store seals it); read it with [`Secret::expose`],
+/// only where it goes on the wire.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);

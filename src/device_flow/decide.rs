@@ -1,5 +1,5 @@
-//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, the next
-//! step out.
+//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, the next step
+//! out.
 //!
 //! - no poll ever comes sooner than the interval;
 //! - `slow_down` adds 5 s to the interval for this and every later poll (RFC 8628 §3.5);
@@ -75,9 +75,8 @@ impl PollState {
     }
 }
 
-/// Time left until a flow's deadline (`expires_at_ms`, Unix milliseconds), never more than
-/// [`MAX_EXPIRES_IN`]: whatever a record says, its poller ends within that, and an instant
-/// this far ahead cannot overflow.
+/// Time left until `expires_at_ms` (Unix ms), at most [`MAX_EXPIRES_IN`]: whatever a record says,
+/// its poller ends within that, and an instant this far ahead cannot overflow.
 pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
     Duration::from_millis(expires_at_ms.saturating_sub(now_ms))
         .min(Duration::from_secs(MAX_EXPIRES_IN))

@@ -133,32 +133,30 @@ impl KeyCache {
         };
         let outcome = self.fetch(discovery).await;
         self.fetches.fetch_add(1, Ordering::Release);
-        match outcome {
+        let set = match outcome {
             Ok(set) => {
                 let set = Arc::new(set);
                 *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
                 state.last_error = None;
                 state.last_failed_refresh = None;
-                let key = set.key(kid);
-                Ok((set, key))
+                set
             }
             Err(err) => {
                 let err = Arc::new(err);
                 state.last_error = Some(err.clone());
-                match cached {
-                    // The old set serves while Webex cannot give a new one.
-                    Some(set) => {
-                        if !set.fresh() {
-                            state.last_failed_refresh = Some(now);
-                        }
-                        tracing::warn!(%err, "cannot fetch Webex's signing keys again; the cached ones still serve");
-                        let key = set.key(kid);
-                        Ok((set, key))
-                    }
-                    None => Err(err),
+                // The old set serves while Webex cannot give a new one.
+                let Some(set) = cached else {
+                    return Err(err);
+                };
+                if !set.fresh() {
+                    state.last_failed_refresh = Some(now);
                 }
+                tracing::warn!(%err, "cannot fetch Webex's signing keys again; the cached ones still serve");
+                set
             }
-        }
+        };
+        let key = set.key(kid);
+        Ok((set, key))
     }
 
     /// The discovery document (unless `known`), then the key set it names.

@@ -71,8 +71,8 @@ pub struct Claims {
     email: Option<String>,
 }
 
-/// The signature against `key`, and the registered claims: `exp` (and `nbf` if present) within
-/// the leeway, `aud` naming `client_id`, `iss`, `sub`, `aud` and `exp` present.
+/// The signature against `key`; `exp` (and `nbf`) within the leeway; `aud` naming `client_id`;
+/// `iss`, `sub`, `aud` and `exp` present.
 pub fn decode(token: &str, key: &DecodingKey, client_id: &str) -> Result<Claims, Refusal> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.leeway = LEEWAY_SECS;

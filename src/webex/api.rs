@@ -89,9 +89,8 @@ impl WebexClient {
         }
     }
 
-    /// Fetches and reads the page of `/rooms` that `page` points to (the first page, or a
-    /// `next` link used verbatim); its `next` is `None` after the last page, or at
-    /// [`MAX_ROOM_PAGES`].
+    /// The page of `/rooms` that `page` points to (a `next` link is used verbatim); its `next`
+    /// is `None` after the last page, or at [`MAX_ROOM_PAGES`].
     pub async fn rooms_page(
         &self,
         token: &Secret,

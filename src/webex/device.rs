@@ -288,10 +288,10 @@ mod tests {
     #[test]
     fn links_must_be_absolute_https_with_a_host() {
         let link = |uri: &str, allow_http: bool| {
-            let json = format!(
-                r#"{{"device_code":"d","user_code":"1","verification_uri":"https://x.example/verify","verification_uri_complete":{},"expires_in":300}}"#,
-                serde_json::Value::from(uri)
-            );
+            let uri = serde_json::Value::from(uri);
+            let json = with(&format!(
+                r#""verification_uri_complete":{uri},"expires_in":300"#
+            ));
             parse(&json, allow_http).map(|auth| auth.verification_uri_complete)
         };
         for (uri, allow_http, want) in [

@@ -13,9 +13,8 @@ pub fn pkce_challenge(verifier: &Secret) -> String {
 }
 
 impl WebexClient {
-    /// The browser goes here to approve the integration. `state`, the nonce (OpenID Connect) and
-    /// the challenge travel in the URL, which is fine: none is a secret (the verifier, which is,
-    /// stays in the session).
+    /// The browser goes here to approve the integration. `state`, the nonce and the challenge
+    /// may travel in the URL: none is a secret (the verifier stays in the session).
     pub fn authorize_url(
         &self,
         redirect_uri: &str,

@@ -43,8 +43,7 @@ impl WebexClient {
         &self.creds.client_id
     }
 
-    /// `GET {base}/.well-known/openid-configuration`, checked: an issuer, and a key set URL we
-    /// may fetch.
+    /// `{base}/.well-known/openid-configuration`, checked: an issuer, a key set URL we may fetch.
     pub async fn discovery(&self) -> Result<Discovery, WebexError> {
         const WHAT: &str = "OpenID configuration";
         let url = self.endpoint(".well-known/openid-configuration");
@@ -69,8 +68,7 @@ impl WebexClient {
         (url.scheme() == "https" || url.scheme() == self.base.scheme()) && has_plain_host(url)
     }
 
-    /// The key set at `uri` (no authentication: it is public). A body that is not a JWKS is a
-    /// [`WebexError::Decode`].
+    /// The key set at `uri` (public: no authentication); a body that is not a JWKS is `Decode`.
     pub async fn jwks(&self, uri: &Url) -> Result<JwkSet, WebexError> {
         let response = send(self.http.get(uri.clone())).await?;
         Ok(decode(response, "key set", MAX_KEY_SET).await?.0)
