@@ -86,6 +86,8 @@ pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
 mod tests {
     use super::*;
     use crate::webex::WebexError;
+    use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
+    use proptest::prelude::*;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -158,80 +160,74 @@ mod tests {
         assert_eq!(time_left(0, u64::MAX), Duration::ZERO);
     }
 
-    mod random {
-        use super::*;
-        use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
-        use proptest::prelude::*;
+    fn reply() -> impl Strategy<Value = PollReply> {
+        let granted = || {
+            let tokens = r#"{"access_token":"a","expires_in":60}"#;
+            PollReply::Granted(serde_json::from_str(tokens).unwrap())
+        };
+        prop_oneof![
+            8 => Just(()).prop_map(|_| PollReply::Pending),
+            3 => Just(()).prop_map(|_| PollReply::SlowDown),
+            3 => proptest::option::of(any::<u64>())
+                .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
+            3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
+            1 => Just(()).prop_map(move |_| granted()),
+            1 => Just(()).prop_map(|_| PollReply::Denied),
+            1 => Just(()).prop_map(|_| PollReply::Expired),
+            1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
+        ]
+    }
 
-        fn reply() -> impl Strategy<Value = PollReply> {
-            let granted = || {
-                let tokens = r#"{"access_token":"a","expires_in":60}"#;
-                PollReply::Granted(serde_json::from_str(tokens).unwrap())
+    proptest! {
+        /// The poller's loop on a simulated clock, with the same pure parts as `poller::poll`:
+        /// the client's clamp, `decide`, `time_left` and sleeping at most `left`. Whatever
+        /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
+        /// the interval.
+        #[test]
+        fn every_simulated_flow_ends_by_its_deadline(
+            interval in any::<u64>(),
+            expires_in in any::<u64>(),
+            replies in proptest::collection::vec(reply(), 0..400),
+        ) {
+            let raw = RawDeviceAuthorization {
+                device_code: "d".into(),
+                user_code: "418205".into(),
+                verification_uri: "https://x.example/verify".into(),
+                verification_uri_complete: None,
+                expires_in,
+                interval: Some(interval),
             };
-            prop_oneof![
-                8 => Just(()).prop_map(|_| PollReply::Pending),
-                3 => Just(()).prop_map(|_| PollReply::SlowDown),
-                3 => proptest::option::of(any::<u64>())
-                    .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
-                3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
-                1 => Just(()).prop_map(move |_| granted()),
-                1 => Just(()).prop_map(|_| PollReply::Denied),
-                1 => Just(()).prop_map(|_| PollReply::Expired),
-                1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
-            ]
-        }
-
-        proptest! {
-            /// The poller's loop on a simulated clock, with the same pure parts as `poller::poll`:
-            /// the client's clamp, `decide`, `time_left` and sleeping at most `left`. Whatever
-            /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
-            /// the interval.
-            #[test]
-            fn every_simulated_flow_ends_by_its_deadline(
-                interval in any::<u64>(),
-                expires_in in any::<u64>(),
-                replies in proptest::collection::vec(reply(), 0..400),
-            ) {
-                let raw = RawDeviceAuthorization {
-                    device_code: "d".into(),
-                    user_code: "418205".into(),
-                    verification_uri: "https://x.example/verify".into(),
-                    verification_uri_complete: None,
-                    expires_in,
-                    interval: Some(interval),
-                };
-                let auth = DeviceAuthorization::check(raw, false).unwrap();
-                prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
-                // As `DeviceFlows::start` records it, in milliseconds from a start at 1,000 s.
-                let start_ms = 1_000_000u64;
-                let expires_at_ms = start_ms + auth.expires_in * 1000;
-                let mut state = PollState::new(secs(auth.interval));
-                let mut now = Duration::from_millis(start_ms);
-                let deadline = now + time_left(expires_at_ms, start_ms);
-                let mut wait = state.interval;
-                let mut replies = replies.into_iter();
-                let mut polls = 0u32;
-                let ended = loop {
-                    let left = deadline.saturating_sub(now);
-                    let sleep = wait.min(left);
-                    prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
-                    now += sleep;
-                    if now >= deadline {
-                        break FlowStatus::Expired;
-                    }
-                    polls += 1;
-                    prop_assert!(polls <= 1 + MAX_EXPIRES_IN as u32, "bounded");
-                    // After the random replies, Webex keeps saying "pending".
-                    let reply = replies.next().unwrap_or(PollReply::Pending);
-                    match state.decide(&reply) {
-                        Step::Wait(next) => wait = next,
-                        Step::Finish(status) => break status,
-                    }
-                };
-                prop_assert!(ended.is_final());
-                prop_assert!(now <= deadline);
-                prop_assert!(now - Duration::from_millis(start_ms) <= secs(MAX_EXPIRES_IN));
-            }
+            let auth = DeviceAuthorization::check(raw, false).unwrap();
+            prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
+            // As `DeviceFlows::start` records it, in milliseconds from a start at 1,000 s.
+            let start_ms = 1_000_000u64;
+            let expires_at_ms = start_ms + auth.expires_in * 1000;
+            let mut state = PollState::new(secs(auth.interval));
+            let mut now = Duration::from_millis(start_ms);
+            let deadline = now + time_left(expires_at_ms, start_ms);
+            let mut wait = state.interval;
+            let mut replies = replies.into_iter();
+            let mut polls = 0u32;
+            let ended = loop {
+                let left = deadline.saturating_sub(now);
+                let sleep = wait.min(left);
+                prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
+                now += sleep;
+                if now >= deadline {
+                    break FlowStatus::Expired;
+                }
+                polls += 1;
+                prop_assert!(polls <= 1 + MAX_EXPIRES_IN as u32, "bounded");
+                // After the random replies, Webex keeps saying "pending".
+                let reply = replies.next().unwrap_or(PollReply::Pending);
+                match state.decide(&reply) {
+                    Step::Wait(next) => wait = next,
+                    Step::Finish(status) => break status,
+                }
+            };
+            prop_assert!(ended.is_final());
+            prop_assert!(now <= deadline);
+            prop_assert!(now - Duration::from_millis(start_ms) <= secs(MAX_EXPIRES_IN));
         }
     }
 }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Finished or abandoned flows are forgotten this long after their code expired.
 const KEEP_AFTER_EXPIRY: Duration = Duration::from_secs(600);
@@ -163,15 +164,13 @@ impl DeviceFlows {
         let (flows, id_owned) = (self.clone(), id.to_owned());
         // Its log lines carry a short hash of the id, never the id (a bearer secret).
         let span = tracing::info_span!("device_flow", flow = %fingerprint(id));
-        let task = tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                poll(&flows, &id_owned, takeover).await;
-                flows.pollers().remove(&id_owned);
-            },
-            span,
-        ));
+        let task = async move {
+            poll(&flows, &id_owned, takeover).await;
+            flows.pollers().remove(&id_owned);
+        };
+        let task = tokio::spawn(task.instrument(span)).abort_handle();
         let poller = Poller {
-            task: task.abort_handle(),
+            task,
             _client: client,
         };
         pollers.insert(id.to_owned(), poller);

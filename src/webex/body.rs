@@ -1,9 +1,7 @@
-//! The one place a Webex reply's body is read: up to a cap (`http_body_util::Limited`), never
-//! whatever length Webex chose.
-//!
-//! Webex decides how big a reply is; a broken proxy or a hostile endpoint can send gigabytes.
-//! A declared `Content-Length` over the cap is refused before a byte is read; a body without
-//! one (chunked) is read until it passes the cap, then dropped, which closes the connection.
+//! The one place a Webex reply's body is read: up to a cap (`http_body_util::Limited`), since a
+//! broken proxy or a hostile endpoint can send gigabytes. A declared `Content-Length` over the
+//! cap is refused before a byte is read; a chunked body is read until it passes the cap, then
+//! dropped, which closes the connection.
 
 use http_body_util::{BodyExt, Limited};
 use reqwest::Response;
@@ -13,12 +11,11 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The most of an error body we read to classify it: Webex's envelopes are a few hundred bytes.
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Why a capped read stopped short.
+/// Why a capped read stopped short: the body is (or says it is) longer than the cap, or the
+/// connection failed or timed out while reading.
 #[derive(Debug)]
 pub enum ReadError {
-    /// The body is (or says it is) longer than the cap.
     TooLarge,
-    /// The connection failed or timed out while reading.
     Transport(reqwest::Error),
 }
 

@@ -197,7 +197,9 @@ pub fn classify_poll_error(err: WebexError) -> PollReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use reqwest::header::HeaderMap;
+    use serde_json::{Value, json};
 
     #[test]
     fn webex_poll_answers_are_classified() {
@@ -336,79 +338,73 @@ mod tests {
         );
     }
 
-    mod random {
-        use super::*;
-        use proptest::prelude::*;
-        use serde_json::{Value, json};
+    /// Number literals as Webex could write them, in or far out of range.
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            Just("0".to_owned()),
+            Just("18446744073709551615".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("1e400".to_owned()),
+            Just("null".to_owned()),
+            Just("\"5\"".to_owned()),
+        ]
+    }
 
-        /// Number literals as Webex could write them, in or far out of range.
-        fn number_text() -> impl Strategy<Value = String> {
-            prop_oneof![
-                any::<u64>().prop_map(|n| n.to_string()),
-                any::<i64>().prop_map(|n| n.to_string()),
-                any::<f64>().prop_map(|f| format!("{f:e}")),
-                Just("0".to_owned()),
-                Just("18446744073709551615".to_owned()),
-                Just("18446744073709551616".to_owned()),
-                Just("1e400".to_owned()),
-                Just("null".to_owned()),
-                Just("\"5\"".to_owned()),
-            ]
-        }
+    fn link() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!("https://oauth-helper-r.wbx2.com/verify")),
+            Just(json!("http://127.0.0.1:1/verify?userCode=ab")),
+            Just(json!("javascript:alert(1)")),
+            Just(json!("data:text/html,x")),
+            Just(json!("/verify")),
+            Just(json!("https://u:p@h/verify")),
+            Just(json!(42)),
+            Just(Value::Null),
+            "\\PC{0,40}".prop_map(Value::from),
+            "https?://[a-z.]{0,12}(:[0-9]{1,6})?/[ -~]{0,40}".prop_map(Value::from),
+            (2030usize..2100).prop_map(|n| Value::from(format!("https://h/{}", "a".repeat(n)))),
+        ]
+    }
 
-        fn link() -> impl Strategy<Value = Value> {
-            prop_oneof![
-                Just(json!("https://oauth-helper-r.wbx2.com/verify")),
-                Just(json!("http://127.0.0.1:1/verify?userCode=ab")),
-                Just(json!("javascript:alert(1)")),
-                Just(json!("data:text/html,x")),
-                Just(json!("/verify")),
-                Just(json!("https://u:p@h/verify")),
-                Just(json!(42)),
-                Just(Value::Null),
-                "\\PC{0,40}".prop_map(Value::from),
-                "https?://[a-z.]{0,12}(:[0-9]{1,6})?/[ -~]{0,40}".prop_map(Value::from),
-                (2030usize..2100).prop_map(|n| Value::from(format!("https://h/{}", "a".repeat(n)))),
-            ]
-        }
-
-        proptest! {
-            #[test]
-            fn random_device_json_never_panics_and_what_passes_is_safe(
-                expires_in in number_text(),
-                interval in proptest::option::of(number_text()),
-                uri in link(),
-                complete in proptest::option::of(link()),
-                user_code in "\\PC{0,80}",
-                allow_http in any::<bool>(),
-            ) {
-                let mut json = format!(
-                    r#"{{"device_code":"d","user_code":{},"verification_uri":{uri},"expires_in":{expires_in}"#,
-                    Value::from(user_code)
-                );
-                if let Some(interval) = interval {
-                    json.push_str(&format!(r#","interval":{interval}"#));
-                }
-                if let Some(complete) = complete {
-                    json.push_str(&format!(r#","verification_uri_complete":{complete}"#));
-                }
-                json.push('}');
-                if let Ok(auth) = parse(&json, allow_http) {
-                    prop_assert!((1..=MAX_INTERVAL).contains(&auth.interval));
-                    prop_assert!((1..=MAX_EXPIRES_IN).contains(&auth.expires_in));
-                    for link in [&auth.verification_uri, &auth.verification_uri_complete] {
-                        prop_assert!(link.len() <= MAX_VERIFICATION_URI_LEN);
-                        let url = Url::parse(link).unwrap();
-                        prop_assert!(url.scheme() == "https" || (allow_http && url.scheme() == "http"), "{link}");
-                    }
+    proptest! {
+        #[test]
+        fn random_device_json_never_panics_and_what_passes_is_safe(
+            expires_in in number_text(),
+            interval in proptest::option::of(number_text()),
+            uri in link(),
+            complete in proptest::option::of(link()),
+            user_code in "\\PC{0,80}",
+            allow_http in any::<bool>(),
+        ) {
+            let mut json = format!(
+                r#"{{"device_code":"d","user_code":{},"verification_uri":{uri},"expires_in":{expires_in}"#,
+                Value::from(user_code)
+            );
+            if let Some(interval) = interval {
+                json.push_str(&format!(r#","interval":{interval}"#));
+            }
+            if let Some(complete) = complete {
+                json.push_str(&format!(r#","verification_uri_complete":{complete}"#));
+            }
+            json.push('}');
+            if let Ok(auth) = parse(&json, allow_http) {
+                prop_assert!((1..=MAX_INTERVAL).contains(&auth.interval));
+                prop_assert!((1..=MAX_EXPIRES_IN).contains(&auth.expires_in));
+                for link in [&auth.verification_uri, &auth.verification_uri_complete] {
+                    prop_assert!(link.len() <= MAX_VERIFICATION_URI_LEN);
+                    let url = Url::parse(link).unwrap();
+                    prop_assert!(url.scheme() == "https" || (allow_http && url.scheme() == "http"), "{link}");
                 }
             }
+        }
 
-            #[test]
-            fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
-                if let Ok(raw) = serde_json::from_slice::<RawDeviceAuthorization>(&body) {
-                    let _ = DeviceAuthorization::check(raw, true);
-                }
+        #[test]
+        fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(raw) = serde_json::from_slice::<RawDeviceAuthorization>(&body) {
+                let _ = DeviceAuthorization::check(raw, true);
             }
         }
     }

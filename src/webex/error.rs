@@ -1,11 +1,10 @@
 //! `WebexError`: every way a Webex call can fail, read from the status first, then from the body.
 //!
-//! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`);
-//! its identity service may answer RFC 6749 style (`error`, `error_description`). We read any of
-//! them and never keep the raw body. Of a token endpoint's error we keep only the OAuth code and
-//! the tracking id: its text could echo the form we sent (client secret, code, PKCE verifier,
-//! refresh or device code), as a broken endpoint or egress proxy may. Any other text we keep is
-//! one line without control characters, at most 300 characters.
+//! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`)
+//! or RFC 6749 style (`error`, `error_description`); we read either, never keeping the raw body.
+//! Of a token endpoint's error we keep only the OAuth code and the tracking id: its text could
+//! echo the form we sent (client secret, code, PKCE verifier, refresh or device code), as a
+//! broken endpoint or egress proxy may. Other text we keep is one plain line, 300 characters.
 
 use super::body::{MAX_ERROR_BODY, read_capped};
 use reqwest::header::{HeaderMap, RETRY_AFTER};

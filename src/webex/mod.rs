@@ -43,7 +43,7 @@ pub struct WebexClient {
 }
 
 impl WebexClient {
-    /// `base` is `WEBEX_API_BASE` (e.g. `https://webexapis.com/v1`); every endpoint URL derives from it.
+    /// `base` is `WEBEX_API_BASE` (e.g. `https://webexapis.com/v1`): every endpoint derives from it.
     pub fn new(
         base: Url,
         creds: Credentials,

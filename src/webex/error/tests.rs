@@ -10,41 +10,35 @@ fn api(status: StatusCode, body: &[u8]) -> WebexError {
 fn classify(status: u16, body: &str) -> WebexError {
     let mut headers = HeaderMap::new();
     headers.insert("TrackingID", HeaderValue::from_static("ROUTER_header"));
-    WebexError::classify(
-        StatusCode::from_u16(status).unwrap(),
-        &headers,
-        body.as_bytes(),
-    )
+    let status = StatusCode::from_u16(status).unwrap();
+    WebexError::classify(status, &headers, body.as_bytes())
+}
+
+fn envelope(code: &str, message: &str, tracking_id: Option<&str>) -> Envelope {
+    Envelope {
+        code: Some(code.into()),
+        message: Some(message.into()),
+        tracking_id: tracking_id.map(Into::into),
+    }
 }
 
 #[test]
-fn webex_envelope_gives_message_code_and_tracking_id() {
-    let e = Envelope::parse(
-        br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#,
+fn webex_and_rfc_envelopes_give_code_message_and_tracking_id() {
+    let webex = br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#;
+    let want = envelope("slow_down", "slow_down", Some("ROUTER_1"));
+    assert_eq!(Envelope::parse(webex), want);
+    let rfc =
+        br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#;
+    let want = envelope(
+        "invalid_grant",
+        "The refresh token provided is expired",
+        None,
     );
-    assert_eq!(e.code.as_deref(), Some("slow_down"));
-    assert_eq!(e.message.as_deref(), Some("slow_down"));
-    assert_eq!(e.tracking_id.as_deref(), Some("ROUTER_1"));
-}
-
-#[test]
-fn rfc_style_error_is_read_too() {
-    let e = Envelope::parse(
-        br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#,
-    );
-    assert_eq!(e.code.as_deref(), Some("invalid_grant"));
-    assert_eq!(
-        e.message.as_deref(),
-        Some("The refresh token provided is expired")
-    );
-}
-
-#[test]
-fn code_can_hide_in_the_description() {
-    let e =
-        Envelope::parse(br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#);
-    assert_eq!(e.code.as_deref(), Some("access_denied"));
-    assert_eq!(e.message.as_deref(), Some("Bad request"));
+    assert_eq!(Envelope::parse(rfc), want);
+    // The code can hide in the description.
+    let hidden = br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#;
+    let want = envelope("access_denied", "Bad request", None);
+    assert_eq!(Envelope::parse(hidden), want);
 }
 
 #[test]
