@@ -52,28 +52,20 @@ pub struct RoomsPage {
 }
 
 /// The profile fields the page shows, plus the whole JSON.
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Person {
+    /// Required, as `displayName` is: a profile without an id or a name is not a profile.
+    #[serde(rename = "id")]
+    _id: String,
     pub display_name: String,
     pub avatar: Option<String>,
+    #[serde(default)]
     pub emails: Vec<String>,
     pub org_id: Option<String>,
     pub status: Option<String>,
+    #[serde(skip)]
     pub raw: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PersonFields {
-    /// Required: a profile without an id or a name is not a profile.
-    #[serde(rename = "id")]
-    _id: String,
-    display_name: String,
-    avatar: Option<String>,
-    #[serde(default)]
-    emails: Vec<String>,
-    org_id: Option<String>,
-    status: Option<String>,
 }
 
 impl WebexClient {
@@ -137,21 +129,15 @@ impl WebexClient {
         let response = send(request.bearer_auth(token.expose())).await?;
         let (raw, _): (serde_json::Value, _) = decode(response, "profile", MAX_BODY).await?;
         // Read from a borrow: a clone would double what Webex made us hold.
-        let fields = PersonFields::deserialize(&raw).map_err(|_| WebexError::Decode {
+        let mut person = Person::deserialize(&raw).map_err(|_| WebexError::Decode {
             what: "profile",
             tracking_id: None,
         })?;
-        Ok(Person {
-            display_name: fields.display_name,
-            // Only http(s) avatars go into an <img src>.
-            avatar: fields
-                .avatar
-                .filter(|a| a.starts_with("https://") || a.starts_with("http://")),
-            emails: fields.emails,
-            org_id: fields.org_id,
-            status: fields.status,
-            raw,
-        })
+        // Only http(s) avatars go into an <img src>.
+        let web = |a: &String| a.starts_with("https://") || a.starts_with("http://");
+        person.avatar = person.avatar.filter(web);
+        person.raw = raw;
+        Ok(person)
     }
 }
 
@@ -244,7 +230,7 @@ mod tests {
 
     #[test]
     fn person_json_needs_id_and_display_name_and_tolerates_the_rest() {
-        let ok: PersonFields =
+        let ok: Person =
             serde_json::from_str(r#"{"id":"p","displayName":"Ada","extra":[1]}"#).unwrap();
         assert!(ok.avatar.is_none() && ok.emails.is_empty());
         for bad in [
@@ -253,7 +239,7 @@ mod tests {
             r#"{"displayName":"Ada"}"#,
             r#"{"id":"p","displayName":"A","emails":"x"}"#,
         ] {
-            assert!(serde_json::from_str::<PersonFields>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Person>(bad).is_err(), "{bad}");
         }
     }
 
