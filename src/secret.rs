@@ -79,12 +79,9 @@ mod tests {
     #[test]
     fn random_tokens_are_43_url_safe_chars_and_differ() {
         let (a, b) = (random_token(), random_token());
+        let url_safe = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
         assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.expose().bytes().all(url_safe));
         assert_ne!(a, b);
     }
 }

@@ -20,16 +20,9 @@ pub fn accepts(iss: &str, discovered: &str, listed: &[String]) -> bool {
 /// `https://idbroker.webex.com/idb` or `https://idbroker-<region>.webex.com/idb`, where the
 /// region is lowercase letters, digits and inner hyphens.
 fn is_webex_broker(iss: &str) -> bool {
-    let Some(host) = iss
-        .strip_prefix("https://")
-        .and_then(|rest| rest.strip_suffix(".webex.com/idb"))
-    else {
-        return false;
-    };
-    if host == "idbroker" {
-        return true;
-    }
-    host.strip_prefix("idbroker-").is_some_and(is_region)
+    let host = iss.strip_prefix("https://");
+    let host = host.and_then(|rest| rest.strip_suffix(".webex.com/idb"));
+    host.is_some_and(|h| h == "idbroker" || h.strip_prefix("idbroker-").is_some_and(is_region))
 }
 
 fn is_region(region: &str) -> bool {

@@ -10,9 +10,8 @@
 //! - with nothing cached, each sign-in tries (unless the fetch it waited for just failed): its
 //!   failure is the page's 502/503, and nobody is signed in.
 
-use crate::webex::WebexClient;
-use crate::webex::WebexError;
 use crate::webex::oidc::Discovery;
+use crate::webex::{WebexClient, WebexError};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
 use std::sync::atomic::{AtomicU64, Ordering};
