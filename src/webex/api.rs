@@ -69,8 +69,8 @@ pub struct Person {
 }
 
 impl WebexClient {
-    /// The first page of the user's rooms (100 a page, Webex's default). Then
-    /// `while let Some(page) = next { let page = webex.rooms_page(&token, &page).await?; … next = page.next }`.
+    /// The first page of the user's rooms (100 a page, Webex's default); each page's `next` is
+    /// the one to ask [`Self::rooms_page`] for after it.
     pub fn first_rooms_page(&self) -> PageRequest {
         let mut url = self.endpoint("rooms");
         url.query_pairs_mut().append_pair("max", "100");
@@ -151,10 +151,7 @@ pub fn next_link<'a>(values: impl Iterator<Item = &'a str>, base: &Url) -> Optio
             let target = &after[..end];
             let params_and_more = &after[end + 1..];
             // This link's parameters run to the next link (`, <`), or to the end.
-            let params = match params_and_more.find('<') {
-                Some(next) => &params_and_more[..next],
-                None => params_and_more,
-            };
+            let params = params_and_more.split('<').next().unwrap_or_default();
             if params.split(';').any(is_rel_next) {
                 return base.join(target.trim()).ok();
             }
