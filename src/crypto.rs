@@ -1,7 +1,6 @@
 //! What keeps the store useless to whoever copies it: [`Cipher`] seals records with
 //! XChaCha20-Poly1305 under `ENCRYPTION_KEYS` (the first seals, all open), and [`store_key`]
-//! ([`SessionKey`]) turns a session id (the cookie value) into the SHA-256 the store, and every
-//! lock of the session, is keyed by.
+//! ([`SessionKey`]) turns a session id (the cookie value) into the SHA-256 the store is keyed by.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -24,8 +23,6 @@ impl std::fmt::Debug for EncryptionKey {
 impl EncryptionKey {
     /// Parses one base64 key (standard or URL-safe alphabet, padding optional).
     pub fn from_base64(text: &str) -> Option<Self> {
-        use base64::Engine;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
         let text = text.trim();
         let bytes = STANDARD
             .decode(text)
@@ -64,8 +61,7 @@ impl Kind {
     }
 }
 
-/// An opened record, and whether it was sealed the old way, without associated data (then
-/// bound to nothing: the caller rewrites it in the bound format).
+/// An opened record; `legacy`: sealed the old way, bound to nothing (the caller rewrites it).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened {
     pub plaintext: Vec<u8>,
@@ -99,26 +95,20 @@ impl Cipher {
     pub fn seal(&self, kind: Kind, key: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + 16);
-        out.push(BOUND);
-        out.extend_from_slice(&nonce);
         let aad = kind.associated_data(key);
         let payload = Payload {
             msg: plaintext,
             aad: &aad,
         };
         // Encryption fails only for inputs of about 256 GiB; a session record is tiny.
-        if let Ok(sealed) = self.0[0].encrypt(XNonce::from_slice(&nonce), payload) {
-            out.extend_from_slice(&sealed);
-        }
-        out
+        let sealed = self.0[0].encrypt(XNonce::from_slice(&nonce), payload);
+        [&[BOUND][..], &nonce, &sealed.unwrap_or_default()].concat()
     }
 
     /// The plaintext, or `None` when no key opens it as a `kind` under `key` (wrong or retired
-    /// key, tampering, or a record copied from another key). A record of the old format (no
-    /// associated data) still opens, once: `legacy` tells the caller to rewrite it. A bound
-    /// record never opens that way (its tag covers the associated data), nor when its first
-    /// byte is cut off.
+    /// key, tampering, a record copied from another key). A record of the old format (no
+    /// associated data) still opens, as `legacy`; a bound record never opens that way (its tag
+    /// covers the associated data), nor with its first byte cut off.
     pub fn open(&self, kind: Kind, key: &str, sealed: &[u8]) -> Option<Opened> {
         if let Some(bound) = sealed.strip_prefix(&[BOUND])
             && let Some(plaintext) = self.open_with(bound, &kind.associated_data(key))
@@ -215,46 +205,33 @@ mod tests {
         let cipher = Cipher::new(&[[5u8; 32]]).unwrap();
         let sealed = cipher.seal(Kind::Flow, "flow-1", b"{}");
         assert!(cipher.open(Kind::Flow, "flow-1", &sealed).is_some());
-        assert!(
-            cipher.open(Kind::Flow, "flow-2", &sealed).is_none(),
-            "another key"
-        );
-        assert!(
-            cipher.open(Kind::FlowTokens, "flow-1", &sealed).is_none(),
-            "another kind"
-        );
-        assert!(
-            cipher.open(Kind::Flow, "flow-1", &sealed[1..]).is_none(),
-            "the version cut off"
-        );
+        for (kind, key, record, what) in [
+            (Kind::Flow, "flow-2", &sealed[..], "another key"),
+            (Kind::FlowTokens, "flow-1", &sealed[..], "another kind"),
+            (Kind::Flow, "flow-1", &sealed[1..], "the version cut off"),
+        ] {
+            assert!(cipher.open(kind, key, record).is_none(), "{what}");
+        }
     }
 
     #[test]
     fn a_record_of_the_old_format_opens_as_legacy() {
         // The old format: nonce || ciphertext || tag, no associated data.
         let key = [6u8; 32];
-        let nonce = [9u8; NONCE_LEN];
-        let mut old = nonce.to_vec();
-        old.extend(
-            XChaCha20Poly1305::new((&key).into())
-                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
-                .unwrap(),
-        );
+        let old_format = |nonce: [u8; NONCE_LEN]| {
+            let aead = XChaCha20Poly1305::new((&key).into());
+            let sealed = aead.encrypt(XNonce::from_slice(&nonce), &b"old"[..]);
+            [nonce.to_vec(), sealed.unwrap()].concat()
+        };
         let cipher = Cipher::new(&[key]).unwrap();
-        let opened = cipher.open(S, "any", &old).unwrap();
+        let opened = cipher.open(S, "any", &old_format([9; NONCE_LEN])).unwrap();
         assert_eq!(
             (opened.plaintext.as_slice(), opened.legacy),
             (&b"old"[..], true)
         );
         // Even one whose nonce starts with the version byte.
-        let nonce = [BOUND; NONCE_LEN];
-        let mut old = nonce.to_vec();
-        old.extend(
-            XChaCha20Poly1305::new((&key).into())
-                .encrypt(XNonce::from_slice(&nonce), &b"old"[..])
-                .unwrap(),
-        );
-        assert!(cipher.open(S, "any", &old).unwrap().legacy);
+        let opened = cipher.open(S, "any", &old_format([BOUND; NONCE_LEN]));
+        assert!(opened.unwrap().legacy);
     }
 
     #[test]

@@ -16,20 +16,17 @@ pub fn random_token() -> Secret {
     Secret::new(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Eight hex digits of the SHA-256 of `value`: tells log lines of one device flow from another's
-/// without writing the flow id, which is a bearer secret of its session (2^32 values are far too
-/// few to find an id from, and the id's 256 random bits cannot be guessed from them).
+/// Eight hex digits of the SHA-256 of `value`: tells one device flow's log lines from another's
+/// without writing the flow id, a bearer secret (2^32 values are far too few to find it from).
 pub fn fingerprint(value: &str) -> String {
     use sha2::{Digest, Sha256};
     let hash = Sha256::digest(value.as_bytes());
     hash.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
-/// A value that must never reach a log line, a URL or a page.
-///
-/// It serializes as the plain string, because token sets are kept in the server-side session
-/// store; everything that prints it shows `[redacted]`. Read it with [`Secret::expose`], only at
-/// the point where it goes on the wire.
+/// A value that must never reach a log line, a URL or a page: printed, it shows `[redacted]`.
+/// It serializes as the plain string (the store seals it); read it with [`Secret::expose`],
+/// only where it goes on the wire.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -54,12 +51,6 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
     }
 }
 
@@ -88,12 +79,9 @@ mod tests {
     #[test]
     fn random_tokens_are_43_url_safe_chars_and_differ() {
         let (a, b) = (random_token(), random_token());
+        let url_safe = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
         assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.expose().bytes().all(url_safe));
         assert_ne!(a, b);
     }
 }

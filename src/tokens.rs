@@ -1,7 +1,5 @@
-//! The token set a signed-in session keeps (plain data), and when it is due for a refresh.
-//!
-//! The rules that use it (refresh ahead of expiry, once on 401, one refresh at a time per
-//! session) live in [`crate::web`]'s `Authed` extractor; this module only holds the data.
+//! The token set a signed-in session keeps (plain data), and when it is due for a refresh. The
+//! refresh rules that use it live in [`crate::web`]'s `Authed` extractor.
 
 use crate::clock::unix_now;
 use crate::secret::Secret;
@@ -92,18 +90,15 @@ mod tests {
             ),
             Grant::Device,
         );
-        let next = first.refreshed(response(r#"{"access_token":"a2","expires_in":100}"#));
+        let refresh = |json| first.refreshed(response(json));
+        let next = refresh(r#"{"access_token":"a2","expires_in":100}"#);
         assert_eq!(next.access_token.expose(), "a2");
         assert_eq!(next.refresh_token.as_ref().map(Secret::expose), Some("r1"));
         assert_eq!(next.scope.as_deref(), Some("spark:all"));
         assert_eq!(next.grant, Grant::Device);
-        let rotated = first.refreshed(response(
-            r#"{"access_token":"a3","expires_in":100,"refresh_token":"r2"}"#,
-        ));
-        assert_eq!(
-            rotated.refresh_token.as_ref().map(Secret::expose),
-            Some("r2")
-        );
+        let rotated = refresh(r#"{"access_token":"a3","expires_in":100,"refresh_token":"r2"}"#);
+        let rotated = rotated.refresh_token.as_ref().map(Secret::expose);
+        assert_eq!(rotated, Some("r2"));
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, the next
-//! step out.
+//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, the next step
+//! out.
 //!
 //! - no poll ever comes sooner than the interval;
 //! - `slow_down` adds 5 s to the interval for this and every later poll (RFC 8628 §3.5);
 //! - `access_denied` ends the flow as denied; `expired_token`/`invalid_grant` as expired;
 //! - 5xx, timeouts and transport failures back off and go on, up to 3 in a row, then error;
 //! - 429 waits `Retry-After` (never less than the interval) and goes on;
-//! - no wait runs past the deadline ([`sleep_before_next_poll`], [`time_left`]), and no sum
-//!   overflows, whatever numbers Webex sends.
+//! - no wait runs past the deadline ([`time_left`]), and no sum overflows, whatever numbers
+//!   Webex sends.
 
 use super::FlowStatus;
 use crate::webex::device::{MAX_EXPIRES_IN, PollReply};
@@ -75,188 +75,159 @@ impl PollState {
     }
 }
 
-/// Time left until a flow's deadline (`expires_at_ms`, Unix milliseconds), never more than
-/// [`MAX_EXPIRES_IN`]: whatever a record says, its poller ends within that, and an instant
-/// this far ahead cannot overflow.
+/// Time left until `expires_at_ms` (Unix ms), at most [`MAX_EXPIRES_IN`]: whatever a record says,
+/// its poller ends within that, and an instant this far ahead cannot overflow.
 pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
     Duration::from_millis(expires_at_ms.saturating_sub(now_ms))
         .min(Duration::from_secs(MAX_EXPIRES_IN))
-}
-
-/// How long the poller sleeps before its next poll: `wait`, but never past the deadline, where
-/// it wakes to record the expiry. `left` is [`time_left`]'s answer, so `now + result` is at most
-/// the deadline and never overflows, even for a `Retry-After` of 2^64-1 seconds.
-pub fn sleep_before_next_poll(wait: Duration, left: Duration) -> Duration {
-    wait.min(left)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::webex::WebexError;
+    use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
+    use proptest::prelude::*;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
 
+    fn wait(s: u64) -> Step {
+        Step::Wait(secs(s))
+    }
+
+    /// The steps a state of `interval` takes for `replies`, in order.
+    fn steps(interval: Duration, replies: impl IntoIterator<Item = PollReply>) -> Vec<Step> {
+        let mut state = PollState::new(interval);
+        replies.into_iter().map(|r| state.decide(&r)).collect()
+    }
+
     #[test]
     fn pending_keeps_the_interval_and_slow_down_raises_it_for_good() {
+        use PollReply::{Pending, SlowDown};
         let mut s = PollState::new(secs(2));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(2)));
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(secs(7)));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(7)));
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(secs(12)));
+        let got: Vec<_> = [Pending, SlowDown, Pending, SlowDown]
+            .map(|r| s.decide(&r))
+            .into();
+        assert_eq!(got, [wait(2), wait(7), wait(7), wait(12)]);
         assert!(s.slowed_down);
     }
 
     #[test]
     fn final_answers_finish() {
-        let mut s = PollState::new(secs(2));
-        assert_eq!(
-            s.decide(&PollReply::Denied),
-            Step::Finish(FlowStatus::Denied)
-        );
-        assert_eq!(
-            s.decide(&PollReply::Expired),
-            Step::Finish(FlowStatus::Expired)
-        );
-        assert_eq!(
-            s.decide(&PollReply::Failed(WebexError::Transport("x".into()))),
-            Step::Finish(FlowStatus::Error)
-        );
+        for (reply, status) in [
+            (PollReply::Denied, FlowStatus::Denied),
+            (PollReply::Expired, FlowStatus::Expired),
+            (PollReply::Failed(WebexError::Timeout), FlowStatus::Error),
+        ] {
+            assert_eq!(steps(secs(2), [reply]), [Step::Finish(status)]);
+        }
     }
 
     #[test]
     fn three_transient_failures_in_a_row_end_the_flow_and_success_resets_the_count() {
-        let mut s = PollState::new(secs(2));
         let blip = || PollReply::Transient(WebexError::Timeout);
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(4)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(8)));
-        assert_eq!(s.decide(&PollReply::Pending), Step::Wait(secs(2)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(4)));
-        assert_eq!(s.decide(&blip()), Step::Wait(secs(8)));
-        assert_eq!(s.decide(&blip()), Step::Finish(FlowStatus::Error));
+        let replies = [blip(), blip(), PollReply::Pending, blip(), blip(), blip()];
+        let error = Step::Finish(FlowStatus::Error);
+        let want = [wait(4), wait(8), wait(2), wait(4), wait(8), error];
+        assert_eq!(steps(secs(2), replies), want);
     }
 
     #[test]
     fn rate_limits_wait_retry_after_but_never_less_than_the_interval() {
-        let mut s = PollState::new(secs(5));
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(secs(9)))),
-            Step::Wait(secs(9))
-        );
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(secs(1)))),
-            Step::Wait(secs(5))
-        );
-        assert_eq!(s.decide(&PollReply::RateLimited(None)), Step::Wait(secs(5)));
+        let limited = |s: Option<u64>| PollReply::RateLimited(s.map(secs));
+        let replies = [limited(Some(9)), limited(Some(1)), limited(None)];
+        assert_eq!(steps(secs(5), replies), [wait(9), wait(5), wait(5)]);
     }
 
     #[test]
-    fn backoff_is_capped() {
-        let mut s = PollState::new(secs(40));
+    fn backoff_is_capped_and_huge_numbers_saturate_instead_of_panicking() {
+        let blip = PollReply::Transient(WebexError::Timeout);
+        assert_eq!(steps(secs(40), [blip]), [wait(60)]);
+        let blip = PollReply::Transient(WebexError::Timeout);
+        let max = || Step::Wait(Duration::MAX);
         assert_eq!(
-            s.decide(&PollReply::Transient(WebexError::Timeout)),
-            Step::Wait(secs(60))
+            steps(Duration::MAX, [PollReply::SlowDown, blip]),
+            [max(), max()]
         );
-    }
-
-    #[test]
-    fn huge_numbers_saturate_instead_of_panicking() {
-        let mut s = PollState::new(Duration::MAX);
-        assert_eq!(s.decide(&PollReply::SlowDown), Step::Wait(Duration::MAX));
-        assert_eq!(
-            s.decide(&PollReply::Transient(WebexError::Timeout)),
-            Step::Wait(Duration::MAX)
-        );
-        let mut s = PollState::new(secs(1));
         let forever = Duration::from_secs(u64::MAX);
-        assert_eq!(
-            s.decide(&PollReply::RateLimited(Some(forever))),
-            Step::Wait(forever)
-        );
+        let limited = PollReply::RateLimited(Some(forever));
+        assert_eq!(steps(secs(1), [limited]), [Step::Wait(forever)]);
         // ...and the poller sleeps only until the deadline.
-        assert_eq!(sleep_before_next_poll(forever, secs(3)), secs(3));
-        assert_eq!(sleep_before_next_poll(secs(2), secs(3)), secs(2));
         assert_eq!(time_left(u64::MAX, 0), secs(MAX_EXPIRES_IN));
         assert_eq!(time_left(10_000, 4_000), secs(6));
         assert_eq!(time_left(0, u64::MAX), Duration::ZERO);
     }
 
-    mod random {
-        use super::*;
-        use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
-        use proptest::prelude::*;
+    fn reply() -> impl Strategy<Value = PollReply> {
+        let granted = || {
+            let tokens = r#"{"access_token":"a","expires_in":60}"#;
+            PollReply::Granted(serde_json::from_str(tokens).unwrap())
+        };
+        prop_oneof![
+            8 => Just(()).prop_map(|_| PollReply::Pending),
+            3 => Just(()).prop_map(|_| PollReply::SlowDown),
+            3 => proptest::option::of(any::<u64>())
+                .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
+            3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
+            1 => Just(()).prop_map(move |_| granted()),
+            1 => Just(()).prop_map(|_| PollReply::Denied),
+            1 => Just(()).prop_map(|_| PollReply::Expired),
+            1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
+        ]
+    }
 
-        fn reply() -> impl Strategy<Value = PollReply> {
-            let granted = || {
-                let tokens = r#"{"access_token":"a","expires_in":60}"#;
-                PollReply::Granted(serde_json::from_str(tokens).unwrap())
+    proptest! {
+        /// The poller's loop on a simulated clock, with the same pure parts as `poller::poll`:
+        /// the client's clamp, `decide`, `time_left` and sleeping at most `left`. Whatever
+        /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
+        /// the interval.
+        #[test]
+        fn every_simulated_flow_ends_by_its_deadline(
+            interval in any::<u64>(),
+            expires_in in any::<u64>(),
+            replies in proptest::collection::vec(reply(), 0..400),
+        ) {
+            let raw = RawDeviceAuthorization {
+                device_code: "d".into(),
+                user_code: "418205".into(),
+                verification_uri: "https://x.example/verify".into(),
+                verification_uri_complete: None,
+                expires_in,
+                interval: Some(interval),
             };
-            prop_oneof![
-                8 => Just(()).prop_map(|_| PollReply::Pending),
-                3 => Just(()).prop_map(|_| PollReply::SlowDown),
-                3 => proptest::option::of(any::<u64>())
-                    .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
-                3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
-                1 => Just(()).prop_map(move |_| granted()),
-                1 => Just(()).prop_map(|_| PollReply::Denied),
-                1 => Just(()).prop_map(|_| PollReply::Expired),
-                1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
-            ]
-        }
-
-        proptest! {
-            /// The poller's loop on a simulated clock, with the same pure parts as `pollers::poll`:
-            /// the client's clamp, `decide`, `time_left` and `sleep_before_next_poll`. Whatever
-            /// Webex sends, the flow ends by its clamped deadline, and no poll comes sooner than
-            /// the interval.
-            #[test]
-            fn every_simulated_flow_ends_by_its_deadline(
-                interval in any::<u64>(),
-                expires_in in any::<u64>(),
-                replies in proptest::collection::vec(reply(), 0..400),
-            ) {
-                let raw = RawDeviceAuthorization {
-                    device_code: "d".into(),
-                    user_code: "418205".into(),
-                    verification_uri: "https://x.example/verify".into(),
-                    verification_uri_complete: None,
-                    expires_in,
-                    interval: Some(interval),
-                };
-                let auth = DeviceAuthorization::check(raw, false).unwrap();
-                prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
-                // As `pollers::start` records it, in milliseconds from a start at 1,000 s.
-                let start_ms = 1_000_000u64;
-                let expires_at_ms = start_ms + auth.expires_in * 1000;
-                let mut state = PollState::new(secs(auth.interval));
-                let mut now = Duration::from_millis(start_ms);
-                let deadline = now + time_left(expires_at_ms, start_ms);
-                let mut wait = state.interval;
-                let mut replies = replies.into_iter();
-                let mut polls = 0u32;
-                let ended = loop {
-                    let left = deadline.saturating_sub(now);
-                    let sleep = sleep_before_next_poll(wait, left);
-                    prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
-                    now += sleep;
-                    if now >= deadline {
-                        break FlowStatus::Expired;
-                    }
-                    polls += 1;
-                    prop_assert!(polls <= 1 + MAX_EXPIRES_IN as u32, "bounded");
-                    // After the random replies, Webex keeps saying "pending".
-                    let reply = replies.next().unwrap_or(PollReply::Pending);
-                    match state.decide(&reply) {
-                        Step::Wait(next) => wait = next,
-                        Step::Finish(status) => break status,
-                    }
-                };
-                prop_assert!(ended.is_final());
-                prop_assert!(now <= deadline);
-                prop_assert!(now - Duration::from_millis(start_ms) <= secs(MAX_EXPIRES_IN));
-            }
+            let auth = DeviceAuthorization::check(raw, false).unwrap();
+            prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
+            // As `DeviceFlows::start` records it, in milliseconds from a start at 1,000 s.
+            let start_ms = 1_000_000u64;
+            let expires_at_ms = start_ms + auth.expires_in * 1000;
+            let mut state = PollState::new(secs(auth.interval));
+            let mut now = Duration::from_millis(start_ms);
+            let deadline = now + time_left(expires_at_ms, start_ms);
+            let mut wait = state.interval;
+            let mut replies = replies.into_iter();
+            let mut polls = 0u32;
+            let ended = loop {
+                let left = deadline.saturating_sub(now);
+                let sleep = wait.min(left);
+                prop_assert!(sleep >= state.interval.min(left), "no poll sooner than the interval");
+                now += sleep;
+                if now >= deadline {
+                    break FlowStatus::Expired;
+                }
+                polls += 1;
+                prop_assert!(polls <= 1 + MAX_EXPIRES_IN as u32, "bounded");
+                // After the random replies, Webex keeps saying "pending".
+                let reply = replies.next().unwrap_or(PollReply::Pending);
+                match state.decide(&reply) {
+                    Step::Wait(next) => wait = next,
+                    Step::Finish(status) => break status,
+                }
+            };
+            prop_assert!(ended.is_final());
+            prop_assert!(now <= deadline);
+            prop_assert!(now - Duration::from_millis(start_ms) <= secs(MAX_EXPIRES_IN));
         }
     }
 }

@@ -1,18 +1,13 @@
 //! [`DeviceFlows`]: starts, cancels and claims device sign-ins, and runs the tokio task that
 //! polls `/device/token` for each one, plus the housekeeping loop (leases, orphans, purge).
 //!
-//! A flow is plain data ([`FlowRecord`]) in the store (memory, SQLite or Redis), keyed by an
-//! unguessable flow id that only the owning session knows. One instance polls it at a time,
-//! holding its lease; the task's handle stays in that process, never in the session or the
-//! store. Each reply goes through the pure [`PollState::decide`]; the loop ([`poll`]) sleeps:
-//! - the first poll comes after `interval`, and no poll ever comes sooner than the interval;
-//! - our own deadline from `expires_in` is checked after every sleep, and no sleep runs past it
-//!   (the client clamped `interval` and `expires_in`; the sums here are bounded by the deadline).
-//!
-//! The task always ends: every path either finishes the flow or sleeps toward the deadline.
-//! It is aborted by a new sign-in, a cancel or a logout, and stops when it loses its lease.
+//! A flow is plain data ([`FlowRecord`]) in the store, keyed by an unguessable flow id only the
+//! owning session knows. One instance polls it at a time, holding its lease; the task's handle
+//! never leaves that process. Each reply goes through the pure [`PollState::decide`]; the loop
+//! ([`poll`]) checks the deadline after every sleep and never sleeps past it, so the task always
+//! ends. A new sign-in, a cancel or a logout aborts it; losing its lease stops it.
 
-use super::decide::{PollState, Step, sleep_before_next_poll, time_left};
+use super::decide::{PollState, Step, time_left};
 use super::{FlowRecord, FlowStatus};
 use crate::client::{PerClient, Slot};
 use crate::clock::unix_now_ms;
@@ -29,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Finished or abandoned flows are forgotten this long after their code expired.
 const KEEP_AFTER_EXPIRY: Duration = Duration::from_secs(600);
@@ -46,15 +42,14 @@ pub enum FlowError {
     Store(#[from] StoreError),
 }
 
-/// One poller task of this instance, and the slot of the client that started its flow (none
-/// for a flow taken over from another instance or from before a restart).
+/// One poller task of this instance, and its flow's client slot (none for a flow taken over).
 struct Poller {
     task: AbortHandle,
     _client: Option<Slot>,
 }
 
-/// The flows of every instance sharing the store, and the pollers of this instance.
-/// Cloning is cheap; clones share everything.
+/// The flows of every instance sharing the store, and the pollers of this instance; clones
+/// share everything.
 #[derive(Clone)]
 pub struct DeviceFlows {
     store: FlowStore<FlowRecord>,
@@ -63,9 +58,8 @@ pub struct DeviceFlows {
     pollers: Arc<Mutex<HashMap<String, Poller>>>,
     webex: WebexClient,
     max_pending: usize,
-    /// The pending flows of each client address (`MAX_PENDING_FLOWS_PER_CLIENT`) on this
-    /// instance: a flow's slot lives in its poller's entry, so it is freed the moment the flow
-    /// ends (granted, denied, expired, failed, abandoned, cancelled) or the poller stops.
+    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`):
+    /// a slot lives in its poller's entry, freed the moment the flow ends or the poller stops.
     per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
@@ -95,15 +89,14 @@ impl DeviceFlows {
         }
     }
 
-    /// Grants are verified (OpenID Connect) before anyone is signed in: a flow whose id_token
-    /// does not verify ends as failed.
+    /// Grants are verified (OpenID Connect): a flow whose id_token does not verify fails.
     pub fn with_identity(mut self, verifier: Verifier) -> Self {
         self.identity = Some(verifier);
         self
     }
 
     /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
-    /// poller goes on. Written at most every few seconds.
+    /// poller goes on.
     pub async fn mark_seen(&self, id: &str) -> Result<(), StoreError> {
         self.store.mark_seen(id).await
     }
@@ -127,29 +120,21 @@ impl DeviceFlows {
         Ok(())
     }
 
-    /// A place for one more pending flow of `client` (its key, `client::key`), taken before
-    /// asking Webex for a code and handed to [`Self::start`]; `ClientBusy` when the client has
-    /// `MAX_PENDING_FLOWS_PER_CLIENT` already. No client (no peer address): no per-client cap.
+    /// A place for one more pending flow of `client`, taken before asking Webex for a code and
+    /// handed to [`Self::start`]; `ClientBusy` when the client has its
+    /// `MAX_PENDING_FLOWS_PER_CLIENT`. No peer address: no per-client cap.
     pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
-        match client {
-            None => Ok(None),
-            Some(ip) => self
-                .per_client
-                .enter(ip)
-                .map(Some)
-                .ok_or(FlowError::ClientBusy),
-        }
+        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
+        client.map(slot).transpose()
     }
 
-    /// Records a flow Webex just started and spawns its poller, which keeps `client`'s slot
-    /// until the flow ends. Returns the new flow id. `auth`'s values were checked and clamped
-    /// by the client.
+    /// Records a flow Webex just started (values checked and clamped by the client) and spawns
+    /// its poller, which keeps `client`'s slot until the flow ends. Returns the new flow id.
     pub async fn start(
         &self,
         auth: DeviceAuthorization,
         client: Option<Slot>,
     ) -> Result<String, FlowError> {
-        let interval_secs = auth.interval;
         let now = unix_now_ms();
         let record = FlowRecord {
             device_code: auth.device_code,
@@ -158,9 +143,9 @@ impl DeviceFlows {
             verification_uri_complete: auth.verification_uri_complete,
             lifetime_secs: auth.expires_in,
             expires_at_ms: now.saturating_add(auth.expires_in.saturating_mul(1000)),
-            interval_secs,
+            interval_secs: auth.interval,
             slowed_down: false,
-            next_poll_at_ms: now.saturating_add(interval_secs.saturating_mul(1000)),
+            next_poll_at_ms: now.saturating_add(auth.interval.saturating_mul(1000)),
             status: FlowStatus::Pending,
             id_token: Verdict::None,
         };
@@ -179,32 +164,28 @@ impl DeviceFlows {
         let (flows, id_owned) = (self.clone(), id.to_owned());
         // Its log lines carry a short hash of the id, never the id (a bearer secret).
         let span = tracing::info_span!("device_flow", flow = %fingerprint(id));
-        let task = tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                poll(&flows, &id_owned, takeover).await;
-                flows.pollers().remove(&id_owned);
-            },
-            span,
-        ));
+        let task = async move {
+            poll(&flows, &id_owned, takeover).await;
+            flows.pollers().remove(&id_owned);
+        };
+        let task = tokio::spawn(task.instrument(span)).abort_handle();
         let poller = Poller {
-            task: task.abort_handle(),
+            task,
             _client: client,
         };
         pollers.insert(id.to_owned(), poller);
     }
 
-    /// Polls the flows nobody polls: after a restart, or when the instance that polled them died
-    /// (its lease lapsed). Run every [`LEASE_RENEW`] by the app.
-    async fn adopt_orphans(&self) -> Result<usize, StoreError> {
-        let mut adopted = 0;
+    /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
+    /// lapsed).
+    async fn adopt_orphans(&self) -> Result<(), StoreError> {
         for id in self.store.orphans().await? {
             if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
                 tracing::info!("taking over a device flow nobody was polling");
                 self.spawn_poller(&id, true, None);
-                adopted += 1;
             }
         }
-        Ok(adopted)
+        Ok(())
     }
 
     /// The flow, for the pages.
@@ -237,21 +218,16 @@ impl DeviceFlows {
         self.store.len().await.unwrap_or(0)
     }
 
-    pub async fn is_empty(&self) -> bool {
-        self.len().await == 0
-    }
-
-    /// Stops this instance's pollers (at shutdown); their leases lapse and another instance,
-    /// or this one after a restart, takes the flows over.
+    /// Stops this instance's pollers (at shutdown); another instance, or this one after a
+    /// restart, takes the flows over.
     pub fn stop_pollers(&self) {
         for (_, poller) in self.pollers().drain() {
             poller.task.abort();
         }
     }
 
-    /// Gives up the leases this instance holds (at shutdown, after [`Self::stop_pollers`]), so
-    /// another instance adopts the flows on its next housekeeping round instead of waiting for
-    /// the leases to lapse. Returns how many were released.
+    /// Gives up this instance's leases (at shutdown, after [`Self::stop_pollers`]), so another
+    /// instance adopts the flows at once rather than when they lapse. Returns how many.
     pub async fn release_leases(&self) -> Result<usize, StoreError> {
         self.store.release_leases(&self.owner).await
     }
@@ -261,40 +237,33 @@ impl DeviceFlows {
         self.pollers().len()
     }
 
-    /// Forgets flows whose code expired long ago.
-    async fn purge(&self) -> Result<usize, StoreError> {
-        self.store.purge(KEEP_AFTER_EXPIRY).await
-    }
-
-    /// Runs for ever (the app aborts it at shutdown), every [`LEASE_RENEW`]: keeps this
-    /// instance's leases, adopts the flows nobody polls (all of them, right after a restart),
-    /// and now and then forgets flows that expired long ago.
+    /// Runs until the app aborts it, every [`LEASE_RENEW`]: renews this instance's leases, adopts
+    /// the flows nobody polls, and now and then forgets flows that expired long ago.
     pub async fn housekeeping(self) {
         let mut tick = tokio::time::interval(LEASE_RENEW);
         for round in 0u64.. {
             tick.tick().await;
-            if let Err(err) = self.renew_leases().await {
+            let failed = |err: StoreError, chore: &str| {
                 telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot renew the device flows' leases");
+                tracing::warn!(%err, "cannot {chore}");
+            };
+            if let Err(err) = self.renew_leases().await {
+                failed(err, "renew the device flows' leases");
             }
             if let Err(err) = self.adopt_orphans().await {
-                telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot look for orphaned device flows");
+                failed(err, "look for orphaned device flows");
             }
             if round % 20 == 0 {
-                match self.purge().await {
+                match self.store.purge(KEEP_AFTER_EXPIRY).await {
                     Ok(0) => {}
                     Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
-                    Err(err) => {
-                        telemetry::store_error("housekeeping");
-                        tracing::warn!(%err, "cannot purge expired device flows")
-                    }
+                    Err(err) => failed(err, "purge expired device flows"),
                 }
             }
         }
     }
 
-    /// Extends the leases of this instance's running pollers (every [`LEASE_RENEW`]).
+    /// Extends the leases of this instance's running pollers.
     async fn renew_leases(&self) -> Result<(), StoreError> {
         let ids: Vec<String> = self.pollers().keys().cloned().collect();
         if ids.is_empty() {
@@ -303,9 +272,8 @@ impl DeviceFlows {
         self.store.renew_leases(&self.owner, &ids).await
     }
 
-    /// Sleeps until `until` (one timer), then checks that this instance still holds the lease:
-    /// when the flow's page was last seen, or `None` when the lease is lost (another instance
-    /// polls the flow now) or the flow is gone. One store read a wake.
+    /// Sleeps until `until`, then reads (once) whether this instance still holds the lease: when
+    /// the flow's page was last seen, or `None` when the lease is lost or the flow gone.
     async fn sleep_holding_lease(&self, id: &str, until: Instant) -> Option<u64> {
         tokio::time::sleep_until(until).await;
         match self.store.holds(id, &self.owner).await {
@@ -319,10 +287,12 @@ impl DeviceFlows {
     }
 }
 
-/// `wait` from now, but no later than `deadline` (see [`sleep_before_next_poll`]).
+/// `wait` from now, but no later than `deadline`, where the poller wakes to record the expiry.
+/// The deadline is [`time_left`] ahead, so the sum never overflows, even for a `Retry-After` of
+/// 2^64-1 seconds.
 fn after(wait: Duration, deadline: Instant) -> Instant {
     let now = Instant::now();
-    now + sleep_before_next_poll(wait, deadline.saturating_duration_since(now))
+    now + wait.min(deadline.saturating_duration_since(now))
 }
 
 /// The poller task of one flow. `takeover`: the flow was polled by another instance (or before
@@ -341,70 +311,66 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
     if takeover {
         next = next.max(after(state.interval, deadline));
     }
-    loop {
+    let (status, tokens) = loop {
         let Some(seen_ms) = flows.sleep_holding_lease(id, next).await else {
             return; // cancelled, or another instance polls it now
         };
-        let (status, tokens) = if Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
-            (FlowStatus::Expired, None)
-        } else if flows.abandoned(seen_ms) {
+            break (FlowStatus::Expired, None);
+        }
+        if flows.abandoned(seen_ms) {
             // Nobody watches the page: stop polling Webex (with our client secret) for it.
             tracing::info!("device flow abandoned: its page was not fetched for a while");
-            (FlowStatus::Expired, None)
-        } else {
-            let reply = flows.webex.device_poll(&record.device_code).await;
-            match state.decide(&reply) {
-                Step::Wait(wait) => {
-                    match &reply {
-                        PollReply::SlowDown => tracing::info!(
-                            interval_secs = state.interval.as_secs(),
-                            "Webex asked us to slow down"
-                        ),
-                        PollReply::Transient(err) => {
-                            tracing::warn!(error = %err, failures = state.transient_failures, "device poll failed; backing off")
-                        }
-                        PollReply::RateLimited(_) => {
-                            tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
-                        }
-                        _ => {}
-                    }
-                    next = after(wait, deadline);
-                    let changed = record.interval_secs != state.interval.as_secs()
-                        || record.slowed_down != state.slowed_down;
-                    record.interval_secs = state.interval.as_secs();
-                    record.slowed_down = state.slowed_down;
-                    let sleep = next.saturating_duration_since(Instant::now());
-                    record.next_poll_at_ms = unix_now_ms()
-                        .saturating_add(u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX));
-                    // A pending reply at the same interval changes nothing a page shows; the
-                    // lease renewal records that we are alive. Write only what changed.
-                    if (changed || wait != state.interval) && !write(flows, id, &record, None).await
-                    {
-                        return;
-                    }
-                    continue;
+            break (FlowStatus::Expired, None);
+        }
+        let reply = flows.webex.device_poll(&record.device_code).await;
+        let wait = match state.decide(&reply) {
+            Step::Wait(wait) => wait,
+            Step::Finish(status) => match reply {
+                PollReply::Granted(response) => break granted(flows, response, &mut record).await,
+                PollReply::Failed(err) | PollReply::Transient(err) => {
+                    tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
+                    break (status, None);
                 }
-                Step::Finish(status) => match reply {
-                    PollReply::Granted(response) => granted(flows, response, &mut record).await,
-                    PollReply::Failed(err) | PollReply::Transient(err) => {
-                        tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
-                        (status, None)
-                    }
-                    _ => (status, None),
-                },
-            }
+                _ => break (status, None),
+            },
         };
-        tracing::info!(status = status.as_str(), "device flow finished");
-        metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
-        record.status = status;
-        write(flows, id, &record, tokens.as_ref()).await;
-        return;
-    }
+        match &reply {
+            PollReply::SlowDown => {
+                let interval_secs = state.interval.as_secs();
+                tracing::info!(interval_secs, "Webex asked us to slow down");
+            }
+            PollReply::Transient(err) => {
+                let failures = state.transient_failures;
+                tracing::warn!(error = %err, failures, "device poll failed; backing off");
+            }
+            PollReply::RateLimited(_) => {
+                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
+            }
+            _ => {}
+        }
+        next = after(wait, deadline);
+        let now_state = (state.interval.as_secs(), state.slowed_down);
+        let changed = (record.interval_secs, record.slowed_down) != now_state;
+        (record.interval_secs, record.slowed_down) = now_state;
+        let sleep = next.saturating_duration_since(Instant::now());
+        let sleep_ms = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
+        record.next_poll_at_ms = unix_now_ms().saturating_add(sleep_ms);
+        // A pending reply at the same interval changes nothing a page shows; the lease renewal
+        // records that we are alive. Write only what changed.
+        if (changed || wait != state.interval) && !write(flows, id, &record, None).await {
+            return;
+        }
+    };
+    tracing::info!(status = status.as_str(), "device flow finished");
+    metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
+    record.status = status;
+    write(flows, id, &record, tokens.as_ref()).await;
 }
 
-/// A grant: its tokens, once its id_token is verified when the scopes ask for one (the verdict
-/// goes in `record`). A token that does not verify ends the flow as failed, nobody signed in.
+/// A grant's tokens, once its id_token (if the scopes ask for one) is verified; the verdict goes
+/// in `record`. A token that does not verify fails the flow: nobody is signed in.
 async fn granted(
     flows: &DeviceFlows,
     response: TokenResponse,
@@ -423,20 +389,16 @@ async fn granted(
             }
             Err(err) => {
                 tracing::warn!(error = %err, tracking_id, "device sign-in refused: the identity could not be verified");
-                match err {
+                record.id_token = match err {
                     IdentityError::Refused { .. } => Verdict::Refused,
                     IdentityError::Keys(_) => Verdict::Unverifiable,
-                }
+                };
+                return (FlowStatus::Error, None);
             }
         };
-        if matches!(record.id_token, Verdict::Refused | Verdict::Unverifiable) {
-            return (FlowStatus::Error, None);
-        }
     }
-    (
-        FlowStatus::Granted,
-        Some(TokenSet::new(response, Grant::Device)),
-    )
+    let tokens = TokenSet::new(response, Grant::Device);
+    (FlowStatus::Granted, Some(tokens))
 }
 
 /// Writes the poller's state; false when the flow is gone or no longer ours.

@@ -33,8 +33,7 @@ impl FlowStatus {
     }
 }
 
-/// One device sign-in: what the page shows and where the poller is. Plain data, so any store
-/// can hold it; the tokens, once granted, are kept beside it and taken exactly once.
+/// One device sign-in; the tokens, once granted, are kept beside it and taken exactly once.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FlowRecord {
     pub device_code: Secret,
@@ -69,7 +68,7 @@ impl FlowRecord {
     }
 
     /// The status the pages show: a pending code past its expiry is expired, even before its
-    /// poller has woken up to record it.
+    /// poller records it.
     pub fn shown_status(&self) -> FlowStatus {
         if self.status == FlowStatus::Pending && unix_now_ms() >= self.expires_at_ms {
             FlowStatus::Expired

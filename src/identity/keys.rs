@@ -1,22 +1,17 @@
 //! [`KeyCache`]: Webex's signing keys (the JWKS its discovery document names), fetched once and
-//! kept, so no sign-in fetches them; written here because the refetch rule is ours:
+//! kept; written here because the refetch rule is ours:
 //!
-//! - a `kid` the cached set lacks fetches the set again (a key rotation is picked up at once),
-//!   but at most once a minute, counted from the last such refetch; in between, the token is
-//!   refused without a fetch;
-//! - one fetch at a time (single flight): requests that waited for a fetch share its outcome, so
-//!   a flood of tokens signed by unknown keys is at most one fetch a minute;
-//! - a set a day old is fetched again; should that fail, the old set keeps serving (retried at
-//!   most once a minute);
-//! - with nothing cached, each sign-in tries (after the one it waited for, if any, failed):
-//!   its failure is the page's 502/503, and nobody is signed in.
-//!
-//! The discovery document is fetched with the first set and on the daily refresh; an unknown
-//! `kid` refetches only the set.
+//! - a `kid` the set lacks refetches the set (a key rotation is picked up at once), at most once
+//!   a minute; in between, the token is refused without a fetch;
+//! - one fetch at a time: requests that waited share its outcome, so a flood of tokens signed by
+//!   unknown keys is at most one fetch a minute;
+//! - a day-old set is fetched again, with the discovery document; should that fail, the old set
+//!   keeps serving (retried at most once a minute);
+//! - with nothing cached, each sign-in tries (unless the fetch it waited for just failed): its
+//!   failure is the page's 502/503, and nobody is signed in.
 
-use crate::webex::WebexClient;
-use crate::webex::WebexError;
 use crate::webex::oidc::Discovery;
+use crate::webex::{WebexClient, WebexError};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,32 +132,30 @@ impl KeyCache {
         };
         let outcome = self.fetch(discovery).await;
         self.fetches.fetch_add(1, Ordering::Release);
-        match outcome {
+        let set = match outcome {
             Ok(set) => {
                 let set = Arc::new(set);
                 *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
                 state.last_error = None;
                 state.last_failed_refresh = None;
-                let key = set.key(kid);
-                Ok((set, key))
+                set
             }
             Err(err) => {
                 let err = Arc::new(err);
                 state.last_error = Some(err.clone());
-                match cached {
-                    // The old set serves while Webex cannot give a new one.
-                    Some(set) => {
-                        if !set.fresh() {
-                            state.last_failed_refresh = Some(now);
-                        }
-                        tracing::warn!(%err, "cannot fetch Webex's signing keys again; the cached ones still serve");
-                        let key = set.key(kid);
-                        Ok((set, key))
-                    }
-                    None => Err(err),
+                // The old set serves while Webex cannot give a new one.
+                let Some(set) = cached else {
+                    return Err(err);
+                };
+                if !set.fresh() {
+                    state.last_failed_refresh = Some(now);
                 }
+                tracing::warn!(%err, "cannot fetch Webex's signing keys again; the cached ones still serve");
+                set
             }
-        }
+        };
+        let key = set.key(kid);
+        Ok((set, key))
     }
 
     /// The discovery document (unless `known`), then the key set it names.

@@ -1,9 +1,7 @@
-//! The one place a Webex reply's body is read: up to a cap (`http_body_util::Limited`), never
-//! whatever length Webex chose.
-//!
-//! Webex decides how big a reply is; a broken proxy or a hostile endpoint can send gigabytes.
-//! A declared `Content-Length` over the cap is refused before a byte is read; a body without
-//! one (chunked) is read until it passes the cap, then dropped, which closes the connection.
+//! The one place a Webex reply's body is read: up to a cap (`http_body_util::Limited`), since a
+//! broken proxy or a hostile endpoint can send gigabytes. A declared `Content-Length` over the
+//! cap is refused before a byte is read; a chunked body is read until it passes the cap, then
+//! dropped, which closes the connection.
 
 use http_body_util::{BodyExt, Limited};
 use reqwest::Response;
@@ -13,12 +11,11 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The most of an error body we read to classify it: Webex's envelopes are a few hundred bytes.
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Why a capped read stopped short.
+/// Why a capped read stopped short: the body is (or says it is) longer than the cap, or the
+/// connection failed or timed out while reading.
 #[derive(Debug)]
 pub enum ReadError {
-    /// The body is (or says it is) longer than the cap.
     TooLarge,
-    /// The connection failed or timed out while reading.
     Transport(reqwest::Error),
 }
 
@@ -44,31 +41,19 @@ pub async fn read_capped(response: Response, cap: usize) -> Result<Vec<u8>, Read
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::{Body, Bytes};
-    use axum::routing::get;
+    use axum::extract::Path;
 
     /// A loopback server whose `/{n}/{size}` answers `n` chunks of `size` bytes each (chunked, no
     /// length), and `/whole/{size}` one body of `size` bytes with its length.
     async fn server() -> String {
+        let chunked = |Path((n, size)): Path<(u8, usize)>| async move {
+            let chunks = (0..n).map(move |i| Ok::<_, std::io::Error>(vec![i; size]));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        };
+        let whole = |Path(size): Path<usize>| async move { vec![7u8; size] };
         let app = axum::Router::new()
-            .route(
-                "/{n}/{size}",
-                get(
-                    |axum::extract::Path((n, size)): axum::extract::Path<(u8, usize)>| async move {
-                        let chunks = (0..n)
-                            .map(move |i| Ok::<_, std::io::Error>(Bytes::from(vec![i; size])));
-                        Body::from_stream(futures_util::stream::iter(chunks))
-                    },
-                ),
-            )
-            .route(
-                "/whole/{size}",
-                get(
-                    |axum::extract::Path(size): axum::extract::Path<usize>| async move {
-                        vec![7u8; size]
-                    },
-                ),
-            );
+            .route("/{n}/{size}", axum::routing::get(chunked))
+            .route("/whole/{size}", axum::routing::get(whole));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -84,33 +69,29 @@ mod tests {
     #[tokio::test]
     async fn a_body_in_one_or_many_chunks_is_read_whole_within_the_cap() {
         let base = server().await;
-        assert_eq!(
-            read(&base, "/whole/45000", 64 * 1024).await.unwrap(),
-            vec![7u8; 45_000]
-        );
-        let many = read(&base, "/40/1000", 64 * 1024).await.unwrap();
-        let want: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1000]).collect();
-        assert_eq!(many, want);
+        let many: Vec<u8> = (0..40u8).flat_map(|i| vec![i; 1000]).collect();
         // Exactly the cap is within it; empty is a body too.
-        assert_eq!(read(&base, "/40/1000", 40_000).await.unwrap().len(), 40_000);
-        assert!(read(&base, "/0/1000", 10).await.unwrap().is_empty());
-        assert_eq!(read(&base, "/1/1000", 1000).await.unwrap(), vec![0u8; 1000]);
+        for (path, cap, want) in [
+            ("/whole/45000", 64 * 1024, vec![7u8; 45_000]),
+            ("/40/1000", 64 * 1024, many.clone()),
+            ("/40/1000", 40_000, many),
+            ("/0/1000", 10, Vec::new()),
+            ("/1/1000", 1000, vec![0u8; 1000]),
+        ] {
+            assert_eq!(read(&base, path, cap).await.unwrap(), want, "{path} {cap}");
+        }
     }
 
     #[tokio::test]
     async fn a_body_over_the_cap_is_refused_declared_or_not() {
         let base = server().await;
-        assert!(matches!(
-            read(&base, "/whole/45000", 44_999).await,
-            Err(ReadError::TooLarge)
-        ));
-        assert!(matches!(
-            read(&base, "/40/1000", 39_999).await,
-            Err(ReadError::TooLarge)
-        ));
-        assert!(matches!(
-            read(&base, "/1/1000", 999).await,
-            Err(ReadError::TooLarge)
-        ));
+        for (path, cap) in [
+            ("/whole/45000", 44_999),
+            ("/40/1000", 39_999),
+            ("/1/1000", 999),
+        ] {
+            let read = read(&base, path, cap).await;
+            assert!(matches!(read, Err(ReadError::TooLarge)), "{path} {cap}");
+        }
     }
 }

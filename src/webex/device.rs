@@ -1,6 +1,9 @@
 //! `/device/authorize` and `/device/token`: the device authorization grant (RFC 8628, Webex's way).
 
-use super::{TokenResponse, WebexClient, WebexError, decode, decode_token, error, send};
+use super::body::MAX_BODY;
+use super::{
+    TokenResponse, WebexClient, WebexError, decode, decode_token, has_plain_host, refused, send,
+};
 use crate::secret::Secret;
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -13,15 +16,15 @@ pub const DEFAULT_INTERVAL: u64 = 5;
 pub const MAX_INTERVAL: u64 = 60;
 /// Webex's `expires_in` is clamped to this (Webex sends 300): it bounds every poller's life.
 pub const MAX_EXPIRES_IN: u64 = 1800;
-/// The longest verification link we accept. A QR code holds 2,331 bytes at our error-correction
-/// level (version 40, M); Webex's links are about 110.
+/// The longest verification link we accept: a QR code (version 40, level M) holds 2,331 bytes;
+/// Webex's links are about 110.
 pub const MAX_VERIFICATION_URI_LEN: usize = 2048;
 /// Webex's user codes are six digits, its device codes UUIDs; anything far longer is not one.
 const MAX_USER_CODE_LEN: usize = 64;
 const MAX_DEVICE_CODE_LEN: usize = 4096;
 
-/// What `/device/authorize` returned, checked: every value here is safe to show, link and
-/// schedule with (see [`DeviceAuthorization::check`]).
+/// What `/device/authorize` returned, checked ([`DeviceAuthorization::check`]): every value is
+/// safe to show, link and schedule with.
 #[derive(Debug)]
 pub struct DeviceAuthorization {
     pub device_code: Secret,
@@ -42,16 +45,14 @@ pub struct RawDeviceAuthorization {
     pub device_code: String,
     pub user_code: String,
     pub verification_uri: String,
-    #[serde(default)]
     pub verification_uri_complete: Option<String>,
     pub expires_in: u64,
-    #[serde(default)]
     pub interval: Option<u64>,
 }
 
 impl DeviceAuthorization {
-    /// Clamps the numbers and checks the strings. `allow_http`: accept http links (only when the
-    /// API base itself is http: demo mode and tests). The `Err` is a phrase for the error page.
+    /// Clamps the numbers and checks the strings; `allow_http` only when the API base is http
+    /// (demo mode, tests). The `Err` is a phrase for the error page.
     pub fn check(raw: RawDeviceAuthorization, allow_http: bool) -> Result<Self, &'static str> {
         if raw.device_code.is_empty() || raw.device_code.len() > MAX_DEVICE_CODE_LEN {
             return Err("a missing or oversized device code");
@@ -81,11 +82,11 @@ impl DeviceAuthorization {
     }
 }
 
-/// A verification link fit for an `href` and a QR code: absolute, https (or http if allowed),
-/// with a host and no credentials, and short enough to encode. Returned normalised.
+/// A verification link fit for an `href` and a QR code, normalised: absolute, https (or http if
+/// allowed), with a host and no credentials, short enough to encode.
 fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
     const TOO_LONG: &str = "a verification link too long to show as a QR code";
-    // Checked before parsing too, so that a megabyte of link is not parsed at all.
+    // Before parsing too: a megabyte of link is not parsed at all.
     if uri.len() > MAX_VERIFICATION_URI_LEN {
         return Err(TOO_LONG);
     }
@@ -95,18 +96,14 @@ fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
         "http" if allow_http => {}
         _ => return Err("a verification link that is not https"),
     }
-    if url.host_str().is_none_or(str::is_empty)
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    if !has_plain_host(&url) {
         return Err("a verification link without a proper host");
     }
-    let normalised = String::from(url);
     // Normalising percent-encodes what needs it, which can lengthen the link.
-    if normalised.len() > MAX_VERIFICATION_URI_LEN {
-        return Err(TOO_LONG);
-    }
-    Ok(normalised)
+    let normalised = String::from(url);
+    (normalised.len() <= MAX_VERIFICATION_URI_LEN)
+        .then_some(normalised)
+        .ok_or(TOO_LONG)
 }
 
 /// One `/device/token` answer, classified.
@@ -137,27 +134,12 @@ impl WebexClient {
             ("client_id", self.creds.client_id.as_str()),
             ("scope", scope),
         ];
-        let response = send(
-            self.http
-                .post(self.endpoint("device/authorize"))
-                .form(&form),
-        )
-        .await?;
-        let tracking_id = error::tracking_id(response.headers());
-        let raw: RawDeviceAuthorization = decode_token(response, "device authorization").await?;
+        let request = self.http.post(self.endpoint("device/authorize"));
+        let response = send(request.form(&form)).await?;
+        let (raw, tracking_id) = decode_token(response, "device authorization").await?;
         let allow_http = self.base.scheme() == "http";
-        DeviceAuthorization::check(raw, allow_http).map_err(|problem| {
-            tracing::warn!(
-                problem,
-                tracking_id = tracking_id.as_deref(),
-                "Webex sent a device authorization we refuse"
-            );
-            WebexError::Invalid {
-                what: "device authorization",
-                problem,
-                tracking_id,
-            }
-        })
+        DeviceAuthorization::check(raw, allow_http)
+            .map_err(|problem| refused("device authorization", problem, tracking_id))
     }
 
     /// One poll of `/device/token` (Basic auth is required there).
@@ -179,32 +161,28 @@ impl WebexClient {
             Ok(response) => response,
             Err(err) => return PollReply::Transient(err),
         };
-        if response.status() == StatusCode::OK {
-            let tracking_id = error::tracking_id(response.headers());
-            return match decode::<TokenResponse>(response, "device token response").await {
-                Ok(tokens) => PollReply::Granted(TokenResponse {
-                    tracking_id,
-                    ..tokens
-                }),
-                Err(err) if err.is_transient() => PollReply::Transient(err),
-                Err(err) => PollReply::Failed(err),
-            };
+        if response.status() != StatusCode::OK {
+            return classify_poll_error(WebexError::from_token_response(response).await);
         }
-        classify_poll_error(WebexError::from_token_response(response).await)
+        match decode(response, "device token response", MAX_BODY).await {
+            Ok((tokens, tracking_id)) => PollReply::Granted(TokenResponse {
+                tracking_id,
+                ..tokens
+            }),
+            Err(err) if err.is_transient() => PollReply::Transient(err),
+            Err(err) => PollReply::Failed(err),
+        }
     }
 }
 
 /// The pure part of [`WebexClient::device_poll`]: an error answer to what the poller does next.
 pub fn classify_poll_error(err: WebexError) -> PollReply {
-    if let WebexError::Status {
-        status: StatusCode::PRECONDITION_REQUIRED,
-        ..
-    } = err
-    {
-        return PollReply::Pending;
-    }
-    if let WebexError::RateLimited { retry_after, .. } = err {
-        return PollReply::RateLimited(retry_after);
+    match &err {
+        WebexError::Status { status, .. } if *status == StatusCode::PRECONDITION_REQUIRED => {
+            return PollReply::Pending;
+        }
+        WebexError::RateLimited { retry_after, .. } => return PollReply::RateLimited(*retry_after),
+        _ => {}
     }
     match err.oauth_code() {
         Some("authorization_pending") => PollReply::Pending,
@@ -219,60 +197,33 @@ pub fn classify_poll_error(err: WebexError) -> PollReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use reqwest::header::HeaderMap;
-
-    fn reply(status: u16, body: &str) -> PollReply {
-        let status = StatusCode::from_u16(status).unwrap();
-        classify_poll_error(WebexError::classify(
-            status,
-            &HeaderMap::new(),
-            body.as_bytes(),
-        ))
-    }
+    use serde_json::{Value, json};
 
     #[test]
     fn webex_poll_answers_are_classified() {
-        assert!(matches!(
-            reply(428, r#"{"errors":[{"description":"pending"}]}"#),
-            PollReply::Pending
-        ));
-        assert!(matches!(reply(428, "not json"), PollReply::Pending));
-        assert!(matches!(
-            reply(400, r#"{"message":"authorization_pending"}"#),
-            PollReply::Pending
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"slow_down"}"#),
-            PollReply::SlowDown
-        ));
-        assert!(matches!(
-            reply(400, r#"{"error":"slow_down"}"#),
-            PollReply::SlowDown
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"access_denied"}"#),
-            PollReply::Denied
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"expired_token"}"#),
-            PollReply::Expired
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"invalid_grant"}"#),
-            PollReply::Expired
-        ));
-        assert!(matches!(reply(429, "{}"), PollReply::RateLimited(None)));
-        assert!(matches!(reply(500, "{}"), PollReply::Transient(_)));
-        assert!(matches!(
-            reply(502, "<html>bad gateway</html>"),
-            PollReply::Transient(_)
-        ));
-        assert!(matches!(
-            reply(400, r#"{"message":"invalid_client"}"#),
-            PollReply::Failed(_)
-        ));
-        assert!(matches!(reply(400, "garbage"), PollReply::Failed(_)));
-        assert!(matches!(reply(401, "{}"), PollReply::Failed(_)));
+        for (status, body, want) in [
+            (428, r#"{"errors":[{"description":"pending"}]}"#, "Pending"),
+            (428, "not json", "Pending"),
+            (400, r#"{"message":"authorization_pending"}"#, "Pending"),
+            (400, r#"{"message":"slow_down"}"#, "SlowDown"),
+            (400, r#"{"error":"slow_down"}"#, "SlowDown"),
+            (400, r#"{"message":"access_denied"}"#, "Denied"),
+            (400, r#"{"message":"expired_token"}"#, "Expired"),
+            (400, r#"{"message":"invalid_grant"}"#, "Expired"),
+            (429, "{}", "RateLimited(None)"),
+            (500, "{}", "Transient"),
+            (502, "<html>bad gateway</html>", "Transient"),
+            (400, r#"{"message":"invalid_client"}"#, "Failed"),
+            (400, "garbage", "Failed"),
+            (401, "{}", "Failed"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let err = WebexError::classify(status, &HeaderMap::new(), body.as_bytes());
+            let got = format!("{:?}", classify_poll_error(err));
+            assert!(got.starts_with(want), "{status} {body}: {got}");
+        }
     }
 
     /// The JSON through both steps, as `device_authorize` does it.
@@ -339,24 +290,27 @@ mod tests {
     #[test]
     fn links_must_be_absolute_https_with_a_host() {
         let link = |uri: &str, allow_http: bool| {
-            let json = format!(
-                r#"{{"device_code":"d","user_code":"1","verification_uri":"https://x.example/verify","verification_uri_complete":{},"expires_in":300}}"#,
-                serde_json::Value::from(uri)
-            );
+            let uri = serde_json::Value::from(uri);
+            let json = with(&format!(
+                r#""verification_uri_complete":{uri},"expires_in":300"#
+            ));
             parse(&json, allow_http).map(|auth| auth.verification_uri_complete)
         };
-        assert_eq!(
-            link("https://x.example/verify?userCode=ab", false).unwrap(),
-            "https://x.example/verify?userCode=ab"
-        );
-        assert_eq!(
-            link("HTTPS://X.example", false).unwrap(),
-            "https://x.example/"
-        );
-        assert_eq!(
-            link("http://127.0.0.1:9/verify", true).unwrap(),
-            "http://127.0.0.1:9/verify"
-        );
+        for (uri, allow_http, want) in [
+            (
+                "https://x.example/verify?userCode=ab",
+                false,
+                "https://x.example/verify?userCode=ab",
+            ),
+            ("HTTPS://X.example", false, "https://x.example/"),
+            (
+                "http://127.0.0.1:9/verify",
+                true,
+                "http://127.0.0.1:9/verify",
+            ),
+        ] {
+            assert_eq!(link(uri, allow_http).as_deref(), Ok(want), "{uri}");
+        }
         for bad in [
             "http://127.0.0.1:9/verify",
             "javascript:alert(1)",
@@ -373,95 +327,84 @@ mod tests {
             assert!(link(bad, false).is_err(), "{bad}");
         }
         assert!(link("javascript:alert(1)", true).is_err());
+        let too_long = || Err("a verification link too long to show as a QR code".into());
         let long = format!("https://x.example/{}", "a".repeat(MAX_VERIFICATION_URI_LEN));
-        assert_eq!(
-            link(&long, true),
-            Err("a verification link too long to show as a QR code".into())
-        );
+        assert_eq!(link(&long, true), too_long());
         // Percent-encoding can push a link over the cap after normalising.
-        let spaced = format!(
-            "https://x.example/{}x",
-            " ".repeat(MAX_VERIFICATION_URI_LEN / 2)
-        );
+        let spaced = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
         assert_eq!(
-            link(&spaced, true),
-            Err("a verification link too long to show as a QR code".into())
+            link(&format!("https://x.example/{spaced}x"), true),
+            too_long()
         );
     }
 
-    mod random {
-        use super::*;
-        use proptest::prelude::*;
-        use serde_json::{Value, json};
+    /// Number literals as Webex could write them, in or far out of range.
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            Just("0".to_owned()),
+            Just("18446744073709551615".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("1e400".to_owned()),
+            Just("null".to_owned()),
+            Just("\"5\"".to_owned()),
+        ]
+    }
 
-        /// Number literals as Webex could write them, in or far out of range.
-        fn number_text() -> impl Strategy<Value = String> {
-            prop_oneof![
-                any::<u64>().prop_map(|n| n.to_string()),
-                any::<i64>().prop_map(|n| n.to_string()),
-                any::<f64>().prop_map(|f| format!("{f:e}")),
-                Just("0".to_owned()),
-                Just("18446744073709551615".to_owned()),
-                Just("18446744073709551616".to_owned()),
-                Just("1e400".to_owned()),
-                Just("null".to_owned()),
-                Just("\"5\"".to_owned()),
-            ]
-        }
+    fn link() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!("https://oauth-helper-r.wbx2.com/verify")),
+            Just(json!("http://127.0.0.1:1/verify?userCode=ab")),
+            Just(json!("javascript:alert(1)")),
+            Just(json!("data:text/html,x")),
+            Just(json!("/verify")),
+            Just(json!("https://u:p@h/verify")),
+            Just(json!(42)),
+            Just(Value::Null),
+            "\\PC{0,40}".prop_map(Value::from),
+            "https?://[a-z.]{0,12}(:[0-9]{1,6})?/[ -~]{0,40}".prop_map(Value::from),
+            (2030usize..2100).prop_map(|n| Value::from(format!("https://h/{}", "a".repeat(n)))),
+        ]
+    }
 
-        fn link() -> impl Strategy<Value = Value> {
-            prop_oneof![
-                Just(json!("https://oauth-helper-r.wbx2.com/verify")),
-                Just(json!("http://127.0.0.1:1/verify?userCode=ab")),
-                Just(json!("javascript:alert(1)")),
-                Just(json!("data:text/html,x")),
-                Just(json!("/verify")),
-                Just(json!("https://u:p@h/verify")),
-                Just(json!(42)),
-                Just(Value::Null),
-                "\\PC{0,40}".prop_map(Value::from),
-                "https?://[a-z.]{0,12}(:[0-9]{1,6})?/[ -~]{0,40}".prop_map(Value::from),
-                (2030usize..2100).prop_map(|n| Value::from(format!("https://h/{}", "a".repeat(n)))),
-            ]
-        }
-
-        proptest! {
-            #[test]
-            fn random_device_json_never_panics_and_what_passes_is_safe(
-                expires_in in number_text(),
-                interval in proptest::option::of(number_text()),
-                uri in link(),
-                complete in proptest::option::of(link()),
-                user_code in "\\PC{0,80}",
-                allow_http in any::<bool>(),
-            ) {
-                let mut json = format!(
-                    r#"{{"device_code":"d","user_code":{},"verification_uri":{uri},"expires_in":{expires_in}"#,
-                    Value::from(user_code)
-                );
-                if let Some(interval) = interval {
-                    json.push_str(&format!(r#","interval":{interval}"#));
-                }
-                if let Some(complete) = complete {
-                    json.push_str(&format!(r#","verification_uri_complete":{complete}"#));
-                }
-                json.push('}');
-                if let Ok(auth) = parse(&json, allow_http) {
-                    prop_assert!((1..=MAX_INTERVAL).contains(&auth.interval));
-                    prop_assert!((1..=MAX_EXPIRES_IN).contains(&auth.expires_in));
-                    for link in [&auth.verification_uri, &auth.verification_uri_complete] {
-                        prop_assert!(link.len() <= MAX_VERIFICATION_URI_LEN);
-                        let url = Url::parse(link).unwrap();
-                        prop_assert!(url.scheme() == "https" || (allow_http && url.scheme() == "http"), "{link}");
-                    }
+    proptest! {
+        #[test]
+        fn random_device_json_never_panics_and_what_passes_is_safe(
+            expires_in in number_text(),
+            interval in proptest::option::of(number_text()),
+            uri in link(),
+            complete in proptest::option::of(link()),
+            user_code in "\\PC{0,80}",
+            allow_http in any::<bool>(),
+        ) {
+            let mut json = format!(
+                r#"{{"device_code":"d","user_code":{},"verification_uri":{uri},"expires_in":{expires_in}"#,
+                Value::from(user_code)
+            );
+            if let Some(interval) = interval {
+                json.push_str(&format!(r#","interval":{interval}"#));
+            }
+            if let Some(complete) = complete {
+                json.push_str(&format!(r#","verification_uri_complete":{complete}"#));
+            }
+            json.push('}');
+            if let Ok(auth) = parse(&json, allow_http) {
+                prop_assert!((1..=MAX_INTERVAL).contains(&auth.interval));
+                prop_assert!((1..=MAX_EXPIRES_IN).contains(&auth.expires_in));
+                for link in [&auth.verification_uri, &auth.verification_uri_complete] {
+                    prop_assert!(link.len() <= MAX_VERIFICATION_URI_LEN);
+                    let url = Url::parse(link).unwrap();
+                    prop_assert!(url.scheme() == "https" || (allow_http && url.scheme() == "http"), "{link}");
                 }
             }
+        }
 
-            #[test]
-            fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
-                if let Ok(raw) = serde_json::from_slice::<RawDeviceAuthorization>(&body) {
-                    let _ = DeviceAuthorization::check(raw, true);
-                }
+        #[test]
+        fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(raw) = serde_json::from_slice::<RawDeviceAuthorization>(&body) {
+                let _ = DeviceAuthorization::check(raw, true);
             }
         }
     }

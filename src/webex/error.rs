@@ -1,11 +1,10 @@
 //! `WebexError`: every way a Webex call can fail, read from the status first, then from the body.
 //!
-//! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`);
-//! its identity service may answer RFC 6749 style (`error`, `error_description`). We read any of
-//! them and never keep the raw body. Of a token endpoint's error we keep only the OAuth code and
-//! the tracking id: its text could echo the form we sent (client secret, code, PKCE verifier,
-//! refresh or device code), as a broken endpoint or egress proxy may. Any other text we keep is
-//! one line without control characters, at most 300 characters.
+//! Webex answers errors with its own envelope (`message`, `errors[0].description`, `trackingId`)
+//! or RFC 6749 style (`error`, `error_description`); we read either, never keeping the raw body.
+//! Of a token endpoint's error we keep only the OAuth code and the tracking id: its text could
+//! echo the form we sent (client secret, code, PKCE verifier, refresh or device code), as a
+//! broken endpoint or egress proxy may. Other text we keep is one plain line, 300 characters.
 
 use super::body::{MAX_ERROR_BODY, read_capped};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -69,14 +68,21 @@ pub enum WebexError {
 }
 
 impl WebexError {
+    /// Keeps only the failure's kind: reqwest's text names the URL and the causes.
     pub(crate) fn from_transport(err: reqwest::Error) -> Self {
         if err.is_timeout() {
-            Self::Timeout
-        } else {
-            // reqwest's Display includes the URL, which never carries a secret here (secrets go in
-            // bodies and headers), but keep only the cause chain's kind to stay short.
-            Self::Transport(describe_transport(&err))
+            return Self::Timeout;
         }
+        let kind = if err.is_connect() {
+            "connection failed"
+        } else if err.is_body() || err.is_decode() {
+            "the connection broke while reading the answer"
+        } else if err.is_request() {
+            "the request could not be sent"
+        } else {
+            "transport error"
+        };
+        Self::Transport(kind.into())
     }
 
     /// Classifies a non-2xx answer of a token endpoint (`/access_token`, `/device/authorize`,
@@ -93,9 +99,9 @@ impl WebexError {
         Self::classify_api(status, &headers, &body)
     }
 
-    /// The pure part of [`Self::from_token_response`], for unit tests. The message is the OAuth
-    /// code (or the status's reason), never the body's text. A 401 with a code
-    /// (`invalid_client`: the app's own credentials) is a [`Self::Status`], not a refused token.
+    /// The pure part of [`Self::from_token_response`]. The message is the OAuth code (or the
+    /// status's reason), never the body's text. A 401 with a code (`invalid_client`: the app's
+    /// own credentials) is a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let envelope = Envelope::parse(body);
         let message = envelope.code.clone().unwrap_or_else(|| reason(status));
@@ -171,33 +177,18 @@ impl WebexError {
     }
 }
 
-/// A non-2xx answer's status, headers and body. A bounded read: Webex error bodies are small,
-/// and a broken proxy's may not be; an oversized or broken one is classified by its status
-/// alone (a 5xx stays transient).
+/// A non-2xx answer's status, headers and body, read up to [`MAX_ERROR_BODY`]: an oversized or
+/// broken body is classified by its status alone (a 5xx stays transient).
 async fn read_error(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = read_capped(response, MAX_ERROR_BODY)
-        .await
-        .unwrap_or_default();
-    (status, headers, body)
+    let body = read_capped(response, MAX_ERROR_BODY).await;
+    (status, headers, body.unwrap_or_default())
 }
 
 /// The status's own words (`Bad Request`), for an answer without a code or text.
 fn reason(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("error").to_owned()
-}
-
-fn describe_transport(err: &reqwest::Error) -> String {
-    if err.is_connect() {
-        "connection failed".into()
-    } else if err.is_body() || err.is_decode() {
-        "the connection broke while reading the answer".into()
-    } else if err.is_request() {
-        "the request could not be sent".into()
-    } else {
-        "transport error".into()
-    }
 }
 
 /// The `TrackingID` header Webex puts on every response, when it looks like one.
@@ -291,27 +282,23 @@ fn is_code(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Upstream text fit for a page and a log line: its words on one line (any run of whitespace
-/// becomes one space), without control characters (a terminal escape, a NUL) or the Unicode
-/// controls that reorder or hide text (bidi overrides, zero-width marks), at most 300
-/// characters (then `…`).
+/// Upstream text fit for a page and a log line: its words on one line, without control
+/// characters (a terminal escape, a NUL) or the Unicode controls that reorder or hide text
+/// (bidi overrides, zero-width marks), at most 300 characters (then `…`).
 fn plain_line(s: &str) -> String {
     const MAX_CHARS: usize = 300;
-    let words: Vec<String> = s
+    let visible = |c: &char| !c.is_control() && !is_format_control(*c);
+    let words = s
         .split_whitespace()
-        .map(|word| {
-            word.chars()
-                .filter(|c| !c.is_control() && !is_format_control(*c))
-                .collect::<String>()
-        })
-        .filter(|word| !word.is_empty())
-        .collect();
-    let line = words.join(" ");
-    if line.chars().count() > MAX_CHARS {
-        line.chars().take(MAX_CHARS).chain(['…']).collect()
-    } else {
-        line
+        .map(|w| w.chars().filter(visible).collect::<String>());
+    let line = words
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.chars().count() <= MAX_CHARS {
+        return line;
     }
+    line.chars().take(MAX_CHARS).chain(['…']).collect()
 }
 
 /// The invisible format characters that can make text read other than it is: bidi embeddings,

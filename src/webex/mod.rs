@@ -2,9 +2,8 @@
 //!
 //! The submodules mirror Webex's endpoints: [`oauth`] (`/authorize`, `/access_token`), [`device`]
 //! (`/device/authorize`, `/device/token`), [`api`] (`/rooms`, `/people/me`) and [`oidc`] (the
-//! OpenID configuration, the key set, `/userinfo`). Every reply is
-//! classified by [`error::WebexError`] before anyone reads it, and every body is read through
-//! [`body::read_capped`], up to a cap.
+//! OpenID configuration, the key set, `/userinfo`). Every reply is classified by
+//! [`error::WebexError`] before anyone reads it, and every body is read up to a cap ([`body`]).
 
 mod api;
 mod body;
@@ -35,18 +34,16 @@ pub struct Credentials {
     pub client_secret: Secret,
 }
 
-/// The one Webex client of the process. Cloning it is cheap (reqwest's client is an `Arc`), and
-/// every clone shares one connection pool.
+/// The one Webex client of the process; clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct WebexClient {
     http: reqwest::Client,
-    // Behind `Arc`s: the client is cloned into the state of every request.
     base: Arc<Url>,
     creds: Arc<Credentials>,
 }
 
 impl WebexClient {
-    /// `base` is `WEBEX_API_BASE` (e.g. `https://webexapis.com/v1`); every endpoint URL derives from it.
+    /// `base` is `WEBEX_API_BASE` (e.g. `https://webexapis.com/v1`): every endpoint derives from it.
     pub fn new(
         base: Url,
         creds: Credentials,
@@ -72,14 +69,9 @@ impl WebexClient {
     /// `{base}/{path}`: the base may or may not end in `/`.
     fn endpoint(&self, path: &str) -> Url {
         let mut url = (*self.base).clone();
-        {
-            let mut segments = match url.path_segments_mut() {
-                Ok(segments) => segments,
-                // A base that cannot be a base (e.g. `mailto:`) is refused by config; keep it as is.
-                Err(()) => return (*self.base).clone(),
-            };
-            segments.pop_if_empty();
-            segments.extend(path.split('/'));
+        // A base that cannot be a base (e.g. `mailto:`) is refused by config; kept as is.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path.split('/'));
         }
         url
     }
@@ -89,6 +81,13 @@ impl WebexClient {
     fn same_origin(&self, url: &Url) -> bool {
         url.origin() == self.base.origin()
     }
+}
+
+/// A URL with a host and no credentials in it: one we may fetch or link to.
+fn has_plain_host(url: &Url) -> bool {
+    url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
 }
 
 /// Sends a request and turns transport failures into [`WebexError`]; counts and times it.
@@ -129,86 +128,91 @@ fn endpoint_label(url: &Url) -> &'static str {
     .unwrap_or("other")
 }
 
-/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
-/// id (see [`WebexError::from_token_response`]).
-async fn decode_token<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-) -> Result<T, WebexError> {
-    if !response.status().is_success() {
-        return Err(WebexError::from_token_response(response).await);
-    }
-    decode(response, what).await
-}
-
-/// Reads a 2xx JSON body (at most [`MAX_BODY`] bytes) as `T`, or classifies the failure.
-async fn decode<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-) -> Result<T, WebexError> {
-    decode_within(response, what, MAX_BODY)
-        .await
-        .map(|(value, _)| value)
-}
-
-/// Reads a 2xx body of at most `limit` bytes (and the reply's tracking id), or classifies the
+/// Reads a 2xx body of at most `limit` bytes, with the reply's tracking id, or classifies the
 /// failure.
 async fn read_within(
     response: Response,
     what: &'static str,
     limit: usize,
 ) -> Result<(Vec<u8>, Option<String>), WebexError> {
-    let status = response.status();
     let tracking_id = error::tracking_id(response.headers());
-    if !status.is_success() {
+    if !response.status().is_success() {
         return Err(WebexError::from_api_response(response).await);
     }
-    let body = match read_capped(response, limit).await {
-        Ok(body) => body,
-        Err(ReadError::Transport(err)) => return Err(WebexError::from_transport(err)),
+    match read_capped(response, limit).await {
+        Ok(body) => Ok((body, tracking_id)),
+        Err(ReadError::Transport(err)) => Err(WebexError::from_transport(err)),
         Err(ReadError::TooLarge) => {
+            let id = tracking_id.as_deref();
             tracing::warn!(
                 what,
                 limit,
-                tracking_id = tracking_id.as_deref(),
+                tracking_id = id,
                 "Webex sent a body larger than we read"
             );
-            return Err(WebexError::TooLarge {
+            Err(WebexError::TooLarge {
                 what,
                 limit,
                 tracking_id,
-            });
-        }
-    };
-    Ok((body, tracking_id))
-}
-
-/// [`decode`] with a smaller cap of `limit` bytes; also returns the body's length.
-async fn decode_within<T: DeserializeOwned>(
-    response: Response,
-    what: &'static str,
-    limit: usize,
-) -> Result<(T, usize), WebexError> {
-    let (body, tracking_id) = read_within(response, what, limit).await?;
-    match serde_json::from_slice(&body) {
-        Ok(value) => Ok((value, body.len())),
-        Err(err) => {
-            let err = json_error(&err);
-            tracing::warn!(what, err = %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
-            Err(WebexError::Decode { what, tracking_id })
+            })
         }
     }
 }
 
-/// Where and how a body did not read as JSON, without serde_json's message: that quotes the
-/// value it could not read (a token, a code, a terminal escape…).
-fn json_error(err: &serde_json::Error) -> String {
-    format!(
-        "{:?} error at line {}, column {}",
-        err.classify(),
-        err.line(),
-        err.column()
-    )
+/// Reads a 2xx JSON body of at most `limit` bytes as `T`, with the reply's tracking id, or
+/// classifies the failure.
+async fn decode<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+    limit: usize,
+) -> Result<(T, Option<String>), WebexError> {
+    let (body, tracking_id) = read_within(response, what, limit).await?;
+    match serde_json::from_slice(&body) {
+        Ok(value) => Ok((value, tracking_id)),
+        Err(err) => Err(undecodable(what, &err, tracking_id)),
+    }
+}
+
+/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
+/// id (see [`WebexError::from_token_response`]).
+async fn decode_token<T: DeserializeOwned>(
+    response: Response,
+    what: &'static str,
+) -> Result<(T, Option<String>), WebexError> {
+    if !response.status().is_success() {
+        return Err(WebexError::from_token_response(response).await);
+    }
+    decode(response, what, MAX_BODY).await
+}
+
+/// A body that is not the JSON we expect, logged with where and how it failed but without
+/// serde_json's message: that quotes the value it could not read (a token, a code, a terminal
+/// escape…).
+fn undecodable(
+    what: &'static str,
+    err: &serde_json::Error,
+    tracking_id: Option<String>,
+) -> WebexError {
+    let (kind, line, column) = (err.classify(), err.line(), err.column());
+    let err = format!("{kind:?} error at line {line}, column {column}");
+    tracing::warn!(what, %err, tracking_id = tracking_id.as_deref(), "Webex sent a body we cannot read");
+    WebexError::Decode { what, tracking_id }
+}
+
+/// A readable reply carrying a value we refuse (`problem`, in words fit for the page), logged.
+fn refused(what: &'static str, problem: &'static str, tracking_id: Option<String>) -> WebexError {
+    let id = tracking_id.as_deref();
+    tracing::warn!(
+        what,
+        problem,
+        tracking_id = id,
+        "Webex sent a reply we refuse"
+    );
+    WebexError::Invalid {
+        what,
+        problem,
+        tracking_id,
+    }
 }
 
 /// The token JSON of `/access_token` and `/device/token`.
@@ -216,14 +220,10 @@ fn json_error(err: &serde_json::Error) -> String {
 pub struct TokenResponse {
     pub access_token: Secret,
     pub expires_in: u64,
-    #[serde(default)]
     pub refresh_token: Option<Secret>,
-    #[serde(default)]
     pub refresh_token_expires_in: Option<u64>,
-    #[serde(default)]
     pub scope: Option<String>,
     /// OpenID Connect: who signed in, a JWS for `crate::identity` to verify (not on a refresh).
-    #[serde(default)]
     pub id_token: Option<Secret>,
     /// The answer's `TrackingID`, for the page when its id_token is refused.
     #[serde(skip)]

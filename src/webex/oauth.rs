@@ -1,6 +1,6 @@
 //! `/authorize` and `/access_token`: the authorization-code grant with PKCE, and the refresh grant.
 
-use super::{TokenResponse, WebexClient, WebexError, decode_token, error, send};
+use super::{TokenResponse, WebexClient, WebexError, decode_token, send};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,9 +13,8 @@ pub fn pkce_challenge(verifier: &Secret) -> String {
 }
 
 impl WebexClient {
-    /// The browser goes here to approve the integration. `state`, the nonce (OpenID Connect) and
-    /// the challenge travel in the URL, which is fine: none is a secret (the verifier, which is,
-    /// stays in the session).
+    /// The browser goes here to approve the integration. `state`, the nonce and the challenge
+    /// may travel in the URL: none is a secret (the verifier stays in the session).
     pub fn authorize_url(
         &self,
         redirect_uri: &str,
@@ -54,11 +53,7 @@ impl WebexClient {
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier.expose()),
         ];
-        let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        let tracking_id = error::tracking_id(response.headers());
-        let mut tokens: TokenResponse = decode_token(response, "code exchange response").await?;
-        tokens.tracking_id = tracking_id;
-        Ok(tokens)
+        self.token_request(&form, "code exchange response").await
     }
 
     /// Trades a refresh token for a new access token.
@@ -69,8 +64,20 @@ impl WebexClient {
             ("client_secret", self.creds.client_secret.expose()),
             ("refresh_token", refresh_token.expose()),
         ];
-        let response = send(self.http.post(self.endpoint("access_token")).form(&form)).await?;
-        decode_token(response, "token refresh response").await
+        self.token_request(&form, "token refresh response").await
+    }
+
+    async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        what: &'static str,
+    ) -> Result<TokenResponse, WebexError> {
+        let response = send(self.http.post(self.endpoint("access_token")).form(form)).await?;
+        let (tokens, tracking_id) = decode_token(response, what).await?;
+        Ok(TokenResponse {
+            tracking_id,
+            ..tokens
+        })
     }
 }
 

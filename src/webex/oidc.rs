@@ -1,7 +1,7 @@
 //! Login with Webex's HTTP side (OpenID Connect): the discovery document, the JWKS it points at,
 //! and userinfo. Verifying what they say is [`crate::identity`]'s.
 
-use super::{WebexClient, WebexError, decode_within, error, send};
+use super::{WebexClient, WebexError, decode, has_plain_host, refused, send};
 use crate::secret::Secret;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
@@ -33,9 +33,7 @@ struct RawDiscovery {
 #[derive(Debug, Deserialize)]
 pub struct UserInfo {
     pub sub: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -45,26 +43,13 @@ impl WebexClient {
         &self.creds.client_id
     }
 
-    /// `GET {base}/.well-known/openid-configuration`, checked: an issuer, and a key set URL we
-    /// may fetch.
+    /// `{base}/.well-known/openid-configuration`, checked: an issuer, a key set URL we may fetch.
     pub async fn discovery(&self) -> Result<Discovery, WebexError> {
         const WHAT: &str = "OpenID configuration";
         let url = self.endpoint(".well-known/openid-configuration");
         let response = send(self.http.get(url)).await?;
-        let tracking_id = error::tracking_id(response.headers());
-        let (raw, _): (RawDiscovery, _) = decode_within(response, WHAT, MAX_SMALL_BODY).await?;
-        let invalid = |problem| {
-            tracing::warn!(
-                problem,
-                tracking_id = tracking_id.as_deref(),
-                "Webex sent an OpenID configuration we refuse"
-            );
-            WebexError::Invalid {
-                what: WHAT,
-                problem,
-                tracking_id: tracking_id.clone(),
-            }
-        };
+        let (raw, tracking_id): (RawDiscovery, _) = decode(response, WHAT, MAX_SMALL_BODY).await?;
+        let invalid = |problem| refused(WHAT, problem, tracking_id.clone());
         if raw.issuer.is_empty() || raw.issuer.len() > MAX_URL_LEN {
             return Err(invalid("a missing or oversized issuer"));
         }
@@ -80,29 +65,19 @@ impl WebexClient {
 
     /// https with a host and no credentials; http too when the API base is http (demo mode).
     fn may_fetch(&self, url: &Url) -> bool {
-        let scheme_ok = url.scheme() == "https" || url.scheme() == self.base.scheme();
-        scheme_ok
-            && url.host_str().is_some_and(|h| !h.is_empty())
-            && url.username().is_empty()
-            && url.password().is_none()
+        (url.scheme() == "https" || url.scheme() == self.base.scheme()) && has_plain_host(url)
     }
 
-    /// The key set at `uri` (no authentication: it is public). A body that is not a JWKS is a
-    /// [`WebexError::Decode`].
+    /// The key set at `uri` (public: no authentication); a body that is not a JWKS is `Decode`.
     pub async fn jwks(&self, uri: &Url) -> Result<JwkSet, WebexError> {
         let response = send(self.http.get(uri.clone())).await?;
-        let (keys, _) = decode_within(response, "key set", MAX_KEY_SET).await?;
-        Ok(keys)
+        Ok(decode(response, "key set", MAX_KEY_SET).await?.0)
     }
 
     /// `GET {base}/userinfo` with the access token.
     pub async fn userinfo(&self, access_token: &Secret) -> Result<UserInfo, WebexError> {
-        let request = self
-            .http
-            .get(self.endpoint("userinfo"))
-            .bearer_auth(access_token.expose());
-        let response = send(request).await?;
-        let (info, _) = decode_within(response, "userinfo answer", MAX_SMALL_BODY).await?;
-        Ok(info)
+        let request = self.http.get(self.endpoint("userinfo"));
+        let response = send(request.bearer_auth(access_token.expose())).await?;
+        Ok(decode(response, "userinfo answer", MAX_SMALL_BODY).await?.0)
     }
 }

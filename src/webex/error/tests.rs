@@ -3,44 +3,42 @@
 use super::*;
 use reqwest::header::HeaderValue;
 
+fn api(status: StatusCode, body: &[u8]) -> WebexError {
+    WebexError::classify_api(status, &HeaderMap::new(), body)
+}
+
 fn classify(status: u16, body: &str) -> WebexError {
     let mut headers = HeaderMap::new();
     headers.insert("TrackingID", HeaderValue::from_static("ROUTER_header"));
-    WebexError::classify(
-        StatusCode::from_u16(status).unwrap(),
-        &headers,
-        body.as_bytes(),
-    )
+    let status = StatusCode::from_u16(status).unwrap();
+    WebexError::classify(status, &headers, body.as_bytes())
+}
+
+fn envelope(code: &str, message: &str, tracking_id: Option<&str>) -> Envelope {
+    Envelope {
+        code: Some(code.into()),
+        message: Some(message.into()),
+        tracking_id: tracking_id.map(Into::into),
+    }
 }
 
 #[test]
-fn webex_envelope_gives_message_code_and_tracking_id() {
-    let e = Envelope::parse(
-        br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#,
+fn webex_and_rfc_envelopes_give_code_message_and_tracking_id() {
+    let webex = br#"{"message":"slow_down","errors":[{"description":"Polling too fast"}],"trackingId":"ROUTER_1"}"#;
+    let want = envelope("slow_down", "slow_down", Some("ROUTER_1"));
+    assert_eq!(Envelope::parse(webex), want);
+    let rfc =
+        br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#;
+    let want = envelope(
+        "invalid_grant",
+        "The refresh token provided is expired",
+        None,
     );
-    assert_eq!(e.code.as_deref(), Some("slow_down"));
-    assert_eq!(e.message.as_deref(), Some("slow_down"));
-    assert_eq!(e.tracking_id.as_deref(), Some("ROUTER_1"));
-}
-
-#[test]
-fn rfc_style_error_is_read_too() {
-    let e = Envelope::parse(
-        br#"{"error":"invalid_grant","error_description":"The refresh token provided is expired"}"#,
-    );
-    assert_eq!(e.code.as_deref(), Some("invalid_grant"));
-    assert_eq!(
-        e.message.as_deref(),
-        Some("The refresh token provided is expired")
-    );
-}
-
-#[test]
-fn code_can_hide_in_the_description() {
-    let e =
-        Envelope::parse(br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#);
-    assert_eq!(e.code.as_deref(), Some("access_denied"));
-    assert_eq!(e.message.as_deref(), Some("Bad request"));
+    assert_eq!(Envelope::parse(rfc), want);
+    // The code can hide in the description.
+    let hidden = br#"{"message":"Bad request","errors":[{"description":"access_denied"}]}"#;
+    let want = envelope("access_denied", "Bad request", None);
+    assert_eq!(Envelope::parse(hidden), want);
 }
 
 #[test]
@@ -60,14 +58,6 @@ fn malformed_bodies_give_an_empty_envelope() {
     // A non-string `error` is ignored, the rest still read.
     let e = Envelope::parse(br#"{"error": {"x": 1}, "message": "Oops"}"#);
     assert_eq!((e.code, e.message.as_deref()), (None, Some("Oops")));
-}
-
-#[test]
-fn sentences_are_not_codes_and_long_messages_are_cut() {
-    let long = format!(r#"{{"message":"{}"}}"#, "word ".repeat(200));
-    let e = Envelope::parse(long.as_bytes());
-    assert_eq!(e.code, None);
-    assert!(e.message.unwrap().chars().count() <= 301);
 }
 
 #[test]
@@ -107,18 +97,10 @@ fn statuses_map_to_variants() {
         r#"{"error":"invalid_client","message":"invalid_client"}"#,
         "{}",
     ] {
-        let e =
-            WebexError::classify_api(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body.as_bytes());
-        assert!(
-            matches!(e, WebexError::Unauthorized { .. }),
-            "{body}: {e:?}"
-        );
+        let e = api(StatusCode::UNAUTHORIZED, body.as_bytes());
+        assert!(matches!(e, WebexError::Unauthorized { .. }), "{body}");
     }
-    let e = WebexError::classify_api(
-        StatusCode::BAD_REQUEST,
-        &HeaderMap::new(),
-        br#"{"message":"invalid_grant"}"#,
-    );
+    let e = api(StatusCode::BAD_REQUEST, br#"{"message":"invalid_grant"}"#);
     assert_eq!(e.oauth_code(), None, "no code from the API");
 }
 
@@ -161,15 +143,19 @@ fn a_token_endpoint_error_keeps_its_code_and_tracking_id_and_no_text() {
 fn api_text_is_one_plain_bounded_line() {
     let text = "missing\u{1b}[31m scope\n2026-01-01 INFO forged\u{0} \u{202e}txet\u{200b} \t";
     let body = serde_json::json!({ "message": text }).to_string();
-    let e = WebexError::classify_api(StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
-    let WebexError::Forbidden { message, .. } = e else {
-        panic!("{e:?}");
+    let WebexError::Forbidden { message, .. } = api(StatusCode::FORBIDDEN, body.as_bytes()) else {
+        panic!("not a 403");
     };
     assert_eq!(message, "missing[31m scope 2026-01-01 INFO forged txet");
     assert_eq!(plain_line("\u{7f}\u{202e}\u{feff} \n"), "");
     let long = plain_line(&"é".repeat(1000));
     assert_eq!(long.chars().count(), 301);
     assert!(long.ends_with('…'));
+    // A long sentence is no code, and its message is cut too.
+    let long = format!(r#"{{"message":"{}"}}"#, "word ".repeat(200));
+    let e = Envelope::parse(long.as_bytes());
+    assert_eq!(e.code, None);
+    assert_eq!(e.message.unwrap().chars().count(), 301);
 }
 
 #[test]
@@ -200,14 +186,13 @@ fn only_what_looks_like_a_tracking_id_is_kept() {
 
 #[test]
 fn retry_after_reads_seconds_only() {
-    let mut h = HeaderMap::new();
-    h.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-    assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-    h.insert(
-        RETRY_AFTER,
-        HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-    );
-    assert_eq!(retry_after(&h), None);
-    h.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
-    assert_eq!(retry_after(&h), None);
+    for (value, want) in [
+        (" 7 ", Some(7)),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("-1", None),
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        assert_eq!(retry_after(&h), want.map(Duration::from_secs), "{value}");
+    }
 }
