@@ -14,10 +14,12 @@ mod session_lock;
 mod sessions;
 mod sqlite;
 
-pub use session_cache::{MAX_ANONYMOUS, OBJECT_TOKENS_KEY, TOKENS_KEY};
+pub use session_cache::{OBJECT_TOKENS_KEY, TOKENS_KEY};
 pub use session_lock::{Lock, SessionGuard, SessionLocks};
 pub use sessions::SessionBackend;
-pub use sqlite::WAL_SIZE_LIMIT;
+// For `test_support`: the tests check these caps.
+#[cfg(feature = "test-support")]
+pub use {session_cache::MAX_ANONYMOUS, sqlite::WAL_SIZE_LIMIT};
 
 use crate::config::StoreConfig;
 use crate::crypto::EncryptionKey;
