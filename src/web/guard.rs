@@ -4,7 +4,7 @@
 use crate::state::AppState;
 use crate::web::error::{AppError, render_error_page};
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use axum::response::Response;
 
 /// The Content-Security-Policy: our own scripts and styles only, images from us, `data:` (the
@@ -21,8 +21,8 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 /// Longest query string accepted (the OAuth callback's is about 200 bytes).
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// What the guard refuses before a request runs: a request naming two hosts (400 on every
-/// path, [`named_host`]), a host we do not serve (400: DNS rebinding; `/healthz` and `/readyz`
+/// What the guard refuses before a request runs: a request naming two hosts, or an HTTP/1.1
+/// one naming none (400 on every path, [`named_host`]), a host we do not serve (400: DNS rebinding; `/healthz` and `/readyz`
 /// answer any host), a query longer than [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403).
 ///
 /// The cross-site check: SameSite=Lax already keeps the session cookie off cross-site POSTs;
@@ -36,6 +36,11 @@ pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
         tracing::warn!("request naming two hosts refused");
         return Some(AppError::UnknownHost);
     };
+    // RFC 9112 §3.2: an HTTP/1.1 request without a host is a 400 (HTTP/1.0 may omit it).
+    if host.is_none() && request.version() == Version::HTTP_11 {
+        tracing::warn!("HTTP/1.1 request without Host refused");
+        return Some(AppError::UnknownHost);
+    }
     if !matches!(path, "/healthz" | "/readyz") && !host_allowed(host, state.allowed_hosts()) {
         // The request's span carries the path (cut to 256 bytes) and the method.
         tracing::warn!("request for a host we do not serve");
@@ -104,8 +109,8 @@ fn named_host(request: &Request) -> Result<Option<&str>, TwoHosts> {
     }
 }
 
-/// The named host is one we serve (compared without case). HTTP/1.1 always sends `Host`;
-/// without one the request cannot be a browser's rebinding attack.
+/// The named host is one we serve (compared without case). Only an HTTP/1.0 request gets here
+/// without one, and it cannot be a browser's rebinding attack.
 fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
     host.is_none_or(|host| allowed.iter().any(|a| a.eq_ignore_ascii_case(host)))
 }

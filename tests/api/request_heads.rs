@@ -41,6 +41,9 @@ async fn two_host_headers_or_a_target_naming_another_host_get_400() {
             "two Host lines on a probe",
             format!("GET /healthz HTTP/1.1\r\nHost: {ours}\r\nHost: evil.example\r\n"),
         ),
+        // RFC 9112 §3.2: HTTP/1.1 requires Host.
+        ("no Host in HTTP/1.1", "GET / HTTP/1.1\r\n".to_owned()),
+        ("no Host on a probe", "GET /healthz HTTP/1.1\r\n".to_owned()),
     ] {
         let status = status_line(&app, &head).await;
         assert!(status.starts_with("HTTP/1.1 400"), "{what}: {status}");
@@ -55,6 +58,9 @@ async fn two_host_headers_or_a_target_naming_another_host_get_400() {
         let status = status_line(&app, &head).await;
         assert!(status.starts_with("HTTP/1.1 200"), "{what}: {status}");
     }
+    // HTTP/1.0 may omit it.
+    let status = status_line(&app, "GET /healthz HTTP/1.0\r\n").await;
+    assert!(status.contains(" 200 "), "no Host in HTTP/1.0: {status}");
     app.stop().await;
 }
 
