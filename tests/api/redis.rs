@@ -118,6 +118,19 @@ async fn second_instance(a: &TestApp) -> TestApp {
 /// Every instance sharing a Redis must share its encryption key.
 const TEST_KEY_BASE64: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
+/// A Redis client of the test's own, connected to `url`, to read or tamper with the store.
+pub async fn client_of(url: &str) -> fred::prelude::Client {
+    use fred::prelude::ClientLike;
+    let client = fred::prelude::Client::new(
+        fred::prelude::Config::from_url(url).unwrap(),
+        None,
+        None,
+        None,
+    );
+    client.init().await.unwrap();
+    client
+}
+
 pub fn use_redis(config: &mut webex_oauth_axum::Config, url: &str) {
     config.session_store = StoreConfig::Redis(url.to_owned());
     config.encryption_keys = vec![webex_oauth_axum::config::EncryptionKey([7; 32])];
@@ -315,13 +328,7 @@ async fn redis_holds_no_token_device_code_or_cookie_value() {
     let user_code = app.start_device_flow_as(&b).await;
     cookies.push(crate::sign_out::cookie_of(&app, &jar_b));
     // Read the store while the flow is pending (its record holds the device code).
-    let client = fred::prelude::Client::new(
-        fred::prelude::Config::from_url(&redis.url).unwrap(),
-        None,
-        None,
-        None,
-    );
-    client.init().await.unwrap();
+    let client = client_of(&redis.url).await;
     let mut dump = Vec::new();
     let mut read_all = async || {
         let keys: Vec<String> = client.custom(fred::cmd!("KEYS"), vec!["*"]).await.unwrap();

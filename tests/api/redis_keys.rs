@@ -126,18 +126,12 @@ async fn no_command_sent_to_redis_names_a_session_id() {
 
 #[crate::support::test]
 async fn a_sealed_session_copied_onto_another_key_reads_as_signed_out() {
-    use fred::prelude::{ClientLike, KeysInterface};
+    use fred::prelude::KeysInterface;
     let redis = redis().await;
     let app = TestApp::spawn_with(Default::default(), |c| use_redis(c, &redis.url)).await;
     let ((victim, victim_cookie), (attacker, attacker_cookie)) =
         crate::at_rest::victim_and_attacker(&app).await;
-    let client = fred::prelude::Client::new(
-        fred::prelude::Config::from_url(&redis.url).unwrap(),
-        None,
-        None,
-        None,
-    );
-    client.init().await.unwrap();
+    let client = crate::redis::client_of(&redis.url).await;
     let key = |cookie: &str| {
         format!(
             "webex-oauth:session:{}",

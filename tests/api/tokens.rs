@@ -19,9 +19,9 @@ async fn a_401_refreshes_once_and_retries() {
     assert_eq!(app.fake.count(Counter::Refreshes), 1);
 }
 
-#[crate::support::test]
-async fn n_concurrent_requests_with_an_expired_token_make_one_refresh() {
-    // Tokens that expire within the 60 s margin are refreshed before use.
+/// An app whose user signed in with a token that expires within the 60 s margin (so it is
+/// refreshed before use); the refreshed tokens live an hour.
+async fn signed_in_with_a_token_due_for_refresh() -> TestApp {
     let fake = FakeConfig {
         access_token_ttl: Duration::from_secs(30),
         ..FakeConfig::default()
@@ -29,6 +29,12 @@ async fn n_concurrent_requests_with_an_expired_token_make_one_refresh() {
     let app = TestApp::spawn_with(fake, |_| {}).await;
     app.login().await;
     app.fake.set_access_token_ttl(Duration::from_secs(3600));
+    app
+}
+
+#[crate::support::test]
+async fn n_concurrent_requests_with_an_expired_token_make_one_refresh() {
+    let app = signed_in_with_a_token_due_for_refresh().await;
     // Clones of the client share its cookie jar: 20 parallel requests of one browser.
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..20 {
@@ -150,14 +156,7 @@ async fn a_401_whose_message_is_one_word_still_refreshes_once_and_retries() {
 
 #[crate::support::test]
 async fn expires_in_0_makes_one_refresh_for_the_whole_listing() {
-    // Signed in with a token due for refresh (30 s is within the 60 s margin).
-    let fake = FakeConfig {
-        access_token_ttl: Duration::from_secs(30),
-        ..FakeConfig::default()
-    };
-    let app = TestApp::spawn_with(fake, |_| {}).await;
-    app.login().await;
-    app.fake.set_access_token_ttl(Duration::from_secs(3600));
+    let app = signed_in_with_a_token_due_for_refresh().await;
     // The refresh says the new token expires at once (it works for an hour at the fake).
     app.fake.inject(Endpoint::AccessToken, Fault::ExpiresIn(0));
     let rooms = app.fake.count(Counter::RoomsCalls);
