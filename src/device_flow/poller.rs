@@ -308,7 +308,10 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
     state.slowed_down = record.slowed_down;
     // Unix milliseconds are truncated, so the recorded instant can be up to 1 ms before the one
     // it stands for: wait that millisecond too, so the first poll is never early.
-    let first_wait = (record.next_poll_at_ms.saturating_sub(unix_now_ms())).saturating_add(1);
+    let first_wait = record
+        .next_poll_at_ms
+        .saturating_sub(unix_now_ms())
+        .saturating_add(1);
     let mut next = after(Duration::from_millis(first_wait), deadline);
     if takeover {
         next = next.max(after(state.interval, deadline));
