@@ -84,7 +84,6 @@ impl App {
             store.session_locks,
             store.sessions,
             csp,
-            listener.local_addr().ok(),
         );
         // 4. The router and its layers.
         let limiter = web::ClientLimiter::new(
@@ -128,7 +127,7 @@ impl App {
     /// A read-only view into the running app, for tests and the benchmark.
     #[cfg(feature = "test-support")]
     pub fn probe(&self) -> Probe {
-        Probe::new(self.state.clone())
+        Probe(self.state.clone())
     }
 
     /// Serves until Ctrl-C or SIGTERM.
@@ -167,7 +166,6 @@ impl App {
                 Some(_) => config.max_connections,
                 None => config.max_connections_per_client,
             },
-            idle_timeout: serve::IDLE_TIMEOUT,
             drain_timeout: serve::DRAIN_TIMEOUT,
         };
         serve::serve(self.listener, self.router, limits, shutdown).await;
@@ -202,31 +200,26 @@ async fn metrics_listener(addr: SocketAddr) -> io::Result<(TcpListener, Promethe
 
 /// The Webex client for the configured mode; in demo mode, the fake it talks to.
 async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWebex>)> {
-    let (api_base, creds, fake) = match &config.mode {
+    let (api_base, client_id, client_secret, fake) = match &config.mode {
         Mode::Live {
             client_id,
             client_secret,
         } => (
             config.api_base.clone(),
-            Credentials {
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-            },
+            client_id.as_str(),
+            client_secret.clone(),
             None,
         ),
         Mode::Demo => {
             // On the app's interface, so a phone that reaches the app reaches the fake too.
             let bind = config.listen_addr.ip();
-            let listener = TcpListener::bind((bind, 0)).await?;
-            let fake = FakeWebex::spawn_on(
-                listener,
-                FakeConfig {
-                    redirect_uris: vec![config.redirect_uri.to_string()],
-                    public_host: demo_link_host(bind, &config.redirect_uri),
-                    ..FakeConfig::default()
-                },
-            )
-            .await?;
+            let fake_config = FakeConfig {
+                redirect_uris: vec![config.redirect_uri.to_string()],
+                public_host: demo_link_host(bind, &config.redirect_uri),
+                ..FakeConfig::default()
+            };
+            let fake =
+                FakeWebex::spawn_on(TcpListener::bind((bind, 0)).await?, fake_config).await?;
             if !bind.is_loopback() {
                 tracing::warn!(
                     origin = %fake.origin(),
@@ -234,20 +227,16 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
                 );
             }
             let base = url::Url::parse(&fake.base_url()).map_err(io::Error::other)?;
-            let creds = Credentials {
-                client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: Secret::new(DEMO_CLIENT_SECRET),
-            };
-            (base, creds, Some(fake))
+            let secret = Secret::new(DEMO_CLIENT_SECRET);
+            (base, DEMO_CLIENT_ID, secret, Some(fake))
         }
     };
-    let webex = WebexClient::new(
-        api_base,
-        creds,
-        config.connect_timeout,
-        config.request_timeout,
-    )
-    .map_err(io::Error::other)?;
+    let creds = Credentials {
+        client_id: client_id.to_owned(),
+        client_secret,
+    };
+    let (connect, request) = (config.connect_timeout, config.request_timeout);
+    let webex = WebexClient::new(api_base, creds, connect, request).map_err(io::Error::other)?;
     Ok((webex, fake))
 }
 

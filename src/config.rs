@@ -15,7 +15,7 @@ pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 /// `LOG_FORMAT`: how log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One human-readable line an event (plain text, never coloured).
+    /// One human-readable line an event (coloured only on a terminal).
     Text,
     /// One JSON object a line, with the fields of every enclosing span (for log collectors).
     Json,
@@ -220,17 +220,13 @@ impl Config {
         self.redirect_uri.scheme() == "https"
     }
 
-    /// The `Host` values served (the redirect URI's authority, the listen address, the bound
-    /// address and `ALLOWED_HOSTS`), and the `Origin`s accepted for form posts (the same hosts
-    /// under the redirect URI's scheme).
-    pub fn served_hosts(&self, bound: Option<SocketAddr>) -> (Vec<String>, Vec<String>) {
-        let mut hosts = vec![authority(&self.redirect_uri)];
-        hosts.push(self.listen_addr.to_string());
-        if let Some(addr) = bound {
-            hosts.push(addr.to_string());
-            if addr.ip().is_loopback() {
-                hosts.push(format!("localhost:{}", addr.port()));
-            }
+    /// The `Host` values served (the redirect URI's authority, the bound address, `localhost` on
+    /// its port when it is loopback, and `ALLOWED_HOSTS`), and the `Origin`s accepted for form
+    /// posts (the same hosts under the redirect URI's scheme).
+    pub fn served_hosts(&self) -> (Vec<String>, Vec<String>) {
+        let mut hosts = vec![authority(&self.redirect_uri), self.listen_addr.to_string()];
+        if self.listen_addr.ip().is_loopback() {
+            hosts.push(format!("localhost:{}", self.listen_addr.port()));
         }
         hosts.extend(self.allowed_hosts.iter().cloned());
         hosts.sort();

@@ -3,21 +3,18 @@
 //!
 //! `axum::serve` has none of these knobs, so the loop drives hyper directly, as axum's
 //! `serve-with-hyper` example does:
-//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS`. hyper 1.12 arms that timer on
-//!   every `poll_read_head`, idle keep-alive included (`proto/h1/conn.rs` 224 and 1156), so an
-//!   idle keep-alive connection also closes after it;
+//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS` (hyper 1.12 arms that timer on
+//!   every `poll_read_head`, so it also closes an idle keep-alive connection);
 //! - **idle**: [`IdleTimeout`] closes a connection on which no byte moved either way for
-//!   [`IDLE_TIMEOUT`], whatever the header timeout, and catches a client that stops reading;
+//!   [`IDLE_TIMEOUT`], which also catches a client that stops reading;
 //! - **at most `MAX_CONNECTIONS`**: a permit is taken *before* `accept()`, so the rest wait in
 //!   the kernel's backlog instead of being accepted and refused;
-//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** per peer address ([`crate::client::key`]; no
-//!   header is read yet at accept): one more is closed at once, unanswered;
+//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** per peer address ([`crate::client::key`]): one
+//!   more is closed at once, unanswered;
 //! - **request heads** of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines, else hyper's 431;
-//! - **accept errors** (EMFILE) are logged and retried after a bounded back-off;
+//! - **accept errors** (EMFILE) are retried after a bounded back-off;
 //! - **shutdown**: stop accepting, let in-flight requests finish until the drain deadline, drop
 //!   the rest.
-//!
-//! Each request carries the peer address as `ConnectInfo<SocketAddr>`.
 
 use crate::client::PerClient;
 use axum::Router;
@@ -40,8 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// hyper's read buffer (`max_buf_size`, by default 8 KiB + 400 KiB), which bounds a request's
-/// head: a larger one gets a 431.
+/// hyper's read buffer (`max_buf_size`), which bounds a request's head: a larger one gets a 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Header lines a request may have; more get a 431 (at most hyper's 100, so the parser's array
 /// stays on the stack).
@@ -50,21 +46,19 @@ pub const MAX_HEADERS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At shutdown, in-flight requests get this long to finish; then they are dropped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Accept errors back off from the first value, doubling, up to the second: no spin on EMFILE,
-/// and soon back once descriptors free up.
+/// Accept errors back off from the first, doubling, up to the second: no spin on EMFILE.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// The limits the loop enforces (from `Config`, plus the fixed idle and drain bounds).
+/// The limits the loop enforces (from `Config`, and [`DRAIN_TIMEOUT`], which tests shorten).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
-    pub idle_timeout: Duration,
     pub drain_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains (see the module doc).
+/// Serves `router` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -83,10 +77,9 @@ pub async fn serve(
     let mut backoff: Option<Duration> = None;
     tokio::pin!(shutdown);
     loop {
-        // Reap finished connection tasks so the set holds only live ones.
-        while connections.try_join_next().is_some() {}
+        while connections.try_join_next().is_some() {} // reap finished connections
         // `biased`: shutdown is polled first, so its signal handlers are installed before the
-        // first connection is accepted, and a stop is never starved by a busy listener.
+        // first accept, and a busy listener never starves a stop.
         let permit = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -121,7 +114,7 @@ pub async fn serve(
             },
         };
         let Some(slot) = per_client.enter(peer.ip()) else {
-            // Dropped unanswered: no byte of it is read, and the client gets no slot to hold.
+            // Dropped unanswered and unread.
             tracing::debug!(client = %crate::client::key(peer.ip()), "connection closed: too many from this client");
             continue;
         };
@@ -131,10 +124,10 @@ pub async fn serve(
                 request
             },
         ));
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(IdleTimeout::new(stream, IDLE_TIMEOUT));
         let connection = graceful.watch(http.serve_connection(io, service));
         connections.spawn(async move {
-            // Timeouts, resets and malformed requests end up here: the client's doing.
+            // Timeouts, resets and malformed requests: the client's doing.
             if let Err(err) = connection.await {
                 tracing::debug!(%err, "connection closed with an error");
             }
@@ -175,11 +168,9 @@ fn next_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(first, |p| p.saturating_mul(2).min(cap))
 }
 
-/// An IO that fails with `TimedOut` once no byte was read or written for `idle`.
-///
-/// The timer is not reset on every read or write (that would touch the timer wheel per call):
-/// progress only records the time, and when the timer fires early it is moved to the new
-/// deadline once.
+/// An IO that fails with `TimedOut` once no byte was read or written for `idle`. Progress only
+/// records the time (no timer-wheel update per call); a timer that fires early moves to the new
+/// deadline.
 struct IdleTimeout<T> {
     inner: T,
     idle: Duration,
@@ -343,7 +334,6 @@ mod tests {
             header_read_timeout: Duration::from_secs(5),
             max_connections: 10,
             max_connections_per_client: 10,
-            idle_timeout: IDLE_TIMEOUT,
             drain_timeout: Duration::from_millis(300),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,17 +9,14 @@ use tracing_subscriber::EnvFilter;
 /// Held by `main` for the life of the process: dropping it writes the log lines still queued.
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
-/// Installs the global log subscriber: tracing-subscriber's text format (coloured only when
-/// standard output is a terminal) or one JSON object a line, filtered by `RUST_LOG` (already
-/// checked by `Config`). Lines go to standard output through tracing-appender's non-blocking
-/// writer, lossless: a worker thread writes them, off the request path. Call once, in `main`,
-/// and hold the guard until `main` ends.
+/// Installs the global log subscriber: tracing-subscriber's text (coloured only on a terminal) or
+/// JSON format, filtered by `RUST_LOG`, to standard output through tracing-appender's lossless
+/// non-blocking writer (a worker thread writes, off the request path). Call once, in `main`.
 #[must_use = "hold the guard until main ends, or the queued lines are lost"]
 pub fn init_logging(config: &Config) -> LogGuard {
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)
         .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
-    let ansi = std::io::stdout().is_terminal();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
@@ -27,7 +24,7 @@ pub fn init_logging(config: &Config) -> LogGuard {
         .with_env_filter(filter)
         .with_writer(writer);
     match config.log_format {
-        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
         // Span fields (the request id, the short flow id) go into every line of the span.
         LogFormat::Json => builder
             .json()

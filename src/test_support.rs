@@ -5,20 +5,14 @@
 use crate::config::Config;
 use crate::state::AppState;
 
-/// How many anonymous sessions this process keeps open at most (see `store::session_cache`).
-pub const MAX_ANONYMOUS_SESSIONS: u64 = crate::store::MAX_ANONYMOUS;
-/// What the SQLite WAL is cut back to when it starts over (see `store::sqlite`).
-pub const WAL_SIZE_LIMIT: u64 = crate::store::WAL_SIZE_LIMIT;
+/// The store's caps the tests check: anonymous sessions kept, the SQLite WAL's size.
+pub use crate::store::{MAX_ANONYMOUS as MAX_ANONYMOUS_SESSIONS, WAL_SIZE_LIMIT};
 
 /// What the tests look at inside a running app. Cloning is cheap.
 #[derive(Clone)]
-pub struct Probe(AppState);
+pub struct Probe(pub(crate) AppState);
 
 impl Probe {
-    pub(crate) fn new(state: AppState) -> Self {
-        Self(state)
-    }
-
     pub fn config(&self) -> &Config {
         self.0.config()
     }
@@ -58,27 +52,21 @@ pub fn render_spaces_page(
     askama::Template::render(&page).map_err(|e| e.to_string())
 }
 
-/// Every kind of `/problem?kind=` page (see `web::error`).
-pub fn problem_kinds() -> Vec<&'static str> {
-    crate::web::error::Kind::all()
-        .map(|kind| kind.name)
-        .collect()
-}
-
-/// What a `/problem?kind=` page shows of its kind: its title, and the status of the failure it
-/// reports (as text on the page).
+/// A kind of `/problem?kind=` page (see `web::error`): its name, its title, and the status of the
+/// failure it reports (as text on the page).
+#[derive(Debug)]
 pub struct Problem {
+    pub kind: &'static str,
     pub title: &'static str,
     pub status: u16,
 }
 
-impl Problem {
-    /// The kind named `kind`, if there is one.
-    pub fn of(kind: &str) -> Option<Self> {
-        let kind = crate::web::error::Kind::named(kind)?;
-        Some(Self {
-            title: kind.title,
-            status: kind.status.as_u16(),
-        })
-    }
+/// Every kind of `/problem?kind=` page.
+pub fn problems() -> Vec<Problem> {
+    let problem = |kind: &crate::web::error::Kind| Problem {
+        kind: kind.name,
+        title: kind.title,
+        status: kind.status.as_u16(),
+    };
+    crate::web::error::Kind::all().map(problem).collect()
 }

@@ -120,7 +120,7 @@ fn a_malformed_store_url_is_never_shown_it_may_hold_a_password() {
 }
 
 #[test]
-fn empty_values_count_as_unset_and_scopes_are_normalised() {
+fn set_values_are_read_and_empty_ones_count_as_unset() {
     let c = config(&[
         ("WEBEX_CLIENT_ID", "  "),
         ("WEBEX_SCOPES", "  spark:all   spark:kms "),
@@ -130,32 +130,34 @@ fn empty_values_count_as_unset_and_scopes_are_normalised() {
     assert_eq!(c.scopes, "spark:all spark:kms");
     let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
     assert!(c.secure_cookies());
-    let c = config(&[("SESSION_STORE", "memory")]).unwrap();
-    assert_eq!(c.session_store, StoreConfig::Memory);
-    let c = config(&[("SESSION_STORE", "sqlite:///var/lib/app/s.db")]).unwrap();
-    assert_eq!(
-        c.session_store,
-        StoreConfig::Sqlite("/var/lib/app/s.db".into())
-    );
     let err = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap_err();
     assert_eq!(err.key, "ENCRYPTION_KEYS", "Redis needs a shared key");
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let shared = ("ENCRYPTION_KEYS", key);
-    let c = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2"), shared]).unwrap();
-    assert_eq!(
-        c.session_store,
-        StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
+    let (redis, rediss) = (
+        "redis://127.0.0.1:6379/2",
+        "rediss://:hunter2@cache.internal:6379/0",
     );
-    let c = config(&[
-        ("SESSION_STORE", "rediss://:hunter2@cache.internal:6379/0"),
-        shared,
-    ])
-    .unwrap();
-    assert_eq!(c.session_store.to_string(), "Redis at cache.internal");
+    for (store, expected) in [
+        ("memory", StoreConfig::Memory),
+        (
+            "sqlite:///var/lib/app/s.db",
+            StoreConfig::Sqlite("/var/lib/app/s.db".into()),
+        ),
+        (redis, StoreConfig::Redis(redis.into())),
+        (rediss, StoreConfig::Redis(rediss.into())),
+    ] {
+        let c = config(&[("SESSION_STORE", store), ("ENCRYPTION_KEYS", key)]).unwrap();
+        assert_eq!(c.session_store, expected);
+    }
+    let shown = StoreConfig::Redis(rediss.into()).to_string();
+    assert_eq!(shown, "Redis at cache.internal");
     let c = config(&[
         ("ENCRYPTION_KEYS", &format!("{key}, {key}")),
         ("ALLOWED_HOSTS", "App.Example.com, ,10.0.0.5:10060"),
         ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+        ("METRICS_ADDR", "127.0.0.1:9100"),
     ])
     .unwrap();
     assert_eq!(c.encryption_keys.len(), 2);
@@ -163,6 +165,8 @@ fn empty_values_count_as_unset_and_scopes_are_normalised() {
     assert!(!format!("{c:?}").contains(key));
     assert_eq!(c.allowed_hosts, ["app.example.com", "10.0.0.5:10060"]);
     assert_eq!(c.client_ip_header.unwrap().as_str(), "x-forwarded-for");
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
 }
 
 #[test]
@@ -186,18 +190,6 @@ fn the_default_redirect_uri_follows_the_listen_port_and_port() {
     c.bound_to("127.0.0.1:41234".parse().unwrap());
     assert_eq!(c.redirect_uri.as_str(), "https://app.example.com/oauth");
     assert_eq!(c.listen_addr.port(), 41234);
-}
-
-#[test]
-fn logs_and_metrics_settings() {
-    let c = config(&[
-        ("LOG_FORMAT", "json"),
-        ("RUST_LOG", "debug"),
-        ("METRICS_ADDR", "127.0.0.1:9100"),
-    ])
-    .unwrap();
-    assert_eq!(c.log_format, LogFormat::Json);
-    assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
 }
 
 #[test]
