@@ -18,7 +18,7 @@ use axum::http::HeaderValue;
 use fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Host;
@@ -50,7 +50,6 @@ impl App {
 
     /// Builds the app on a listener the caller bound (tests bind `127.0.0.1:0`).
     pub async fn with_listener(mut config: Config, listener: TcpListener) -> io::Result<Self> {
-        // `127.0.0.1:0` becomes a real port, which the default redirect URI follows.
         config.bound_to(listener.local_addr()?);
         // 1. Webex: the real one, or the fake on its own loopback port (demo mode).
         let (webex, fake) = webex_client(&config).await?;
@@ -135,9 +134,9 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes; then drains (`serve::DRAIN_TIMEOUT`), stops this
-    /// instance's device pollers and releases their leases, so another instance (or the next
-    /// start) takes the flows over at its next housekeeping round, not once the leases lapse.
+    /// Serves until `shutdown` completes; then drains, stops this instance's device pollers and
+    /// releases their leases, so another instance (or the next start) takes the flows over at its
+    /// next housekeeping round, not once the leases lapse.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -244,14 +243,12 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
 /// `bind`) answers there, so the QR code works on a phone that reaches the app; else `None`
 /// (the bound address).
 fn demo_link_host(bind: IpAddr, redirect_uri: &url::Url) -> Option<String> {
+    let answers =
+        |ip: IpAddr| bind == ip || bind.is_unspecified() && bind.is_ipv4() == ip.is_ipv4();
     match redirect_uri.host()? {
         Host::Domain(name) if bind.is_unspecified() && name != "localhost" => Some(name.to_owned()),
-        Host::Ipv4(ip) if bind == IpAddr::V4(ip) || bind == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
-            Some(ip.to_string())
-        }
-        Host::Ipv6(ip) if bind == IpAddr::V6(ip) || bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
-            Some(format!("[{ip}]"))
-        }
+        Host::Ipv4(ip) if answers(ip.into()) => Some(ip.to_string()),
+        Host::Ipv6(ip) if answers(ip.into()) => Some(format!("[{ip}]")),
         _ => None,
     }
 }

@@ -1,5 +1,5 @@
 //! The environment contract (`WEBEX_*`, `LISTEN_ADDR`, `PORT`, `SESSION_STORE`, …), read and checked
-//! at start-up; the keys and their defaults are [`settings::SETTINGS`], which `--help` shows.
+//! at start-up; the keys and their defaults are [`crate::cli::SETTINGS`], which `--help` shows.
 
 use crate::secret::Secret;
 use axum::http::HeaderName;
@@ -10,7 +10,7 @@ use url::Url;
 /// The redirect URI when `WEBEX_REDIRECT_URI` is unset: its port follows the listen port.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:10060/oauth";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
-pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
+pub use crate::cli::DEFAULT_LOG_FILTER;
 
 /// `LOG_FORMAT`: how log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl std::fmt::Display for StoreConfig {
     }
 }
 
-/// The checked settings; each field's key and default are in [`settings::SETTINGS`].
+/// The checked settings; each field's key and default are in [`crate::cli::SETTINGS`].
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `WEBEX_CLIENT_ID` / `WEBEX_CLIENT_SECRET`.
@@ -157,13 +157,10 @@ impl Config {
         let redirect_uri = env.get("WEBEX_REDIRECT_URI");
         let redirect_uri_follows_port = redirect_uri.is_none();
         let redirect_uri = redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI);
-        let mut redirect_uri =
+        let redirect_uri =
             bare_url(redirect_uri).map_err(|problem| invalid("WEBEX_REDIRECT_URI", problem))?;
-        if redirect_uri_follows_port {
-            follow_port(&mut redirect_uri, listen_addr.port());
-        }
         // Fields in the order they are checked: the first bad value is the one reported.
-        let config = Self {
+        let mut config = Self {
             mode,
             redirect_uri,
             redirect_uri_follows_port,
@@ -200,6 +197,7 @@ impl Config {
             request_timeout: Duration::from_secs(15),
             handler_timeout: Duration::from_secs(30),
         };
+        config.bound_to(listen_addr); // the default redirect URI takes the listen port
         if matches!(config.session_store, StoreConfig::Redis(_))
             && config.encryption_keys.is_empty()
         {
@@ -236,12 +234,14 @@ impl Config {
         (hosts, origins)
     }
 
-    /// Records the address the app is actually bound to (`127.0.0.1:0` becomes a real port); the
-    /// default redirect URI follows it.
+    /// Records the address the app is bound to (`127.0.0.1:0` becomes a real port). The default
+    /// redirect URI's port follows it (not the other way round: an explicit `WEBEX_REDIRECT_URI`
+    /// may be a proxy's public https URL, on another port).
     pub fn bound_to(&mut self, addr: SocketAddr) {
         self.listen_addr = addr;
         if self.redirect_uri_follows_port {
-            follow_port(&mut self.redirect_uri, addr.port());
+            // Cannot fail on the default http:// URL with a host; were it to, it keeps its port.
+            let _ = self.redirect_uri.set_port(Some(addr.port()));
         }
     }
 
@@ -264,7 +264,7 @@ impl Env<'_> {
         (self.0)(key)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
-            .or_else(|| settings::default_of(key).map(str::to_owned))
+            .or_else(|| crate::cli::default_of(key).map(str::to_owned))
     }
 
     /// `key`'s value (unset: its default, else empty) as `check` reads it.
@@ -367,13 +367,6 @@ fn socket_addr(raw: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:10060"))
 }
 
-/// The default redirect URI's port is the listen port (not the other way round: an explicit
-/// `WEBEX_REDIRECT_URI` may be a proxy's public https URL, on another port).
-fn follow_port(url: &mut Url, port: u16) {
-    // Cannot fail on an http:// URL with a host (the default); were it to, the URL keeps its port.
-    let _ = url.set_port(Some(port));
-}
-
 /// `host[:port]` of a URL, as a browser sends it in `Host` (the port only when not the default).
 pub fn authority(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
@@ -427,6 +420,5 @@ fn oidc_issuers(raw: &str) -> Result<Vec<String>, String> {
     list(raw).map(issuer).collect()
 }
 
-pub mod settings;
 #[cfg(test)]
 mod tests;

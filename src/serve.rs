@@ -178,6 +178,8 @@ struct IdleTimeout<T> {
     timer: Pin<Box<Sleep>>,
 }
 
+type IoPoll<T> = Poll<io::Result<T>>;
+
 impl<T> IdleTimeout<T> {
     fn new(inner: T, idle: Duration) -> Self {
         let now = Instant::now();
@@ -204,22 +206,14 @@ impl<T> IdleTimeout<T> {
         }
     }
 
-    /// `poll` is a read or write that made `moved` bytes of progress when ready.
-    fn track<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<io::Result<R>>,
-        moved: impl FnOnce(&R) -> bool,
-    ) -> Poll<io::Result<R>> {
+    /// `poll` is a read or write, which `moved` bytes or not.
+    fn track<R>(&mut self, cx: &mut Context<'_>, poll: IoPoll<R>, moved: bool) -> IoPoll<R> {
+        if moved {
+            self.last_progress = Instant::now();
+        }
         match poll {
-            Poll::Ready(Ok(value)) => {
-                if moved(&value) {
-                    self.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(value))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => self.poll_idle(cx).map(Err),
+            ready => ready,
         }
     }
 }
@@ -233,8 +227,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let after = buf.filled().len();
-        this.track(cx, poll, |()| after > before)
+        let moved = buf.filled().len() > before;
+        this.track(cx, poll, moved)
     }
 }
 
@@ -246,7 +240,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.track(cx, poll, |n| *n > 0)
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        this.track(cx, poll, moved)
     }
 
     fn poll_write_vectored(
@@ -256,7 +251,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.track(cx, poll, |n| *n > 0)
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        this.track(cx, poll, moved)
     }
 
     fn is_write_vectored(&self) -> bool {
