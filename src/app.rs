@@ -156,18 +156,8 @@ impl App {
                 limiter.forget_idle_clients();
             }
         });
-        let config = self.state.config();
-        let limits = serve::Limits {
-            header_read_timeout: config.header_read_timeout,
-            max_connections: config.max_connections,
-            // Behind a proxy (`CLIENT_IP_HEADER`) every peer is the proxy: no per-peer cap.
-            max_connections_per_client: match config.client_ip_header {
-                Some(_) => config.max_connections,
-                None => config.max_connections_per_client,
-            },
-            drain_timeout: serve::DRAIN_TIMEOUT,
-        };
-        serve::serve(self.listener, self.router, limits, shutdown).await;
+        let (config, drain) = (self.state.config(), serve::DRAIN_TIMEOUT);
+        serve::serve(self.listener, self.router, config, drain, shutdown).await;
         // Drained: no request can start a flow now. Housekeeping goes first (it would renew
         // the leases), then the pollers, then the leases themselves.
         housekeeping.abort();

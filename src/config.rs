@@ -154,16 +154,11 @@ impl Config {
         };
 
         let listen_addr = env.listen_addr()?;
-        let redirect_uri = env.get("WEBEX_REDIRECT_URI");
-        let redirect_uri_follows_port = redirect_uri.is_none();
-        let redirect_uri = redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI);
-        let redirect_uri =
-            bare_url(redirect_uri).map_err(|problem| invalid("WEBEX_REDIRECT_URI", problem))?;
         // Fields in the order they are checked: the first bad value is the one reported.
         let mut config = Self {
             mode,
-            redirect_uri,
-            redirect_uri_follows_port,
+            redirect_uri: env.parse("WEBEX_REDIRECT_URI", redirect_uri)?,
+            redirect_uri_follows_port: env.get("WEBEX_REDIRECT_URI").is_none(),
             api_base: env.parse("WEBEX_API_BASE", http_url)?,
             oidc_issuers: env.parse("WEBEX_OIDC_ISSUERS", oidc_issuers)?,
             scopes: env.parse("WEBEX_SCOPES", scopes)?,
@@ -390,9 +385,12 @@ fn http_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// `WEBEX_REDIRECT_URI`: an [`http_url`] without a query or a fragment.
-fn bare_url(raw: &str) -> Result<Url, String> {
-    let url = http_url(raw)?;
+/// `WEBEX_REDIRECT_URI`, else [`DEFAULT_REDIRECT_URI`]: an [`http_url`] with no query or fragment.
+fn redirect_uri(raw: &str) -> Result<Url, String> {
+    let url = match raw {
+        "" => http_url(DEFAULT_REDIRECT_URI)?,
+        raw => http_url(raw)?,
+    };
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or a fragment".into());
     }

@@ -17,6 +17,7 @@
 //!   the rest.
 
 use crate::client::PerClient;
+use crate::config::Config;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -49,29 +50,26 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept errors back off from the first, doubling, up to the second: no spin on EMFILE.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// The limits the loop enforces (from `Config`, and [`DRAIN_TIMEOUT`], which tests shorten).
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    pub drain_timeout: Duration,
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then drains.
+/// Serves `router` on `listener` under `config`'s limits until `shutdown` completes, then gives
+/// in-flight requests `drain` to finish ([`DRAIN_TIMEOUT`]; tests shorten it).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: Limits,
+    config: &Config,
+    drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_client = PerClient::new(limits.max_connections_per_client);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    // Behind a proxy (`CLIENT_IP_HEADER`) every peer is the proxy: no per-peer cap.
+    let per_client = PerClient::new(match config.client_ip_header {
+        Some(_) => config.max_connections,
+        None => config.max_connections_per_client,
+    });
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut backoff: Option<Duration> = None;
@@ -140,12 +138,12 @@ pub async fn serve(
         connections = in_flight,
         "stopped accepting; letting in-flight requests finish"
     );
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
-            drain_secs = limits.drain_timeout.as_secs(),
+            drain_secs = drain.as_secs(),
             "requests still running after the drain deadline are dropped"
         );
     }
@@ -326,33 +324,29 @@ mod tests {
                 std::future::pending::<()>().await;
             }),
         );
-        let limits = Limits {
-            header_read_timeout: Duration::from_secs(5),
-            max_connections: 10,
-            max_connections_per_client: 10,
-            drain_timeout: Duration::from_millis(300),
-        };
+        let config = Config::from_lookup(|_| None).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router, limits, async {
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n";
+            stream.write_all(request).await.unwrap();
+            let entered = tokio::time::timeout(Duration::from_secs(5), entered_rx.recv());
+            entered.await.unwrap();
+            let asked = Instant::now();
+            let _ = stop.send(());
+            (stream, asked)
+        });
+        let drain = Duration::from_millis(300);
+        let server = serve(listener, router, &config, drain, async {
             let _ = stopped.await;
-        }));
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), entered_rx.recv())
-            .await
-            .unwrap();
-        let asked = Instant::now();
-        let _ = stop.send(());
+        });
         tokio::time::timeout(Duration::from_secs(5), server)
             .await
-            .expect("the server stops at the drain deadline")
-            .unwrap();
-        assert!(asked.elapsed() >= Duration::from_millis(300));
+            .expect("the server stops at the drain deadline");
+        let (mut stream, asked) = client.await.unwrap();
+        assert!(asked.elapsed() >= drain);
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
             .await
