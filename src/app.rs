@@ -135,8 +135,7 @@ impl App {
     }
 
     /// Serves until `shutdown` completes; then drains, stops this instance's device pollers and
-    /// releases their leases, so another instance (or the next start) takes the flows over at its
-    /// next housekeeping round, not once the leases lapse.
+    /// releases their leases, so another instance takes the flows over without waiting for them.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -229,9 +228,8 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
     Ok((webex, fake))
 }
 
-/// The host the demo fake puts in its links: the redirect URI's, when the fake (bound to
-/// `bind`) answers there, so the QR code works on a phone that reaches the app; else `None`
-/// (the bound address).
+/// The host the demo fake puts in its links (so the QR code works on a phone that reaches the
+/// app): the redirect URI's, when the fake (bound to `bind`) answers there; else `None`.
 fn demo_link_host(bind: IpAddr, redirect_uri: &url::Url) -> Option<String> {
     let answers =
         |ip: IpAddr| bind == ip || bind.is_unspecified() && bind.is_ipv4() == ip.is_ipv4();

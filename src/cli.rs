@@ -9,15 +9,13 @@ use clap::{Arg, ArgMatches, Command};
 /// `RUST_LOG`'s default.
 pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
 
-/// One setting: its environment variable, its command-line flag, its default (as `--help`
-/// shows it) and what it does.
+/// One setting: its environment variable, flag, default (as `--help` shows it) and what it does.
 pub struct Setting {
     pub key: &'static str,
     pub flag: &'static str,
     pub default: &'static str,
     pub help: &'static str,
-    /// Whether `default` is the value used when the key is unset (else it only describes what
-    /// happens then).
+    /// Whether `default` is the value used when unset (else it says what happens then).
     pub applied: bool,
 }
 
@@ -110,11 +108,6 @@ pub fn value(matches: &ArgMatches, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_command_line_is_well_formed() {
-        command().debug_assert();
-    }
 
     #[test]
     fn a_flag_overrides_the_environment_and_reaches_the_config() {

@@ -40,8 +40,7 @@ use tower::ServiceExt;
 
 /// hyper's read buffer (`max_buf_size`), which bounds a request's head: a larger one gets a 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Header lines a request may have; more get a 431 (at most hyper's 100, so the parser's array
-/// stays on the stack).
+/// Header lines a request may have; more get a 431 (hyper's parser keeps up to 100 on the stack).
 pub const MAX_HEADERS: usize = 64;
 /// A connection on which nothing moved for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -166,9 +165,8 @@ fn next_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(first, |p| p.saturating_mul(2).min(cap))
 }
 
-/// An IO that fails with `TimedOut` once no byte was read or written for `idle`. Progress only
-/// records the time (no timer-wheel update per call); a timer that fires early moves to the new
-/// deadline.
+/// An IO that fails with `TimedOut` once no byte moved either way for `idle`. Progress records the
+/// time only (no timer update per call); a timer that fires early moves to the new deadline.
 struct IdleTimeout<T> {
     inner: T,
     idle: Duration,

@@ -47,7 +47,6 @@ pub const WEBEX_DURATION: &str = "webex_oauth_webex_request_duration_seconds";
 /// `webex_oauth_token_refreshes_total{outcome}`: `refreshed`, `already_refreshed` (another
 /// request did it while this one waited), `sign_in_again`, `error`.
 pub const TOKEN_REFRESHES: &str = "webex_oauth_token_refreshes_total";
-/// `webex_oauth_device_flows_started_total`.
 pub const DEVICE_FLOWS_STARTED: &str = "webex_oauth_device_flows_started_total";
 /// `webex_oauth_device_flows_ended_total{outcome}`: `granted`, `denied`, `expired`, `error`,
 /// `cancelled`.
@@ -58,8 +57,7 @@ pub const DEVICE_FLOWS_PENDING: &str = "webex_oauth_device_flows_pending";
 /// `webex_oauth_store_errors_total{place}`: `request`, `poller`, `housekeeping`, `metrics`.
 pub const STORE_ERRORS: &str = "webex_oauth_store_errors_total";
 
-/// Latency buckets, in seconds: from a cached page (well under a millisecond) to Webex's 15 s
-/// timeout.
+/// Latency buckets, in seconds: from a cached page (under a millisecond) to Webex's 15 s timeout.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
 ];

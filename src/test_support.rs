@@ -38,9 +38,8 @@ impl Probe {
     }
 }
 
-/// The spaces page for one `/rooms` body, parsed and rendered as `GET /spaces` does it (the
-/// same parser, rows, order and template), for the benchmark's lean reference: the same work
-/// without the app's layers, which follows the page when it changes.
+/// The spaces page for one `/rooms` body, parsed and rendered by `GET /spaces`'s own code, for the
+/// benchmark's lean reference (the same work without the app's layers).
 pub fn render_spaces_page(
     demo: bool,
     rooms_body: &[u8],
@@ -52,8 +51,7 @@ pub fn render_spaces_page(
     askama::Template::render(&page).map_err(|e| e.to_string())
 }
 
-/// A kind of `/problem?kind=` page (see `web::error`): its name, its title, and the status of the
-/// failure it reports (as text on the page).
+/// A kind of `/problem?kind=` page (`web::error`): its name, title and the failure's status.
 #[derive(Debug)]
 pub struct Problem {
     pub kind: &'static str,
