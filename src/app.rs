@@ -279,16 +279,12 @@ mod tests {
             // A LAN address the app is bound to, or any name/address with a wildcard bind.
             ("127.0.0.2", "http://127.0.0.2:1/oauth", Some("127.0.0.2")),
             ("0.0.0.0", "http://192.168.1.5:1/oauth", Some("192.168.1.5")),
-            (
-                "0.0.0.0",
-                "http://laptop.local:1/oauth",
-                Some("laptop.local"),
-            ),
+            ("0.0.0.0", "http://pc.local:1/oauth", Some("pc.local")),
             ("::", "http://[fe80::1]:1/oauth", Some("[fe80::1]")),
             // Elsewhere the fake would not answer: its bound address.
             ("127.0.0.1", "http://192.168.1.5:1/oauth", None),
             ("0.0.0.0", "http://localhost:1/oauth", None),
-            ("127.0.0.1", "http://laptop.local:1/oauth", None),
+            ("127.0.0.1", "http://pc.local:1/oauth", None),
             ("0.0.0.0", "http://[::1]:1/oauth", None),
         ] {
             let host = demo_link_host(bind.parse().unwrap(), &url::Url::parse(redirect).unwrap());

@@ -27,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -93,7 +94,7 @@ pub async fn serve(
                     backoff = None;
                     accepted
                 }
-                Err(err) if is_connection_error(&err) => {
+                Err(err) if matches!(err.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) => {
                     // That one client gave up during the handshake; the listener is fine.
                     tracing::debug!(%err, "a connection failed before it was accepted");
                     continue;
@@ -149,16 +150,6 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// Errors that concern one client, not the listener.
-fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 /// The wait after an accept error, given the previous one (`None` after a success).
 fn next_backoff(previous: Option<Duration>) -> Duration {
     let (first, cap) = ACCEPT_BACKOFF;
@@ -193,10 +184,7 @@ impl<T> IdleTimeout<T> {
             ready!(self.timer.as_mut().poll(cx));
             let deadline = self.last_progress + self.idle;
             if deadline <= Instant::now() {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for too long",
-                ));
+                return Poll::Ready(io::Error::new(TimedOut, "connection idle for too long"));
             }
             self.timer.as_mut().reset(deadline);
         }
@@ -307,7 +295,7 @@ mod tests {
             .await
             .expect("the idle timer fires")
             .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(err.kind(), TimedOut);
         // The last byte came at 11 × 50 ms; the timer fires an idle period after it.
         assert!(started.elapsed() >= Duration::from_millis(550) + idle);
     }

@@ -48,11 +48,11 @@ fn defaults_give_demo_mode_on_localhost_10060() {
 fn live_mode_needs_the_secret() {
     let err = config(&[("WEBEX_CLIENT_ID", "Cabc")]).unwrap_err();
     assert_eq!(err.key, "WEBEX_CLIENT_SECRET");
-    let c = config(&[
+    let live = [
         ("WEBEX_CLIENT_ID", "Cabc"),
         ("WEBEX_CLIENT_SECRET", "s3cret"),
-    ])
-    .unwrap();
+    ];
+    let c = config(&live).unwrap();
     assert!(matches!(&c.mode, Mode::Live { client_id, .. } if client_id == "Cabc"));
     assert!(!format!("{c:?}").contains("s3cret"));
 }
@@ -114,19 +114,15 @@ fn set_values_are_read_and_empty_ones_count_as_unset() {
     assert_eq!(c.scopes, "spark:all spark:kms");
     let c = config(&[("WEBEX_REDIRECT_URI", "https://app.example.com/oauth")]).unwrap();
     assert!(c.secure_cookies());
-    let err = config(&[("SESSION_STORE", "redis://127.0.0.1:6379/2")]).unwrap_err();
+    let redis = "redis://127.0.0.1:6379/2";
+    let rediss = "rediss://:hunter2@cache.internal:6379/0";
+    let err = config(&[("SESSION_STORE", redis)]).unwrap_err();
     assert_eq!(err.key, "ENCRYPTION_KEYS", "Redis needs a shared key");
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let (redis, rediss) = (
-        "redis://127.0.0.1:6379/2",
-        "rediss://:hunter2@cache.internal:6379/0",
-    );
+    let sqlite = StoreConfig::Sqlite("/var/lib/app/s.db".into());
     for (store, expected) in [
         ("memory", StoreConfig::Memory),
-        (
-            "sqlite:///var/lib/app/s.db",
-            StoreConfig::Sqlite("/var/lib/app/s.db".into()),
-        ),
+        ("sqlite:///var/lib/app/s.db", sqlite),
         (redis, StoreConfig::Redis(redis.into())),
         (rediss, StoreConfig::Redis(rediss.into())),
     ] {
