@@ -25,12 +25,8 @@ pub fn init_logging(config: &Config) -> LogGuard {
         .with_writer(writer);
     match config.log_format {
         LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-        // Span fields (the request id, the short flow id) go into every line of the span.
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
+        // Its defaults put the span fields (the request id, the short flow id) in every line.
+        LogFormat::Json => builder.json().init(),
     }
     guard
 }
