@@ -74,8 +74,7 @@ pub struct Config {
     pub device_scopes: String,
     /// `WEBEX_API_BASE`: every Webex URL derives from it (ignored in demo mode).
     pub api_base: Url,
-    /// `WEBEX_OIDC_ISSUERS`: id_token issuers accepted besides the discovery issuer and Webex's
-    /// idbroker hosts (`identity::issuer`), each exactly as written.
+    /// `WEBEX_OIDC_ISSUERS`: id_token issuers also accepted (`identity::issuer`), as written.
     pub oidc_issuers: Vec<String>,
     /// `LISTEN_ADDR`, else `0.0.0.0:$PORT`; then the address actually bound (`bound_to`).
     pub listen_addr: SocketAddr,
@@ -213,9 +212,8 @@ impl Config {
         self.redirect_uri.scheme() == "https"
     }
 
-    /// The `Host` values served (the redirect URI's authority, the bound address, `localhost` on
-    /// its port when it is loopback, and `ALLOWED_HOSTS`), and the `Origin`s accepted for form
-    /// posts (the same hosts under the redirect URI's scheme).
+    /// The `Host` values served (the redirect URI's, the bound address, `localhost` on a loopback
+    /// one's port, `ALLOWED_HOSTS`) and the `Origin`s accepted (them under the redirect's scheme).
     pub fn served_hosts(&self) -> (Vec<String>, Vec<String>) {
         let mut hosts = vec![authority(&self.redirect_uri), self.listen_addr.to_string()];
         if self.listen_addr.ip().is_loopback() {
@@ -229,9 +227,8 @@ impl Config {
         (hosts, origins)
     }
 
-    /// Records the address the app is bound to (`127.0.0.1:0` becomes a real port). The default
-    /// redirect URI's port follows it (not the other way round: an explicit `WEBEX_REDIRECT_URI`
-    /// may be a proxy's public https URL, on another port).
+    /// Records the address the app is bound to (`127.0.0.1:0` becomes a real port); the default
+    /// redirect URI's port follows it (an explicit one may be a proxy's, on another port).
     pub fn bound_to(&mut self, addr: SocketAddr) {
         self.listen_addr = addr;
         if self.redirect_uri_follows_port {
@@ -250,8 +247,7 @@ impl Config {
 /// A value's check: the value, or what is wrong with it (the key is added by [`Env`]).
 type Check<T> = fn(&str) -> Result<T, String>;
 
-/// What `from_lookup` reads through: values trimmed, an empty one unset, the table's default
-/// applied.
+/// What `from_lookup` reads through: values trimmed, empty as unset, the table's default applied.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
@@ -278,8 +274,7 @@ impl Env<'_> {
         if let Some(addr) = self.parse_opt("LISTEN_ADDR", socket_addr)? {
             return Ok(addr);
         }
-        // A platform that sets PORT routes outside traffic to it on every interface: loopback
-        // would be unreachable there.
+        // A platform that sets PORT routes outside traffic to every interface, never to loopback.
         let port = self.parse_opt("PORT", |port| {
             port.parse::<u16>()
                 .map_err(|_| format!("{port:?} is not a port number (0-65535)"))
@@ -319,11 +314,8 @@ fn positive<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
 
 /// Space-separated scopes, joined by single spaces.
 fn scopes(raw: &str) -> Result<String, String> {
-    let valid = |s: &&str| {
-        s.bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\'))
-    };
-    match raw.split_whitespace().find(|s| !valid(s)) {
+    let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\');
+    match raw.split_whitespace().find(|s| !s.bytes().all(valid)) {
         Some(bad) => Err(format!("{bad:?} is not a valid scope")),
         None => Ok(raw.split_whitespace().collect::<Vec<_>>().join(" ")),
     }
@@ -331,9 +323,7 @@ fn scopes(raw: &str) -> Result<String, String> {
 
 /// The entries of a comma-separated list, trimmed, empty ones left out.
 fn list(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
+    raw.split(',').map(str::trim).filter(|e| !e.is_empty())
 }
 
 /// `ENCRYPTION_KEYS`: each the base64 of 32 bytes.
@@ -397,9 +387,8 @@ fn redirect_uri(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// `WEBEX_OIDC_ISSUERS`: each kept exactly as written (an issuer is matched as a string), and
-/// each an issuer URL as OpenID Connect Discovery §3 has it: https, a host, no user, no query,
-/// no fragment.
+/// `WEBEX_OIDC_ISSUERS`, each kept as written (issuers are matched as strings) and an issuer URL
+/// as OpenID Connect Discovery §3 has it: https, a host, no user, no query, no fragment.
 fn oidc_issuers(raw: &str) -> Result<Vec<String>, String> {
     let issuer = |issuer: &str| {
         let url = http_url(issuer)?;

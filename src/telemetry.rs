@@ -86,22 +86,14 @@ pub fn metrics_enabled() -> bool {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use metrics::{Unit::Seconds, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route template, method and status"
     );
-    describe_histogram!(
-        HTTP_DURATION,
-        metrics::Unit::Seconds,
-        "Time to answer an HTTP request"
-    );
+    describe_histogram!(HTTP_DURATION, Seconds, "Time to answer an HTTP request");
     describe_counter!(WEBEX_REQUESTS, "Calls to Webex, by endpoint and status");
-    describe_histogram!(
-        WEBEX_DURATION,
-        metrics::Unit::Seconds,
-        "Time Webex took to answer"
-    );
+    describe_histogram!(WEBEX_DURATION, Seconds, "Time Webex took to answer");
     describe_counter!(TOKEN_REFRESHES, "Access-token refreshes, by outcome");
     describe_counter!(DEVICE_FLOWS_STARTED, "Device sign-ins started");
     describe_counter!(DEVICE_FLOWS_ENDED, "Device sign-ins ended, by outcome");
