@@ -108,6 +108,7 @@ pub fn value(matches: &ArgMatches, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn a_flag_overrides_the_environment_and_reaches_the_config() {
@@ -123,7 +124,7 @@ mod tests {
     /// lists (and `.env.example` is checked against the same list in tests/cli.rs).
     #[test]
     fn every_key_read_is_a_listed_setting() {
-        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let asked = std::cell::RefCell::new(BTreeSet::new());
         for live in [false, true] {
             crate::Config::from_lookup(|key| {
                 asked.borrow_mut().insert(key.to_owned());
@@ -131,8 +132,7 @@ mod tests {
             })
             .unwrap();
         }
-        let listed: std::collections::BTreeSet<String> =
-            SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        let listed: BTreeSet<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
         assert_eq!(asked.into_inner(), listed);
     }
 }
