@@ -18,7 +18,7 @@ use axum::http::HeaderValue;
 use fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Host;
@@ -50,7 +50,6 @@ impl App {
 
     /// Builds the app on a listener the caller bound (tests bind `127.0.0.1:0`).
     pub async fn with_listener(mut config: Config, listener: TcpListener) -> io::Result<Self> {
-        // `127.0.0.1:0` becomes a real port, which the default redirect URI follows.
         config.bound_to(listener.local_addr()?);
         // 1. Webex: the real one, or the fake on its own loopback port (demo mode).
         let (webex, fake) = webex_client(&config).await?;
@@ -84,7 +83,6 @@ impl App {
             store.session_locks,
             store.sessions,
             csp,
-            listener.local_addr().ok(),
         );
         // 4. The router and its layers.
         let limiter = web::ClientLimiter::new(
@@ -128,7 +126,7 @@ impl App {
     /// A read-only view into the running app, for tests and the benchmark.
     #[cfg(feature = "test-support")]
     pub fn probe(&self) -> Probe {
-        Probe::new(self.state.clone())
+        Probe(self.state.clone())
     }
 
     /// Serves until Ctrl-C or SIGTERM.
@@ -136,9 +134,8 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes; then drains (`serve::DRAIN_TIMEOUT`), stops this
-    /// instance's device pollers and releases their leases, so another instance (or the next
-    /// start) takes the flows over at its next housekeeping round, not once the leases lapse.
+    /// Serves until `shutdown` completes; then drains, stops this instance's device pollers and
+    /// releases their leases, so another instance takes the flows over without waiting for them.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -158,19 +155,8 @@ impl App {
                 limiter.forget_idle_clients();
             }
         });
-        let config = self.state.config();
-        let limits = serve::Limits {
-            header_read_timeout: config.header_read_timeout,
-            max_connections: config.max_connections,
-            // Behind a proxy (`CLIENT_IP_HEADER`) every peer is the proxy: no per-peer cap.
-            max_connections_per_client: match config.client_ip_header {
-                Some(_) => config.max_connections,
-                None => config.max_connections_per_client,
-            },
-            idle_timeout: serve::IDLE_TIMEOUT,
-            drain_timeout: serve::DRAIN_TIMEOUT,
-        };
-        serve::serve(self.listener, self.router, limits, shutdown).await;
+        let (config, drain) = (self.state.config(), serve::DRAIN_TIMEOUT);
+        serve::serve(self.listener, self.router, config, drain, shutdown).await;
         // Drained: no request can start a flow now. Housekeeping goes first (it would renew
         // the leases), then the pollers, then the leases themselves.
         housekeeping.abort();
@@ -202,31 +188,26 @@ async fn metrics_listener(addr: SocketAddr) -> io::Result<(TcpListener, Promethe
 
 /// The Webex client for the configured mode; in demo mode, the fake it talks to.
 async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWebex>)> {
-    let (api_base, creds, fake) = match &config.mode {
+    let (api_base, client_id, client_secret, fake) = match &config.mode {
         Mode::Live {
             client_id,
             client_secret,
         } => (
             config.api_base.clone(),
-            Credentials {
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-            },
+            client_id.as_str(),
+            client_secret.clone(),
             None,
         ),
         Mode::Demo => {
             // On the app's interface, so a phone that reaches the app reaches the fake too.
             let bind = config.listen_addr.ip();
-            let listener = TcpListener::bind((bind, 0)).await?;
-            let fake = FakeWebex::spawn_on(
-                listener,
-                FakeConfig {
-                    redirect_uris: vec![config.redirect_uri.to_string()],
-                    public_host: demo_link_host(bind, &config.redirect_uri),
-                    ..FakeConfig::default()
-                },
-            )
-            .await?;
+            let fake_config = FakeConfig {
+                redirect_uris: vec![config.redirect_uri.to_string()],
+                public_host: demo_link_host(bind, &config.redirect_uri),
+                ..FakeConfig::default()
+            };
+            let fake =
+                FakeWebex::spawn_on(TcpListener::bind((bind, 0)).await?, fake_config).await?;
             if !bind.is_loopback() {
                 tracing::warn!(
                     origin = %fake.origin(),
@@ -234,35 +215,28 @@ async fn webex_client(config: &Config) -> io::Result<(WebexClient, Option<FakeWe
                 );
             }
             let base = url::Url::parse(&fake.base_url()).map_err(io::Error::other)?;
-            let creds = Credentials {
-                client_id: DEMO_CLIENT_ID.to_owned(),
-                client_secret: Secret::new(DEMO_CLIENT_SECRET),
-            };
-            (base, creds, Some(fake))
+            let secret = Secret::new(DEMO_CLIENT_SECRET);
+            (base, DEMO_CLIENT_ID, secret, Some(fake))
         }
     };
-    let webex = WebexClient::new(
-        api_base,
-        creds,
-        config.connect_timeout,
-        config.request_timeout,
-    )
-    .map_err(io::Error::other)?;
+    let creds = Credentials {
+        client_id: client_id.to_owned(),
+        client_secret,
+    };
+    let (connect, request) = (config.connect_timeout, config.request_timeout);
+    let webex = WebexClient::new(api_base, creds, connect, request).map_err(io::Error::other)?;
     Ok((webex, fake))
 }
 
-/// The host the demo fake puts in its links: the redirect URI's, when the fake (bound to
-/// `bind`) answers there, so the QR code works on a phone that reaches the app; else `None`
-/// (the bound address).
+/// The host the demo fake puts in its links (so the QR code works on a phone that reaches the
+/// app): the redirect URI's, when the fake (bound to `bind`) answers there; else `None`.
 fn demo_link_host(bind: IpAddr, redirect_uri: &url::Url) -> Option<String> {
+    let answers =
+        |ip: IpAddr| bind == ip || bind.is_unspecified() && bind.is_ipv4() == ip.is_ipv4();
     match redirect_uri.host()? {
         Host::Domain(name) if bind.is_unspecified() && name != "localhost" => Some(name.to_owned()),
-        Host::Ipv4(ip) if bind == IpAddr::V4(ip) || bind == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
-            Some(ip.to_string())
-        }
-        Host::Ipv6(ip) if bind == IpAddr::V6(ip) || bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
-            Some(format!("[{ip}]"))
-        }
+        Host::Ipv4(ip) if answers(ip.into()) => Some(ip.to_string()),
+        Host::Ipv6(ip) if answers(ip.into()) => Some(format!("[{ip}]")),
         _ => None,
     }
 }
@@ -305,16 +279,12 @@ mod tests {
             // A LAN address the app is bound to, or any name/address with a wildcard bind.
             ("127.0.0.2", "http://127.0.0.2:1/oauth", Some("127.0.0.2")),
             ("0.0.0.0", "http://192.168.1.5:1/oauth", Some("192.168.1.5")),
-            (
-                "0.0.0.0",
-                "http://laptop.local:1/oauth",
-                Some("laptop.local"),
-            ),
+            ("0.0.0.0", "http://pc.local:1/oauth", Some("pc.local")),
             ("::", "http://[fe80::1]:1/oauth", Some("[fe80::1]")),
             // Elsewhere the fake would not answer: its bound address.
             ("127.0.0.1", "http://192.168.1.5:1/oauth", None),
             ("0.0.0.0", "http://localhost:1/oauth", None),
-            ("127.0.0.1", "http://laptop.local:1/oauth", None),
+            ("127.0.0.1", "http://pc.local:1/oauth", None),
             ("0.0.0.0", "http://[::1]:1/oauth", None),
         ] {
             let host = demo_link_host(bind.parse().unwrap(), &url::Url::parse(redirect).unwrap());

@@ -1,7 +1,8 @@
 //! The environment contract (`WEBEX_*`, `LISTEN_ADDR`, `PORT`, `SESSION_STORE`, …), read and checked
-//! at start-up; the keys and their defaults are [`settings::SETTINGS`], which `--help` shows.
+//! at start-up; the keys and their defaults are [`crate::cli::SETTINGS`], which `--help` shows.
 
 use crate::secret::Secret;
+use axum::http::HeaderName;
 use std::net::SocketAddr;
 use std::time::Duration;
 use url::Url;
@@ -9,12 +10,12 @@ use url::Url;
 /// The redirect URI when `WEBEX_REDIRECT_URI` is unset: its port follows the listen port.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:10060/oauth";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:10060";
-pub const DEFAULT_LOG_FILTER: &str = "webex_oauth_axum=info,warn";
+pub use crate::cli::DEFAULT_LOG_FILTER;
 
 /// `LOG_FORMAT`: how log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One human-readable line an event (plain text, never coloured).
+    /// One human-readable line an event (coloured only on a terminal).
     Text,
     /// One JSON object a line, with the fields of every enclosing span (for log collectors).
     Json,
@@ -50,37 +51,32 @@ impl std::fmt::Display for StoreConfig {
             Self::Memory => f.write_str("memory (lost on restart)"),
             Self::Sqlite(path) => write!(f, "SQLite file {}", path.display()),
             Self::Redis(url) => {
-                let host = Url::parse(url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_owned));
+                let url = Url::parse(url).ok();
+                let host = url.as_ref().and_then(Url::host_str);
                 write!(f, "Redis at {}", host.unwrap_or_default())
             }
         }
     }
 }
 
-/// The checked settings; each field's key and default are in [`settings::SETTINGS`].
+/// The checked settings; each field's key and default are in [`crate::cli::SETTINGS`].
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `WEBEX_CLIENT_ID` / `WEBEX_CLIENT_SECRET`.
     pub mode: Mode,
     /// `WEBEX_REDIRECT_URI`: where Webex sends the browser back with the code.
     pub redirect_uri: Url,
-    /// True when `WEBEX_REDIRECT_URI` is unset: the redirect URI is `http://localhost:PORT/oauth`
-    /// with the port the app is actually bound to (`App::with_listener` sets it).
+    /// `WEBEX_REDIRECT_URI` is unset: the redirect URI's port follows the bound port (`bound_to`).
     pub redirect_uri_follows_port: bool,
-    /// `WEBEX_SCOPES`, of the authorization-code flow. With `openid` (the default), a flow also
-    /// proves who signed in (Login with Webex, `crate::identity`).
+    /// `WEBEX_SCOPES`; with `openid` (the default) a flow also proves who signed in (`identity`).
     pub scopes: String,
     /// `WEBEX_DEVICE_SCOPES`, of the device flow.
     pub device_scopes: String,
     /// `WEBEX_API_BASE`: every Webex URL derives from it (ignored in demo mode).
     pub api_base: Url,
-    /// `WEBEX_OIDC_ISSUERS`: id_token issuers accepted besides the discovery issuer and Webex's
-    /// idbroker hosts (`identity::issuer`), each exactly as written.
+    /// `WEBEX_OIDC_ISSUERS`: id_token issuers also accepted (`identity::issuer`), as written.
     pub oidc_issuers: Vec<String>,
-    /// `LISTEN_ADDR`, else `0.0.0.0:$PORT` (see `listen_addr`); `App::with_listener` replaces
-    /// it with the address actually bound.
+    /// `LISTEN_ADDR`, else `0.0.0.0:$PORT`; then the address actually bound (`bound_to`).
     pub listen_addr: SocketAddr,
     /// `SESSION_STORE`.
     pub session_store: StoreConfig,
@@ -92,19 +88,17 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// `MAX_CONNECTIONS`: the rest wait in the backlog.
     pub max_connections: usize,
-    /// `MAX_CONNECTIONS_PER_CLIENT`. Not applied with `CLIENT_IP_HEADER` (every peer is then
-    /// your proxy).
+    /// `MAX_CONNECTIONS_PER_CLIENT`; not applied with `CLIENT_IP_HEADER` (every peer is the proxy).
     pub max_connections_per_client: usize,
     /// `RATE_LIMIT_PER_MINUTE`, with a burst of that size.
     pub rate_limit_per_minute: u32,
     /// `CLIENT_IP_HEADER`: its last hop is the client address; unset, the peer address is.
-    pub client_ip_header: Option<axum::http::HeaderName>,
+    pub client_ip_header: Option<HeaderName>,
     /// `ABANDONED_FLOW_SECS`.
     pub abandoned_flow: Duration,
     /// `ALLOWED_HOSTS`, lowercase.
     pub allowed_hosts: Vec<String>,
-    /// `ENCRYPTION_KEYS`: the first encrypts tokens in the store, all decrypt. Empty: see
-    /// `store::open` for what each backend does.
+    /// `ENCRYPTION_KEYS`: the first encrypts, all decrypt; empty, see `store::open`.
     pub encryption_keys: Vec<EncryptionKey>,
     /// `METRICS_ADDR`: a listener of its own for `/metrics`, never the public one.
     pub metrics_addr: Option<SocketAddr>,
@@ -138,109 +132,66 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 
 impl Config {
     /// Reads the configuration through `lookup` (the command line and environment, or a map in
-    /// tests).
-    /// An empty value counts as unset; an unset key takes the table's default, if any.
+    /// tests). An empty value counts as unset; an unset key takes the table's default, if any.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| {
-            lookup(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .or_else(|| settings::default_of(key).map(str::to_owned))
-        };
-
-        let mode = match get("WEBEX_CLIENT_ID") {
+        let env = Env(&lookup);
+        let mode = match env.get("WEBEX_CLIENT_ID") {
             None => Mode::Demo,
             Some(client_id) => {
-                let client_secret = get("WEBEX_CLIENT_SECRET").ok_or_else(|| {
-                    invalid(
-                        "WEBEX_CLIENT_SECRET",
-                        "required when WEBEX_CLIENT_ID is set",
-                    )
+                let client_secret = env.parse("WEBEX_CLIENT_SECRET", |secret| match secret {
+                    "" => Err("required when WEBEX_CLIENT_ID is set".into()),
+                    secret => Ok(Secret::new(secret)),
                 })?;
-                if client_id
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-                {
+                if client_id.contains(|c: char| c.is_whitespace() || c.is_control()) {
                     return Err(invalid("WEBEX_CLIENT_ID", "must not contain spaces"));
                 }
                 Mode::Live {
                     client_id,
-                    client_secret: Secret::new(client_secret),
+                    client_secret,
                 }
             }
         };
 
-        let listen_addr = listen_addr(&get)?;
-        let redirect_uri = get("WEBEX_REDIRECT_URI");
-        let redirect_uri_follows_port = redirect_uri.is_none();
-        let redirect_uri = redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI);
-        let mut redirect_uri = http_url("WEBEX_REDIRECT_URI", redirect_uri)?;
-        if redirect_uri_follows_port {
-            follow_port(&mut redirect_uri, listen_addr.port());
-        }
-        if redirect_uri.query().is_some() || redirect_uri.fragment().is_some() {
-            return Err(invalid(
-                "WEBEX_REDIRECT_URI",
-                "must not have a query or a fragment",
-            ));
-        }
+        let listen_addr = env.listen_addr()?;
         // Fields in the order they are checked: the first bad value is the one reported.
-        let config = Self {
+        let mut config = Self {
             mode,
-            redirect_uri,
-            redirect_uri_follows_port,
-            api_base: http_url("WEBEX_API_BASE", &get("WEBEX_API_BASE").unwrap_or_default())?,
-            oidc_issuers: oidc::issuers(get("WEBEX_OIDC_ISSUERS"))?,
-            scopes: scope_list(&get, "WEBEX_SCOPES")?,
-            device_scopes: scope_list(&get, "WEBEX_DEVICE_SCOPES")?,
+            redirect_uri: env.parse("WEBEX_REDIRECT_URI", redirect_uri)?,
+            redirect_uri_follows_port: env.get("WEBEX_REDIRECT_URI").is_none(),
+            api_base: env.parse("WEBEX_API_BASE", http_url)?,
+            oidc_issuers: env.parse("WEBEX_OIDC_ISSUERS", oidc_issuers)?,
+            scopes: env.parse("WEBEX_SCOPES", scopes)?,
+            device_scopes: env.parse("WEBEX_DEVICE_SCOPES", scopes)?,
             listen_addr,
-            session_store: store_config(&get("SESSION_STORE").unwrap_or_default())?,
-            max_pending_flows: count(&get, "MAX_PENDING_DEVICE_FLOWS")?,
-            max_pending_flows_per_client: count(&get, "MAX_PENDING_FLOWS_PER_CLIENT")?,
-            header_read_timeout: Duration::from_secs(positive(&get, "HEADER_READ_TIMEOUT_SECS")?),
-            max_connections: count(&get, "MAX_CONNECTIONS")?,
-            max_connections_per_client: count(&get, "MAX_CONNECTIONS_PER_CLIENT")?,
-            rate_limit_per_minute: u32::try_from(positive(&get, "RATE_LIMIT_PER_MINUTE")?)
-                .map_err(|_| invalid("RATE_LIMIT_PER_MINUTE", "is too large"))?,
-            client_ip_header: get("CLIENT_IP_HEADER")
-                .map(|name| {
-                    axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
-                        invalid("CLIENT_IP_HEADER", format!("{name:?} is not a header name"))
-                    })
-                })
-                .transpose()?,
-            abandoned_flow: Duration::from_secs(positive(&get, "ABANDONED_FLOW_SECS")?),
-            allowed_hosts: list(get("ALLOWED_HOSTS").as_deref())
-                .map(str::to_ascii_lowercase)
-                .collect(),
-            encryption_keys: list(get("ENCRYPTION_KEYS").as_deref())
-                .enumerate()
-                .map(|(i, k)| {
-                    EncryptionKey::from_base64(k).ok_or_else(|| {
-                        let n = i + 1;
-                        let problem = format!(
-                            "key {n} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)"
-                        );
-                        invalid("ENCRYPTION_KEYS", problem)
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            metrics_addr: get("METRICS_ADDR")
-                .map(|raw| socket_addr("METRICS_ADDR", &raw))
-                .transpose()?,
-            log_format: match get("LOG_FORMAT").unwrap_or_default().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => {
-                    let problem = format!("{other:?} is neither text nor json");
-                    return Err(invalid("LOG_FORMAT", problem));
-                }
-            },
-            log_filter: log_filter(get("RUST_LOG").unwrap_or_default())?,
+            session_store: env.parse("SESSION_STORE", store_config)?,
+            max_pending_flows: env.parse("MAX_PENDING_DEVICE_FLOWS", positive)?,
+            max_pending_flows_per_client: env.parse("MAX_PENDING_FLOWS_PER_CLIENT", positive)?,
+            header_read_timeout: Duration::from_secs(
+                env.parse("HEADER_READ_TIMEOUT_SECS", positive)?,
+            ),
+            max_connections: env.parse("MAX_CONNECTIONS", positive)?,
+            max_connections_per_client: env.parse("MAX_CONNECTIONS_PER_CLIENT", positive)?,
+            rate_limit_per_minute: env.parse("RATE_LIMIT_PER_MINUTE", positive)?,
+            client_ip_header: env.parse_opt("CLIENT_IP_HEADER", |name| {
+                HeaderName::try_from(name).map_err(|_| format!("{name:?} is not a header name"))
+            })?,
+            abandoned_flow: Duration::from_secs(env.parse("ABANDONED_FLOW_SECS", positive)?),
+            allowed_hosts: env.parse("ALLOWED_HOSTS", |hosts| {
+                Ok(list(hosts).map(str::to_ascii_lowercase).collect())
+            })?,
+            encryption_keys: env.parse("ENCRYPTION_KEYS", encryption_keys)?,
+            metrics_addr: env.parse_opt("METRICS_ADDR", socket_addr)?,
+            log_format: env.parse("LOG_FORMAT", |format| match format {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                other => Err(format!("{other:?} is neither text nor json")),
+            })?,
+            log_filter: env.parse("RUST_LOG", log_filter)?,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             handler_timeout: Duration::from_secs(30),
         };
+        config.bound_to(listen_addr); // the default redirect URI takes the listen port
         if matches!(config.session_store, StoreConfig::Redis(_))
             && config.encryption_keys.is_empty()
         {
@@ -261,17 +212,12 @@ impl Config {
         self.redirect_uri.scheme() == "https"
     }
 
-    /// The `Host` values served (the redirect URI's authority, the listen address, the bound
-    /// address and `ALLOWED_HOSTS`), and the `Origin`s accepted for form posts (the same hosts
-    /// under the redirect URI's scheme).
-    pub fn served_hosts(&self, bound: Option<SocketAddr>) -> (Vec<String>, Vec<String>) {
-        let mut hosts = vec![authority(&self.redirect_uri)];
-        hosts.push(self.listen_addr.to_string());
-        if let Some(addr) = bound {
-            hosts.push(addr.to_string());
-            if addr.ip().is_loopback() {
-                hosts.push(format!("localhost:{}", addr.port()));
-            }
+    /// The `Host` values served (the redirect URI's, the bound address, `localhost` on a loopback
+    /// one's port, `ALLOWED_HOSTS`) and the `Origin`s accepted (them under the redirect's scheme).
+    pub fn served_hosts(&self) -> (Vec<String>, Vec<String>) {
+        let mut hosts = vec![authority(&self.redirect_uri), self.listen_addr.to_string()];
+        if self.listen_addr.ip().is_loopback() {
+            hosts.push(format!("localhost:{}", self.listen_addr.port()));
         }
         hosts.extend(self.allowed_hosts.iter().cloned());
         hosts.sort();
@@ -281,12 +227,13 @@ impl Config {
         (hosts, origins)
     }
 
-    /// Records the address the app is actually bound to (`127.0.0.1:0` becomes a real port); the
-    /// default redirect URI follows it.
+    /// Records the address the app is bound to (`127.0.0.1:0` becomes a real port); the default
+    /// redirect URI's port follows it (an explicit one may be a proxy's, on another port).
     pub fn bound_to(&mut self, addr: SocketAddr) {
         self.listen_addr = addr;
         if self.redirect_uri_follows_port {
-            follow_port(&mut self.redirect_uri, addr.port());
+            // Cannot fail on the default http:// URL with a host; were it to, it keeps its port.
+            let _ = self.redirect_uri.set_port(Some(addr.port()));
         }
     }
 
@@ -297,92 +244,112 @@ impl Config {
     }
 }
 
-/// `LISTEN_ADDR`; unset, `0.0.0.0:$PORT` with `PORT`, else [`DEFAULT_LISTEN_ADDR`].
-fn listen_addr(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
-    if let Some(raw) = get("LISTEN_ADDR") {
-        return socket_addr("LISTEN_ADDR", &raw);
+/// A value's check: the value, or what is wrong with it (the key is added by [`Env`]).
+type Check<T> = fn(&str) -> Result<T, String>;
+
+/// What `from_lookup` reads through: values trimmed, empty as unset, the table's default applied.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .or_else(|| crate::cli::default_of(key).map(str::to_owned))
     }
-    let Some(raw) = get("PORT") else {
-        return socket_addr("LISTEN_ADDR", DEFAULT_LISTEN_ADDR);
-    };
-    // A platform that sets PORT routes outside traffic to it on every interface: loopback
-    // would be unreachable there.
-    let port: u16 = raw
-        .parse()
-        .map_err(|_| invalid("PORT", format!("{raw:?} is not a port number (0-65535)")))?;
-    Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+
+    /// `key`'s value (unset: its default, else empty) as `check` reads it.
+    fn parse<T>(&self, key: &'static str, check: Check<T>) -> Result<T, ConfigError> {
+        check(&self.get(key).unwrap_or_default()).map_err(|problem| invalid(key, problem))
+    }
+
+    /// The same for a key without a default: `None` when unset.
+    fn parse_opt<T>(&self, key: &'static str, check: Check<T>) -> Result<Option<T>, ConfigError> {
+        let checked = self.get(key).map(|value| check(&value));
+        checked.transpose().map_err(|problem| invalid(key, problem))
+    }
+
+    /// `LISTEN_ADDR`; unset, `0.0.0.0:$PORT` with `PORT`, else [`DEFAULT_LISTEN_ADDR`].
+    fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        if let Some(addr) = self.parse_opt("LISTEN_ADDR", socket_addr)? {
+            return Ok(addr);
+        }
+        // A platform that sets PORT routes outside traffic to every interface, never to loopback.
+        let port = self.parse_opt("PORT", |port| {
+            port.parse::<u16>()
+                .map_err(|_| format!("{port:?} is not a port number (0-65535)"))
+        })?;
+        match port {
+            Some(port) => Ok(SocketAddr::from(([0, 0, 0, 0], port))),
+            None => socket_addr(DEFAULT_LISTEN_ADDR).map_err(|p| invalid("LISTEN_ADDR", p)),
+        }
+    }
 }
 
 /// `SESSION_STORE`. A store URL may carry a password: no message shows the value itself.
-fn store_config(store: &str) -> Result<StoreConfig, ConfigError> {
-    let invalid = |problem: String| invalid("SESSION_STORE", problem);
+fn store_config(store: &str) -> Result<StoreConfig, String> {
     if store == "memory" {
         return Ok(StoreConfig::Memory);
     }
     if store.starts_with("redis://") || store.starts_with("rediss://") {
-        let url = Url::parse(store).map_err(|e| {
-            invalid(format!(
-                "the Redis URL does not parse ({e}); its text is not shown"
-            ))
-        })?;
+        let url = Url::parse(store)
+            .map_err(|e| format!("the Redis URL does not parse ({e}); its text is not shown"))?;
         if url.host().is_none() {
-            return Err(invalid("the Redis URL has no host".into()));
+            return Err("the Redis URL has no host".into());
         }
         return Ok(StoreConfig::Redis(store.to_owned()));
     }
     match store.strip_prefix("sqlite://") {
         Some(path) if !path.is_empty() => Ok(StoreConfig::Sqlite(path.into())),
-        _ => Err(invalid(
-            "the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…".into(),
-        )),
+        _ => Err("the value is not supported (its text is not shown: it may hold a password); use memory, sqlite://PATH, redis://HOST:PORT[/DB] or rediss://…".into()),
     }
 }
 
-/// `RUST_LOG`, checked as tracing's `EnvFilter` parses it.
-fn log_filter(filter: String) -> Result<String, ConfigError> {
-    match tracing_subscriber::EnvFilter::builder().parse(&filter) {
-        Ok(_) => Ok(filter),
-        Err(e) => Err(invalid(
-            "RUST_LOG",
-            format!("{filter:?} is not a log filter ({e})"),
-        )),
+/// A positive whole number that fits a `T`.
+fn positive<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
+    let n = raw.parse::<u64>().ok().filter(|n| *n > 0);
+    let n = n.ok_or_else(|| format!("{raw:?} is not a positive whole number"))?;
+    T::try_from(n).map_err(|_| "is too large".into())
+}
+
+/// Space-separated scopes, joined by single spaces.
+fn scopes(raw: &str) -> Result<String, String> {
+    let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\');
+    match raw.split_whitespace().find(|s| !s.bytes().all(valid)) {
+        Some(bad) => Err(format!("{bad:?} is not a valid scope")),
+        None => Ok(raw.split_whitespace().collect::<Vec<_>>().join(" ")),
     }
 }
 
 /// The entries of a comma-separated list, trimmed, empty ones left out.
-fn list(raw: Option<&str>) -> impl Iterator<Item = &str> {
-    let entries = raw.unwrap_or_default().split(',').map(str::trim);
-    entries.filter(|entry| !entry.is_empty())
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|e| !e.is_empty())
 }
 
-fn socket_addr(key: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
-    raw.parse().map_err(|_| {
-        invalid(
-            key,
-            format!("{raw:?} is not an address like 127.0.0.1:10060"),
-        )
-    })
+/// `ENCRYPTION_KEYS`: each the base64 of 32 bytes.
+fn encryption_keys(raw: &str) -> Result<Vec<EncryptionKey>, String> {
+    let key = |(i, key): (usize, &str)| {
+        EncryptionKey::from_base64(key).ok_or_else(|| {
+            let n = i + 1;
+            format!(
+                "key {n} is not the base64 of 32 bytes (make one with `openssl rand -base64 32`)"
+            )
+        })
+    };
+    list(raw).enumerate().map(key).collect()
 }
 
-/// The default redirect URI's port is the listen port (not the other way round: an explicit
-/// `WEBEX_REDIRECT_URI` may be a proxy's public https URL, on another port).
-fn follow_port(url: &mut Url, port: u16) {
-    // Cannot fail on an http:// URL with a host (the default); were it to, the URL keeps its port.
-    let _ = url.set_port(Some(port));
+/// `RUST_LOG`, checked as tracing's `EnvFilter` parses it.
+fn log_filter(filter: &str) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::builder().parse(filter) {
+        Ok(_) => Ok(filter.to_owned()),
+        Err(e) => Err(format!("{filter:?} is not a log filter ({e})")),
+    }
 }
 
-/// A positive whole number under `key` (the table gives each a default).
-fn positive(get: &impl Fn(&str) -> Option<String>, key: &'static str) -> Result<u64, ConfigError> {
-    let raw = get(key).unwrap_or_default();
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| invalid(key, format!("{raw:?} is not a positive whole number")))
-}
-
-/// A positive count under `key` that fits a `usize`.
-fn count(get: &impl Fn(&str) -> Option<String>, key: &'static str) -> Result<usize, ConfigError> {
-    usize::try_from(positive(get, key)?).map_err(|_| invalid(key, "is too large"))
+fn socket_addr(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:10060"))
 }
 
 /// `host[:port]` of a URL, as a browser sends it in `Host` (the port only when not the default).
@@ -394,36 +361,51 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-fn http_url(key: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw).map_err(|e| invalid(key, format!("{raw:?} is not a URL ({e})")))?;
+/// An http:// or https:// URL with a host and no user name or password.
+fn http_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid(
-            key,
-            format!("{raw:?} must be an http:// or https:// URL with a host"),
+        return Err(format!(
+            "{raw:?} must be an http:// or https:// URL with a host"
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(key, "must not carry a user name or password"));
+        return Err("must not carry a user name or password".into());
     }
     Ok(url)
 }
 
-fn scope_list(
-    get: &impl Fn(&str) -> Option<String>,
-    key: &'static str,
-) -> Result<String, ConfigError> {
-    let raw = get(key).unwrap_or_default();
-    let scopes: Vec<&str> = raw.split_whitespace().collect();
-    if let Some(bad) = scopes.iter().find(|s| {
-        !s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    }) {
-        return Err(invalid(key, format!("{bad:?} is not a valid scope")));
+/// `WEBEX_REDIRECT_URI`, else [`DEFAULT_REDIRECT_URI`]: an [`http_url`] with no query or fragment.
+fn redirect_uri(raw: &str) -> Result<Url, String> {
+    let url = match raw {
+        "" => http_url(DEFAULT_REDIRECT_URI)?,
+        raw => http_url(raw)?,
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
     }
-    Ok(scopes.join(" "))
+    Ok(url)
 }
 
-mod oidc;
-pub mod settings;
+/// `WEBEX_OIDC_ISSUERS`, each kept as written (issuers are matched as strings) and an issuer URL
+/// as OpenID Connect Discovery §3 has it: https, a host, no user, no query, no fragment.
+fn oidc_issuers(raw: &str) -> Result<Vec<String>, String> {
+    let issuer = |issuer: &str| {
+        let url = http_url(issuer)?;
+        if url.scheme() != "https" {
+            return Err(format!(
+                "{issuer:?} is not https: an id_token issuer is an https URL"
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "{issuer:?} has a query or a fragment, which an issuer never has"
+            ));
+        }
+        Ok(issuer.to_owned())
+    };
+    list(raw).map(issuer).collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,23 +3,21 @@
 //!
 //! `axum::serve` has none of these knobs, so the loop drives hyper directly, as axum's
 //! `serve-with-hyper` example does:
-//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS`. hyper 1.12 arms that timer on
-//!   every `poll_read_head`, idle keep-alive included (`proto/h1/conn.rs` 224 and 1156), so an
-//!   idle keep-alive connection also closes after it;
+//! - **headers** must arrive within `HEADER_READ_TIMEOUT_SECS` (hyper 1.12 arms that timer on
+//!   every `poll_read_head`, so it also closes an idle keep-alive connection);
 //! - **idle**: [`IdleTimeout`] closes a connection on which no byte moved either way for
-//!   [`IDLE_TIMEOUT`], whatever the header timeout, and catches a client that stops reading;
+//!   [`IDLE_TIMEOUT`], which also catches a client that stops reading;
 //! - **at most `MAX_CONNECTIONS`**: a permit is taken *before* `accept()`, so the rest wait in
 //!   the kernel's backlog instead of being accepted and refused;
-//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** per peer address ([`crate::client::key`]; no
-//!   header is read yet at accept): one more is closed at once, unanswered;
+//! - **at most `MAX_CONNECTIONS_PER_CLIENT`** per peer address ([`crate::client::key`]): one
+//!   more is closed at once, unanswered;
 //! - **request heads** of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines, else hyper's 431;
-//! - **accept errors** (EMFILE) are logged and retried after a bounded back-off;
+//! - **accept errors** (EMFILE) are retried after a bounded back-off;
 //! - **shutdown**: stop accepting, let in-flight requests finish until the drain deadline, drop
 //!   the rest.
-//!
-//! Each request carries the peer address as `ConnectInfo<SocketAddr>`.
 
 use crate::client::PerClient;
+use crate::config::Config;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -29,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -40,53 +39,45 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// hyper's read buffer (`max_buf_size`, by default 8 KiB + 400 KiB), which bounds a request's
-/// head: a larger one gets a 431.
+/// hyper's read buffer (`max_buf_size`), which bounds a request's head: a larger one gets a 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Header lines a request may have; more get a 431 (at most hyper's 100, so the parser's array
-/// stays on the stack).
+/// Header lines a request may have; more get a 431 (hyper's parser keeps up to 100 on the stack).
 pub const MAX_HEADERS: usize = 64;
 /// A connection on which nothing moved for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At shutdown, in-flight requests get this long to finish; then they are dropped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Accept errors back off from the first value, doubling, up to the second: no spin on EMFILE,
-/// and soon back once descriptors free up.
+/// Accept errors back off from the first, doubling, up to the second: no spin on EMFILE.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// The limits the loop enforces (from `Config`, plus the fixed idle and drain bounds).
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_client: usize,
-    pub idle_timeout: Duration,
-    pub drain_timeout: Duration,
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then drains (see the module doc).
+/// Serves `router` on `listener` under `config`'s limits until `shutdown` completes, then gives
+/// in-flight requests `drain` to finish ([`DRAIN_TIMEOUT`]; tests shorten it).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: Limits,
+    config: &Config,
+    drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_client = PerClient::new(limits.max_connections_per_client);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    // Behind a proxy (`CLIENT_IP_HEADER`) every peer is the proxy: no per-peer cap.
+    let per_client = PerClient::new(match config.client_ip_header {
+        Some(_) => config.max_connections,
+        None => config.max_connections_per_client,
+    });
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut backoff: Option<Duration> = None;
     tokio::pin!(shutdown);
     loop {
-        // Reap finished connection tasks so the set holds only live ones.
-        while connections.try_join_next().is_some() {}
+        while connections.try_join_next().is_some() {} // reap finished connections
         // `biased`: shutdown is polled first, so its signal handlers are installed before the
-        // first connection is accepted, and a stop is never starved by a busy listener.
+        // first accept, and a busy listener never starves a stop.
         let permit = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -103,7 +94,7 @@ pub async fn serve(
                     backoff = None;
                     accepted
                 }
-                Err(err) if is_connection_error(&err) => {
+                Err(err) if matches!(err.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) => {
                     // That one client gave up during the handshake; the listener is fine.
                     tracing::debug!(%err, "a connection failed before it was accepted");
                     continue;
@@ -121,7 +112,7 @@ pub async fn serve(
             },
         };
         let Some(slot) = per_client.enter(peer.ip()) else {
-            // Dropped unanswered: no byte of it is read, and the client gets no slot to hold.
+            // Dropped unanswered and unread.
             tracing::debug!(client = %crate::client::key(peer.ip()), "connection closed: too many from this client");
             continue;
         };
@@ -131,10 +122,10 @@ pub async fn serve(
                 request
             },
         ));
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(IdleTimeout::new(stream, IDLE_TIMEOUT));
         let connection = graceful.watch(http.serve_connection(io, service));
         connections.spawn(async move {
-            // Timeouts, resets and malformed requests end up here: the client's doing.
+            // Timeouts, resets and malformed requests: the client's doing.
             if let Err(err) = connection.await {
                 tracing::debug!(%err, "connection closed with an error");
             }
@@ -147,26 +138,16 @@ pub async fn serve(
         connections = in_flight,
         "stopped accepting; letting in-flight requests finish"
     );
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
-            drain_secs = limits.drain_timeout.as_secs(),
+            drain_secs = drain.as_secs(),
             "requests still running after the drain deadline are dropped"
         );
     }
     connections.shutdown().await;
-}
-
-/// Errors that concern one client, not the listener.
-fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// The wait after an accept error, given the previous one (`None` after a success).
@@ -175,17 +156,16 @@ fn next_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(first, |p| p.saturating_mul(2).min(cap))
 }
 
-/// An IO that fails with `TimedOut` once no byte was read or written for `idle`.
-///
-/// The timer is not reset on every read or write (that would touch the timer wheel per call):
-/// progress only records the time, and when the timer fires early it is moved to the new
-/// deadline once.
+/// An IO that fails with `TimedOut` once no byte moved either way for `idle`. Progress records the
+/// time only (no timer update per call); a timer that fires early moves to the new deadline.
 struct IdleTimeout<T> {
     inner: T,
     idle: Duration,
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
 }
+
+type IoPoll<T> = Poll<io::Result<T>>;
 
 impl<T> IdleTimeout<T> {
     fn new(inner: T, idle: Duration) -> Self {
@@ -204,31 +184,20 @@ impl<T> IdleTimeout<T> {
             ready!(self.timer.as_mut().poll(cx));
             let deadline = self.last_progress + self.idle;
             if deadline <= Instant::now() {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle for too long",
-                ));
+                return Poll::Ready(io::Error::new(TimedOut, "connection idle for too long"));
             }
             self.timer.as_mut().reset(deadline);
         }
     }
 
-    /// `poll` is a read or write that made `moved` bytes of progress when ready.
-    fn track<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<io::Result<R>>,
-        moved: impl FnOnce(&R) -> bool,
-    ) -> Poll<io::Result<R>> {
+    /// `poll` is a read or write, which `moved` bytes or not.
+    fn track<R>(&mut self, cx: &mut Context<'_>, poll: IoPoll<R>, moved: bool) -> IoPoll<R> {
+        if moved {
+            self.last_progress = Instant::now();
+        }
         match poll {
-            Poll::Ready(Ok(value)) => {
-                if moved(&value) {
-                    self.last_progress = Instant::now();
-                }
-                Poll::Ready(Ok(value))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => self.poll_idle(cx).map(Err),
+            ready => ready,
         }
     }
 }
@@ -242,8 +211,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let after = buf.filled().len();
-        this.track(cx, poll, |()| after > before)
+        let moved = buf.filled().len() > before;
+        this.track(cx, poll, moved)
     }
 }
 
@@ -255,7 +224,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.track(cx, poll, |n| *n > 0)
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        this.track(cx, poll, moved)
     }
 
     fn poll_write_vectored(
@@ -265,7 +235,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.track(cx, poll, |n| *n > 0)
+        let moved = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        this.track(cx, poll, moved)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -324,7 +295,7 @@ mod tests {
             .await
             .expect("the idle timer fires")
             .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(err.kind(), TimedOut);
         // The last byte came at 11 × 50 ms; the timer fires an idle period after it.
         assert!(started.elapsed() >= Duration::from_millis(550) + idle);
     }
@@ -339,34 +310,29 @@ mod tests {
                 std::future::pending::<()>().await;
             }),
         );
-        let limits = Limits {
-            header_read_timeout: Duration::from_secs(5),
-            max_connections: 10,
-            max_connections_per_client: 10,
-            idle_timeout: IDLE_TIMEOUT,
-            drain_timeout: Duration::from_millis(300),
-        };
+        let config = Config::from_lookup(|_| None).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router, limits, async {
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n";
+            stream.write_all(request).await.unwrap();
+            let entered = tokio::time::timeout(Duration::from_secs(5), entered_rx.recv());
+            entered.await.unwrap();
+            let asked = Instant::now();
+            let _ = stop.send(());
+            (stream, asked)
+        });
+        let drain = Duration::from_millis(300);
+        let server = serve(listener, router, &config, drain, async {
             let _ = stopped.await;
-        }));
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), entered_rx.recv())
-            .await
-            .unwrap();
-        let asked = Instant::now();
-        let _ = stop.send(());
+        });
         tokio::time::timeout(Duration::from_secs(5), server)
             .await
-            .expect("the server stops at the drain deadline")
-            .unwrap();
-        assert!(asked.elapsed() >= Duration::from_millis(300));
+            .expect("the server stops at the drain deadline");
+        let (mut stream, asked) = client.await.unwrap();
+        assert!(asked.elapsed() >= drain);
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
             .await

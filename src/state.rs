@@ -46,9 +46,8 @@ impl AppState {
         session_locks: SessionLocks,
         sessions: SessionBackend,
         csp: HeaderValue,
-        local_addr: Option<std::net::SocketAddr>,
     ) -> Self {
-        let (hosts, origins) = config.served_hosts(local_addr);
+        let (hosts, origins) = config.served_hosts();
         Self(Arc::new(Inner {
             config,
             sign_in,

@@ -9,17 +9,14 @@ use tracing_subscriber::EnvFilter;
 /// Held by `main` for the life of the process: dropping it writes the log lines still queued.
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
-/// Installs the global log subscriber: tracing-subscriber's text format (coloured only when
-/// standard output is a terminal) or one JSON object a line, filtered by `RUST_LOG` (already
-/// checked by `Config`). Lines go to standard output through tracing-appender's non-blocking
-/// writer, lossless: a worker thread writes them, off the request path. Call once, in `main`,
-/// and hold the guard until `main` ends.
+/// Installs the global log subscriber: tracing-subscriber's text (coloured only on a terminal) or
+/// JSON format, filtered by `RUST_LOG`, to standard output through tracing-appender's lossless
+/// non-blocking writer (a worker thread writes, off the request path). Call once, in `main`.
 #[must_use = "hold the guard until main ends, or the queued lines are lost"]
 pub fn init_logging(config: &Config) -> LogGuard {
     let filter = EnvFilter::builder()
         .parse(&config.log_filter)
         .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
-    let ansi = std::io::stdout().is_terminal();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
@@ -27,13 +24,9 @@ pub fn init_logging(config: &Config) -> LogGuard {
         .with_env_filter(filter)
         .with_writer(writer);
     match config.log_format {
-        LogFormat::Text => builder.with_ansi(ansi).init(),
-        // Span fields (the request id, the short flow id) go into every line of the span.
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        // Its defaults put the span fields (the request id, the short flow id) in every line.
+        LogFormat::Json => builder.json().init(),
     }
     guard
 }
@@ -50,7 +43,6 @@ pub const WEBEX_DURATION: &str = "webex_oauth_webex_request_duration_seconds";
 /// `webex_oauth_token_refreshes_total{outcome}`: `refreshed`, `already_refreshed` (another
 /// request did it while this one waited), `sign_in_again`, `error`.
 pub const TOKEN_REFRESHES: &str = "webex_oauth_token_refreshes_total";
-/// `webex_oauth_device_flows_started_total`.
 pub const DEVICE_FLOWS_STARTED: &str = "webex_oauth_device_flows_started_total";
 /// `webex_oauth_device_flows_ended_total{outcome}`: `granted`, `denied`, `expired`, `error`,
 /// `cancelled`.
@@ -61,8 +53,7 @@ pub const DEVICE_FLOWS_PENDING: &str = "webex_oauth_device_flows_pending";
 /// `webex_oauth_store_errors_total{place}`: `request`, `poller`, `housekeeping`, `metrics`.
 pub const STORE_ERRORS: &str = "webex_oauth_store_errors_total";
 
-/// Latency buckets, in seconds: from a cached page (well under a millisecond) to Webex's 15 s
-/// timeout.
+/// Latency buckets, in seconds: from a cached page (under a millisecond) to Webex's 15 s timeout.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
 ];
@@ -95,22 +86,14 @@ pub fn metrics_enabled() -> bool {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use metrics::{Unit::Seconds, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route template, method and status"
     );
-    describe_histogram!(
-        HTTP_DURATION,
-        metrics::Unit::Seconds,
-        "Time to answer an HTTP request"
-    );
+    describe_histogram!(HTTP_DURATION, Seconds, "Time to answer an HTTP request");
     describe_counter!(WEBEX_REQUESTS, "Calls to Webex, by endpoint and status");
-    describe_histogram!(
-        WEBEX_DURATION,
-        metrics::Unit::Seconds,
-        "Time Webex took to answer"
-    );
+    describe_histogram!(WEBEX_DURATION, Seconds, "Time Webex took to answer");
     describe_counter!(TOKEN_REFRESHES, "Access-token refreshes, by outcome");
     describe_counter!(DEVICE_FLOWS_STARTED, "Device sign-ins started");
     describe_counter!(DEVICE_FLOWS_ENDED, "Device sign-ins ended, by outcome");

@@ -5,20 +5,14 @@
 use crate::config::Config;
 use crate::state::AppState;
 
-/// How many anonymous sessions this process keeps open at most (see `store::session_cache`).
-pub const MAX_ANONYMOUS_SESSIONS: u64 = crate::store::MAX_ANONYMOUS;
-/// What the SQLite WAL is cut back to when it starts over (see `store::sqlite`).
-pub const WAL_SIZE_LIMIT: u64 = crate::store::WAL_SIZE_LIMIT;
+/// The store's caps the tests check: anonymous sessions kept, the SQLite WAL's size.
+pub use crate::store::{MAX_ANONYMOUS as MAX_ANONYMOUS_SESSIONS, WAL_SIZE_LIMIT};
 
 /// What the tests look at inside a running app. Cloning is cheap.
 #[derive(Clone)]
-pub struct Probe(AppState);
+pub struct Probe(pub(crate) AppState);
 
 impl Probe {
-    pub(crate) fn new(state: AppState) -> Self {
-        Self(state)
-    }
-
     pub fn config(&self) -> &Config {
         self.0.config()
     }
@@ -44,9 +38,8 @@ impl Probe {
     }
 }
 
-/// The spaces page for one `/rooms` body, parsed and rendered as `GET /spaces` does it (the
-/// same parser, rows, order and template), for the benchmark's lean reference: the same work
-/// without the app's layers, which follows the page when it changes.
+/// The spaces page for one `/rooms` body, parsed and rendered by `GET /spaces`'s own code, for the
+/// benchmark's lean reference (the same work without the app's layers).
 pub fn render_spaces_page(
     demo: bool,
     rooms_body: &[u8],
@@ -58,27 +51,20 @@ pub fn render_spaces_page(
     askama::Template::render(&page).map_err(|e| e.to_string())
 }
 
-/// Every kind of `/problem?kind=` page (see `web::error`).
-pub fn problem_kinds() -> Vec<&'static str> {
-    crate::web::error::Kind::all()
-        .map(|kind| kind.name)
-        .collect()
-}
-
-/// What a `/problem?kind=` page shows of its kind: its title, and the status of the failure it
-/// reports (as text on the page).
+/// A kind of `/problem?kind=` page (`web::error`): its name, title and the failure's status.
+#[derive(Debug)]
 pub struct Problem {
+    pub kind: &'static str,
     pub title: &'static str,
     pub status: u16,
 }
 
-impl Problem {
-    /// The kind named `kind`, if there is one.
-    pub fn of(kind: &str) -> Option<Self> {
-        let kind = crate::web::error::Kind::named(kind)?;
-        Some(Self {
-            title: kind.title,
-            status: kind.status.as_u16(),
-        })
-    }
+/// Every kind of `/problem?kind=` page.
+pub fn problems() -> Vec<Problem> {
+    let problem = |kind: &crate::web::error::Kind| Problem {
+        kind: kind.name,
+        title: kind.title,
+        status: kind.status.as_u16(),
+    };
+    crate::web::error::Kind::all().map(problem).collect()
 }
