@@ -1,6 +1,6 @@
 //! The server binary as a newcomer and an operator meet it: `.env.example` loads, `--help`,
 //! `--version`, a clear error for an unknown flag or a bad `RUST_LOG`, and its log lines (JSON
-//! objects with the request id; plain text lines, never coloured).
+//! objects with the request id; plain text lines, uncoloured when standard output is not a terminal).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -318,8 +318,8 @@ async fn text_logs_are_plain_lines_with_the_request_span() {
         line.contains("request_id=cli-text-1")
             .then(|| line.to_owned())
     });
-    // Never coloured (the `ansi` feature is off, see Cargo.toml), on a terminal or not: the
-    // time, the level, the span with its fields, the target, the event's fields.
+    // Not coloured: standard output here is a pipe, not a terminal. Then the time, the level,
+    // the span with its fields, the target, the event's fields.
     assert!(!line.contains('\u{1b}'), "{line:?}");
     let (time, rest) = line
         .split_once("  INFO ")
