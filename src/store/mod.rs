@@ -22,8 +22,7 @@ pub use sessions::SessionBackend;
 pub use {session_cache::MAX_ANONYMOUS, sqlite::WAL_SIZE_LIMIT};
 
 use crate::config::StoreConfig;
-use crate::crypto::EncryptionKey;
-use crate::crypto::{Cipher, Kind};
+use crate::crypto::{Cipher, EncryptionKey, Kind};
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;
 use redis::RedisFlows;
@@ -92,10 +91,7 @@ pub async fn open<R: FlowData>(
         ),
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
-            let cipher = match given {
-                Some(cipher) => cipher,
-                None => files::key_beside(path)?,
-            };
+            let cipher = given.map_or_else(|| files::key_beside(path), Ok)?;
             let sessions = SessionBackend::sqlite(pool.clone(), cipher.clone());
             (
                 Backend::Sqlite(SqliteFlows { pool, cipher }),

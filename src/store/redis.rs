@@ -63,7 +63,7 @@ pub async fn open(url: &str) -> StoreResult<RedisPool> {
 }
 
 /// `scheme://host:port/db`, without user name or password.
-pub fn redacted(url: &str) -> String {
+fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
@@ -116,19 +116,24 @@ impl RedisFlows {
         Self { pool, cipher }
     }
 
-    /// `SET key value PX ms`.
-    async fn set_px(&self, key: String, value: String, ms: i64) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .set(key, value, Some(Expiration::PX(ms)), None, false)
-            .await?;
-        Ok(())
+    /// `SET key value PX ms`, under `only` (`NX`) if given; whether it was set.
+    async fn set_px(
+        &self,
+        key: &str,
+        value: &str,
+        ms: i64,
+        only: Option<SetOptions>,
+    ) -> StoreResult<bool> {
+        let px = Some(Expiration::PX(ms));
+        let set: Option<String> = self.pool.set(key, value, px, only, false).await?;
+        Ok(set.is_some())
     }
 
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         let sealed = seal_json(&self.cipher, Kind::Flow, id, record)?;
-        self.set_px(key::flow(id), sealed, keep_ms(record)).await?;
-        self.set_px(key::lease(id), owner.to_owned(), lease_ms())
+        self.set_px(&key::flow(id), &sealed, keep_ms(record), None)
+            .await?;
+        self.set_px(&key::lease(id), owner, lease_ms(), None)
             .await?;
         let _: () = self.pool.sadd(key::PENDING, id).await?;
         self.mark_seen(id).await
@@ -136,9 +141,9 @@ impl RedisFlows {
 
     /// The seen key expires with the lease's flow; one SET, no read first.
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        let keep = signed_ms(SEEN_KEY_MS);
-        self.set_px(key::seen(id), unix_now_ms().to_string(), keep)
-            .await
+        let (now, keep) = (unix_now_ms().to_string(), signed_ms(SEEN_KEY_MS));
+        self.set_px(&key::seen(id), &now, keep, None).await?;
+        Ok(())
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
@@ -319,17 +324,7 @@ impl RedisFlows {
         let until = tokio::time::Instant::now() + REFRESH_LOCK;
         let px = signed_ms(millis(REFRESH_LOCK));
         loop {
-            let set: Option<String> = self
-                .pool
-                .set(
-                    &key,
-                    owner,
-                    Some(Expiration::PX(px)),
-                    Some(SetOptions::NX),
-                    false,
-                )
-                .await?;
-            if set.is_some() {
+            if self.set_px(&key, owner, px, Some(SetOptions::NX)).await? {
                 return Ok(RedisLock {
                     pool: self.pool.clone(),
                     key,

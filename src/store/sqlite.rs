@@ -25,50 +25,40 @@ pub struct SqliteFlows {
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
-/// The tables and indexes [`open`] creates when missing, each with what a failure cannot do.
-const SCHEMA: [(&str, &str); 4] = [
-    (
-        "create the sessions table",
-        "create table if not exists sessions (
-            id text primary key not null,
-            data blob not null,
-            expires_at_ms integer not null
-        )",
-    ),
-    (
-        "index sessions",
-        "create index if not exists sessions_expiry on sessions (expires_at_ms)",
-    ),
-    (
-        "create the device_flows table",
-        "create table if not exists device_flows (
-            id text primary key not null,
-            data text not null,
-            status text not null,
-            expires_at_ms integer not null,
-            lease_owner text,
-            lease_until_ms integer not null default 0,
-            tokens text,
-            seen_at_ms integer not null default 0
-        )",
-    ),
-    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
-    // columns only; without the index they would scan every row and its large data column.
-    (
-        "index device_flows",
-        "create index if not exists device_flows_pending
-         on device_flows (status, expires_at_ms, lease_until_ms)",
-    ),
-];
+/// The tables and indexes [`open`] creates when missing. The pending-flow count (every sign-in)
+/// and the orphan search (every 3 s) read only `device_flows_pending`'s columns: without it they
+/// would scan every row and its large data column.
+const SCHEMA: &str = "
+    create table if not exists sessions (
+        id text primary key not null,
+        data blob not null,
+        expires_at_ms integer not null
+    );
+    create index if not exists sessions_expiry on sessions (expires_at_ms);
+    create table if not exists device_flows (
+        id text primary key not null,
+        data text not null,
+        status text not null,
+        expires_at_ms integer not null,
+        lease_owner text,
+        lease_until_ms integer not null default 0,
+        tokens text,
+        seen_at_ms integer not null default 0
+    );
+    create index if not exists device_flows_pending
+        on device_flows (status, expires_at_ms, lease_until_ms);
+";
 
 /// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
-    let open_error = |what: String| StoreError::Open(what);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)
-            .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
     }
-    create_private_file(path).map_err(open_error)?;
+    create_private_file(path).map_err(StoreError::Open)?;
+    let cannot = |what: &str, e: sqlx::Error| {
+        StoreError::Open(format!("cannot {what} {}: {e}", path.display()))
+    };
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -86,14 +76,10 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| cannot("open", e))?;
     migrate(&pool, path).await?;
-    for (what, sql) in SCHEMA {
-        sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .map_err(|e| open_error(format!("cannot {what} in {}: {e}", path.display())))?;
-    }
+    let schema = sqlx::raw_sql(SCHEMA).execute(&pool).await;
+    schema.map_err(|e| cannot("create the tables in", e))?;
     Ok(pool)
 }
 
@@ -174,10 +160,7 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
             file = %path.display(),
             "dropping sessions and device flows stored in clear by an older version; users sign in again"
         );
-        sqlx::query("drop table if exists tower_sessions")
-            .execute(pool)
-            .await?;
-        sqlx::query("drop table if exists device_flows")
+        sqlx::raw_sql("drop table if exists tower_sessions; drop table if exists device_flows")
             .execute(pool)
             .await?;
         sqlx::query("vacuum").execute(pool).await?;
