@@ -189,9 +189,6 @@ mod tests {
         fn status(&self) -> &'static str {
             "pending"
         }
-        fn is_pending(&self) -> bool {
-            true
-        }
         fn expires_at_ms(&self) -> u64 {
             self.0
         }

@@ -149,8 +149,7 @@ impl SessionCache {
             .await;
     }
 
-    /// How many entries each cache holds (signed-in, anonymous), once moka has
-    /// applied its pending evictions.
+    /// How many entries each cache holds (signed-in, anonymous), pending evictions applied.
     pub async fn counts(&self) -> (u64, u64) {
         self.signed_in.run_pending_tasks().await;
         self.anonymous.run_pending_tasks().await;

@@ -54,7 +54,7 @@ enum Backend {
 }
 
 /// The file or Redis, holding sealed records under their [`durable_key`].
-enum Db {
+pub(super) enum Db {
     Sqlite(SqlitePool),
     Redis(RedisPool),
 }
@@ -69,9 +69,8 @@ fn seal(cipher: &Cipher, key: &str, record: &Record) -> session_store::Result<Ve
     Ok(cipher.seal(Kind::Session, key, &json))
 }
 
-/// The record, or `None` when it is expired or does not open as the session stored under `key`
-/// (a wrong or retired key, or a record copied from another key: the user is simply signed
-/// out). The flag is true for a record of the old format, which the caller rewrites.
+/// The record and whether it is of the old format (to rewrite), or `None` (signed out) when it is
+/// expired or does not open as the session under `key` (a retired key, a record copied over).
 fn open(cipher: &Cipher, id: &Id, key: &str, sealed: &[u8]) -> Option<(Record, bool)> {
     let Some(opened) = cipher.open(Kind::Session, key, sealed) else {
         tracing::warn!(
@@ -205,13 +204,9 @@ impl SessionBackend {
         Self(Arc::new(Backend::Memory(cache)))
     }
 
-    /// The `sessions` table must exist (see `sqlite::open`).
-    pub(super) fn sqlite(pool: SqlitePool, cipher: Cipher) -> Self {
-        Self(Arc::new(Backend::Sealed(Db::Sqlite(pool), cipher)))
-    }
-
-    pub(super) fn redis(pool: RedisPool, cipher: Cipher) -> Self {
-        Self(Arc::new(Backend::Sealed(Db::Redis(pool), cipher)))
+    /// Sealed by `cipher` in `db` (SQLite: the `sessions` table must exist, see `sqlite::open`).
+    pub(super) fn sealed(db: Db, cipher: Cipher) -> Self {
+        Self(Arc::new(Backend::Sealed(db, cipher)))
     }
 
     /// Whether the store answers (for `/readyz`).
@@ -240,11 +235,8 @@ impl SessionBackend {
         for round in 0u64.. {
             tick.tick().await;
             if round % sweep_every == 0 {
-                match sqlx::query("delete from sessions where expires_at_ms < ?")
-                    .bind(sql_ms(unix_now_ms()))
-                    .execute(pool)
-                    .await
-                {
+                let expired = sqlx::query("delete from sessions where expires_at_ms < ?");
+                match expired.bind(sql_ms(unix_now_ms())).execute(pool).await {
                     Ok(done) if done.rows_affected() > 0 => {
                         checkpoint(pool).await;
                         continue;

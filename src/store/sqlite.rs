@@ -22,6 +22,8 @@ pub struct SqliteFlows {
     pub cipher: Cipher,
 }
 
+/// `mark_seen` writes at most this often per flow.
+const SEEN_RESOLUTION_MS: u64 = 5_000;
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
@@ -93,11 +95,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer, so only briefly (ours read for a millisecond or so).
 const CHECKPOINT_WAIT_MS: u64 = 100;
 
-/// Copies every page of the WAL into the database and empties the WAL (`wal_checkpoint
-/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the record in the
-/// database, but the WAL holds the old pages, record and all, until a checkpoint. One that
-/// readers hold up past [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next
-/// (the sessions' sweep runs one every few seconds); never an error for the caller.
+/// `wal_checkpoint(TRUNCATE)`: the WAL copied into the database and emptied. Run after a delete
+/// is committed: `secure_delete` zeroes the record in the database, but the WAL holds the old
+/// pages until a checkpoint. One held up past [`CHECKPOINT_WAIT_MS`] by readers, or failing, is
+/// logged and left to the next (the sessions' sweep runs one every 5 s), never the caller's error.
 pub async fn checkpoint(pool: &SqlitePool) {
     match checkpoint_briefly(pool).await {
         Ok((0, _, _)) => {}
@@ -108,8 +109,8 @@ pub async fn checkpoint(pool: &SqlitePool) {
     }
 }
 
-/// The TRUNCATE checkpoint on a connection whose busy timeout is cut to [`CHECKPOINT_WAIT_MS`]
-/// for it (and set back after; a connection where that fails is closed, not reused).
+/// The TRUNCATE checkpoint, its connection's busy timeout cut to [`CHECKPOINT_WAIT_MS`] for it
+/// (and set back after; a connection where that fails is closed, not reused).
 async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     sqlx::query(&format!("pragma busy_timeout = {CHECKPOINT_WAIT_MS}"))
@@ -239,7 +240,7 @@ impl SqliteFlows {
         sqlx::query("update device_flows set seen_at_ms = ? where id = ? and seen_at_ms < ?")
             .bind(sql_ms(now))
             .bind(id)
-            .bind(sql_ms(now.saturating_sub(super::SEEN_RESOLUTION_MS)))
+            .bind(sql_ms(now.saturating_sub(SEEN_RESOLUTION_MS)))
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -11,8 +11,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The most of an error body we read to classify it: Webex's envelopes are a few hundred bytes.
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Why a capped read stopped short: the body is (or says it is) longer than the cap, or the
-/// connection failed or timed out while reading.
+/// Why a capped read stopped: the body is (or says it is) over the cap, or the connection failed.
 #[derive(Debug)]
 pub enum ReadError {
     TooLarge,
