@@ -80,6 +80,17 @@ pub struct RedisFlows {
     cipher: Cipher,
 }
 
+/// Deletes each of `KEYS` whose value is `ARGV[1]` (its holder), leaving another holder's alone;
+/// how many it deleted.
+const DELETE_HELD: &str = "local deleted = 0
+    for _, key in ipairs(KEYS) do
+      if redis.call('get', key) == ARGV[1] then
+        redis.call('del', key)
+        deleted = deleted + 1
+      end
+    end
+    return deleted";
+
 /// A lock held in Redis, released when dropped (best effort; it also expires by itself).
 pub struct RedisLock {
     pool: RedisPool,
@@ -91,13 +102,7 @@ impl Drop for RedisLock {
     fn drop(&mut self) {
         let (pool, key, owner) = (self.pool.clone(), self.key.clone(), self.owner.clone());
         tokio::spawn(async move {
-            let _: Result<i64, _> = pool
-                .eval(
-                    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-                    vec![key],
-                    vec![owner],
-                )
-                .await;
+            let _: Result<i64, _> = pool.eval(DELETE_HELD, vec![key], vec![owner]).await;
         });
     }
 }
@@ -244,28 +249,15 @@ impl RedisFlows {
         Ok(())
     }
 
-    /// Deletes the lease keys of pending flows whose value is `owner`: compare and delete in
-    /// one script per batch, so a lease another instance took in between is left alone.
+    /// Deletes the lease keys of pending flows whose value is `owner`, in one script per batch
+    /// ([`DELETE_HELD`]), so a lease another instance took in between is left alone.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
         let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut released = 0usize;
         for batch in ids.chunks(100) {
-            let count: i64 = self
-                .pool
-                .eval(
-                    "local released = 0
-                     for _, lease in ipairs(KEYS) do
-                       if redis.call('get', lease) == ARGV[1] then
-                         redis.call('del', lease)
-                         released = released + 1
-                       end
-                     end
-                     return released",
-                    batch.iter().map(|id| key::lease(id)).collect::<Vec<_>>(),
-                    vec![owner.to_owned()],
-                )
-                .await?;
-            released = released.saturating_add(usize::try_from(count).unwrap_or(0));
+            let leases: Vec<String> = batch.iter().map(|id| key::lease(id)).collect();
+            let count: usize = self.pool.eval(DELETE_HELD, leases, owner).await?;
+            released = released.saturating_add(count);
         }
         Ok(released)
     }
@@ -294,8 +286,7 @@ impl RedisFlows {
     }
 
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        let count: i64 = self.pool.scard(key::PENDING).await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        Ok(self.pool.scard(key::PENDING).await?)
     }
 
     /// Only pending flows are counted (the others expire by themselves).

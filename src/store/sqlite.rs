@@ -161,10 +161,8 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
             file = %path.display(),
             "dropping sessions and device flows stored in clear by an older version; users sign in again"
         );
-        sqlx::raw_sql("drop table if exists tower_sessions; drop table if exists device_flows")
-            .execute(pool)
-            .await?;
-        sqlx::query("vacuum").execute(pool).await?;
+        let drop = "drop table if exists tower_sessions; drop table if exists device_flows; vacuum";
+        sqlx::raw_sql(drop).execute(pool).await?;
     }
     sqlx::query(&format!("pragma user_version = {SCHEMA_VERSION}"))
         .execute(pool)
@@ -258,14 +256,13 @@ impl SqliteFlows {
     pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let now = unix_now_ms();
         let done = sqlx::query(
-            "update device_flows set lease_owner = ?, lease_until_ms = ?
-             where id = ? and status = 'pending'
-               and (lease_owner is null or lease_owner = ? or lease_until_ms < ?)",
+            "update device_flows set lease_owner = ?1, lease_until_ms = ?2
+             where id = ?3 and status = 'pending'
+               and (lease_owner is null or lease_owner = ?1 or lease_until_ms < ?4)",
         )
         .bind(owner)
         .bind(sql_ms(lease_until(now)))
         .bind(id)
-        .bind(owner)
         .bind(sql_ms(now))
         .execute(&self.pool)
         .await?;
@@ -313,14 +310,12 @@ impl SqliteFlows {
     }
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        let now = sql_ms(unix_now_ms());
         Ok(sqlx::query_scalar(
             "select id from device_flows
-             where status = 'pending' and expires_at_ms > ? and lease_until_ms < ?
+             where status = 'pending' and expires_at_ms > ?1 and lease_until_ms < ?1
              limit 1000",
         )
-        .bind(now)
-        .bind(now)
+        .bind(sql_ms(unix_now_ms()))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -280,11 +280,9 @@ mod tests {
     #[test]
     fn links_must_be_absolute_https_with_a_host() {
         let link = |uri: &str, allow_http: bool| {
-            let uri = serde_json::Value::from(uri);
-            let json = with(&format!(
-                r#""verification_uri_complete":{uri},"expires_in":300"#
-            ));
-            parse(&json, allow_http).map(|auth| auth.verification_uri_complete)
+            let uri = json!(uri);
+            let fields = format!(r#""verification_uri_complete":{uri},"expires_in":300"#);
+            parse(&with(&fields), allow_http).map(|auth| auth.verification_uri_complete)
         };
         for (uri, allow_http) in [
             ("https://x.example/verify?userCode=ab", false),
@@ -314,11 +312,9 @@ mod tests {
         let long = format!("https://x.example/{}", "a".repeat(MAX_VERIFICATION_URI_LEN));
         assert_eq!(link(&long, true), too_long());
         // Percent-encoding can push a link over the cap after normalising.
-        let spaced = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
-        assert_eq!(
-            link(&format!("https://x.example/{spaced}x"), true),
-            too_long()
-        );
+        let spaces = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
+        let spaced = format!("https://x.example/{spaces}x");
+        assert_eq!(link(&spaced, true), too_long());
     }
 
     /// Number literals as Webex could write them, in or far out of range.

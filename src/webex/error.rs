@@ -102,9 +102,9 @@ impl WebexError {
     /// never the body's text. A 401 with a code (`invalid_client`: the app's own credentials) is
     /// a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
-        let envelope = Envelope::parse(body);
-        let message = envelope.code.clone().unwrap_or_else(|| reason(status));
-        Self::from_parts(status, headers, envelope, message)
+        let mut envelope = Envelope::parse(body);
+        envelope.message = envelope.code.clone();
+        Self::from_parts(status, headers, envelope)
     }
 
     /// An API answer (`/rooms`, `/people/me`): the message is the body's, made one plain line.
@@ -113,16 +113,12 @@ impl WebexError {
     pub fn classify_api(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let mut envelope = Envelope::parse(body);
         envelope.code = None;
-        let message = envelope.message.clone().unwrap_or_else(|| reason(status));
-        Self::from_parts(status, headers, envelope, message)
+        Self::from_parts(status, headers, envelope)
     }
 
-    fn from_parts(
-        status: StatusCode,
-        headers: &HeaderMap,
-        envelope: Envelope,
-        message: String,
-    ) -> Self {
+    /// The variant for `status`, its message the envelope's (else the status's reason).
+    fn from_parts(status: StatusCode, headers: &HeaderMap, envelope: Envelope) -> Self {
+        let message = envelope.message.unwrap_or_else(|| reason(status));
         let tracking_id = envelope.tracking_id.or_else(|| tracking_id(headers));
         match status {
             StatusCode::UNAUTHORIZED if envelope.code.is_none() => {
