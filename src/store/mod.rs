@@ -33,9 +33,6 @@ use std::time::Duration;
 /// How long a lease lasts without renewal; the app renews them every [`LEASE_RENEW`].
 pub const LEASE: Duration = Duration::from_secs(10);
 pub const LEASE_RENEW: Duration = Duration::from_secs(3);
-/// How long a refresh lock (Redis) is held at most, should its holder die mid-refresh; a
-/// request waits at most this long for another instance's refresh.
-pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
 
 /// A failed store call, its cause kept; the pages turn it into a 503.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,7 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{
-    FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json, signed_ms,
-};
+use super::{FlowData, LEASE, StoreError, StoreResult, millis, open_json, seal_json, signed_ms};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
@@ -29,11 +27,18 @@ mod key {
     pub fn seen(id: &str) -> String {
         format!("webex-oauth:flow-seen:{id}")
     }
+    /// Every key of flow `id` but its place in [`PENDING`].
+    pub fn all(id: &str) -> Vec<String> {
+        vec![flow(id), lease(id), tokens(id), seen(id)]
+    }
     pub fn lock(name: &str) -> String {
         format!("webex-oauth:lock:{name}")
     }
 }
 
+/// How long a session's lock is held at most, should its holder die mid-refresh; a request
+/// waits at most this long for another instance's refresh.
+const REFRESH_LOCK: Duration = Duration::from_secs(10);
 /// How long Redis keeps a flow's keys: until its code expired, plus the grace for the page.
 const KEEP_AFTER_EXPIRY_MS: u64 = 10 * 60 * 1000;
 /// How long a flow's seen key lives: longer than any flow (its lifetime is clamped to
@@ -205,15 +210,7 @@ impl RedisFlows {
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .del(vec![
-                key::flow(id),
-                key::lease(id),
-                key::tokens(id),
-                key::seen(id),
-            ])
-            .await?;
+        let _: () = self.pool.del(key::all(id)).await?;
         let _: () = self.pool.srem(key::PENDING, id).await?;
         Ok(())
     }

@@ -156,12 +156,8 @@ fn api_text_is_one_plain_bounded_line() {
 
 #[test]
 fn only_what_looks_like_a_tracking_id_is_kept() {
-    for good in [
-        "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB",
-        "WEBEX_CLIENT_abc.def:1",
-    ] {
-        assert!(is_tracking_id(good), "{good}");
-    }
+    let router = "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB";
+    assert!(is_tracking_id(router) && is_tracking_id("WEBEX_CLIENT_abc.def:1"));
     let long = "a".repeat(129);
     for bad in ["", "a b", "<b>", "x&kind=busy", &long, "é", "a\nb"] {
         assert!(!is_tracking_id(bad), "{bad}");
