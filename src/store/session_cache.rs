@@ -98,14 +98,10 @@ impl SessionCache {
         }
     }
 
-    /// Caches `record` if `put_over` allows it over what is cached now (`None`: nothing);
-    /// whether it did. It goes to the signed-in cache when it holds tokens or its id is there
-    /// already, else to the anonymous one.
-    pub async fn put_where(
-        &self,
-        record: Record,
-        put_over: impl FnOnce(Option<&Slot>) -> bool + Send,
-    ) -> bool {
+    /// Caches `record` if `new` and nothing is cached under its id, or if not `new` and a record
+    /// is (a deleted one stays deleted); whether it did. It goes to the signed-in cache when it
+    /// holds tokens or its id is there already, else to the anonymous one.
+    pub async fn put(&self, record: Record, new: bool) -> bool {
         let id = record.id;
         let to_signed_in = signed_in(&record);
         let slot = Arc::new(record);
@@ -118,7 +114,7 @@ impl SessionCache {
                     Some(_) => None,
                     None => anonymous.get(&id).await,
                 };
-                if !put_over(here.as_ref().or(there.as_ref())) {
+                if (here.is_none() && there.is_none()) != new {
                     return Op::Nop;
                 }
                 put.store(true, Ordering::Relaxed);

@@ -264,9 +264,7 @@ impl SessionBackend {
     /// deleted record stays deleted); whether it did.
     async fn put(&self, record: &Record, new: bool) -> session_store::Result<bool> {
         match &*self.0 {
-            Backend::Memory(cache) => Ok(cache
-                .put_where(record.clone(), |now| now.is_none() == new)
-                .await),
+            Backend::Memory(cache) => Ok(cache.put(record.clone(), new).await),
             Backend::Sealed(db, cipher) => {
                 let key = durable_key(&record.id);
                 let sealed = seal(cipher, &key, record)?;
@@ -297,10 +295,8 @@ impl SessionStore for SessionBackend {
         let (db, cipher) = match &*self.0 {
             // moka drops an expired record a little later; until then it reads as none.
             Backend::Memory(cache) => {
-                let live = cache
-                    .get(id)
-                    .await
-                    .filter(|r| expires_at_ms(r) > unix_now_ms());
+                let slot = cache.get(id).await;
+                let live = slot.filter(|r| expires_at_ms(r) > unix_now_ms());
                 return Ok(live.map(|record| Record::clone(&record)));
             }
             Backend::Sealed(db, cipher) => (db, cipher),
@@ -309,7 +305,6 @@ impl SessionStore for SessionBackend {
         let Some(sealed) = db.get(&key).await.map_err(backend_error)? else {
             return Ok(None);
         };
-        // `open` checks the record's own expiry as well.
         let Some((record, legacy)) = open(cipher, id, &key, &sealed) else {
             return Ok(None);
         };

@@ -130,10 +130,7 @@ pub enum PollReply {
 impl WebexClient {
     /// Starts a device flow.
     pub async fn device_authorize(&self, scope: &str) -> Result<DeviceAuthorization, WebexError> {
-        let form = [
-            ("client_id", self.creds.client_id.as_str()),
-            ("scope", scope),
-        ];
+        let form = [("client_id", &*self.creds.client_id), ("scope", scope)];
         let request = self.http.post(self.endpoint("device/authorize"));
         let response = send(request.form(&form)).await?;
         let (raw, tracking_id) = decode_token(response, "device authorization").await?;
