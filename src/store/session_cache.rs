@@ -52,22 +52,19 @@ struct SlotExpiry;
 
 impl moka::Expiry<Id, Slot> for SlotExpiry {
     fn expire_after_create(&self, _: &Id, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(slot_ttl(slot))
+        let left = expires_at_ms(slot).saturating_sub(unix_now_ms());
+        Some(Duration::from_millis(left))
     }
 
     fn expire_after_update(
         &self,
-        _: &Id,
+        id: &Id,
         slot: &Slot,
-        _: Instant,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot_ttl(slot))
+        self.expire_after_create(id, slot, now)
     }
-}
-
-fn slot_ttl(record: &Slot) -> Duration {
-    Duration::from_millis(expires_at_ms(record).saturating_sub(unix_now_ms()))
 }
 
 impl SessionCache {
