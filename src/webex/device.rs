@@ -91,10 +91,8 @@ fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
         return Err(TOO_LONG);
     }
     let url = Url::parse(uri).map_err(|_| "a verification link that is not an absolute URL")?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        _ => return Err("a verification link that is not https"),
+    if !(url.scheme() == "https" || (allow_http && url.scheme() == "http")) {
+        return Err("a verification link that is not https");
     }
     if !has_plain_host(&url) {
         return Err("a verification link without a proper host");

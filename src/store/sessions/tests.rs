@@ -48,22 +48,19 @@ async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
         json.as_slice(),
     );
     let old = [nonce.as_slice(), &sealed.unwrap()].concat();
-    sqlx::query("insert into sessions (id, data, expires_at_ms) values (?, ?, ?)")
-        .bind(durable_key(&live.id))
-        .bind(&old)
-        .bind(sql_ms(expires_at_ms(&live)))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let store = SessionBackend::sealed(Db::Sqlite(pool.clone()), cipher.clone());
+    let (db, key) = (Db::Sqlite(pool.clone()), durable_key(&live.id));
+    let inserted = db.put(&key, old.clone(), expires_at_ms(&live), true).await;
+    assert!(inserted.unwrap());
+    let store = SessionBackend::sealed(db, cipher.clone());
     let loaded = store.load(&live.id).await.unwrap();
     assert_eq!(loaded.expect("the old record reads").data, live.data);
-    let now: Vec<u8> = sqlx::query_scalar("select data from sessions")
-        .fetch_one(&pool)
+    let now = Db::Sqlite(pool)
+        .get(&key)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("still there");
     assert_ne!(now, old, "rewritten");
-    let opened = cipher.open(Kind::Session, &durable_key(&live.id), &now);
+    let opened = cipher.open(Kind::Session, &key, &now);
     assert!(!opened.expect("bound to its key").legacy);
     let _ = std::fs::remove_dir_all(&dir);
 }
