@@ -10,11 +10,7 @@ use std::path::Path;
 pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
-    let path = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("encryption.key");
+    let path = db.with_file_name("encryption.key");
     let problem = StoreError::Open;
     if !path.exists() {
         use rand::RngCore;
@@ -28,14 +24,10 @@ pub fn key_beside(db: &Path) -> StoreResult<Cipher> {
     make_private(&path).map_err(problem)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-    crate::crypto::EncryptionKey::from_base64(&text)
-        .and_then(|k| Cipher::new(&[k.0]))
-        .ok_or_else(|| {
-            problem(format!(
-                "{} does not hold a base64 32-byte key",
-                path.display()
-            ))
-        })
+    let key = crate::crypto::EncryptionKey::from_base64(&text);
+    let file = path.display();
+    let not_a_key = || problem(format!("{file} does not hold a base64 32-byte key"));
+    key.and_then(|k| Cipher::new(&[k.0])).ok_or_else(not_a_key)
 }
 
 #[cfg(unix)]
@@ -55,9 +47,8 @@ pub fn create_private_file(_: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// An existing key file that others may read is made 0600, with a warning naming it (it may
-/// have been copied: rotate the key). One this process cannot change (another owner) stops the
-/// start-up, naming it.
+/// A key file others may read is made 0600, with a warning naming it (it may have been copied:
+/// rotate the key); one this process cannot change (another owner) stops the start-up.
 #[cfg(unix)]
 fn make_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
@@ -83,8 +74,7 @@ fn make_private(_: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates `dir` and any missing parent as 0700 (only the ones it creates: an existing folder
-/// is left as it is).
+/// Creates `dir` and any missing parent as 0700 (an existing folder is left as it is).
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

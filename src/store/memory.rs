@@ -25,15 +25,10 @@ impl<R> Flow<R> {
     }
 }
 
+#[derive(Clone)]
 pub struct MemoryFlows<R>(Arc<Mutex<HashMap<String, Flow<R>>>>);
 
-// By hand: derived, they would ask `R: Clone`/`R: Default` of the shared map.
-impl<R> Clone for MemoryFlows<R> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
+// By hand: derived, it would ask `R: Default` of the shared map.
 impl<R> Default for MemoryFlows<R> {
     fn default() -> Self {
         Self(Arc::default())
@@ -105,15 +100,16 @@ impl<R: FlowData> MemoryFlows<R> {
     pub fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let now = unix_now_ms();
         let mut map = self.map();
-        let Some(flow) = map.get_mut(id) else {
+        let free = |f: &&mut Flow<R>| f.owner == owner || f.until < now;
+        let Some(flow) = map
+            .get_mut(id)
+            .filter(|f| f.record.is_pending())
+            .filter(free)
+        else {
             return Ok(false);
         };
-        let free = flow.owner == owner || flow.until < now;
-        if free && flow.record.is_pending() {
-            (flow.owner, flow.until) = (owner.to_owned(), lease_until(now));
-            return Ok(true);
-        }
-        Ok(false)
+        (flow.owner, flow.until) = (owner.to_owned(), lease_until(now));
+        Ok(true)
     }
 
     pub fn renew_leases(&self, owner: &str, ids: &[String]) -> StoreResult<()> {
@@ -192,9 +188,6 @@ mod tests {
     impl FlowData for Pending {
         fn status(&self) -> &'static str {
             "pending"
-        }
-        fn is_pending(&self) -> bool {
-            true
         }
         fn expires_at_ms(&self) -> u64 {
             self.0

@@ -16,26 +16,23 @@ mod sqlite;
 
 pub use session_cache::{OBJECT_TOKENS_KEY, TOKENS_KEY};
 pub use session_lock::{Lock, SessionGuard, SessionLocks};
+use sessions::Db;
 pub use sessions::SessionBackend;
 // For `test_support`: the tests check these caps.
 #[cfg(feature = "test-support")]
 pub use {session_cache::MAX_ANONYMOUS, sqlite::WAL_SIZE_LIMIT};
 
 use crate::config::StoreConfig;
-use crate::crypto::EncryptionKey;
-use crate::crypto::{Cipher, Kind};
+use crate::crypto::{Cipher, EncryptionKey, Kind};
 use crate::tokens::TokenSet;
 use memory::MemoryFlows;
 use redis::RedisFlows;
 use sqlite::SqliteFlows;
 use std::time::Duration;
 
-/// How long a lease lasts without renewal. The app renews them every [`LEASE_RENEW`].
+/// How long a lease lasts without renewal; the app renews them every [`LEASE_RENEW`].
 pub const LEASE: Duration = Duration::from_secs(10);
 pub const LEASE_RENEW: Duration = Duration::from_secs(3);
-/// How long a refresh lock (Redis) is held at most, should its holder die mid-refresh; a
-/// request waits at most this long for another instance's refresh.
-pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
 
 /// A failed store call, its cause kept; the pages turn it into a 503.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +52,17 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What the store needs of a device flow's record, which `device_flow` defines: it keeps the
-/// record as sealed JSON and filters on its status and expiry.
+/// What the store needs of a device flow's record (`device_flow`'s): kept as sealed JSON,
+/// filtered on its status and expiry.
 pub trait FlowData:
     serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
 {
     /// The status column's value.
     fn status(&self) -> &'static str;
     /// Whether a poller still works on it (status `pending`).
-    fn is_pending(&self) -> bool;
+    fn is_pending(&self) -> bool {
+        self.status() == "pending"
+    }
     /// When its code expires (Unix ms).
     fn expires_at_ms(&self) -> u64;
 }
@@ -75,10 +74,9 @@ pub struct Store<R> {
     pub session_locks: SessionLocks,
 }
 
-/// Opens the configured backend. What goes to the file or to Redis is sealed with `keys`
-/// (`ENCRYPTION_KEYS`); without keys, SQLite uses `encryption.key` beside the file (made once,
-/// mode 0600), so `cargo run` needs no setup and restarts keep sessions. Redis needs keys
-/// (config checks). The memory store seals nothing: its records never leave the process.
+/// Opens the configured backend, sealing what goes to the file or Redis with `keys`
+/// (`ENCRYPTION_KEYS`, which Redis needs). Without keys SQLite uses `encryption.key` beside the
+/// file, so `cargo run` needs no setup and restarts keep sessions. Memory seals nothing.
 pub async fn open<R: FlowData>(
     config: &StoreConfig,
     keys: &[EncryptionKey],
@@ -92,11 +90,8 @@ pub async fn open<R: FlowData>(
         ),
         StoreConfig::Sqlite(path) => {
             let pool = sqlite::open(path).await?;
-            let cipher = match given {
-                Some(cipher) => cipher,
-                None => files::key_beside(path)?,
-            };
-            let sessions = SessionBackend::sqlite(pool.clone(), cipher.clone());
+            let cipher = given.map_or_else(|| files::key_beside(path), Ok)?;
+            let sessions = SessionBackend::sealed(Db::Sqlite(pool.clone()), cipher.clone());
             (
                 Backend::Sqlite(SqliteFlows { pool, cipher }),
                 sessions,
@@ -108,7 +103,7 @@ pub async fn open<R: FlowData>(
                 .ok_or_else(|| StoreError::Open("ENCRYPTION_KEYS is required with Redis".into()))?;
             let pool = redis::open(url).await?;
             let flows = RedisFlows::new(pool.clone(), cipher.clone());
-            let sessions = SessionBackend::redis(pool, cipher);
+            let sessions = SessionBackend::sealed(Db::Redis(pool), cipher);
             (Backend::Redis(flows.clone()), sessions, Some(flows))
         }
     };
@@ -130,8 +125,7 @@ enum Backend<R> {
     Redis(RedisFlows),
 }
 
-/// Each method calls the method of the same name on whichever backend holds the flows (the
-/// memory backend's are not async).
+/// Each method calls its namesake on the backend (the memory backend's are not async).
 macro_rules! flow_methods {
     ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
         $(#[$doc])*
@@ -144,9 +138,6 @@ macro_rules! flow_methods {
         }
     )*};
 }
-
-/// `mark_seen` writes at most this often per flow.
-const SEEN_RESOLUTION_MS: u64 = 5_000;
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -202,7 +193,7 @@ impl<R: FlowData> FlowStore<R> {
         fn get(id: &str) -> Option<R>;
 
         /// Writes the poller's new state (and, when granted, the tokens) if `owner` still holds the
-        /// lease. False when it does not, or the flow is gone.
+        /// lease; false when it does not, or the flow is gone.
         fn update(id: &str, record: &R, tokens: Option<&TokenSet>, owner: &str) -> bool;
 
         /// Takes the tokens of a granted flow and deletes the flow, atomically: exactly once.
@@ -210,26 +201,23 @@ impl<R: FlowData> FlowStore<R> {
 
         fn delete(id: &str) -> ();
 
-        /// Records that the owning session looked at the flow now (skipped when it did so within
-        /// the last few seconds, so a watched page costs few writes).
+        /// Records that the owning session looked at the flow now (SQLite: at most every few
+        /// seconds, so a watched page costs few writes).
         fn mark_seen(id: &str) -> ();
 
         /// Takes or renews the lease of a pending flow for `owner`: succeeds when the lease is
         /// free, lapsed, or already `owner`'s.
         fn lease(id: &str, owner: &str) -> bool;
 
-        /// Extends the leases `owner` holds on `ids` (its running pollers), in one statement where
-        /// the backend allows.
+        /// Extends the leases `owner` holds on `ids` (its running pollers).
         fn renew_leases(owner: &str, ids: &[String]) -> ();
 
-        /// Lets go of every lease `owner` holds, live or not (at shutdown): memory and SQLite mark
-        /// them lapsed, Redis deletes the lease keys whose value is `owner`. Another owner's lease
-        /// is never touched. Returns how many were released.
+        /// Lets go of every lease `owner` holds, live or not (at shutdown), never another
+        /// owner's; how many it released.
         fn release_leases(owner: &str) -> usize;
 
-        /// When `owner` still holds the lease of this pending flow: when its owning session last
-        /// looked at it (Unix ms). `None` when the lease is lost or the flow gone. A read, no
-        /// write.
+        /// When the owning session last looked at this pending flow (Unix ms), if `owner` still
+        /// holds its lease (a read, no write); `None` when the lease is lost or the flow gone.
         fn holds(id: &str, owner: &str) -> Option<u64>;
 
         /// Pending, unexpired flows whose lease has lapsed: nobody polls them (at most 1,000).

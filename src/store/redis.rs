@@ -2,9 +2,7 @@
 //! by several instances. Every check-and-write is one Lua script, so it is atomic. Flow records
 //! and tokens are sealed.
 
-use super::{
-    FlowData, LEASE, REFRESH_LOCK, StoreError, StoreResult, millis, open_json, seal_json, signed_ms,
-};
+use super::{FlowData, LEASE, StoreError, StoreResult, millis, open_json, seal_json, signed_ms};
 use crate::clock::unix_now_ms;
 use crate::crypto::{Cipher, Kind};
 use crate::tokens::TokenSet;
@@ -29,11 +27,18 @@ mod key {
     pub fn seen(id: &str) -> String {
         format!("webex-oauth:flow-seen:{id}")
     }
+    /// Every key of flow `id` but its place in [`PENDING`].
+    pub fn all(id: &str) -> Vec<String> {
+        vec![flow(id), lease(id), tokens(id), seen(id)]
+    }
     pub fn lock(name: &str) -> String {
         format!("webex-oauth:lock:{name}")
     }
 }
 
+/// How long a session's lock is held at most, should its holder die mid-refresh; a request
+/// waits at most this long for another instance's refresh.
+const REFRESH_LOCK: Duration = Duration::from_secs(10);
 /// How long Redis keeps a flow's keys: until its code expired, plus the grace for the page.
 const KEEP_AFTER_EXPIRY_MS: u64 = 10 * 60 * 1000;
 /// How long a flow's seen key lives: longer than any flow (its lifetime is clamped to
@@ -63,7 +68,7 @@ pub async fn open(url: &str) -> StoreResult<RedisPool> {
 }
 
 /// `scheme://host:port/db`, without user name or password.
-pub fn redacted(url: &str) -> String {
+fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
@@ -80,6 +85,17 @@ pub struct RedisFlows {
     cipher: Cipher,
 }
 
+/// Deletes each of `KEYS` whose value is `ARGV[1]` (its holder), leaving another holder's alone;
+/// how many it deleted.
+const DELETE_HELD: &str = "local deleted = 0
+    for _, key in ipairs(KEYS) do
+      if redis.call('get', key) == ARGV[1] then
+        redis.call('del', key)
+        deleted = deleted + 1
+      end
+    end
+    return deleted";
+
 /// A lock held in Redis, released when dropped (best effort; it also expires by itself).
 pub struct RedisLock {
     pool: RedisPool,
@@ -91,13 +107,7 @@ impl Drop for RedisLock {
     fn drop(&mut self) {
         let (pool, key, owner) = (self.pool.clone(), self.key.clone(), self.owner.clone());
         tokio::spawn(async move {
-            let _: Result<i64, _> = pool
-                .eval(
-                    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-                    vec![key],
-                    vec![owner],
-                )
-                .await;
+            let _: Result<i64, _> = pool.eval(DELETE_HELD, vec![key], vec![owner]).await;
         });
     }
 }
@@ -116,19 +126,24 @@ impl RedisFlows {
         Self { pool, cipher }
     }
 
-    /// `SET key value PX ms`.
-    async fn set_px(&self, key: String, value: String, ms: i64) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .set(key, value, Some(Expiration::PX(ms)), None, false)
-            .await?;
-        Ok(())
+    /// `SET key value PX ms`, under `only` (`NX`) if given; whether it was set.
+    async fn set_px(
+        &self,
+        key: &str,
+        value: &str,
+        ms: i64,
+        only: Option<SetOptions>,
+    ) -> StoreResult<bool> {
+        let px = Some(Expiration::PX(ms));
+        let set: Option<String> = self.pool.set(key, value, px, only, false).await?;
+        Ok(set.is_some())
     }
 
     pub async fn insert<R: FlowData>(&self, id: &str, record: &R, owner: &str) -> StoreResult<()> {
         let sealed = seal_json(&self.cipher, Kind::Flow, id, record)?;
-        self.set_px(key::flow(id), sealed, keep_ms(record)).await?;
-        self.set_px(key::lease(id), owner.to_owned(), lease_ms())
+        self.set_px(&key::flow(id), &sealed, keep_ms(record), None)
+            .await?;
+        self.set_px(&key::lease(id), owner, lease_ms(), None)
             .await?;
         let _: () = self.pool.sadd(key::PENDING, id).await?;
         self.mark_seen(id).await
@@ -136,9 +151,9 @@ impl RedisFlows {
 
     /// The seen key expires with the lease's flow; one SET, no read first.
     pub async fn mark_seen(&self, id: &str) -> StoreResult<()> {
-        let keep = signed_ms(SEEN_KEY_MS);
-        self.set_px(key::seen(id), unix_now_ms().to_string(), keep)
-            .await
+        let (now, keep) = (unix_now_ms().to_string(), signed_ms(SEEN_KEY_MS));
+        self.set_px(&key::seen(id), &now, keep, None).await?;
+        Ok(())
     }
 
     pub async fn get<R: FlowData>(&self, id: &str) -> StoreResult<Option<R>> {
@@ -195,15 +210,7 @@ impl RedisFlows {
     }
 
     pub async fn delete(&self, id: &str) -> StoreResult<()> {
-        let _: () = self
-            .pool
-            .del(vec![
-                key::flow(id),
-                key::lease(id),
-                key::tokens(id),
-                key::seen(id),
-            ])
-            .await?;
+        let _: () = self.pool.del(key::all(id)).await?;
         let _: () = self.pool.srem(key::PENDING, id).await?;
         Ok(())
     }
@@ -239,28 +246,15 @@ impl RedisFlows {
         Ok(())
     }
 
-    /// Deletes the lease keys of pending flows whose value is `owner`: compare and delete in
-    /// one script per batch, so a lease another instance took in between is left alone.
+    /// Deletes the lease keys of pending flows whose value is `owner`, in one script per batch
+    /// ([`DELETE_HELD`]), so a lease another instance took in between is left alone.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<usize> {
         let ids: Vec<String> = self.pool.smembers(key::PENDING).await?;
         let mut released = 0usize;
         for batch in ids.chunks(100) {
-            let count: i64 = self
-                .pool
-                .eval(
-                    "local released = 0
-                     for _, lease in ipairs(KEYS) do
-                       if redis.call('get', lease) == ARGV[1] then
-                         redis.call('del', lease)
-                         released = released + 1
-                       end
-                     end
-                     return released",
-                    batch.iter().map(|id| key::lease(id)).collect::<Vec<_>>(),
-                    vec![owner.to_owned()],
-                )
-                .await?;
-            released = released.saturating_add(usize::try_from(count).unwrap_or(0));
+            let leases: Vec<String> = batch.iter().map(|id| key::lease(id)).collect();
+            let count: usize = self.pool.eval(DELETE_HELD, leases, owner).await?;
+            released = released.saturating_add(count);
         }
         Ok(released)
     }
@@ -289,8 +283,7 @@ impl RedisFlows {
     }
 
     pub async fn count_pending(&self) -> StoreResult<usize> {
-        let count: i64 = self.pool.scard(key::PENDING).await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        Ok(self.pool.scard(key::PENDING).await?)
     }
 
     /// Only pending flows are counted (the others expire by themselves).
@@ -319,17 +312,7 @@ impl RedisFlows {
         let until = tokio::time::Instant::now() + REFRESH_LOCK;
         let px = signed_ms(millis(REFRESH_LOCK));
         loop {
-            let set: Option<String> = self
-                .pool
-                .set(
-                    &key,
-                    owner,
-                    Some(Expiration::PX(px)),
-                    Some(SetOptions::NX),
-                    false,
-                )
-                .await?;
-            if set.is_some() {
+            if self.set_px(&key, owner, px, Some(SetOptions::NX)).await? {
                 return Ok(RedisLock {
                     pool: self.pool.clone(),
                     key,

@@ -52,22 +52,19 @@ struct SlotExpiry;
 
 impl moka::Expiry<Id, Slot> for SlotExpiry {
     fn expire_after_create(&self, _: &Id, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(slot_ttl(slot))
+        let left = expires_at_ms(slot).saturating_sub(unix_now_ms());
+        Some(Duration::from_millis(left))
     }
 
     fn expire_after_update(
         &self,
-        _: &Id,
+        id: &Id,
         slot: &Slot,
-        _: Instant,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot_ttl(slot))
+        self.expire_after_create(id, slot, now)
     }
-}
-
-fn slot_ttl(record: &Slot) -> Duration {
-    Duration::from_millis(expires_at_ms(record).saturating_sub(unix_now_ms()))
 }
 
 impl SessionCache {
@@ -98,14 +95,10 @@ impl SessionCache {
         }
     }
 
-    /// Caches `record` if `put_over` allows it over what is cached now (`None`: nothing);
-    /// whether it did. It goes to the signed-in cache when it holds tokens or its id is there
-    /// already, else to the anonymous one.
-    pub async fn put_where(
-        &self,
-        record: Record,
-        put_over: impl FnOnce(Option<&Slot>) -> bool + Send,
-    ) -> bool {
+    /// Caches `record` if `new` and nothing is cached under its id, or if not `new` and a record
+    /// is (a deleted one stays deleted); whether it did. It goes to the signed-in cache when it
+    /// holds tokens or its id is there already, else to the anonymous one.
+    pub async fn put(&self, record: Record, new: bool) -> bool {
         let id = record.id;
         let to_signed_in = signed_in(&record);
         let slot = Arc::new(record);
@@ -118,7 +111,7 @@ impl SessionCache {
                     Some(_) => None,
                     None => anonymous.get(&id).await,
                 };
-                if !put_over(here.as_ref().or(there.as_ref())) {
+                if (here.is_none() && there.is_none()) != new {
                     return Op::Nop;
                 }
                 put.store(true, Ordering::Relaxed);
@@ -149,8 +142,7 @@ impl SessionCache {
             .await;
     }
 
-    /// How many entries each cache holds (signed-in, anonymous), once moka has
-    /// applied its pending evictions.
+    /// How many entries each cache holds (signed-in, anonymous), pending evictions applied.
     pub async fn counts(&self) -> (u64, u64) {
         self.signed_in.run_pending_tasks().await;
         self.anonymous.run_pending_tasks().await;

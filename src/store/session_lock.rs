@@ -35,15 +35,14 @@ impl Lock {
 /// Cloning is cheap; clones share the locks.
 #[derive(Clone)]
 pub struct SessionLocks {
-    /// One mutex per lock name that is held or waiting to; entries go away when the
-    /// last holder is done, so the map only holds sessions refreshing right now.
+    /// One mutex per lock name held or waited for; an entry goes with its last holder.
     local: LocalMap,
     /// Redis: other instances may refresh the same session.
     shared: Option<RedisFlows>,
 }
 
-/// Held while a session refreshes (or signs in with a device); dropping it lets the next
-/// request of that session in.
+/// Held while a session refreshes (or starts or claims a device flow); dropping it lets the
+/// next request of that session in.
 pub struct SessionGuard {
     local: LocalMap,
     key: String,
@@ -116,15 +115,9 @@ mod tests {
         let other = locks.lock(Lock::Refresh, &s2).await.unwrap(); // another session is not blocked
         let flow = locks.lock(Lock::Flow, &s1).await.unwrap(); // nor another lock of the same one
         assert_eq!(locks.len(), 3);
-        assert!(
-            locks
-                .local
-                .lock()
-                .unwrap()
-                .keys()
-                .all(|k| !k.contains("s1") && !k.contains("s2")),
-            "the map holds hashes, not session ids"
-        );
+        let names: Vec<String> = locks.local.lock().unwrap().keys().cloned().collect();
+        let hashed = names.iter().all(|k| !k.contains("s1") && !k.contains("s2"));
+        assert!(hashed, "the map holds hashes, not session ids: {names:?}");
         let waiter = {
             let locks = locks.clone();
             tokio::spawn(async move {

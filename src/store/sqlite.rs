@@ -22,53 +22,45 @@ pub struct SqliteFlows {
     pub cipher: Cipher,
 }
 
+/// `mark_seen` writes at most this often per flow.
+const SEEN_RESOLUTION_MS: u64 = 5_000;
 /// Bumped when the file's layout changes; see [`migrate`].
 const SCHEMA_VERSION: i64 = 3;
 
-/// The tables and indexes [`open`] creates when missing, each with what a failure cannot do.
-const SCHEMA: [(&str, &str); 4] = [
-    (
-        "create the sessions table",
-        "create table if not exists sessions (
-            id text primary key not null,
-            data blob not null,
-            expires_at_ms integer not null
-        )",
-    ),
-    (
-        "index sessions",
-        "create index if not exists sessions_expiry on sessions (expires_at_ms)",
-    ),
-    (
-        "create the device_flows table",
-        "create table if not exists device_flows (
-            id text primary key not null,
-            data text not null,
-            status text not null,
-            expires_at_ms integer not null,
-            lease_owner text,
-            lease_until_ms integer not null default 0,
-            tokens text,
-            seen_at_ms integer not null default 0
-        )",
-    ),
-    // The pending-flow count (every sign-in) and the orphan search (every 3 s) read these
-    // columns only; without the index they would scan every row and its large data column.
-    (
-        "index device_flows",
-        "create index if not exists device_flows_pending
-         on device_flows (status, expires_at_ms, lease_until_ms)",
-    ),
-];
+/// The tables and indexes [`open`] creates when missing. The pending-flow count (every sign-in)
+/// and the orphan search (every 3 s) read only `device_flows_pending`'s columns: without it they
+/// would scan every row and its large data column.
+const SCHEMA: &str = "
+    create table if not exists sessions (
+        id text primary key not null,
+        data blob not null,
+        expires_at_ms integer not null
+    );
+    create index if not exists sessions_expiry on sessions (expires_at_ms);
+    create table if not exists device_flows (
+        id text primary key not null,
+        data text not null,
+        status text not null,
+        expires_at_ms integer not null,
+        lease_owner text,
+        lease_until_ms integer not null default 0,
+        tokens text,
+        seen_at_ms integer not null default 0
+    );
+    create index if not exists device_flows_pending
+        on device_flows (status, expires_at_ms, lease_until_ms);
+";
 
 /// Opens (creating it, mode 0600, and its folder, mode 0700) the SQLite file, and the tables.
 pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
-    let open_error = |what: String| StoreError::Open(what);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)
-            .map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
     }
-    create_private_file(path).map_err(open_error)?;
+    create_private_file(path).map_err(StoreError::Open)?;
+    let cannot = |what: &str, e: sqlx::Error| {
+        StoreError::Open(format!("cannot {what} {}: {e}", path.display()))
+    };
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -86,14 +78,10 @@ pub async fn open(path: &Path) -> StoreResult<SqlitePool> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|e| open_error(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| cannot("open", e))?;
     migrate(&pool, path).await?;
-    for (what, sql) in SCHEMA {
-        sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .map_err(|e| open_error(format!("cannot {what} in {}: {e}", path.display())))?;
-    }
+    let schema = sqlx::raw_sql(SCHEMA).execute(&pool).await;
+    schema.map_err(|e| cannot("create the tables in", e))?;
     Ok(pool)
 }
 
@@ -107,11 +95,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer, so only briefly (ours read for a millisecond or so).
 const CHECKPOINT_WAIT_MS: u64 = 100;
 
-/// Copies every page of the WAL into the database and empties the WAL (`wal_checkpoint
-/// (TRUNCATE)`). Run after a delete is committed: `secure_delete` zeroes the record in the
-/// database, but the WAL holds the old pages, record and all, until a checkpoint. One that
-/// readers hold up past [`CHECKPOINT_WAIT_MS`], or that fails, is logged and left to the next
-/// (the sessions' sweep runs one every few seconds); never an error for the caller.
+/// `wal_checkpoint(TRUNCATE)`: the WAL copied into the database and emptied. Run after a delete
+/// is committed: `secure_delete` zeroes the record in the database, but the WAL holds the old
+/// pages until a checkpoint. One held up past [`CHECKPOINT_WAIT_MS`] by readers, or failing, is
+/// logged and left to the next (the sessions' sweep runs one every 5 s), never the caller's error.
 pub async fn checkpoint(pool: &SqlitePool) {
     match checkpoint_briefly(pool).await {
         Ok((0, _, _)) => {}
@@ -122,8 +109,8 @@ pub async fn checkpoint(pool: &SqlitePool) {
     }
 }
 
-/// The TRUNCATE checkpoint on a connection whose busy timeout is cut to [`CHECKPOINT_WAIT_MS`]
-/// for it (and set back after; a connection where that fails is closed, not reused).
+/// The TRUNCATE checkpoint, its connection's busy timeout cut to [`CHECKPOINT_WAIT_MS`] for it
+/// (and set back after; a connection where that fails is closed, not reused).
 async fn checkpoint_briefly(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     sqlx::query(&format!("pragma busy_timeout = {CHECKPOINT_WAIT_MS}"))
@@ -174,13 +161,8 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
             file = %path.display(),
             "dropping sessions and device flows stored in clear by an older version; users sign in again"
         );
-        sqlx::query("drop table if exists tower_sessions")
-            .execute(pool)
-            .await?;
-        sqlx::query("drop table if exists device_flows")
-            .execute(pool)
-            .await?;
-        sqlx::query("vacuum").execute(pool).await?;
+        let drop = "drop table if exists tower_sessions; drop table if exists device_flows; vacuum";
+        sqlx::raw_sql(drop).execute(pool).await?;
     }
     sqlx::query(&format!("pragma user_version = {SCHEMA_VERSION}"))
         .execute(pool)
@@ -256,7 +238,7 @@ impl SqliteFlows {
         sqlx::query("update device_flows set seen_at_ms = ? where id = ? and seen_at_ms < ?")
             .bind(sql_ms(now))
             .bind(id)
-            .bind(sql_ms(now.saturating_sub(super::SEEN_RESOLUTION_MS)))
+            .bind(sql_ms(now.saturating_sub(SEEN_RESOLUTION_MS)))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -274,14 +256,13 @@ impl SqliteFlows {
     pub async fn lease(&self, id: &str, owner: &str) -> StoreResult<bool> {
         let now = unix_now_ms();
         let done = sqlx::query(
-            "update device_flows set lease_owner = ?, lease_until_ms = ?
-             where id = ? and status = 'pending'
-               and (lease_owner is null or lease_owner = ? or lease_until_ms < ?)",
+            "update device_flows set lease_owner = ?1, lease_until_ms = ?2
+             where id = ?3 and status = 'pending'
+               and (lease_owner is null or lease_owner = ?1 or lease_until_ms < ?4)",
         )
         .bind(owner)
         .bind(sql_ms(lease_until(now)))
         .bind(id)
-        .bind(owner)
         .bind(sql_ms(now))
         .execute(&self.pool)
         .await?;
@@ -329,14 +310,12 @@ impl SqliteFlows {
     }
 
     pub async fn orphans(&self) -> StoreResult<Vec<String>> {
-        let now = sql_ms(unix_now_ms());
         Ok(sqlx::query_scalar(
             "select id from device_flows
-             where status = 'pending' and expires_at_ms > ? and lease_until_ms < ?
+             where status = 'pending' and expires_at_ms > ?1 and lease_until_ms < ?1
              limit 1000",
         )
-        .bind(now)
-        .bind(now)
+        .bind(sql_ms(unix_now_ms()))
         .fetch_all(&self.pool)
         .await?)
     }

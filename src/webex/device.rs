@@ -91,10 +91,8 @@ fn checked_link(uri: &str, allow_http: bool) -> Result<String, &'static str> {
         return Err(TOO_LONG);
     }
     let url = Url::parse(uri).map_err(|_| "a verification link that is not an absolute URL")?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        _ => return Err("a verification link that is not https"),
+    if !(url.scheme() == "https" || (allow_http && url.scheme() == "http")) {
+        return Err("a verification link that is not https");
     }
     if !has_plain_host(&url) {
         return Err("a verification link without a proper host");
@@ -130,10 +128,7 @@ pub enum PollReply {
 impl WebexClient {
     /// Starts a device flow.
     pub async fn device_authorize(&self, scope: &str) -> Result<DeviceAuthorization, WebexError> {
-        let form = [
-            ("client_id", self.creds.client_id.as_str()),
-            ("scope", scope),
-        ];
+        let form = [("client_id", &*self.creds.client_id), ("scope", scope)];
         let request = self.http.post(self.endpoint("device/authorize"));
         let response = send(request.form(&form)).await?;
         let (raw, tracking_id) = decode_token(response, "device authorization").await?;
@@ -144,25 +139,21 @@ impl WebexClient {
 
     /// One poll of `/device/token` (Basic auth is required there).
     pub async fn device_poll(&self, device_code: &Secret) -> PollReply {
+        let creds = &self.creds;
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ("device_code", device_code.expose()),
-            ("client_id", &self.creds.client_id),
+            ("client_id", &creds.client_id),
         ];
-        let request = self
-            .http
-            .post(self.endpoint("device/token"))
-            .basic_auth(
-                &self.creds.client_id,
-                Some(self.creds.client_secret.expose()),
-            )
-            .form(&form);
-        let response = match send(request).await {
+        let request = self.http.post(self.endpoint("device/token"));
+        let request = request.basic_auth(&creds.client_id, Some(creds.client_secret.expose()));
+        let response = match send(request.form(&form)).await {
             Ok(response) => response,
             Err(err) => return PollReply::Transient(err),
         };
         if response.status() != StatusCode::OK {
-            return classify_poll_error(WebexError::from_token_response(response).await);
+            let err = WebexError::from_response(response, WebexError::classify).await;
+            return classify_poll_error(err);
         }
         match decode(response, "device token response", MAX_BODY).await {
             Ok((tokens, tracking_id)) => PollReply::Granted(TokenResponse {
@@ -259,22 +250,16 @@ mod tests {
 
     #[test]
     fn numbers_are_clamped_to_what_a_poller_can_keep() {
+        let max = format!(r#""expires_in":{0},"interval":{0}"#, u64::MAX);
         for (fields, interval, expires_in) in [
             (r#""expires_in":300,"interval":2"#, 2, 300),
             (r#""expires_in":0,"interval":0"#, 1, 1),
-            (
-                r#""expires_in":18446744073709551615,"interval":18446744073709551615"#,
-                MAX_INTERVAL,
-                MAX_EXPIRES_IN,
-            ),
+            (max.as_str(), MAX_INTERVAL, MAX_EXPIRES_IN),
             (r#""expires_in":1801,"interval":61"#, 60, 1800),
         ] {
             let auth = parse(&with(fields), false).unwrap();
-            assert_eq!(
-                (auth.interval, auth.expires_in),
-                (interval, expires_in),
-                "{fields}"
-            );
+            let got = (auth.interval, auth.expires_in);
+            assert_eq!(got, (interval, expires_in), "{fields}");
         }
         // Past u64, negative or fractional: not a number of seconds at all.
         for fields in [
@@ -290,27 +275,18 @@ mod tests {
     #[test]
     fn links_must_be_absolute_https_with_a_host() {
         let link = |uri: &str, allow_http: bool| {
-            let uri = serde_json::Value::from(uri);
-            let json = with(&format!(
-                r#""verification_uri_complete":{uri},"expires_in":300"#
-            ));
-            parse(&json, allow_http).map(|auth| auth.verification_uri_complete)
+            let uri = json!(uri);
+            let fields = format!(r#""verification_uri_complete":{uri},"expires_in":300"#);
+            parse(&with(&fields), allow_http).map(|auth| auth.verification_uri_complete)
         };
-        for (uri, allow_http, want) in [
-            (
-                "https://x.example/verify?userCode=ab",
-                false,
-                "https://x.example/verify?userCode=ab",
-            ),
-            ("HTTPS://X.example", false, "https://x.example/"),
-            (
-                "http://127.0.0.1:9/verify",
-                true,
-                "http://127.0.0.1:9/verify",
-            ),
+        for (uri, allow_http) in [
+            ("https://x.example/verify?userCode=ab", false),
+            ("http://127.0.0.1:9/verify", true),
         ] {
-            assert_eq!(link(uri, allow_http).as_deref(), Ok(want), "{uri}");
+            assert_eq!(link(uri, allow_http).as_deref(), Ok(uri), "{uri}");
         }
+        let normalised = link("HTTPS://X.example", false);
+        assert_eq!(normalised.as_deref(), Ok("https://x.example/"));
         for bad in [
             "http://127.0.0.1:9/verify",
             "javascript:alert(1)",
@@ -331,11 +307,9 @@ mod tests {
         let long = format!("https://x.example/{}", "a".repeat(MAX_VERIFICATION_URI_LEN));
         assert_eq!(link(&long, true), too_long());
         // Percent-encoding can push a link over the cap after normalising.
-        let spaced = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
-        assert_eq!(
-            link(&format!("https://x.example/{spaced}x"), true),
-            too_long()
-        );
+        let spaces = " ".repeat(MAX_VERIFICATION_URI_LEN / 2);
+        let spaced = format!("https://x.example/{spaces}x");
+        assert_eq!(link(&spaced, true), too_long());
     }
 
     /// Number literals as Webex could write them, in or far out of range.

@@ -12,6 +12,9 @@ use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// [`WebexError::classify`] or [`WebexError::classify_api`].
+type Classify = fn(StatusCode, &HeaderMap, &[u8]) -> WebexError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WebexError {
     /// 401: the access token is missing, expired or revoked.
@@ -85,45 +88,37 @@ impl WebexError {
         Self::Transport(kind.into())
     }
 
-    /// Classifies a non-2xx answer of a token endpoint (`/access_token`, `/device/authorize`,
-    /// `/device/token`): consumes the body, keeps its OAuth code and tracking id, no text.
-    pub(crate) async fn from_token_response(response: Response) -> Self {
-        let (status, headers, body) = read_error(response).await;
-        Self::classify(status, &headers, &body)
+    /// Classifies a non-2xx answer with `classify` (one of the two below), its body read up to
+    /// [`MAX_ERROR_BODY`]: an oversized or broken body is classified by its status alone (a 5xx
+    /// stays transient).
+    pub(crate) async fn from_response(response: Response, classify: Classify) -> Self {
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = read_capped(response, MAX_ERROR_BODY).await;
+        classify(status, &headers, &body.unwrap_or_default())
     }
 
-    /// Classifies a non-2xx answer of the API (`/rooms`, `/people/me`): consumes the body and
-    /// keeps only the fields we know, its text made one plain line.
-    pub(crate) async fn from_api_response(response: Response) -> Self {
-        let (status, headers, body) = read_error(response).await;
-        Self::classify_api(status, &headers, &body)
-    }
-
-    /// The pure part of [`Self::from_token_response`]. The message is the OAuth code (or the
-    /// status's reason), never the body's text. A 401 with a code (`invalid_client`: the app's
-    /// own credentials) is a [`Self::Status`], not a refused token.
+    /// A token endpoint's answer (`/access_token`, `/device/authorize`, `/device/token`): only
+    /// its OAuth code and tracking id are kept, the message is the code (or the status's reason),
+    /// never the body's text. A 401 with a code (`invalid_client`: the app's own credentials) is
+    /// a [`Self::Status`], not a refused token.
     pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
-        let envelope = Envelope::parse(body);
-        let message = envelope.code.clone().unwrap_or_else(|| reason(status));
-        Self::from_parts(status, headers, envelope, message)
+        let mut envelope = Envelope::parse(body);
+        envelope.message = envelope.code.clone();
+        Self::from_parts(status, headers, envelope)
     }
 
-    /// The pure part of [`Self::from_api_response`]: the message is the body's (one plain line).
+    /// An API answer (`/rooms`, `/people/me`): the message is the body's, made one plain line.
     /// An API reply carries no OAuth code: a 401 is always [`Self::Unauthorized`] (refresh once
     /// and retry), whatever one word its `message` says (`unauthorized`, `invalid_token`).
     pub fn classify_api(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         let mut envelope = Envelope::parse(body);
         envelope.code = None;
-        let message = envelope.message.clone().unwrap_or_else(|| reason(status));
-        Self::from_parts(status, headers, envelope, message)
+        Self::from_parts(status, headers, envelope)
     }
 
-    fn from_parts(
-        status: StatusCode,
-        headers: &HeaderMap,
-        envelope: Envelope,
-        message: String,
-    ) -> Self {
+    /// The variant for `status`, its message the envelope's (else the status's reason).
+    fn from_parts(status: StatusCode, headers: &HeaderMap, envelope: Envelope) -> Self {
+        let message = envelope.message.unwrap_or_else(|| reason(status));
         let tracking_id = envelope.tracking_id.or_else(|| tracking_id(headers));
         match status {
             StatusCode::UNAUTHORIZED if envelope.code.is_none() => {
@@ -175,15 +170,6 @@ impl WebexError {
             _ => false,
         }
     }
-}
-
-/// A non-2xx answer's status, headers and body, read up to [`MAX_ERROR_BODY`]: an oversized or
-/// broken body is classified by its status alone (a 5xx stays transient).
-async fn read_error(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = read_capped(response, MAX_ERROR_BODY).await;
-    (status, headers, body.unwrap_or_default())
 }
 
 /// The status's own words (`Bad Request`), for an answer without a code or text.

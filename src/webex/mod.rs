@@ -75,12 +75,6 @@ impl WebexClient {
         }
         url
     }
-
-    /// True when `url` is on the same scheme, host and port as the base: the only place a
-    /// bearer token may be sent.
-    fn same_origin(&self, url: &Url) -> bool {
-        url.origin() == self.base.origin()
-    }
 }
 
 /// A URL with a host and no credentials in it: one we may fetch or link to.
@@ -128,8 +122,7 @@ fn endpoint_label(url: &Url) -> &'static str {
     .unwrap_or("other")
 }
 
-/// Reads a 2xx body of at most `limit` bytes, with the reply's tracking id, or classifies the
-/// failure.
+/// A 2xx body of at most `limit` bytes and the reply's tracking id, or the failure classified.
 async fn read_within(
     response: Response,
     what: &'static str,
@@ -137,7 +130,7 @@ async fn read_within(
 ) -> Result<(Vec<u8>, Option<String>), WebexError> {
     let tracking_id = error::tracking_id(response.headers());
     if !response.status().is_success() {
-        return Err(WebexError::from_api_response(response).await);
+        return Err(WebexError::from_response(response, WebexError::classify_api).await);
     }
     match read_capped(response, limit).await {
         Ok(body) => Ok((body, tracking_id)),
@@ -159,8 +152,7 @@ async fn read_within(
     }
 }
 
-/// Reads a 2xx JSON body of at most `limit` bytes as `T`, with the reply's tracking id, or
-/// classifies the failure.
+/// [`read_within`], the body read as the JSON of a `T`.
 async fn decode<T: DeserializeOwned>(
     response: Response,
     what: &'static str,
@@ -173,21 +165,19 @@ async fn decode<T: DeserializeOwned>(
     }
 }
 
-/// [`decode`] for a token endpoint's answer: a failure keeps only its OAuth code and tracking
-/// id (see [`WebexError::from_token_response`]).
+/// [`decode`] for a token endpoint, whose failure keeps only its code ([`WebexError::classify`]).
 async fn decode_token<T: DeserializeOwned>(
     response: Response,
     what: &'static str,
 ) -> Result<(T, Option<String>), WebexError> {
     if !response.status().is_success() {
-        return Err(WebexError::from_token_response(response).await);
+        return Err(WebexError::from_response(response, WebexError::classify).await);
     }
     decode(response, what, MAX_BODY).await
 }
 
-/// A body that is not the JSON we expect, logged with where and how it failed but without
-/// serde_json's message: that quotes the value it could not read (a token, a code, a terminal
-/// escape…).
+/// A body that is not the JSON we expect, logged by where and how it failed, never with
+/// serde_json's message: that quotes the value it could not read (a token, a terminal escape…).
 fn undecodable(
     what: &'static str,
     err: &serde_json::Error,

@@ -73,11 +73,9 @@ impl WebexClient {
         what: &'static str,
     ) -> Result<TokenResponse, WebexError> {
         let response = send(self.http.post(self.endpoint("access_token")).form(form)).await?;
-        let (tokens, tracking_id) = decode_token(response, what).await?;
-        Ok(TokenResponse {
-            tracking_id,
-            ..tokens
-        })
+        let (mut tokens, tracking_id): (TokenResponse, _) = decode_token(response, what).await?;
+        tokens.tracking_id = tracking_id;
+        Ok(tokens)
     }
 }
 

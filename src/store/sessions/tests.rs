@@ -1,4 +1,4 @@
-//! Unit tests of the session store: records kept open in memory until they expire, old records
+//! Unit tests of the session store: records kept in memory until they expire, old records
 //! sealed anew, the anonymous cap.
 
 use super::*;
@@ -13,28 +13,26 @@ fn record(expires_in: time::Duration) -> Record {
 }
 
 #[tokio::test]
-async fn the_memory_store_keeps_records_open_until_they_expire() {
+async fn the_memory_store_keeps_records_until_they_expire() {
     let store = SessionBackend::memory();
-    let mut live = record(time::Duration::minutes(5));
-    store.create(&mut live).await.unwrap();
-    let loaded = store.load(&live.id).await.unwrap().expect("cached");
-    assert_eq!(loaded.data, live.data);
-    assert_eq!(loaded.id, live.id);
-
-    // Sign-out being final (a save after the delete writes nothing) is tests/api/sign_out.rs's.
-    let mut stale = record(time::Duration::milliseconds(-1));
-    store.create(&mut stale).await.unwrap();
-    assert!(
-        store.load(&stale.id).await.unwrap().is_none(),
-        "an expired record reads as signed out"
+    let (mut live, mut stale) = (
+        record(time::Duration::minutes(5)),
+        record(-time::Duration::MILLISECOND),
     );
+    for record in [&mut live, &mut stale] {
+        store.create(record).await.unwrap();
+    }
+    let loaded = store.load(&live.id).await.unwrap().expect("cached");
+    assert_eq!((loaded.id, loaded.data), (live.id, live.data));
+    // Sign-out being final (a save after the delete writes nothing) is tests/api/sign_out.rs's.
+    let expired = store.load(&stale.id).await.unwrap();
+    assert!(expired.is_none(), "an expired record reads as signed out");
 }
 
 #[tokio::test]
 async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
     use chacha20poly1305::aead::{Aead, KeyInit};
     let dir = std::env::temp_dir().join(format!("sessions-legacy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let pool = super::super::sqlite::open(&dir.join("sessions.db"))
         .await
         .unwrap();
@@ -43,38 +41,27 @@ async fn a_record_of_the_old_format_still_reads_and_is_sealed_anew() {
     let live = record(time::Duration::minutes(5));
     // As versions before the key binding sealed it: nonce || ciphertext, no associated data.
     let nonce = [3u8; 24];
-    let mut old = nonce.to_vec();
-    old.extend(
-        chacha20poly1305::XChaCha20Poly1305::new((&key).into())
-            .encrypt(
-                chacha20poly1305::XNonce::from_slice(&nonce),
-                serde_json::to_vec(&live).unwrap().as_slice(),
-            )
-            .unwrap(),
+    let aead = chacha20poly1305::XChaCha20Poly1305::new((&key).into());
+    let json = serde_json::to_vec(&live).unwrap();
+    let sealed = aead.encrypt(
+        chacha20poly1305::XNonce::from_slice(&nonce),
+        json.as_slice(),
     );
-    sqlx::query("insert into sessions (id, data, expires_at_ms) values (?, ?, ?)")
-        .bind(durable_key(&live.id))
-        .bind(&old)
-        .bind(sql_ms(expires_at_ms(&live)))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let store = SessionBackend::sqlite(pool.clone(), cipher.clone());
-    let loaded = store
-        .load(&live.id)
+    let old = [nonce.as_slice(), &sealed.unwrap()].concat();
+    let (db, key) = (Db::Sqlite(pool.clone()), durable_key(&live.id));
+    let inserted = db.put(&key, old.clone(), expires_at_ms(&live), true).await;
+    assert!(inserted.unwrap());
+    let store = SessionBackend::sealed(db, cipher.clone());
+    let loaded = store.load(&live.id).await.unwrap();
+    assert_eq!(loaded.expect("the old record reads").data, live.data);
+    let now = Db::Sqlite(pool)
+        .get(&key)
         .await
         .unwrap()
-        .expect("the old record reads");
-    assert_eq!(loaded.data, live.data);
-    let now: Vec<u8> = sqlx::query_scalar("select data from sessions")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        .expect("still there");
     assert_ne!(now, old, "rewritten");
-    let opened = cipher
-        .open(Kind::Session, &durable_key(&live.id), &now)
-        .expect("bound to its key");
-    assert!(!opened.legacy);
+    let opened = cipher.open(Kind::Session, &key, &now);
+    assert!(!opened.expect("bound to its key").legacy);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -95,14 +82,12 @@ async fn a_flood_of_anonymous_sessions_never_evicts_a_signed_in_one() {
     let (signed_in, kept) = store.cached().await;
     assert_eq!(signed_in, 1);
     assert!(kept <= 5, "{kept} anonymous sessions kept");
-    assert!(
-        store.load(&user.id).await.unwrap().is_some(),
-        "still signed in"
-    );
-    assert!(
-        store.load(&last.id).await.unwrap().is_some(),
-        "the newest login is admitted"
-    );
+    let loads = [
+        store.load(&user.id).await.unwrap(),
+        store.load(&last.id).await.unwrap(),
+    ];
+    assert!(loads[0].is_some(), "still signed in");
+    assert!(loads[1].is_some(), "the newest login is admitted");
 
     // Losing its tokens (Webex refused them), the user's session stays where it was.
     let mut forgotten = user.clone();
@@ -114,8 +99,8 @@ async fn a_flood_of_anonymous_sessions_never_evicts_a_signed_in_one() {
     assert!(store.load(&user.id).await.unwrap().is_some());
     assert_eq!(store.cached().await.0, 1);
     // Deleted, it is gone from both caches.
-    store.delete(&user.id).await.unwrap();
-    store.delete(&last.id).await.unwrap();
-    assert!(store.load(&user.id).await.unwrap().is_none());
-    assert!(store.load(&last.id).await.unwrap().is_none());
+    for id in [user.id, last.id] {
+        store.delete(&id).await.unwrap();
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
 }

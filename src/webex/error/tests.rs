@@ -3,8 +3,9 @@
 use super::*;
 use reqwest::header::HeaderValue;
 
-fn api(status: StatusCode, body: &[u8]) -> WebexError {
-    WebexError::classify_api(status, &HeaderMap::new(), body)
+fn api(status: u16, body: &str) -> WebexError {
+    let status = StatusCode::from_u16(status).unwrap();
+    WebexError::classify_api(status, &HeaderMap::new(), body.as_bytes())
 }
 
 fn classify(status: u16, body: &str) -> WebexError {
@@ -62,20 +63,15 @@ fn malformed_bodies_give_an_empty_envelope() {
 
 #[test]
 fn statuses_map_to_variants() {
-    assert!(
-        matches!(classify(401, "{}"), WebexError::Unauthorized { tracking_id: Some(t) } if t == "ROUTER_header")
-    );
-    assert!(matches!(
-        classify(403, r#"{"message":"missing scope"}"#),
-        WebexError::Forbidden { .. }
-    ));
-    assert!(matches!(
-        classify(429, ""),
-        WebexError::RateLimited {
-            retry_after: None,
-            ..
-        }
-    ));
+    for (status, body, want) in [
+        (401, "{}", "Unauthorized"),
+        (403, r#"{"message":"missing scope"}"#, "Forbidden"),
+        (429, "", "RateLimited { retry_after: None"),
+    ] {
+        let e = classify(status, body);
+        assert!(format!("{e:?}").starts_with(want), "{status}: {e:?}");
+        assert_eq!(e.tracking_id(), Some("ROUTER_header"), "{status}");
+    }
     let e = classify(
         400,
         r#"{"message":"invalid_grant","trackingId":"ROUTER_body"}"#,
@@ -97,10 +93,10 @@ fn statuses_map_to_variants() {
         r#"{"error":"invalid_client","message":"invalid_client"}"#,
         "{}",
     ] {
-        let e = api(StatusCode::UNAUTHORIZED, body.as_bytes());
+        let e = api(401, body);
         assert!(matches!(e, WebexError::Unauthorized { .. }), "{body}");
     }
-    let e = api(StatusCode::BAD_REQUEST, br#"{"message":"invalid_grant"}"#);
+    let e = api(400, r#"{"message":"invalid_grant"}"#);
     assert_eq!(e.oauth_code(), None, "no code from the API");
 }
 
@@ -143,7 +139,7 @@ fn a_token_endpoint_error_keeps_its_code_and_tracking_id_and_no_text() {
 fn api_text_is_one_plain_bounded_line() {
     let text = "missing\u{1b}[31m scope\n2026-01-01 INFO forged\u{0} \u{202e}txet\u{200b} \t";
     let body = serde_json::json!({ "message": text }).to_string();
-    let WebexError::Forbidden { message, .. } = api(StatusCode::FORBIDDEN, body.as_bytes()) else {
+    let WebexError::Forbidden { message, .. } = api(403, &body) else {
         panic!("not a 403");
     };
     assert_eq!(message, "missing[31m scope 2026-01-01 INFO forged txet");
@@ -160,19 +156,10 @@ fn api_text_is_one_plain_bounded_line() {
 
 #[test]
 fn only_what_looks_like_a_tracking_id_is_kept() {
-    assert!(is_tracking_id(
-        "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB"
-    ));
-    assert!(is_tracking_id("WEBEX_CLIENT_abc.def:1"));
-    for bad in [
-        "",
-        "a b",
-        "<b>",
-        "x&kind=busy",
-        &"a".repeat(129),
-        "é",
-        "a\nb",
-    ] {
+    let router = "ROUTER_65F3A1B2-0C1D-4E5F-8A9B-0123456789AB";
+    assert!(is_tracking_id(router) && is_tracking_id("WEBEX_CLIENT_abc.def:1"));
+    let long = "a".repeat(129);
+    for bad in ["", "a b", "<b>", "x&kind=busy", &long, "é", "a\nb"] {
         assert!(!is_tracking_id(bad), "{bad}");
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(bad) {
