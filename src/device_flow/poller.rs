@@ -1,11 +1,10 @@
-//! [`DeviceFlows`]: starts, cancels and claims device sign-ins, and runs the tokio task that
-//! polls `/device/token` for each one, plus the housekeeping loop (leases, orphans, purge).
+//! [`DeviceFlows`]: starts, cancels and claims device sign-ins, runs one tokio task a flow that
+//! polls `/device/token`, and the housekeeping loop (leases, orphans, purge).
 //!
-//! A flow is plain data ([`FlowRecord`]) in the store, keyed by an unguessable flow id only the
-//! owning session knows. One instance polls it at a time, holding its lease; the task's handle
-//! never leaves that process. Each reply goes through the pure [`PollState::decide`]; the loop
-//! ([`poll`]) checks the deadline after every sleep and never sleeps past it, so the task always
-//! ends. A new sign-in, a cancel or a logout aborts it; losing its lease stops it.
+//! A flow's record is keyed by an unguessable id only the owning session knows. One instance
+//! polls it at a time, holding its lease. The loop ([`poll`]) never sleeps past the deadline and
+//! checks it after every sleep, so the task always ends; a new sign-in, a cancel or a logout
+//! aborts it, and losing its lease stops it.
 
 use super::decide::{PollState, Step, time_left};
 use super::{FlowRecord, FlowStatus};
@@ -101,31 +100,21 @@ impl DeviceFlows {
         self.store.mark_seen(id).await
     }
 
-    /// True when nobody has looked at the flow since `seen_ms` for [`Self::abandoned_after`].
-    fn abandoned(&self, seen_ms: u64) -> bool {
-        let idle = unix_now_ms().saturating_sub(seen_ms);
-        u128::from(idle) >= self.abandoned_after.as_millis()
-    }
-
     fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Poller>> {
         self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new flow when too many are pending (before asking Webex for a code). Under
-    /// concurrent sign-ins the count may overshoot by at most the number in flight.
-    pub async fn check_capacity(&self) -> Result<(), FlowError> {
+    /// A place for one more pending flow of `client` (none without a peer address), taken
+    /// before asking Webex for a code and handed to [`Self::start`]: `ClientBusy` past
+    /// `max_per_client`, `Busy` past `max_pending` (concurrent sign-ins may overshoot that by
+    /// the number in flight).
+    pub async fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
+        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
+        let slot = client.map(slot).transpose()?;
         if self.store.count_pending().await? >= self.max_pending {
             return Err(FlowError::Busy);
         }
-        Ok(())
-    }
-
-    /// A place for one more pending flow of `client`, taken before asking Webex for a code and
-    /// handed to [`Self::start`]; `ClientBusy` when the client has its
-    /// `MAX_PENDING_FLOWS_PER_CLIENT`. No peer address: no per-client cap.
-    pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
-        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
-        client.map(slot).transpose()
+        Ok(slot)
     }
 
     /// Records a flow Webex just started (values checked and clamped by the client) and spawns
@@ -169,11 +158,13 @@ impl DeviceFlows {
             flows.pollers().remove(&id_owned);
         };
         let task = tokio::spawn(task.instrument(span)).abort_handle();
-        let poller = Poller {
-            task,
-            _client: client,
-        };
-        pollers.insert(id.to_owned(), poller);
+        pollers.insert(
+            id.to_owned(),
+            Poller {
+                task,
+                _client: client,
+            },
+        );
     }
 
     /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
@@ -243,48 +234,32 @@ impl DeviceFlows {
         let mut tick = tokio::time::interval(LEASE_RENEW);
         for round in 0u64.. {
             tick.tick().await;
-            let failed = |err: StoreError, chore: &str| {
-                telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot {chore}");
-            };
-            if let Err(err) = self.renew_leases().await {
-                failed(err, "renew the device flows' leases");
+            let ids: Vec<String> = self.pollers().keys().cloned().collect();
+            if !ids.is_empty() {
+                let renewed = self.store.renew_leases(&self.owner, &ids).await;
+                logged(renewed, "housekeeping", "renew the device flows' leases");
             }
-            if let Err(err) = self.adopt_orphans().await {
-                failed(err, "look for orphaned device flows");
-            }
+            let adopted = self.adopt_orphans().await;
+            logged(adopted, "housekeeping", "look for orphaned device flows");
             if round % 20 == 0 {
-                match self.store.purge(KEEP_AFTER_EXPIRY).await {
-                    Ok(0) => {}
-                    Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
-                    Err(err) => failed(err, "purge expired device flows"),
+                let purged = self.store.purge(KEEP_AFTER_EXPIRY).await;
+                let what = "purge expired device flows";
+                if let Some(purged @ 1..) = logged(purged, "housekeeping", what) {
+                    tracing::debug!(purged, "forgot expired device flows");
                 }
             }
         }
     }
+}
 
-    /// Extends the leases of this instance's running pollers.
-    async fn renew_leases(&self) -> Result<(), StoreError> {
-        let ids: Vec<String> = self.pollers().keys().cloned().collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.store.renew_leases(&self.owner, &ids).await
-    }
-
-    /// Sleeps until `until`, then reads (once) whether this instance still holds the lease: when
-    /// the flow's page was last seen, or `None` when the lease is lost or the flow gone.
-    async fn sleep_holding_lease(&self, id: &str, until: Instant) -> Option<u64> {
-        tokio::time::sleep_until(until).await;
-        match self.store.holds(id, &self.owner).await {
-            Ok(seen) => seen,
-            Err(err) => {
-                telemetry::store_error("poller");
-                tracing::warn!(%err, "cannot check a device flow's lease; another instance will take it over");
-                None
-            }
-        }
-    }
+/// A store call's value, or `None` once its failure is counted (at `place`) and logged.
+fn logged<T>(result: Result<T, StoreError>, place: &'static str, what: &str) -> Option<T> {
+    result
+        .map_err(|err| {
+            telemetry::store_error(place);
+            tracing::warn!(%err, "cannot {what}");
+        })
+        .ok()
 }
 
 /// `wait` from now, but no later than `deadline`, where the poller wakes to record the expiry.
@@ -317,44 +292,49 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         next = next.max(after(state.interval, deadline));
     }
     let (status, tokens) = loop {
-        let Some(seen_ms) = flows.sleep_holding_lease(id, next).await else {
+        tokio::time::sleep_until(next).await;
+        // Read once a poll: when the flow's page was last seen, if this instance holds the lease.
+        let held = flows.store.holds(id, &flows.owner).await;
+        let lease = "check a device flow's lease; another instance will take it over";
+        let Some(Some(seen_ms)) = logged(held, "poller", lease) else {
             return; // cancelled, or another instance polls it now
         };
         if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
             break (FlowStatus::Expired, None);
         }
-        if flows.abandoned(seen_ms) {
+        let idle = unix_now_ms().saturating_sub(seen_ms);
+        if u128::from(idle) >= flows.abandoned_after.as_millis() {
             // Nobody watches the page: stop polling Webex (with our client secret) for it.
             tracing::info!("device flow abandoned: its page was not fetched for a while");
             break (FlowStatus::Expired, None);
         }
         let reply = flows.webex.device_poll(&record.device_code).await;
-        let wait = match state.decide(&reply) {
-            Step::Wait(wait) => wait,
-            Step::Finish(status) => match reply {
-                PollReply::Granted(response) => break granted(flows, response, &mut record).await,
-                PollReply::Failed(err) | PollReply::Transient(err) => {
-                    tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
-                    break (status, None);
-                }
-                _ => break (status, None),
-            },
-        };
-        match &reply {
-            PollReply::SlowDown => {
+        let wait = match (state.decide(&reply), reply) {
+            (Step::Finish(_), PollReply::Granted(response)) => {
+                break granted(flows, response, &mut record).await;
+            }
+            (Step::Finish(status), PollReply::Failed(err) | PollReply::Transient(err)) => {
+                tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
+                break (status, None);
+            }
+            (Step::Finish(status), _) => break (status, None),
+            (Step::Wait(wait), PollReply::SlowDown) => {
                 let interval_secs = state.interval.as_secs();
                 tracing::info!(interval_secs, "Webex asked us to slow down");
+                wait
             }
-            PollReply::Transient(err) => {
+            (Step::Wait(wait), PollReply::Transient(err)) => {
                 let failures = state.transient_failures;
                 tracing::warn!(error = %err, failures, "device poll failed; backing off");
+                wait
             }
-            PollReply::RateLimited(_) => {
-                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
+            (Step::Wait(wait), PollReply::RateLimited(_)) => {
+                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited");
+                wait
             }
-            _ => {}
-        }
+            (Step::Wait(wait), _) => wait,
+        };
         next = after(wait, deadline);
         let now_state = (state.interval.as_secs(), state.slowed_down);
         let changed = (record.interval_secs, record.slowed_down) != now_state;
@@ -413,12 +393,6 @@ async fn write(
     record: &FlowRecord,
     tokens: Option<&TokenSet>,
 ) -> bool {
-    match flows.store.update(id, record, tokens, &flows.owner).await {
-        Ok(written) => written,
-        Err(err) => {
-            telemetry::store_error("poller");
-            tracing::warn!(%err, "cannot record a device flow's state");
-            false
-        }
-    }
+    let written = flows.store.update(id, record, tokens, &flows.owner).await;
+    logged(written, "poller", "record a device flow's state").unwrap_or(false)
 }
