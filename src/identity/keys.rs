@@ -42,12 +42,10 @@ impl KeySet {
         let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
             return None;
         };
-        let for_signing = matches!(
-            jwk.common.public_key_use,
-            None | Some(PublicKeyUse::Signature)
-        );
-        let rs256 = matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256));
-        if !(for_signing && rs256) {
+        let (usage, alg) = (&jwk.common.public_key_use, &jwk.common.key_algorithm);
+        let usable = matches!(usage, None | Some(PublicKeyUse::Signature))
+            && matches!(alg, None | Some(KeyAlgorithm::RS256));
+        if !usable {
             return None;
         }
         DecodingKey::from_rsa_components(&rsa.n, &rsa.e).ok()
