@@ -56,8 +56,7 @@ pub struct FlowRecord {
     /// Unix milliseconds before which nobody may poll this flow (survives a handover).
     pub next_poll_at_ms: u64,
     pub status: FlowStatus,
-    /// What the grant's id_token proved (Login with Webex): who signed in, for the session that
-    /// claims the tokens, or why the flow failed (absent in records of earlier versions).
+    /// What the grant's id_token proved (absent in records of earlier versions).
     #[serde(default)]
     pub id_token: Verdict,
 }

@@ -41,7 +41,8 @@ pub enum FlowError {
     Store(#[from] StoreError),
 }
 
-/// One poller task of this instance, and its flow's client slot (none for a flow taken over).
+/// One poller task of this instance, and its flow's client slot (none for a flow taken over),
+/// freed the moment the flow ends or the poller stops.
 struct Poller {
     task: AbortHandle,
     _client: Option<Slot>,
@@ -57,12 +58,12 @@ pub struct DeviceFlows {
     pollers: Arc<Mutex<HashMap<String, Poller>>>,
     webex: WebexClient,
     max_pending: usize,
-    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`):
-    /// a slot lives in its poller's entry, freed the moment the flow ends or the poller stops.
+    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`).
     per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
-    /// Verifies a grant's id_token, when the device scopes ask for `openid`.
+    /// Verifies a grant's id_token, when the device scopes ask for `openid`: a flow whose
+    /// id_token does not verify fails.
     identity: Option<Verifier>,
 }
 
@@ -75,6 +76,7 @@ impl DeviceFlows {
         max_pending: usize,
         max_per_client: usize,
         abandoned_after: Duration,
+        identity: Option<Verifier>,
     ) -> Self {
         Self {
             store,
@@ -84,14 +86,8 @@ impl DeviceFlows {
             max_pending,
             per_client: PerClient::new(max_per_client),
             abandoned_after,
-            identity: None,
+            identity,
         }
-    }
-
-    /// Grants are verified (OpenID Connect): a flow whose id_token does not verify fails.
-    pub fn with_identity(mut self, verifier: Verifier) -> Self {
-        self.identity = Some(verifier);
-        self
     }
 
     /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
@@ -209,17 +205,13 @@ impl DeviceFlows {
         self.store.len().await.unwrap_or(0)
     }
 
-    /// Stops this instance's pollers (at shutdown); another instance, or this one after a
-    /// restart, takes the flows over.
-    pub fn stop_pollers(&self) {
+    /// At shutdown: stops this instance's pollers, then gives up their leases, so another
+    /// instance (or this one after a restart) adopts the flows at once rather than when the
+    /// leases lapse. Returns how many were released.
+    pub async fn stop(&self) -> Result<usize, StoreError> {
         for (_, poller) in self.pollers().drain() {
             poller.task.abort();
         }
-    }
-
-    /// Gives up this instance's leases (at shutdown, after [`Self::stop_pollers`]), so another
-    /// instance adopts the flows at once rather than when they lapse. Returns how many.
-    pub async fn release_leases(&self) -> Result<usize, StoreError> {
         self.store.release_leases(&self.owner).await
     }
 
@@ -262,9 +254,8 @@ fn logged<T>(result: Result<T, StoreError>, place: &'static str, what: &str) -> 
         .ok()
 }
 
-/// `wait` from now, but no later than `deadline`, where the poller wakes to record the expiry.
-/// The deadline is [`time_left`] ahead, so the sum never overflows, even for a `Retry-After` of
-/// 2^64-1 seconds.
+/// `wait` from now, but no later than `deadline` (at most [`time_left`] ahead, so the sum never
+/// overflows, even for a `Retry-After` of 2^64-1 seconds).
 fn after(wait: Duration, deadline: Instant) -> Instant {
     let now = Instant::now();
     now + wait.min(deadline.saturating_duration_since(now))
