@@ -39,13 +39,12 @@ pub struct TokenSet {
 impl TokenSet {
     pub fn new(response: TokenResponse, grant: Grant) -> Self {
         let now = unix_now();
+        let at = |secs: u64| now.saturating_add(secs);
         Self {
             access_token: response.access_token,
-            access_expires_at: now.saturating_add(response.expires_in),
+            access_expires_at: at(response.expires_in),
             refresh_token: response.refresh_token,
-            refresh_expires_at: response
-                .refresh_token_expires_in
-                .map(|s| now.saturating_add(s)),
+            refresh_expires_at: response.refresh_token_expires_in.map(at),
             scope: response.scope,
             grant,
         }

@@ -118,17 +118,12 @@ impl Verifier {
             now: unix_now(),
         };
         let mut identity = token::check(claims, &expected).map_err(refused)?;
-        if identity.name.is_none() || identity.email.is_none() {
-            self.fill_from_userinfo(&mut identity, &tokens.access_token)
-                .await;
+        if identity.name.is_some() && identity.email.is_some() {
+            return Ok(Some(identity));
         }
-        Ok(Some(identity))
-    }
-
-    /// The name and email the id_token lacks, from userinfo, if it describes the same user.
-    /// Userinfo is a complement: when it fails, the identity keeps what the token said.
-    async fn fill_from_userinfo(&self, identity: &mut Identity, access_token: &Secret) {
-        match self.webex.userinfo(access_token).await {
+        // The name and email the token lacks, from userinfo if it describes the same user.
+        // Userinfo is a complement: when it fails, the identity keeps what the token said.
+        match self.webex.userinfo(&tokens.access_token).await {
             Ok(info) if info.sub == identity.sub => {
                 identity.name = identity.name.take().or_else(|| token::shown(info.name));
                 identity.email = identity.email.take().or_else(|| token::shown(info.email));
@@ -140,6 +135,7 @@ impl Verifier {
                 tracing::warn!(%err, "cannot read userinfo; the identity keeps what its id_token says")
             }
         }
+        Ok(Some(identity))
     }
 }
 
