@@ -41,29 +41,24 @@ pub enum FlowError {
     Store(#[from] StoreError),
 }
 
-/// One poller task of this instance, and its flow's client slot (none for a flow taken over),
-/// freed the moment the flow ends or the poller stops.
-struct Poller {
-    task: AbortHandle,
-    _client: Option<Slot>,
-}
+/// This instance's poller tasks by flow id, each with its flow's client slot (none for a flow
+/// taken over), freed the moment the flow ends or the poller stops.
+type Pollers = HashMap<String, (AbortHandle, Option<Slot>)>;
 
-/// The flows of every instance sharing the store, and the pollers of this instance; clones
-/// share everything.
+/// Every instance's flows (in the store) and this instance's pollers; clones share both.
 #[derive(Clone)]
 pub struct DeviceFlows {
     store: FlowStore<FlowRecord>,
     /// This instance's lease-holder name (random per process).
     owner: Arc<str>,
-    pollers: Arc<Mutex<HashMap<String, Poller>>>,
+    pollers: Arc<Mutex<Pollers>>,
     webex: WebexClient,
     max_pending: usize,
     /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`).
     per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
-    /// Verifies a grant's id_token, when the device scopes ask for `openid`: a flow whose
-    /// id_token does not verify fails.
+    /// Verifies a grant's id_token (device scopes with `openid`): one that fails fails the flow.
     identity: Option<Verifier>,
 }
 
@@ -90,20 +85,18 @@ impl DeviceFlows {
         }
     }
 
-    /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
-    /// poller goes on.
+    /// The owning session looked at its flow (its page or status): the poller goes on.
     pub async fn mark_seen(&self, id: &str) -> Result<(), StoreError> {
         self.store.mark_seen(id).await
     }
 
-    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Poller>> {
+    fn pollers(&self) -> std::sync::MutexGuard<'_, Pollers> {
         self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for one more pending flow of `client` (none without a peer address), taken
-    /// before asking Webex for a code and handed to [`Self::start`]: `ClientBusy` past
-    /// `max_per_client`, `Busy` past `max_pending` (concurrent sign-ins may overshoot that by
-    /// the number in flight).
+    /// A place for one more pending flow of `client` (none without a peer address), taken before
+    /// asking Webex for a code and handed to [`Self::start`]: `ClientBusy` past `max_per_client`,
+    /// `Busy` past `max_pending` (which concurrent sign-ins may overshoot by those in flight).
     pub async fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
         let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
         let slot = client.map(slot).transpose()?;
@@ -154,13 +147,7 @@ impl DeviceFlows {
             flows.pollers().remove(&id_owned);
         };
         let task = tokio::spawn(task.instrument(span)).abort_handle();
-        pollers.insert(
-            id.to_owned(),
-            Poller {
-                task,
-                _client: client,
-            },
-        );
+        pollers.insert(id.to_owned(), (task, client));
     }
 
     /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
@@ -188,8 +175,8 @@ impl DeviceFlows {
     /// Stops the poller and forgets the flow (a poller on another instance notices within
     /// [`LEASE_RENEW`], when its next write finds the flow gone).
     pub async fn cancel(&self, id: &str) -> Result<(), StoreError> {
-        if let Some(poller) = self.pollers().remove(id) {
-            poller.task.abort();
+        if let Some((task, _slot)) = self.pollers().remove(id) {
+            task.abort();
             metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => "cancelled").increment(1);
         }
         self.store.delete(id).await
@@ -205,12 +192,11 @@ impl DeviceFlows {
         self.store.len().await.unwrap_or(0)
     }
 
-    /// At shutdown: stops this instance's pollers, then gives up their leases, so another
-    /// instance (or this one after a restart) adopts the flows at once rather than when the
-    /// leases lapse. Returns how many were released.
+    /// At shutdown: stops this instance's pollers, then gives up their leases, so another instance
+    /// (or the next start) adopts the flows at once, not when they lapse. Returns how many.
     pub async fn stop(&self) -> Result<usize, StoreError> {
-        for (_, poller) in self.pollers().drain() {
-            poller.task.abort();
+        for (_, (task, _slot)) in self.pollers().drain() {
+            task.abort();
         }
         self.store.release_leases(&self.owner).await
     }
