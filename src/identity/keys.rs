@@ -84,10 +84,8 @@ impl KeyCache {
     }
 
     fn cached(&self) -> Option<Arc<KeySet>> {
-        self.cached
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let cached = self.cached.read();
+        cached.unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The set to verify a token signed by `kid` against, and that key if the set has it (a
@@ -170,11 +168,8 @@ impl KeyCache {
         };
         // A set that reads as JSON but holds no key we could verify with is malformed: not
         // cached, the sign-in's page says so (502).
-        let mut kids = set
-            .keys
-            .keys
-            .iter()
-            .filter_map(|jwk| jwk.common.key_id.as_deref());
+        let jwks = &set.keys.keys;
+        let mut kids = jwks.iter().filter_map(|jwk| jwk.common.key_id.as_deref());
         if !kids.any(|kid| set.key(kid).is_some()) {
             return Err(WebexError::Invalid {
                 what: "key set",
@@ -182,7 +177,7 @@ impl KeyCache {
                 tracking_id: None,
             });
         }
-        tracing::info!(keys = set.keys.keys.len(), "fetched Webex's signing keys");
+        tracing::info!(keys = jwks.len(), "fetched Webex's signing keys");
         Ok(set)
     }
 }
