@@ -19,7 +19,6 @@ use fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Host;
 
@@ -73,7 +72,7 @@ impl App {
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
             .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
         let state = AppState::new(
-            Arc::new(config),
+            config,
             SignIn {
                 webex,
                 flows,

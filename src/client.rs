@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The address the per-client limits count by: an IPv4 address as it is (an IPv4-mapped IPv6
-/// address, `::ffff:a.b.c.d`, is that IPv4 address), an IPv6 address cut to its /64. One
-/// subscriber usually gets a whole /64, so counting IPv6 clients by address would give each
-/// one 2^64 quotas.
+/// The address the per-client limits count by: IPv4 as it is (also IPv4-mapped, `::ffff:a.b.c.d`),
+/// IPv6 cut to its /64: one subscriber usually gets a whole /64, so counting IPv6 clients by
+/// address would give each one 2^64 quotas.
 pub fn key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
-    config: Arc<Config>,
+    config: Config,
     sign_in: SignIn,
     /// One refresh, one device flow start or claim at a time per session.
     session_locks: SessionLocks,
@@ -40,7 +40,7 @@ pub struct SignIn {
 impl AppState {
     /// The app's wiring builds each piece (see `app.rs`).
     pub fn new(
-        config: Arc<Config>,
+        config: Config,
         sign_in: SignIn,
         session_locks: SessionLocks,
         sessions: SessionBackend,
