@@ -228,6 +228,12 @@ impl DeviceFlows {
             }
         }
     }
+
+    /// Writes a poller's state; false when the flow is gone or no longer ours.
+    async fn write(&self, id: &str, record: &FlowRecord, tokens: Option<&TokenSet>) -> bool {
+        let written = self.store.update(id, record, tokens, &self.owner).await;
+        logged(written, "poller", "record a device flow's state").unwrap_or(false)
+    }
 }
 
 /// A store call's value, or `None` once its failure is counted (at `place`) and logged.
@@ -260,11 +266,9 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
     state.slowed_down = record.slowed_down;
     // Unix milliseconds are truncated, so the recorded instant can be up to 1 ms before the one
     // it stands for: wait that millisecond too, so the first poll is never early.
-    let first_wait = record
-        .next_poll_at_ms
-        .saturating_sub(unix_now_ms())
-        .saturating_add(1);
-    let mut next = after(Duration::from_millis(first_wait), deadline);
+    let until_due = record.next_poll_at_ms.saturating_sub(unix_now_ms());
+    let first_wait = Duration::from_millis(until_due.saturating_add(1));
+    let mut next = after(first_wait, deadline);
     if takeover {
         next = next.max(after(state.interval, deadline));
     }
@@ -272,8 +276,8 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         tokio::time::sleep_until(next).await;
         // Read once a poll: when the flow's page was last seen, if this instance holds the lease.
         let held = flows.store.holds(id, &flows.owner).await;
-        let lease = "check a device flow's lease; another instance will take it over";
-        let Some(Some(seen_ms)) = logged(held, "poller", lease) else {
+        let what = "check a device flow's lease; another instance will take it over";
+        let Some(Some(seen_ms)) = logged(held, "poller", what) else {
             return; // cancelled, or another instance polls it now
         };
         if Instant::now() >= deadline {
@@ -321,14 +325,14 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         record.next_poll_at_ms = unix_now_ms().saturating_add(sleep_ms);
         // A pending reply at the same interval changes nothing a page shows; the lease renewal
         // records that we are alive. Write only what changed.
-        if (changed || wait != state.interval) && !write(flows, id, &record, None).await {
+        if (changed || wait != state.interval) && !flows.write(id, &record, None).await {
             return;
         }
     };
     tracing::info!(status = status.as_str(), "device flow finished");
     metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
     record.status = status;
-    write(flows, id, &record, tokens.as_ref()).await;
+    flows.write(id, &record, tokens.as_ref()).await;
 }
 
 /// A grant's tokens, once its id_token (if the scopes ask for one) is verified; the verdict goes
@@ -361,15 +365,4 @@ async fn granted(
     }
     let tokens = TokenSet::new(response, Grant::Device);
     (FlowStatus::Granted, Some(tokens))
-}
-
-/// Writes the poller's state; false when the flow is gone or no longer ours.
-async fn write(
-    flows: &DeviceFlows,
-    id: &str,
-    record: &FlowRecord,
-    tokens: Option<&TokenSet>,
-) -> bool {
-    let written = flows.store.update(id, record, tokens, &flows.owner).await;
-    logged(written, "poller", "record a device flow's state").unwrap_or(false)
 }
