@@ -19,6 +19,7 @@ use fake_webex::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FakeConfig, FakeWebex};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Host;
 
@@ -72,7 +73,7 @@ impl App {
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
             .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
         let state = AppState::new(
-            config,
+            Arc::new(config),
             SignIn {
                 webex,
                 flows,

@@ -1,11 +1,12 @@
-//! [`AppState`]: what every request shares; handlers read the piece they use through its
-//! accessors.
+//! [`AppState`]: what every request shares, cloned as one reference count; handlers ask for
+//! the piece they use (`State<WebexClient>`, `State<DeviceFlows>`, …) through `FromRef`.
 
 use crate::config::Config;
 use crate::device_flow::DeviceFlows;
 use crate::identity::Verifier;
 use crate::store::{SessionBackend, SessionLocks};
 use crate::webex::WebexClient;
+use axum::extract::FromRef;
 use axum::http::HeaderValue;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
-    config: Config,
+    config: Arc<Config>,
     sign_in: SignIn,
     /// One refresh, one device flow start or claim at a time per session.
     session_locks: SessionLocks,
@@ -40,7 +41,7 @@ pub struct SignIn {
 impl AppState {
     /// The app's wiring builds each piece (see `app.rs`).
     pub fn new(
-        config: Config,
+        config: Arc<Config>,
         sign_in: SignIn,
         session_locks: SessionLocks,
         sessions: SessionBackend,
@@ -98,5 +99,23 @@ impl AppState {
     /// Pages show a "demo mode" banner when this is true.
     pub fn is_demo(&self) -> bool {
         self.0.config.is_demo()
+    }
+}
+
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.config.clone()
+    }
+}
+
+impl FromRef<AppState> for WebexClient {
+    fn from_ref(state: &AppState) -> Self {
+        state.webex().clone()
+    }
+}
+
+impl FromRef<AppState> for DeviceFlows {
+    fn from_ref(state: &AppState) -> Self {
+        state.flows().clone()
     }
 }
