@@ -1,7 +1,6 @@
-//! The device sign-in (RFC 8628), in one place: a flow's record ([`FlowRecord`], plain data
-//! kept in the store as sealed JSON), the poller's pure decision ([`decide`]), and
-//! [`DeviceFlows`], the service that starts, polls, cancels and claims flows. The routes in
-//! `web/routes/device.rs` call only the service.
+//! The device sign-in (RFC 8628) in one place: a flow's record ([`FlowRecord`], plain data kept
+//! in the store as sealed JSON), the poller's pure decision ([`decide`]), and [`DeviceFlows`],
+//! the service that starts, polls, cancels and claims flows: the only part the routes call.
 
 pub mod decide;
 mod poller;

@@ -150,8 +150,7 @@ impl DeviceFlows {
         pollers.insert(id.to_owned(), (task, client));
     }
 
-    /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
-    /// lapsed).
+    /// Polls the flows nobody polls: after a restart, or when their instance died (lease lapsed).
     async fn adopt_orphans(&self) -> Result<(), StoreError> {
         for id in self.store.orphans().await? {
             if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
