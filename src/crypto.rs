@@ -84,11 +84,8 @@ impl Cipher {
         if keys.is_empty() {
             return None;
         }
-        let keys = keys
-            .iter()
-            .map(|k| XChaCha20Poly1305::new(k.into()))
-            .collect();
-        Some(Self(Arc::new(keys)))
+        let keys = keys.iter().map(|k| XChaCha20Poly1305::new(k.into()));
+        Some(Self(Arc::new(keys.collect())))
     }
 
     /// `2 || nonce || ciphertext || tag`, sealed with `kind` and `key` as associated data.

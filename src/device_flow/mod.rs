@@ -67,9 +67,8 @@ impl FlowRecord {
         if self.shown_status().is_final() {
             return 0;
         }
-        self.expires_at_ms
-            .saturating_sub(unix_now_ms())
-            .div_ceil(1000)
+        let left_ms = self.expires_at_ms.saturating_sub(unix_now_ms());
+        left_ms.div_ceil(1000)
     }
 
     /// The status the pages show: a pending code past its expiry is expired, even before its
