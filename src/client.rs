@@ -30,11 +30,7 @@ pub struct PerClient {
 #[derive(Debug)]
 pub struct Slot {
     key: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-fn lock(counts: &Mutex<HashMap<IpAddr, usize>>) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-    counts.lock().unwrap_or_else(|e| e.into_inner())
+    of: PerClient,
 }
 
 impl PerClient {
@@ -45,25 +41,26 @@ impl PerClient {
         }
     }
 
+    fn counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A slot for `client` (counted by its [`key`]), or `None` when it already holds `cap`.
     pub fn enter(&self, client: IpAddr) -> Option<Slot> {
-        let key = key(client);
-        let mut counts = lock(&self.counts);
+        let (key, of) = (key(client), self.clone());
+        let mut counts = self.counts();
         let held = counts.get(&key).copied().unwrap_or(0);
         if held >= self.cap {
             return None;
         }
         counts.insert(key, held.saturating_add(1));
-        Some(Slot {
-            key,
-            counts: Arc::clone(&self.counts),
-        })
+        Some(Slot { key, of })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = lock(&self.counts);
+        let mut counts = self.of.counts();
         if let Some(held) = counts.get_mut(&self.key) {
             *held = held.saturating_sub(1);
             if *held == 0 {
