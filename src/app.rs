@@ -59,16 +59,14 @@ impl App {
             .map_err(|e| io::Error::other(format!("SESSION_STORE: {e}")))?;
         // 3. The state every request shares; one id_token verifier (one key cache) for both flows.
         let identity = Verifier::new(webex.clone(), config.oidc_issuers.clone());
-        let mut flows = DeviceFlows::new(
+        let flows = DeviceFlows::new(
             store.flows,
             webex.clone(),
             config.max_pending_flows,
             config.max_pending_flows_per_client,
             config.abandoned_flow,
+            wants_openid(&config.device_scopes).then(|| identity.clone()),
         );
-        if wants_openid(&config.device_scopes) {
-            flows = flows.with_identity(identity.clone());
-        }
         // The fake serves the demo avatar from its own origin.
         let avatar_origins: Vec<String> = fake.iter().map(FakeWebex::origin).collect();
         let csp = HeaderValue::from_str(&web::content_security_policy(&avatar_origins))
@@ -162,10 +160,9 @@ impl App {
         housekeeping.abort();
         let _ = housekeeping.await;
         background.shutdown().await;
-        flows.stop_pollers();
         // Bounded, so a store that hangs cannot hold up the exit; failing is not fatal: the
         // leases lapse by themselves within `store::LEASE`.
-        match tokio::time::timeout(RELEASE_TIMEOUT, flows.release_leases()).await {
+        match tokio::time::timeout(RELEASE_TIMEOUT, flows.stop()).await {
             Ok(Ok(0)) => {}
             Ok(Ok(released)) => tracing::info!(released, "released the device flows' leases"),
             Ok(Err(err)) => tracing::warn!(%err, "cannot release the device flows' leases"),

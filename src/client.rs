@@ -8,17 +8,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The address the per-client limits count by: an IPv4 address as it is (an IPv4-mapped IPv6
-/// address, `::ffff:a.b.c.d`, is that IPv4 address), an IPv6 address cut to its /64. One
-/// subscriber usually gets a whole /64, so counting IPv6 clients by address would give each
-/// one 2^64 quotas.
+/// The address the per-client limits count by: IPv4 as it is (also IPv4-mapped, `::ffff:a.b.c.d`),
+/// IPv6 cut to its /64: one subscriber usually gets a whole /64, so counting IPv6 clients by
+/// address would give each one 2^64 quotas.
 pub fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        v4 => v4,
     }
 }
 
@@ -34,11 +30,7 @@ pub struct PerClient {
 #[derive(Debug)]
 pub struct Slot {
     key: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-fn lock(counts: &Mutex<HashMap<IpAddr, usize>>) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-    counts.lock().unwrap_or_else(|e| e.into_inner())
+    of: PerClient,
 }
 
 impl PerClient {
@@ -49,25 +41,26 @@ impl PerClient {
         }
     }
 
+    fn counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A slot for `client` (counted by its [`key`]), or `None` when it already holds `cap`.
     pub fn enter(&self, client: IpAddr) -> Option<Slot> {
-        let key = key(client);
-        let mut counts = lock(&self.counts);
+        let (key, of) = (key(client), self.clone());
+        let mut counts = self.counts();
         let held = counts.get(&key).copied().unwrap_or(0);
         if held >= self.cap {
             return None;
         }
         counts.insert(key, held.saturating_add(1));
-        Some(Slot {
-            key,
-            counts: Arc::clone(&self.counts),
-        })
+        Some(Slot { key, of })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = lock(&self.counts);
+        let mut counts = self.of.counts();
         if let Some(held) = counts.get_mut(&self.key) {
             *held = held.saturating_sub(1);
             if *held == 0 {

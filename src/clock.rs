@@ -19,9 +19,8 @@ pub fn unix_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A point in time Webex sent as RFC 3339 (`2026-03-02T09:15:12.481Z`), kept in UTC, shown
-/// readably: [`Timestamp::short`] "2 Mar 2026, 09:15 UTC", [`Timestamp::exact`] with seconds.
-/// Orders by instant.
+/// A point in time Webex sent as RFC 3339 (`2026-03-02T09:15:12.481Z`), kept in UTC and shown
+/// readably ([`Timestamp::short`], [`Timestamp::exact`]); orders by instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(OffsetDateTime);
 

@@ -17,7 +17,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Arc<Config>,
     sign_in: SignIn,
-    /// One refresh at a time per session (across instances with Redis).
+    /// One refresh, one device flow start or claim at a time per session.
     session_locks: SessionLocks,
     /// The session store (the session layer has its own handle; this one answers `/readyz`).
     sessions: SessionBackend,

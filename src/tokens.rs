@@ -39,13 +39,12 @@ pub struct TokenSet {
 impl TokenSet {
     pub fn new(response: TokenResponse, grant: Grant) -> Self {
         let now = unix_now();
+        let at = |secs: u64| now.saturating_add(secs);
         Self {
             access_token: response.access_token,
-            access_expires_at: now.saturating_add(response.expires_in),
+            access_expires_at: at(response.expires_in),
             refresh_token: response.refresh_token,
-            refresh_expires_at: response
-                .refresh_token_expires_in
-                .map(|s| now.saturating_add(s)),
+            refresh_expires_at: response.refresh_token_expires_in.map(at),
             scope: response.scope,
             grant,
         }
@@ -84,12 +83,8 @@ mod tests {
 
     #[test]
     fn refresh_keeps_the_old_refresh_token_when_webex_omits_it() {
-        let first = TokenSet::new(
-            response(
-                r#"{"access_token":"a1","expires_in":100,"refresh_token":"r1","refresh_token_expires_in":1000,"scope":"spark:all"}"#,
-            ),
-            Grant::Device,
-        );
+        let json = r#"{"access_token":"a1","expires_in":100,"refresh_token":"r1","refresh_token_expires_in":1000,"scope":"spark:all"}"#;
+        let first = TokenSet::new(response(json), Grant::Device);
         let refresh = |json| first.refreshed(response(json));
         let next = refresh(r#"{"access_token":"a2","expires_in":100}"#);
         assert_eq!(next.access_token.expose(), "a2");
@@ -103,10 +98,8 @@ mod tests {
 
     #[test]
     fn refresh_is_due_within_sixty_seconds_of_expiry() {
-        let t = TokenSet::new(
-            response(r#"{"access_token":"a","expires_in":1000}"#),
-            Grant::AuthorizationCode,
-        );
+        let json = r#"{"access_token":"a","expires_in":1000}"#;
+        let t = TokenSet::new(response(json), Grant::AuthorizationCode);
         let now = unix_now();
         assert!(!t.needs_refresh(now));
         assert!(t.needs_refresh(now + 940));

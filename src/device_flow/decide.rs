@@ -1,5 +1,4 @@
-//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, the next step
-//! out.
+//! The poller's pure decision ([`PollState::decide`]): a `/device/token` reply in, a step out.
 //!
 //! - no poll ever comes sooner than the interval;
 //! - `slow_down` adds 5 s to the interval for this and every later poll (RFC 8628 §3.5);
@@ -18,7 +17,7 @@ const MAX_TRANSIENT_FAILURES: u32 = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What the poller does after a reply.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Wait(Duration),
     Finish(FlowStatus),
@@ -86,7 +85,7 @@ pub fn time_left(expires_at_ms: u64, now_ms: u64) -> Duration {
 mod tests {
     use super::*;
     use crate::webex::WebexError;
-    use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL, RawDeviceAuthorization};
+    use crate::webex::device::{DeviceAuthorization, MAX_INTERVAL};
     use proptest::prelude::*;
 
     fn secs(s: u64) -> Duration {
@@ -107,9 +106,7 @@ mod tests {
     fn pending_keeps_the_interval_and_slow_down_raises_it_for_good() {
         use PollReply::{Pending, SlowDown};
         let mut s = PollState::new(secs(2));
-        let got: Vec<_> = [Pending, SlowDown, Pending, SlowDown]
-            .map(|r| s.decide(&r))
-            .into();
+        let got = [Pending, SlowDown, Pending, SlowDown].map(|r| s.decide(&r));
         assert_eq!(got, [wait(2), wait(7), wait(7), wait(12)]);
         assert!(s.slowed_down);
     }
@@ -143,14 +140,11 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_huge_numbers_saturate_instead_of_panicking() {
-        let blip = PollReply::Transient(WebexError::Timeout);
-        assert_eq!(steps(secs(40), [blip]), [wait(60)]);
-        let blip = PollReply::Transient(WebexError::Timeout);
-        let max = || Step::Wait(Duration::MAX);
-        assert_eq!(
-            steps(Duration::MAX, [PollReply::SlowDown, blip]),
-            [max(), max()]
-        );
+        let blip = || PollReply::Transient(WebexError::Timeout);
+        assert_eq!(steps(secs(40), [blip()]), [wait(60)]);
+        let max = Step::Wait(Duration::MAX);
+        let slowed = steps(Duration::MAX, [PollReply::SlowDown, blip()]);
+        assert_eq!(slowed, [max, max]);
         let forever = Duration::from_secs(u64::MAX);
         let limited = PollReply::RateLimited(Some(forever));
         assert_eq!(steps(secs(1), [limited]), [Step::Wait(forever)]);
@@ -160,22 +154,19 @@ mod tests {
         assert_eq!(time_left(0, u64::MAX), Duration::ZERO);
     }
 
+    /// Mostly "pending", then slow_down, 429s and blips, now and then a final answer.
     fn reply() -> impl Strategy<Value = PollReply> {
-        let granted = || {
-            let tokens = r#"{"access_token":"a","expires_in":60}"#;
-            PollReply::Granted(serde_json::from_str(tokens).unwrap())
-        };
-        prop_oneof![
-            8 => Just(()).prop_map(|_| PollReply::Pending),
-            3 => Just(()).prop_map(|_| PollReply::SlowDown),
-            3 => proptest::option::of(any::<u64>())
-                .prop_map(|s| PollReply::RateLimited(s.map(Duration::from_secs))),
-            3 => Just(()).prop_map(|_| PollReply::Transient(WebexError::Timeout)),
-            1 => Just(()).prop_map(move |_| granted()),
-            1 => Just(()).prop_map(|_| PollReply::Denied),
-            1 => Just(()).prop_map(|_| PollReply::Expired),
-            1 => Just(()).prop_map(|_| PollReply::Failed(WebexError::Transport("x".into()))),
-        ]
+        let tokens = r#"{"access_token":"a","expires_in":60}"#;
+        (0..21u8, any::<Option<u64>>()).prop_map(move |(pick, retry_after)| match pick {
+            0..8 => PollReply::Pending,
+            8..11 => PollReply::SlowDown,
+            11..14 => PollReply::RateLimited(retry_after.map(Duration::from_secs)),
+            14..17 => PollReply::Transient(WebexError::Timeout),
+            17 => PollReply::Granted(serde_json::from_str(tokens).unwrap()),
+            18 => PollReply::Denied,
+            19 => PollReply::Expired,
+            _ => PollReply::Failed(WebexError::Transport("x".into())),
+        })
     }
 
     proptest! {
@@ -189,15 +180,11 @@ mod tests {
             expires_in in any::<u64>(),
             replies in proptest::collection::vec(reply(), 0..400),
         ) {
-            let raw = RawDeviceAuthorization {
-                device_code: "d".into(),
-                user_code: "418205".into(),
-                verification_uri: "https://x.example/verify".into(),
-                verification_uri_complete: None,
-                expires_in,
-                interval: Some(interval),
-            };
-            let auth = DeviceAuthorization::check(raw, false).unwrap();
+            let raw = serde_json::json!({"device_code": "d", "user_code": "418205",
+                "verification_uri": "https://x.example/verify", "expires_in": expires_in,
+                "interval": interval});
+            let auth = DeviceAuthorization::check(serde_json::from_value(raw).unwrap(), false);
+            let auth = auth.unwrap();
             prop_assert!(auth.interval <= MAX_INTERVAL && auth.expires_in <= MAX_EXPIRES_IN);
             // As `DeviceFlows::start` records it, in milliseconds from a start at 1,000 s.
             let start_ms = 1_000_000u64;

@@ -1,11 +1,10 @@
-//! [`DeviceFlows`]: starts, cancels and claims device sign-ins, and runs the tokio task that
-//! polls `/device/token` for each one, plus the housekeeping loop (leases, orphans, purge).
+//! [`DeviceFlows`]: starts, cancels and claims device sign-ins, runs one tokio task a flow that
+//! polls `/device/token`, and the housekeeping loop (leases, orphans, purge).
 //!
-//! A flow is plain data ([`FlowRecord`]) in the store, keyed by an unguessable flow id only the
-//! owning session knows. One instance polls it at a time, holding its lease; the task's handle
-//! never leaves that process. Each reply goes through the pure [`PollState::decide`]; the loop
-//! ([`poll`]) checks the deadline after every sleep and never sleeps past it, so the task always
-//! ends. A new sign-in, a cancel or a logout aborts it; losing its lease stops it.
+//! A flow's record is keyed by an unguessable id only the owning session knows. One instance
+//! polls it at a time, holding its lease. The loop ([`poll`]) never sleeps past the deadline and
+//! checks it after every sleep, so the task always ends; a new sign-in, a cancel or a logout
+//! aborts it, and losing its lease stops it.
 
 use super::decide::{PollState, Step, time_left};
 use super::{FlowRecord, FlowStatus};
@@ -42,28 +41,24 @@ pub enum FlowError {
     Store(#[from] StoreError),
 }
 
-/// One poller task of this instance, and its flow's client slot (none for a flow taken over).
-struct Poller {
-    task: AbortHandle,
-    _client: Option<Slot>,
-}
+/// This instance's poller tasks by flow id, each with its flow's client slot (none for a flow
+/// taken over), freed the moment the flow ends or the poller stops.
+type Pollers = HashMap<String, (AbortHandle, Option<Slot>)>;
 
-/// The flows of every instance sharing the store, and the pollers of this instance; clones
-/// share everything.
+/// Every instance's flows (in the store) and this instance's pollers; clones share both.
 #[derive(Clone)]
 pub struct DeviceFlows {
     store: FlowStore<FlowRecord>,
     /// This instance's lease-holder name (random per process).
     owner: Arc<str>,
-    pollers: Arc<Mutex<HashMap<String, Poller>>>,
+    pollers: Arc<Mutex<Pollers>>,
     webex: WebexClient,
     max_pending: usize,
-    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`):
-    /// a slot lives in its poller's entry, freed the moment the flow ends or the poller stops.
+    /// The pending flows of each client address on this instance (`MAX_PENDING_FLOWS_PER_CLIENT`).
     per_client: PerClient,
     /// A flow whose page nobody fetched for this long stops (`ABANDONED_FLOW_SECS`).
     abandoned_after: Duration,
-    /// Verifies a grant's id_token, when the device scopes ask for `openid`.
+    /// Verifies a grant's id_token (device scopes with `openid`): one that fails fails the flow.
     identity: Option<Verifier>,
 }
 
@@ -76,6 +71,7 @@ impl DeviceFlows {
         max_pending: usize,
         max_per_client: usize,
         abandoned_after: Duration,
+        identity: Option<Verifier>,
     ) -> Self {
         Self {
             store,
@@ -85,47 +81,29 @@ impl DeviceFlows {
             max_pending,
             per_client: PerClient::new(max_per_client),
             abandoned_after,
-            identity: None,
+            identity,
         }
     }
 
-    /// Grants are verified (OpenID Connect): a flow whose id_token does not verify fails.
-    pub fn with_identity(mut self, verifier: Verifier) -> Self {
-        self.identity = Some(verifier);
-        self
-    }
-
-    /// The owning session looked at its flow (`GET /sign-in`, `GET /device/status`): the
-    /// poller goes on.
+    /// The owning session looked at its flow (its page or status): the poller goes on.
     pub async fn mark_seen(&self, id: &str) -> Result<(), StoreError> {
         self.store.mark_seen(id).await
     }
 
-    /// True when nobody has looked at the flow since `seen_ms` for [`Self::abandoned_after`].
-    fn abandoned(&self, seen_ms: u64) -> bool {
-        let idle = unix_now_ms().saturating_sub(seen_ms);
-        u128::from(idle) >= self.abandoned_after.as_millis()
-    }
-
-    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Poller>> {
+    fn pollers(&self) -> std::sync::MutexGuard<'_, Pollers> {
         self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a new flow when too many are pending (before asking Webex for a code). Under
-    /// concurrent sign-ins the count may overshoot by at most the number in flight.
-    pub async fn check_capacity(&self) -> Result<(), FlowError> {
+    /// A place for one more pending flow of `client` (none without a peer address), taken before
+    /// asking Webex for a code and handed to [`Self::start`]: `ClientBusy` past `max_per_client`,
+    /// `Busy` past `max_pending` (which concurrent sign-ins may overshoot by those in flight).
+    pub async fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
+        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
+        let slot = client.map(slot).transpose()?;
         if self.store.count_pending().await? >= self.max_pending {
             return Err(FlowError::Busy);
         }
-        Ok(())
-    }
-
-    /// A place for one more pending flow of `client`, taken before asking Webex for a code and
-    /// handed to [`Self::start`]; `ClientBusy` when the client has its
-    /// `MAX_PENDING_FLOWS_PER_CLIENT`. No peer address: no per-client cap.
-    pub fn reserve(&self, client: Option<IpAddr>) -> Result<Option<Slot>, FlowError> {
-        let slot = |ip| self.per_client.enter(ip).ok_or(FlowError::ClientBusy);
-        client.map(slot).transpose()
+        Ok(slot)
     }
 
     /// Records a flow Webex just started (values checked and clamped by the client) and spawns
@@ -169,15 +147,10 @@ impl DeviceFlows {
             flows.pollers().remove(&id_owned);
         };
         let task = tokio::spawn(task.instrument(span)).abort_handle();
-        let poller = Poller {
-            task,
-            _client: client,
-        };
-        pollers.insert(id.to_owned(), poller);
+        pollers.insert(id.to_owned(), (task, client));
     }
 
-    /// Polls the flows nobody polls: after a restart, or when their instance died (its lease
-    /// lapsed).
+    /// Polls the flows nobody polls: after a restart, or when their instance died (lease lapsed).
     async fn adopt_orphans(&self) -> Result<(), StoreError> {
         for id in self.store.orphans().await? {
             if !self.pollers().contains_key(&id) && self.store.lease(&id, &self.owner).await? {
@@ -201,8 +174,8 @@ impl DeviceFlows {
     /// Stops the poller and forgets the flow (a poller on another instance notices within
     /// [`LEASE_RENEW`], when its next write finds the flow gone).
     pub async fn cancel(&self, id: &str) -> Result<(), StoreError> {
-        if let Some(poller) = self.pollers().remove(id) {
-            poller.task.abort();
+        if let Some((task, _slot)) = self.pollers().remove(id) {
+            task.abort();
             metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => "cancelled").increment(1);
         }
         self.store.delete(id).await
@@ -218,17 +191,12 @@ impl DeviceFlows {
         self.store.len().await.unwrap_or(0)
     }
 
-    /// Stops this instance's pollers (at shutdown); another instance, or this one after a
-    /// restart, takes the flows over.
-    pub fn stop_pollers(&self) {
-        for (_, poller) in self.pollers().drain() {
-            poller.task.abort();
+    /// At shutdown: stops this instance's pollers, then gives up their leases, so another instance
+    /// (or the next start) adopts the flows at once, not when they lapse. Returns how many.
+    pub async fn stop(&self) -> Result<usize, StoreError> {
+        for (_, (task, _slot)) in self.pollers().drain() {
+            task.abort();
         }
-    }
-
-    /// Gives up this instance's leases (at shutdown, after [`Self::stop_pollers`]), so another
-    /// instance adopts the flows at once rather than when they lapse. Returns how many.
-    pub async fn release_leases(&self) -> Result<usize, StoreError> {
         self.store.release_leases(&self.owner).await
     }
 
@@ -243,53 +211,42 @@ impl DeviceFlows {
         let mut tick = tokio::time::interval(LEASE_RENEW);
         for round in 0u64.. {
             tick.tick().await;
-            let failed = |err: StoreError, chore: &str| {
-                telemetry::store_error("housekeeping");
-                tracing::warn!(%err, "cannot {chore}");
-            };
-            if let Err(err) = self.renew_leases().await {
-                failed(err, "renew the device flows' leases");
+            let ids: Vec<String> = self.pollers().keys().cloned().collect();
+            if !ids.is_empty() {
+                let renewed = self.store.renew_leases(&self.owner, &ids).await;
+                logged(renewed, "housekeeping", "renew the device flows' leases");
             }
-            if let Err(err) = self.adopt_orphans().await {
-                failed(err, "look for orphaned device flows");
-            }
+            let adopted = self.adopt_orphans().await;
+            logged(adopted, "housekeeping", "look for orphaned device flows");
             if round % 20 == 0 {
-                match self.store.purge(KEEP_AFTER_EXPIRY).await {
-                    Ok(0) => {}
-                    Ok(purged) => tracing::debug!(purged, "forgot expired device flows"),
-                    Err(err) => failed(err, "purge expired device flows"),
+                let purged = self.store.purge(KEEP_AFTER_EXPIRY).await;
+                let what = "purge expired device flows";
+                if let Some(purged @ 1..) = logged(purged, "housekeeping", what) {
+                    tracing::debug!(purged, "forgot expired device flows");
                 }
             }
         }
     }
 
-    /// Extends the leases of this instance's running pollers.
-    async fn renew_leases(&self) -> Result<(), StoreError> {
-        let ids: Vec<String> = self.pollers().keys().cloned().collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.store.renew_leases(&self.owner, &ids).await
-    }
-
-    /// Sleeps until `until`, then reads (once) whether this instance still holds the lease: when
-    /// the flow's page was last seen, or `None` when the lease is lost or the flow gone.
-    async fn sleep_holding_lease(&self, id: &str, until: Instant) -> Option<u64> {
-        tokio::time::sleep_until(until).await;
-        match self.store.holds(id, &self.owner).await {
-            Ok(seen) => seen,
-            Err(err) => {
-                telemetry::store_error("poller");
-                tracing::warn!(%err, "cannot check a device flow's lease; another instance will take it over");
-                None
-            }
-        }
+    /// Writes a poller's state; false when the flow is gone or no longer ours.
+    async fn write(&self, id: &str, record: &FlowRecord, tokens: Option<&TokenSet>) -> bool {
+        let written = self.store.update(id, record, tokens, &self.owner).await;
+        logged(written, "poller", "record a device flow's state").unwrap_or(false)
     }
 }
 
-/// `wait` from now, but no later than `deadline`, where the poller wakes to record the expiry.
-/// The deadline is [`time_left`] ahead, so the sum never overflows, even for a `Retry-After` of
-/// 2^64-1 seconds.
+/// A store call's value, or `None` once its failure is counted (at `place`) and logged.
+fn logged<T>(result: Result<T, StoreError>, place: &'static str, what: &str) -> Option<T> {
+    result
+        .map_err(|err| {
+            telemetry::store_error(place);
+            tracing::warn!(%err, "cannot {what}");
+        })
+        .ok()
+}
+
+/// `wait` from now, but no later than `deadline` (at most [`time_left`] ahead, so the sum never
+/// overflows, even for a `Retry-After` of 2^64-1 seconds).
 fn after(wait: Duration, deadline: Instant) -> Instant {
     let now = Instant::now();
     now + wait.min(deadline.saturating_duration_since(now))
@@ -308,53 +265,56 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
     state.slowed_down = record.slowed_down;
     // Unix milliseconds are truncated, so the recorded instant can be up to 1 ms before the one
     // it stands for: wait that millisecond too, so the first poll is never early.
-    let first_wait = record
-        .next_poll_at_ms
-        .saturating_sub(unix_now_ms())
-        .saturating_add(1);
-    let mut next = after(Duration::from_millis(first_wait), deadline);
+    let until_due = record.next_poll_at_ms.saturating_sub(unix_now_ms());
+    let first_wait = Duration::from_millis(until_due.saturating_add(1));
+    let mut next = after(first_wait, deadline);
     if takeover {
         next = next.max(after(state.interval, deadline));
     }
     let (status, tokens) = loop {
-        let Some(seen_ms) = flows.sleep_holding_lease(id, next).await else {
+        tokio::time::sleep_until(next).await;
+        // Read once a poll: when the flow's page was last seen, if this instance holds the lease.
+        let held = flows.store.holds(id, &flows.owner).await;
+        let what = "check a device flow's lease; another instance will take it over";
+        let Some(Some(seen_ms)) = logged(held, "poller", what) else {
             return; // cancelled, or another instance polls it now
         };
         if Instant::now() >= deadline {
             tracing::info!("device code expired before approval");
             break (FlowStatus::Expired, None);
         }
-        if flows.abandoned(seen_ms) {
+        let idle = unix_now_ms().saturating_sub(seen_ms);
+        if u128::from(idle) >= flows.abandoned_after.as_millis() {
             // Nobody watches the page: stop polling Webex (with our client secret) for it.
             tracing::info!("device flow abandoned: its page was not fetched for a while");
             break (FlowStatus::Expired, None);
         }
         let reply = flows.webex.device_poll(&record.device_code).await;
-        let wait = match state.decide(&reply) {
-            Step::Wait(wait) => wait,
-            Step::Finish(status) => match reply {
-                PollReply::Granted(response) => break granted(flows, response, &mut record).await,
-                PollReply::Failed(err) | PollReply::Transient(err) => {
-                    tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
-                    break (status, None);
-                }
-                _ => break (status, None),
-            },
-        };
-        match &reply {
-            PollReply::SlowDown => {
+        let wait = match (state.decide(&reply), reply) {
+            (Step::Finish(_), PollReply::Granted(response)) => {
+                break granted(flows, response, &mut record).await;
+            }
+            (Step::Finish(status), PollReply::Failed(err) | PollReply::Transient(err)) => {
+                tracing::error!(error = %err, tracking_id = err.tracking_id(), "device flow failed");
+                break (status, None);
+            }
+            (Step::Finish(status), _) => break (status, None),
+            (Step::Wait(wait), PollReply::SlowDown) => {
                 let interval_secs = state.interval.as_secs();
                 tracing::info!(interval_secs, "Webex asked us to slow down");
+                wait
             }
-            PollReply::Transient(err) => {
+            (Step::Wait(wait), PollReply::Transient(err)) => {
                 let failures = state.transient_failures;
                 tracing::warn!(error = %err, failures, "device poll failed; backing off");
+                wait
             }
-            PollReply::RateLimited(_) => {
-                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited")
+            (Step::Wait(wait), PollReply::RateLimited(_)) => {
+                tracing::warn!(wait_secs = wait.as_secs(), "device poll rate limited");
+                wait
             }
-            _ => {}
-        }
+            (Step::Wait(wait), _) => wait,
+        };
         next = after(wait, deadline);
         let now_state = (state.interval.as_secs(), state.slowed_down);
         let changed = (record.interval_secs, record.slowed_down) != now_state;
@@ -364,14 +324,14 @@ async fn poll(flows: &DeviceFlows, id: &str, takeover: bool) {
         record.next_poll_at_ms = unix_now_ms().saturating_add(sleep_ms);
         // A pending reply at the same interval changes nothing a page shows; the lease renewal
         // records that we are alive. Write only what changed.
-        if (changed || wait != state.interval) && !write(flows, id, &record, None).await {
+        if (changed || wait != state.interval) && !flows.write(id, &record, None).await {
             return;
         }
     };
     tracing::info!(status = status.as_str(), "device flow finished");
     metrics::counter!(telemetry::DEVICE_FLOWS_ENDED, "outcome" => status.as_str()).increment(1);
     record.status = status;
-    write(flows, id, &record, tokens.as_ref()).await;
+    flows.write(id, &record, tokens.as_ref()).await;
 }
 
 /// A grant's tokens, once its id_token (if the scopes ask for one) is verified; the verdict goes
@@ -404,21 +364,4 @@ async fn granted(
     }
     let tokens = TokenSet::new(response, Grant::Device);
     (FlowStatus::Granted, Some(tokens))
-}
-
-/// Writes the poller's state; false when the flow is gone or no longer ours.
-async fn write(
-    flows: &DeviceFlows,
-    id: &str,
-    record: &FlowRecord,
-    tokens: Option<&TokenSet>,
-) -> bool {
-    match flows.store.update(id, record, tokens, &flows.owner).await {
-        Ok(written) => written,
-        Err(err) => {
-            telemetry::store_error("poller");
-            tracing::warn!(%err, "cannot record a device flow's state");
-            false
-        }
-    }
 }

@@ -11,8 +11,8 @@
 /// The longest region label we accept (`b-us`, `eu`, `ca`: Webex's are short).
 const MAX_REGION_LEN: usize = 32;
 
-/// True when `iss` is accepted (see the module's doc): `discovered` is the discovery
-/// document's issuer, `listed` the operator's `WEBEX_OIDC_ISSUERS`.
+/// True when `iss` is accepted: `discovered` is the discovery document's issuer, `listed` the
+/// operator's `WEBEX_OIDC_ISSUERS`.
 pub fn accepts(iss: &str, discovered: &str, listed: &[String]) -> bool {
     iss == discovered || listed.iter().any(|l| l == iss) || is_webex_broker(iss)
 }
@@ -26,13 +26,11 @@ fn is_webex_broker(iss: &str) -> bool {
 }
 
 fn is_region(region: &str) -> bool {
-    !region.is_empty()
-        && region.len() <= MAX_REGION_LEN
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    (1..=MAX_REGION_LEN).contains(&region.len())
         && !region.starts_with('-')
         && !region.ends_with('-')
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && region.bytes().all(allowed)
 }
 
 #[cfg(test)]

@@ -42,12 +42,10 @@ impl KeySet {
         let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
             return None;
         };
-        let for_signing = matches!(
-            jwk.common.public_key_use,
-            None | Some(PublicKeyUse::Signature)
-        );
-        let rs256 = matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256));
-        if !(for_signing && rs256) {
+        let (usage, alg) = (&jwk.common.public_key_use, &jwk.common.key_algorithm);
+        let usable = matches!(usage, None | Some(PublicKeyUse::Signature))
+            && matches!(alg, None | Some(KeyAlgorithm::RS256));
+        if !usable {
             return None;
         }
         DecodingKey::from_rsa_components(&rsa.n, &rsa.e).ok()
@@ -86,10 +84,8 @@ impl KeyCache {
     }
 
     fn cached(&self) -> Option<Arc<KeySet>> {
-        self.cached
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let cached = self.cached.read();
+        cached.unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The set to verify a token signed by `kid` against, and that key if the set has it (a
@@ -172,11 +168,8 @@ impl KeyCache {
         };
         // A set that reads as JSON but holds no key we could verify with is malformed: not
         // cached, the sign-in's page says so (502).
-        let mut kids = set
-            .keys
-            .keys
-            .iter()
-            .filter_map(|jwk| jwk.common.key_id.as_deref());
+        let jwks = &set.keys.keys;
+        let mut kids = jwks.iter().filter_map(|jwk| jwk.common.key_id.as_deref());
         if !kids.any(|kid| set.key(kid).is_some()) {
             return Err(WebexError::Invalid {
                 what: "key set",
@@ -184,7 +177,7 @@ impl KeyCache {
                 tracking_id: None,
             });
         }
-        tracing::info!(keys = set.keys.keys.len(), "fetched Webex's signing keys");
+        tracing::info!(keys = jwks.len(), "fetched Webex's signing keys");
         Ok(set)
     }
 }

@@ -1,10 +1,9 @@
 //! Login with Webex (OpenID Connect): who signed in, proved by the id_token of a token answer and
-//! verified here with jsonwebtoken against Webex's signing keys, in both flows.
+//! verified with jsonwebtoken against Webex's signing keys, in both flows.
 //!
 //! [`Verifier::identify`] refuses the sign-in on any failed check ([`token`]'s, against the key
-//! [`keys`] caches, `iss` by the [`issuer`] rule). What it proves is an [`Identity`]; a name or
-//! email the token lacks comes from userinfo if it describes the same `sub` (OpenID Connect
-//! Core §5.4).
+//! [`keys`] caches, `iss` by the [`issuer`] rule); a name or email the token lacks comes from
+//! userinfo if it describes the same `sub` (OpenID Connect Core §5.4).
 
 mod issuer;
 mod keys;
@@ -59,13 +58,10 @@ pub enum Verdict {
 /// Why a sign-in's identity could not be verified.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// The id_token is not one we accept (`reason` says which check refused it).
-    #[error("the id_token was refused: {reason}")]
+    /// The id_token is not one we accept: which check refused it, and the answer's tracking id.
+    #[error("the id_token was refused: {}", .refusal.reason)]
     Refused {
-        reason: &'static str,
-        /// It is Webex's, but for another login (its nonce is not ours).
-        wrong_nonce: bool,
-        /// The token answer's tracking id.
+        refusal: token::Refusal,
         tracking_id: Option<String>,
     },
     /// Webex's discovery document or key set could not be fetched or read.
@@ -75,23 +71,21 @@ pub enum IdentityError {
 
 /// Verifies id_tokens for this integration; clones share one key cache.
 #[derive(Clone)]
-pub struct Verifier(Arc<Inner>);
-
-struct Inner {
+pub struct Verifier {
     webex: WebexClient,
-    keys: keys::KeyCache,
+    keys: Arc<keys::KeyCache>,
     /// `WEBEX_OIDC_ISSUERS`.
-    listed_issuers: Vec<String>,
+    listed_issuers: Arc<[String]>,
 }
 
 impl Verifier {
     /// Fetches nothing until the first token comes.
     pub fn new(webex: WebexClient, listed_issuers: Vec<String>) -> Self {
-        Self(Arc::new(Inner {
-            keys: keys::KeyCache::new(webex.clone()),
+        Self {
+            keys: Arc::new(keys::KeyCache::new(webex.clone())),
             webex,
-            listed_issuers,
-        }))
+            listed_issuers: listed_issuers.into(),
+        }
     }
 
     /// What `tokens` prove about who signed in: `Ok(None)` when the answer has no id_token
@@ -104,49 +98,32 @@ impl Verifier {
         let Some(id_token) = &tokens.id_token else {
             return Ok(None);
         };
-        let nonce = nonce.map(Secret::expose);
-        let verified = self.verify(id_token.expose(), nonce, &tokens.tracking_id);
-        let mut identity = verified.await?;
-        if identity.name.is_none() || identity.email.is_none() {
-            self.fill_from_userinfo(&mut identity, &tokens.access_token)
-                .await;
-        }
-        Ok(Some(identity))
-    }
-
-    /// The checks, in order; a refusal carries the answer's tracking id.
-    async fn verify(
-        &self,
-        id_token: &str,
-        nonce: Option<&str>,
-        tracking_id: &Option<String>,
-    ) -> Result<Identity, IdentityError> {
-        let refused = |refusal: token::Refusal| IdentityError::Refused {
-            reason: refusal.reason,
-            wrong_nonce: refusal.wrong_nonce,
+        // The checks, in order; a refusal carries the answer's tracking id.
+        let tracking_id = &tokens.tracking_id;
+        let refused = |refusal| IdentityError::Refused {
+            refusal,
             tracking_id: tracking_id.clone(),
         };
-        let kid = token::rs256_kid(id_token).map_err(refused)?;
-        let lookup = self.0.keys.lookup(&kid).await;
-        let (set, key) = lookup.map_err(IdentityError::Keys)?;
+        let kid = token::rs256_kid(id_token.expose()).map_err(refused)?;
+        let (set, key) = self.keys.lookup(&kid).await.map_err(IdentityError::Keys)?;
         let unknown = "it is signed by a key Webex does not publish (unknown kid)";
         let key = key.ok_or_else(|| refused(token::refuse(unknown)))?;
-        let client_id = self.0.webex.client_id();
-        let claims = token::decode(id_token, &key, client_id).map_err(refused)?;
+        let client_id = self.webex.client_id();
+        let claims = token::decode(id_token.expose(), &key, client_id).map_err(refused)?;
         let expected = token::Expected {
             client_id,
             discovered_issuer: &set.discovery.issuer,
-            listed_issuers: &self.0.listed_issuers,
-            nonce,
+            listed_issuers: &self.listed_issuers,
+            nonce: nonce.map(Secret::expose),
             now: unix_now(),
         };
-        token::check(claims, &expected).map_err(refused)
-    }
-
-    /// The name and email the id_token lacks, from userinfo, if it describes the same user.
-    /// Userinfo is a complement: when it fails, the identity keeps what the token said.
-    async fn fill_from_userinfo(&self, identity: &mut Identity, access_token: &Secret) {
-        match self.0.webex.userinfo(access_token).await {
+        let mut identity = token::check(claims, &expected).map_err(refused)?;
+        if identity.name.is_some() && identity.email.is_some() {
+            return Ok(Some(identity));
+        }
+        // The name and email the token lacks, from userinfo if it describes the same user.
+        // Userinfo is a complement: when it fails, the identity keeps what the token said.
+        match self.webex.userinfo(&tokens.access_token).await {
             Ok(info) if info.sub == identity.sub => {
                 identity.name = identity.name.take().or_else(|| token::shown(info.name));
                 identity.email = identity.email.take().or_else(|| token::shown(info.email));
@@ -158,6 +135,7 @@ impl Verifier {
                 tracing::warn!(%err, "cannot read userinfo; the identity keeps what its id_token says")
             }
         }
+        Ok(Some(identity))
     }
 }
 

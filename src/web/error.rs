@@ -357,11 +357,10 @@ fn webex_page(err: &WebexError) -> ErrorPage {
 fn identity_page(err: &IdentityError) -> ErrorPage {
     match err {
         IdentityError::Refused {
-            wrong_nonce,
+            refusal,
             tracking_id,
-            ..
         } => ErrorPage {
-            status: if *wrong_nonce {
+            status: if refusal.wrong_nonce {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::BAD_GATEWAY

@@ -77,8 +77,7 @@ async fn start_flow(
         flows.cancel(&old).await?;
     }
     // This client's place, held from before Webex is asked until the flow ends.
-    let slot = flows.reserve(client)?;
-    flows.check_capacity().await?;
+    let slot = flows.reserve(client).await?;
     let auth = state
         .webex()
         .device_authorize(&state.config().device_scopes)
