@@ -3,22 +3,22 @@
 //! ([`routes`], [`templates`]), and every failure as its page ([`error`]).
 //!
 //! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
-//! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are
+//! [`middleware::edge`]; the request id, the span, the timeout, compression and the panic page are
 //! tower-http's layers.
 
 mod assets;
 mod authed;
-mod edge;
 pub(crate) mod error;
 mod guard;
+mod middleware;
 mod observe;
 mod rate_limit;
 mod routes;
 mod session;
 pub(crate) mod templates;
 
-pub use edge::SignedOut;
 pub use guard::content_security_policy;
+pub use middleware::SignedOut;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
 #[cfg(feature = "test-support")]
@@ -42,7 +42,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The router with its layers, outermost first: compression, the request id, the request's
-/// span, the id copied onto the response, [`edge::edge`], the handler timeout (504), sessions,
+/// span, the id copied onto the response, [`middleware::edge`], the handler timeout (504), sessions,
 /// the panic catcher, the body limit. So the edge renders error pages for everything inside it
 /// (a failed session save, a panic, a timeout, which bounds the session load and save too),
 /// compressed, logged inside the request's span.
@@ -64,7 +64,7 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
-    let edge = edge::Edge {
+    let edge = middleware::Edge {
         state: state.clone(),
         limiter,
     };
@@ -88,7 +88,7 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID.clone()))
-        .layer(axum::middleware::from_fn_with_state(edge, edge::edge))
+        .layer(axum::middleware::from_fn_with_state(edge, middleware::edge))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             state.config().handler_timeout,
