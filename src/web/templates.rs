@@ -134,11 +134,9 @@ pub struct WhoamiTemplate {
 #[template(path = "error.html")]
 pub struct ErrorTemplate {
     pub demo: bool,
+    /// The page's status (a `/problem` page answers 200 and shows the failure's).
     pub status: u16,
-    pub title: String,
-    pub message: String,
-    pub next_step: String,
-    pub tracking_id: Option<String>,
+    pub page: crate::web::error::ErrorPage,
 }
 
 #[cfg(test)]
