@@ -109,11 +109,11 @@ impl Authed {
     /// Either way it is this request's one refresh.
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
         self.refreshed = true;
-        let key = self.session.store_key().ok_or(AppError::NotSignedIn)?;
-        // One refresh at a time per session: in this process, then across instances (Redis).
-        let _guard = self.state.session_locks().lock(Lock::Refresh, &key).await?;
-        // Another request may have refreshed while we waited: read what the store has now.
-        self.session.reload().await?;
+        // One refresh at a time per session; another may have refreshed while we waited.
+        let locks = self.state.session_locks();
+        let Some(_guard) = self.session.lock(locks, Lock::Refresh).await? else {
+            return Err(AppError::NotSignedIn);
+        };
         let current = self.session.tokens().await?.ok_or(AppError::NotSignedIn)?;
         let still_needed = match rejected {
             Some(token) => current.access_token == *token,

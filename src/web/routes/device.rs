@@ -17,7 +17,7 @@ use crate::identity::Verdict;
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
-use crate::store::{Lock, SessionGuard};
+use crate::store::Lock;
 use crate::web::error::{AppError, Result};
 use crate::web::rate_limit::ClientAddr;
 use crate::web::session::WebSession;
@@ -36,20 +36,6 @@ pub fn router() -> Router<AppState> {
         .route("/device/status", get(status))
 }
 
-/// Held while a request starts or claims this session's flow: one at a time per session (across
-/// instances with Redis), so ten racing `POST /sign-in` leave one pending flow, and two tabs
-/// seeing the grant both end signed in. `None` for a session not yet saved (no other request
-/// can share it).
-async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<SessionGuard>> {
-    let Some(key) = session.store_key() else {
-        return Ok(None);
-    };
-    let guard = state.session_locks().lock(Lock::Flow, &key).await?;
-    // Another request may have changed the session while we waited.
-    session.reload().await?;
-    Ok(Some(guard))
-}
-
 /// `POST /sign-in`: a new device flow, then its page. A failure redirects to its `/problem`
 /// page, except a client over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started,
 /// it gets its 429 page at once, as the rate limit answers.
@@ -58,40 +44,34 @@ async fn start(
     client: Option<Extension<ClientAddr>>,
     session: WebSession,
 ) -> Response {
-    let client = client.map(|Extension(ClientAddr(ip))| ip);
-    match start_flow(&state, &session, client).await {
+    let started = async {
+        let flows = state.flows();
+        // One start or claim at a time per session: ten racing `POST /sign-in` leave one
+        // pending flow, and two tabs seeing the grant both end signed in.
+        let locked = session.lock(state.session_locks(), Lock::Flow).await?;
+        if let Some(old) = session.take_flow_id().await? {
+            flows.cancel(&old).await?;
+        }
+        // This client's place, held from before Webex is asked until the flow ends.
+        let slot = flows.reserve(client.map(|Extension(ClientAddr(ip))| ip))?;
+        flows.check_capacity().await?;
+        let scopes = &state.config().device_scopes;
+        let auth = state.webex().device_authorize(scopes).await?;
+        let lifetime = std::time::Duration::from_secs(auth.expires_in);
+        let id = flows.start(auth, slot).await?;
+        session.set_flow_id(&id, lifetime).await?;
+        if locked.is_some() {
+            // Saved before the lock opens, so the next request of this session sees this flow.
+            session.save_now().await?;
+        }
+        tracing::info!(flow = %fingerprint(&id), "device flow started");
+        Ok(Redirect::to("/sign-in").into_response())
+    };
+    match started.await {
         Ok(response) => response,
         Err(err @ AppError::TooManyFlows) => err.into_response(),
         Err(err) => err.after_form_post(),
     }
-}
-
-async fn start_flow(
-    state: &AppState,
-    session: &WebSession,
-    client: Option<std::net::IpAddr>,
-) -> Result<Response> {
-    let flows = state.flows();
-    let locked = flow_lock(state, session).await?;
-    if let Some(old) = session.take_flow_id().await? {
-        flows.cancel(&old).await?;
-    }
-    // This client's place, held from before Webex is asked until the flow ends.
-    let slot = flows.reserve(client)?;
-    flows.check_capacity().await?;
-    let auth = state
-        .webex()
-        .device_authorize(&state.config().device_scopes)
-        .await?;
-    let lifetime = std::time::Duration::from_secs(auth.expires_in);
-    let id = flows.start(auth, slot).await?;
-    session.set_flow_id(&id, lifetime).await?;
-    if locked.is_some() {
-        // Saved before the lock opens, so the next request of this session sees this flow.
-        session.save_now().await?;
-    }
-    tracing::info!(flow = %fingerprint(&id), "device flow started");
-    Ok(Redirect::to("/sign-in").into_response())
 }
 
 /// What this session's flow looks like now. Claims the tokens when the flow was granted.
@@ -129,7 +109,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     // Granted (or gone): claim under the session's lock. The tab that wins signs in under a
     // new session id; the other finds its old id deleted and must not touch the session (an
     // empty session would answer with a cookie deletion that could sign the user out).
-    let _locked = flow_lock(state, session).await?;
+    let _locked = session.lock(state.session_locks(), Lock::Flow).await?;
     if session.is_gone().await? {
         return Ok(Current::SignedIn);
     }
