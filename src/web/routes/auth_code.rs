@@ -79,33 +79,21 @@ async fn login(
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
-/// The callback's query, read by hand so that nothing a caller sends can make it fail.
-#[derive(Default)]
-struct Callback {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-fn parse_callback(query: Option<&str>) -> Result<Callback> {
-    let mut callback = Callback::default();
+/// The callback's `code`, `state`, `error` and `error_description`, read by hand so that nothing
+/// a caller sends can make it fail, except a parameter given twice.
+fn parse_callback(query: Option<&str>) -> Result<[Option<String>; 4]> {
+    const KEYS: [&str; 4] = ["code", "state", "error", "error_description"];
+    let mut values = [const { None }; 4];
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let slot = match &*key {
-            "code" => &mut callback.code,
-            "state" => &mut callback.state,
-            "error" => &mut callback.error,
-            "error_description" => &mut callback.error_description,
-            _ => continue,
+        let Some(i) = KEYS.iter().position(|k| *k == key) else {
+            continue;
         };
-        if slot.is_some() {
-            return Err(AppError::BadRequest(format!(
-                "The callback repeats the parameter {key:?}."
-            )));
+        if values[i].replace(value.into_owned()).is_some() {
+            let repeated = format!("The callback repeats the parameter {key:?}.");
+            return Err(AppError::BadRequest(repeated));
         }
-        *slot = Some(value.into_owned());
     }
-    Ok(callback)
+    Ok(values)
 }
 
 /// `GET /oauth`: Webex's redirect back, with the code (or an error) and our state.
@@ -114,8 +102,8 @@ async fn callback(
     session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let callback = parse_callback(query.as_deref())?;
-    let Some(returned_state) = callback.state.filter(|s| !s.is_empty()) else {
+    let [code, returned_state, error, _] = parse_callback(query.as_deref())?;
+    let Some(returned_state) = returned_state.filter(|s| !s.is_empty()) else {
         return Err(AppError::BadRequest(
             "The callback has no state parameter.".into(),
         ));
@@ -142,7 +130,7 @@ async fn callback(
     // Used up now, durably: even if the exchange below fails, this callback URL is dead.
     session.save_now().await?;
 
-    if let Some(error) = callback.error {
+    if let Some(error) = error {
         let error = short_code(&error);
         return Err(if error == "access_denied" {
             AppError::Denied(
@@ -152,7 +140,7 @@ async fn callback(
             AppError::BadRequest(format!("Webex did not grant access ({error})."))
         });
     }
-    let Some(code) = callback.code.filter(|c| !c.is_empty()).map(Secret::new) else {
+    let Some(code) = code.filter(|c| !c.is_empty()).map(Secret::new) else {
         return Err(AppError::BadRequest("The callback has no code.".into()));
     };
 
@@ -238,12 +226,13 @@ mod tests {
 
     #[test]
     fn callback_query_parsing_never_fails_on_odd_input_but_refuses_repeats() {
-        let c = parse_callback(Some("code=a%20b&state=s&x=1&error_description=%FF%FE")).unwrap();
+        let [code, state, ..] =
+            parse_callback(Some("code=a%20b&state=s&x=1&error_description=%FF%FE")).unwrap();
         assert_eq!(
-            (c.code.as_deref(), c.state.as_deref()),
+            (code.as_deref(), state.as_deref()),
             (Some("a b"), Some("s"))
         );
-        assert!(parse_callback(None).unwrap().state.is_none());
+        assert!(parse_callback(None).unwrap()[1].is_none());
         assert!(parse_callback(Some("&&==&%%%")).is_ok());
         assert!(parse_callback(Some("state=a&state=b")).is_err());
     }
