@@ -1,10 +1,9 @@
 //! `AppError`: every failure becomes an HTML page with the right status, and is logged once.
 //!
 //! `into_response` logs an error (inside the request's span) and leaves an [`ErrorPage`] in the
-//! response's extensions; [`render_error_page`] (run by the guard on every response) renders it,
-//! and gives the same page to axum's plain-text rejections. A form post's failure answers a 303
-//! to `GET /problem?kind=…` instead ([`AppError::after_form_post`]), so a reload does not post
-//! again. Pages speak to the person; what the operator should check goes to the log (`hint`).
+//! response's extensions for [`render_error_page`], which also gives axum's plain-text rejections
+//! a page. A form post's failure answers a 303 to `/problem` ([`AppError::after_form_post`]).
+//! Pages speak to the person; what the operator should check goes to the log (`hint`).
 
 use crate::device_flow::FlowError;
 use crate::identity::IdentityError;
@@ -55,7 +54,7 @@ pub enum AppError {
     /// 503: too many device sign-ins pending on this server.
     #[error("too many device sign-ins are pending")]
     Busy,
-    /// 503: the session layer failed (its store did not answer, or a record did not decode).
+    /// 503: the session store did not answer, or a record did not decode.
     #[error("session: {}", session_error(.0))]
     Session(#[from] tower_sessions::session::Error),
     /// 503: the flow store or the refresh lock failed.
@@ -64,8 +63,7 @@ pub enum AppError {
     /// 502/503/504/403, depending on what Webex did.
     #[error(transparent)]
     Webex(#[from] WebexError),
-    /// 502 (400 for another login's nonce): the id_token did not verify; 502/503/504 when
-    /// Webex's keys could not be had. Nobody is signed in.
+    /// 502 (400 for another login's nonce), or 502/503 without Webex's keys: nobody signed in.
     #[error(transparent)]
     Identity(#[from] IdentityError),
     /// 500: a bug of ours.
@@ -77,12 +75,10 @@ pub enum AppError {
 /// without serde_json's message, which quotes what it could not read (a token, for one).
 fn session_error(err: &tower_sessions::session::Error) -> String {
     match err {
-        tower_sessions::session::Error::SerdeJson(err) => format!(
-            "a session value did not decode ({:?} error at line {}, column {})",
-            err.classify(),
-            err.line(),
-            err.column()
-        ),
+        tower_sessions::session::Error::SerdeJson(err) => {
+            let (kind, line, col) = (err.classify(), err.line(), err.column());
+            format!("a session value did not decode ({kind:?} error at line {line}, column {col})")
+        }
         other => other.to_string(),
     }
 }
@@ -97,9 +93,8 @@ impl From<FlowError> for AppError {
     }
 }
 
-/// One kind of failure page: its name in `/problem?kind=`, its status, its words, and the
-/// operator's hint for the log line. A page may say more than `message` (what exactly Webex
-/// answered); a `/problem` page says only this.
+/// One kind of failure page: its name in `/problem?kind=`, its status, its words (a page may
+/// say more than `message`, e.g. what Webex answered), and the operator's hint for the log.
 #[derive(Debug)]
 pub struct Kind {
     pub name: &'static str,
@@ -202,7 +197,7 @@ impl Kind {
     }
 }
 
-/// What the error page shows. Lives in the response's extensions until the middleware renders it.
+/// What the error page shows, in the response's extensions until the edge renders it.
 #[derive(Clone, Debug)]
 pub struct ErrorPage {
     pub kind: &'static str,
@@ -211,7 +206,7 @@ pub struct ErrorPage {
     pub message: String,
     pub next_step: &'static str,
     pub tracking_id: Option<String>,
-    /// For the operator: goes to the log line, never to the page (e.g. which setting to check).
+    /// For the operator: goes to the log line, never to the page.
     pub hint: Option<&'static str>,
 }
 
@@ -252,21 +247,6 @@ impl AppError {
         }
         Redirect::to(&target.finish()).into_response()
     }
-}
-
-/// `GET /problem?kind=<kind>&tracking=<id>`, the page a failed form post redirected to (an
-/// unknown kind is the 404 page). A 200 whatever the kind, its status shown only as text: the
-/// failure was logged and counted where it happened, and a 5xx here would let anyone raise the
-/// server's 5xx count and page an operator.
-pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
-    let Some(kind) = Kind::named(kind) else {
-        return AppError::NotFound.into_response();
-    };
-    let page = ErrorPage {
-        tracking_id: tracking_id.filter(|id| is_tracking_id(id)).map(Into::into),
-        ..ErrorPage::of(kind)
-    };
-    (StatusCode::OK, Extension(page)).into_response()
 }
 
 /// Webex's failure as its page, with Webex's tracking id.
@@ -413,10 +393,8 @@ impl IntoResponse for AppError {
 
 /// Renders [`ErrorPage`]s (with the response's status: a `/problem` page's is 200), and gives an
 /// HTML page to any other error response without an HTML or JSON body (axum's rejections are
-/// plain text). `demo` shows the mode in the page's header.
-///
-/// A bare server error came from a layer, not from an [`AppError`] (which logs its own): the
-/// handler timeout's 504, or the panic catcher's 500. It is logged here, inside the request's span.
+/// plain text). A bare server error came from a layer (the handler timeout's 504, the panic
+/// catcher's 500), not from an [`AppError`], which logs its own: it is logged here.
 pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
     let page = match response.extensions().get::<ErrorPage>() {
