@@ -33,8 +33,7 @@ pub struct Authed {
     session: WebSession,
     tokens: TokenSet,
     state: AppState,
-    /// This request has refreshed the tokens (or found them refreshed by another): the one
-    /// refresh a request may make.
+    /// This request made its one refresh (or found the tokens refreshed by another).
     refreshed: bool,
 }
 
@@ -63,9 +62,12 @@ impl Authed {
         &self.tokens
     }
 
-    /// Runs `call` with a fresh access token: refreshes ahead of expiry, refreshes once and
-    /// retries once on 401, waits out one short 429. At most three calls in all, and one
-    /// refresh for all the calls of the request.
+    /// "NAME (EMAIL)" of who signed in, when an id_token proved it.
+    pub async fn signed_in_as(&self) -> Result<Option<String>, AppError> {
+        Ok(self.session.identity().await?.map(|who| who.shown()))
+    }
+
+    /// Runs `call` with a fresh access token, by the rules above: at most three calls in all.
     pub async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, AppError>
     where
         F: Fn(Secret) -> Fut,
@@ -104,9 +106,8 @@ impl Authed {
         }
     }
 
-    /// Refreshes under the session's lock. `rejected` is the token Webex just refused (refresh
-    /// unless someone already replaced it); `None` means "refresh if it is still near expiry".
-    /// Either way it is this request's one refresh.
+    /// This request's one refresh, under the session's lock: unless another request already
+    /// replaced `rejected` (the token Webex just refused) or, for `None`, the token near expiry.
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
         self.refreshed = true;
         // One refresh at a time per session; another may have refreshed while we waited.
