@@ -54,10 +54,10 @@ pub fn request_span(request: &Request) -> tracing::Span {
 }
 
 /// The longest path logged, in bytes: a client picks the path (up to the 32 KiB of a request
-/// head, `serve::MAX_HEAD_BYTES`) and it goes into every line of the request.
+/// head) and it goes into every line of the request.
 const MAX_LOGGED_PATH: usize = 256;
 
-/// A request's path as its log lines give it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
+/// A path as the log gives it: at most [`MAX_LOGGED_PATH`] bytes, then `…`.
 struct LoggedPath<'a>(&'a str);
 
 impl std::fmt::Display for LoggedPath<'_> {
@@ -96,6 +96,7 @@ impl Observation {
         let status = response.status().as_u16();
         let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let latency_ms = millis(latency);
+        // Probes and static files at debug level, or they drown the log.
         if is_quiet(route) {
             tracing::debug!(status, latency_ms, "response");
         } else {
@@ -116,7 +117,6 @@ fn millis(latency: Duration) -> f64 {
     f64::from(micros) / 1000.0
 }
 
-/// Probes and static files: logged at debug level, or they drown the log.
 fn is_quiet(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/favicon.ico") || route.starts_with("/static/")
 }
@@ -124,16 +124,11 @@ fn is_quiet(route: &str) -> bool {
 /// The methods we serve, by name; any other method is `other` (a label value each would let a
 /// client grow the metrics without bound).
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+    const SERVED: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    SERVED
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
 }
 
 /// Serves `GET /metrics` (Prometheus text) on the metrics listener until aborted.
@@ -188,21 +183,16 @@ mod tests {
     #[test]
     fn plain_request_ids_are_kept_and_odd_ones_dropped() {
         let kept = |id: &str| {
-            let request = Request::builder()
-                .header(&REQUEST_ID, id)
-                .body(axum::body::Body::empty())
-                .unwrap();
+            let mut request = Request::new(axum::body::Body::empty());
+            request
+                .headers_mut()
+                .insert(&REQUEST_ID, id.parse().unwrap());
             drop_odd_request_id(request)
                 .headers()
-                .get(&REQUEST_ID)
-                .is_some()
+                .contains_key(&REQUEST_ID)
         };
+        // The rest of the rule: tests/api/request_heads.rs.
         assert!(kept("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));
-        assert!(kept("req_123.abc-7"));
-        assert!(kept(&"x".repeat(64)));
-        assert!(!kept("req:7"));
-        assert!(!kept("has space"));
-        assert!(!kept(&"x".repeat(65)));
         assert!(!kept(""));
     }
 }
