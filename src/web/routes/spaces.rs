@@ -114,24 +114,6 @@ fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
 mod tests {
     use super::*;
 
-    fn room(title: &str, at: &str) -> RoomRow {
-        RoomRow::new(title.to_owned(), "group".to_owned(), at.to_owned())
-    }
-
-    fn titles(rooms: &[RoomRow]) -> Vec<&str> {
-        rooms.iter().map(|r| &*r.title).collect()
-    }
-
-    fn rooms() -> Vec<RoomRow> {
-        vec![
-            room("beta", "2026-03-01T10:00:00.000Z"),
-            room("Alpha", ""),
-            room("東京オフィス", "2026-03-02T10:00:00.000Z"),
-            room("ÜBER team", "not a time"),
-            room("alpha", "2026-02-01T10:00:00Z"),
-        ]
-    }
-
     #[test]
     fn the_query_string_is_read_leniently() {
         let q = |raw| SpacesQuery::from_raw(Some(raw));
@@ -149,13 +131,22 @@ mod tests {
     /// The rest of the order and the filter: tests/api/spaces.rs.
     #[test]
     fn title_order_ignores_case_and_equal_titles_are_newest_first() {
+        let rooms = [
+            ("beta", "2026-03-01T10:00:00.000Z"),
+            ("Alpha", ""),
+            ("東京オフィス", "2026-03-02T10:00:00.000Z"),
+            ("ÜBER team", "not a time"),
+            ("alpha", "2026-02-01T10:00:00Z"),
+        ];
+        let rooms = rooms.map(|(title, at)| RoomRow::new(title.into(), "group".into(), at.into()));
         let query = SpacesQuery {
             sort: SortBy::Title,
             ..SpacesQuery::default()
         };
-        let (shown, _) = list(rooms(), &query);
+        let (shown, _) = list(rooms.into(), &query);
+        let titles: Vec<_> = shown.iter().map(|r| &*r.title).collect();
         assert_eq!(
-            titles(&shown),
+            titles,
             ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"]
         );
     }
