@@ -26,35 +26,32 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// rebinding; `/healthz` and `/readyz` answer any host), a query longer than
 /// [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403, [`is_same_origin`]).
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
-    let path = request.uri().path();
-    let Ok(host) = named_host(request) else {
-        tracing::warn!("request naming two hosts refused");
-        return Some(AppError::UnknownHost);
-    };
-    // RFC 9112 §3.2: an HTTP/1.1 request without a host is a 400 (HTTP/1.0 may omit it).
-    if host.is_none() && request.version() == Version::HTTP_11 {
-        tracing::warn!("HTTP/1.1 request without Host refused");
-        return Some(AppError::UnknownHost);
-    }
-    if !matches!(path, "/healthz" | "/readyz") && !host_allowed(host, state.allowed_hosts()) {
-        tracing::warn!("request for a host we do not serve");
-        Some(AppError::UnknownHost)
-    } else if request
-        .uri()
-        .query()
-        .is_some_and(|q| q.len() > MAX_QUERY_BYTES)
-    {
-        tracing::warn!("query string too long");
-        Some(AppError::QueryTooLong)
-    } else if request.method() == Method::POST
-        && !is_same_origin(request.headers(), state.allowed_origins())
-    {
+    let uri = request.uri();
+    let probe = matches!(uri.path(), "/healthz" | "/readyz");
+    let (refused, why) = match named_host(request) {
+        Err(TwoHosts) => (AppError::UnknownHost, "request naming two hosts refused"),
+        // RFC 9112 §3.2: an HTTP/1.1 request without a host is a 400 (HTTP/1.0 may omit it).
+        Ok(None) if request.version() == Version::HTTP_11 => (
+            AppError::UnknownHost,
+            "HTTP/1.1 request without Host refused",
+        ),
+        Ok(host) if !probe && !host_allowed(host, state.allowed_hosts()) => {
+            (AppError::UnknownHost, "request for a host we do not serve")
+        }
+        _ if uri.query().is_some_and(|q| q.len() > MAX_QUERY_BYTES) => {
+            (AppError::QueryTooLong, "query string too long")
+        }
         // Only POST changes anything here; other methods fall through to their 405 page.
-        tracing::warn!("cross-site request refused");
-        Some(AppError::CrossSite)
-    } else {
-        None
-    }
+        _ if request.method() == Method::POST
+            && !is_same_origin(request.headers(), state.allowed_origins()) =>
+        {
+            (AppError::CrossSite, "cross-site request refused")
+        }
+        _ => return None,
+    };
+    // The request's span carries the method and the path.
+    tracing::warn!("{why}");
+    Some(refused)
 }
 
 /// `Strict-Transport-Security` when served over https: two years, subdomains too.

@@ -14,13 +14,6 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Copy)]
 pub struct SignedOut;
 
-/// The edge's state.
-#[derive(Clone)]
-pub struct Edge {
-    pub state: AppState,
-    pub limiter: ClientLimiter,
-}
-
 /// Every request, in order:
 /// 1. [`observe`] starts the clock; the client's address goes into the request's extensions
 ///    (`ClientAddr`, for the rate limit and the device flows' per-client cap);
@@ -29,17 +22,21 @@ pub struct Edge {
 ///    ([`keep_cookie_unless_signed_out`]);
 /// 4. the guard gives an error response its page and every response the security headers;
 /// 5. [`observe`] logs the response line and counts it.
-pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
+pub async fn edge(
+    State((state, limiter)): State<(AppState, ClientLimiter)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let observation = observe::Observation::start(&request);
-    if let Some(client) = edge.limiter.client(&request) {
+    if let Some(client) = limiter.client(&request) {
         request.extensions_mut().insert(client);
     }
-    let refused = guard::refusal(&edge.state, &request).or_else(|| edge.limiter.refusal(&request));
+    let refused = guard::refusal(&state, &request).or_else(|| limiter.refusal(&request));
     let response = match refused {
         Some(err) => err.into_response(),
         None => keep_cookie_unless_signed_out(next.run(request).await),
     };
-    let response = guard::finish(&edge.state, response);
+    let response = guard::finish(&state, response);
     observation.finish(&response);
     response
 }

@@ -60,10 +60,6 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
-    let edge = middleware::Edge {
-        state: state.clone(),
-        limiter,
-    };
     let layers = ServiceBuilder::new()
         // zstd, else gzip, at their fastest (tower-http skips images and tiny bodies): on the
         // 44.5 KB spaces page zstd-1 makes 2.7 KB in 28 µs, gzip-1 3.4 KB in 38 µs, brotli 4
@@ -83,7 +79,10 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID.clone()))
-        .layer(axum::middleware::from_fn_with_state(edge, middleware::edge))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), limiter),
+            middleware::edge,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             state.config().handler_timeout,
