@@ -1,25 +1,21 @@
 //! The authorization-code flow with PKCE (the Flask sample's GRANT button), and sign-out.
 //!
-//! 1. `GET /login` makes a random `state` and PKCE verifier (and a nonce when the scopes ask for
-//!    `openid`), keeps them in this session, and sends the browser to Webex's `/authorize` with
-//!    the state, the nonce and the verifier's S256 challenge.
+//! 1. `GET /login` keeps a random `state` and PKCE verifier (and a nonce when the scopes ask for
+//!    `openid`) in this session, and sends the browser to Webex's `/authorize` with the state,
+//!    the nonce and the verifier's S256 challenge. Up to [`MAX_PENDING_LOGINS`] may be pending
+//!    per session (two tabs can each sign in), each for [`LOGIN_TTL_SECS`].
 //! 2. The user approves (or declines) on Webex, which sends the browser to `GET /oauth`.
 //! 3. `/oauth` checks the state against this session's (constant time, single use), exchanges
-//!    the code plus verifier for tokens, verifies the id_token (`crate::identity`: any failure
-//!    refuses the sign-in), stores the tokens and who signed in server-side, cycles the session
-//!    id, and goes to `/granted`.
-//!
-//! Up to [`MAX_PENDING_LOGINS`] logins may be pending per session, so two tabs can each
-//! sign in; each state is good for [`LOGIN_TTL_SECS`].
+//!    the code plus verifier for tokens, verifies the id_token (any failure refuses the
+//!    sign-in), keeps the tokens and who signed in, cycles the session id, and goes to `/granted`.
 
 use crate::clock::unix_now;
-use crate::identity::{Identity, wants_openid};
+use crate::identity::wants_openid;
 use crate::secret::{Secret, random_token};
 use crate::state::AppState;
 use crate::tokens::{Grant, TokenSet};
 use crate::web::error::{AppError, Result};
 use crate::web::session::{PendingLogin, WebSession};
-use crate::webex::TokenResponse;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
@@ -112,13 +108,10 @@ async fn callback(
     // Find this session's pending login with that state, and remove it: a state works once.
     let now = unix_now();
     let mut pending = session.pending_logins().await?;
+    let returned = returned_state.as_bytes();
     let found = pending.iter().position(|p| {
-        bool::from(
-            p.oauth_state
-                .expose()
-                .as_bytes()
-                .ct_eq(returned_state.as_bytes()),
-        ) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
+        let same = p.oauth_state.expose().as_bytes().ct_eq(returned);
+        bool::from(same) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
     });
     let Some(index) = found else {
         return Err(AppError::BadRequest(
@@ -144,11 +137,11 @@ async fn callback(
         return Err(AppError::BadRequest("The callback has no code.".into()));
     };
 
-    let response = match state
+    let redirect_uri = state.config().redirect_uri.as_str();
+    let exchanged = state
         .webex()
-        .exchange_code(&code, &login.verifier, state.config().redirect_uri.as_str())
-        .await
-    {
+        .exchange_code(&code, &login.verifier, redirect_uri);
+    let response = match exchanged.await {
         Ok(response) => response,
         // A code Webex does not know, or one already used: a bad callback, not a Webex fault.
         Err(err) if err.oauth_code() == Some("invalid_grant") => {
@@ -162,39 +155,27 @@ async fn callback(
         }
         Err(err) => return Err(err.into()),
     };
-    let identity = identify(&state, &response, login.nonce.as_ref()).await?;
-    session
-        .sign_in(
-            &TokenSet::new(response, Grant::AuthorizationCode),
-            identity.as_ref(),
-        )
-        .await?;
+    // Who signed in, when the scopes ask for `openid`: the id_token, verified with this login's
+    // nonce. One that does not verify refuses the sign-in (the login is already used up); an
+    // answer without one signs in as before, and says so in the log.
+    let mut identity = None;
+    if wants_openid(&state.config().scopes) {
+        let nonce = login.nonce.as_ref();
+        identity = state.identity().identify(&response, nonce).await?;
+        if identity.is_none() {
+            tracing::warn!(
+                tracking_id = response.tracking_id.as_deref(),
+                "Webex sent no id_token although the scopes ask for openid; signed in without a verified identity"
+            );
+        }
+    }
+    let tokens = TokenSet::new(response, Grant::AuthorizationCode);
+    session.sign_in(&tokens, identity.as_ref()).await?;
     tracing::info!(
         verified_identity = identity.is_some(),
         "signed in with the authorization code flow"
     );
     Ok(Redirect::to("/granted").into_response())
-}
-
-/// Who signed in, when the scopes ask for `openid`: the answer's id_token, verified with this
-/// login's nonce. A token that does not verify refuses the sign-in (the login is already used
-/// up); an answer without one signs in as before, and says so in the log.
-async fn identify(
-    state: &AppState,
-    response: &TokenResponse,
-    nonce: Option<&Secret>,
-) -> Result<Option<Identity>> {
-    if !wants_openid(&state.config().scopes) {
-        return Ok(None);
-    }
-    let identity = state.identity().identify(response, nonce).await?;
-    if identity.is_none() {
-        tracing::warn!(
-            tracking_id = response.tracking_id.as_deref(),
-            "Webex sent no id_token although the scopes ask for openid; signed in without a verified identity"
-        );
-    }
-    Ok(identity)
 }
 
 /// An error code from the URL, made safe to show: printable ASCII, bounded.
