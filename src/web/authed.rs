@@ -1,16 +1,13 @@
 //! [`Authed`]: the extractor of pages that need tokens; it calls Webex with a fresh access token.
 //!
-//! Rules (the Flask samples got each of these wrong):
-//! - tokens live server-side in the session store; the cookie only holds the session id;
-//! - refresh before a call when the access token expires within 60 s;
-//! - a call answered 401 refreshes once and retries once, whatever the 401 says (an API reply
-//!   has no OAuth code); a second 401 means "sign in again";
-//! - at most one refresh per request: a token Webex says lives 0 s serves the rest of the
-//!   request (every page of `/rooms`), it is not refreshed page by page;
-//! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
-//!   and re-check, so N parallel requests with an expired token make one refresh call;
-//! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;
-//! - a 429 is waited out once when `Retry-After` is 10 s or less.
+//! Rules (the Flask samples got each of these wrong): tokens live server-side in the session
+//! store, the cookie holds only the session id; refresh before a call when the access token
+//! expires within 60 s; a 401 (whatever it says: an API reply has no OAuth code) refreshes and
+//! retries once, a second one means "sign in again"; at most one refresh per request (a token
+//! Webex says lives 0 s serves every page of `/rooms`); one refresh at a time per session
+//! (concurrent requests wait on a lock, re-load the session and re-check, so N of them make one
+//! refresh call); keep the old refresh token when Webex omits it; `invalid_grant` clears the
+//! tokens; a 429 is waited out once when `Retry-After` is 10 s or less.
 
 use super::session::WebSession;
 use crate::clock::unix_now;

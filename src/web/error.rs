@@ -239,13 +239,12 @@ impl AppError {
         let Some(page) = response.extensions().get::<ErrorPage>() else {
             return response; // a redirect already
         };
-        let path = "/problem?";
-        let mut target = url::form_urlencoded::Serializer::for_suffix(path.to_owned(), path.len());
-        target.append_pair("kind", page.kind);
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("kind", page.kind);
         if let Some(id) = page.tracking_id.as_deref().filter(|id| is_tracking_id(id)) {
-            target.append_pair("tracking", id);
+            query.append_pair("tracking", id);
         }
-        Redirect::to(&target.finish()).into_response()
+        Redirect::to(&format!("/problem?{}", query.finish())).into_response()
     }
 }
 
@@ -381,9 +380,7 @@ impl IntoResponse for AppError {
         let mut response = (status, Extension(page)).into_response();
         if let Self::TooManyRequests { retry_after } = &self {
             // Whole seconds, rounded up: never tell a client to come back too early.
-            let secs = retry_after
-                .as_secs()
-                .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
+            let secs = retry_after.as_secs_f64().ceil() as u64;
             let value = header::HeaderValue::from(secs.max(1));
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
@@ -433,8 +430,7 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
     // Keep headers such as Allow and Retry-After; the body and its type are the page's.
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
-    let status = page.status.as_u16();
-    (parts, render(&ErrorTemplate { demo, status, page })).into_response()
+    (parts, render(&ErrorTemplate { demo, page })).into_response()
 }
 
 #[cfg(test)]

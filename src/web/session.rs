@@ -39,7 +39,7 @@ pub const SIGNED_IN_INACTIVITY: time::Duration = time::Duration::days(30);
 /// its last write, so a script hammering `/login` cannot fill the store for a month.
 const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(15);
 
-type Result<T> = std::result::Result<T, Error>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One authorization-code login between `/login` and `/oauth`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,10 +62,7 @@ pub struct WebSession(Session);
 impl<S: Send + Sync> FromRequestParts<S> for WebSession {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
@@ -208,7 +205,7 @@ impl WebSession {
         &self,
         locks: &SessionLocks,
         lock: Lock,
-    ) -> std::result::Result<Option<SessionGuard>, AppError> {
+    ) -> Result<Option<SessionGuard>, AppError> {
         // Keyed by the SHA-256 of the id: the id itself (the cookie value) is never handed out.
         let Some(id) = self.0.id() else {
             return Ok(None);

@@ -14,11 +14,8 @@ pub fn render(template: &impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "template failed to render");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error: a page failed to render.",
-            )
-                .into_response()
+            let text = "Internal error: a page failed to render.";
+            (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
         }
     }
 }
@@ -125,13 +122,12 @@ pub struct WhoamiTemplate {
     pub signed_in_as: Option<String>,
 }
 
-/// Every failure: what happened, what to do next.
+/// Every failure: what happened (with the failure's status, which a `/problem` page shows
+/// though it answers 200), what to do next.
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorTemplate {
     pub demo: bool,
-    /// The page's status (a `/problem` page answers 200 and shows the failure's).
-    pub status: u16,
     pub page: crate::web::error::ErrorPage,
 }
 

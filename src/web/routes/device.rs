@@ -3,14 +3,13 @@
 //! 1. `POST /sign-in` asks Webex's `/device/authorize` for a user code, records the flow (it
 //!    replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
 //! 2. `GET /sign-in` shows the QR code, the user code and a countdown; `static/app.js` asks
-//!    `GET /device/status` every 2 s.
+//!    `GET /device/status` every 2 s. `POST /sign-in/cancel` stops the poller.
 //! 3. The user approves on another device; the poller gets the tokens and verifies their
 //!    id_token when the scopes ask for `openid` (one that does not verify fails the flow).
 //! 4. The next `/device/status` or `/sign-in` moves the tokens (and who signed in) into the
 //!    session, once, under a new session id; the page goes on to `/granted`.
 //!
-//! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
-//! can show another session's flow.
+//! The flow id lives only in the session, so no page can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::identity::Verdict;
