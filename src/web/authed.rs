@@ -92,10 +92,8 @@ impl Authed {
                     ..
                 }) if !waited && wait <= MAX_RETRY_AFTER => {
                     waited = true;
-                    tracing::info!(
-                        wait_secs = wait.as_secs(),
-                        "Webex rate limited us; waiting once"
-                    );
+                    let wait_secs = wait.as_secs();
+                    tracing::info!(wait_secs, "Webex rate limited us; waiting once");
                     tokio::time::sleep(wait).await;
                 }
                 Err(err) => return Err(err.into()),

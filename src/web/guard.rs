@@ -191,9 +191,8 @@ mod tests {
     #[test]
     fn csp_lists_the_avatar_origins() {
         let csp = content_security_policy(&["http://127.0.0.1:4000".into()]);
-        assert!(
-            csp.contains("img-src 'self' data: https://*.webexcontent.com http://127.0.0.1:4000;")
-        );
+        let images = "img-src 'self' data: https://*.webexcontent.com http://127.0.0.1:4000;";
+        assert!(csp.contains(images), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"));
     }
 }

@@ -60,16 +60,17 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
+    let request_id = observe::REQUEST_ID.clone();
+    let edge = axum::middleware::from_fn_with_state((state.clone(), limiter), middleware::edge);
+    let timeout = state.config().handler_timeout;
+    let timeout = TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, timeout);
     let layers = ServiceBuilder::new()
         // zstd, else gzip, at their fastest (tower-http skips images and tiny bodies): on the
         // 44.5 KB spaces page zstd-1 makes 2.7 KB in 28 µs, gzip-1 3.4 KB in 38 µs, brotli 4
         // 2.8 KB in 149 µs, and its fast qualities lose on both, so it is not offered.
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         .map_request(observe::drop_odd_request_id)
-        .layer(SetRequestIdLayer::new(
-            observe::REQUEST_ID.clone(),
-            MakeRequestUuid,
-        ))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         // The span only: the edge writes the response line.
         .layer(
             TraceLayer::new_for_http()
@@ -78,15 +79,9 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 .on_response(())
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), limiter),
-            middleware::edge,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            state.config().handler_timeout,
-        ))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(edge)
+        .layer(timeout)
         .layer(sessions)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));

@@ -22,14 +22,9 @@ const MAX_REQUEST_ID: usize = 64;
 /// so that `SetRequestIdLayer` makes one: it goes into every log line of the request, and into
 /// whatever parses those lines.
 pub fn drop_odd_request_id(mut request: Request) -> Request {
-    let plain = |id: &[u8]| {
-        (1..=MAX_REQUEST_ID).contains(&id.len())
-            && id
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
-    };
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
     if let Some(id) = request.headers().get(&REQUEST_ID)
-        && !plain(id.as_bytes())
+        && !((1..=MAX_REQUEST_ID).contains(&id.len()) && id.as_bytes().iter().all(plain))
     {
         request.headers_mut().remove(&REQUEST_ID);
     }
@@ -40,11 +35,8 @@ pub fn drop_odd_request_id(mut request: Request) -> Request {
 /// method, the path (at most 256 bytes of it, and never the query: the one of `/oauth` carries
 /// the authorization code) and the request id.
 pub fn request_span(request: &Request) -> tracing::Span {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
+    let id = request.headers().get(&REQUEST_ID);
+    let id = id.and_then(|id| id.to_str().ok()).unwrap_or_default();
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -65,10 +57,8 @@ impl std::fmt::Display for LoggedPath<'_> {
         if self.0.len() <= MAX_LOGGED_PATH {
             return f.write_str(self.0);
         }
-        let end = (0..=MAX_LOGGED_PATH)
-            .rev()
-            .find(|&at| self.0.is_char_boundary(at))
-            .unwrap_or(0);
+        let boundary = |at: &usize| self.0.is_char_boundary(*at);
+        let end = (0..=MAX_LOGGED_PATH).rev().find(boundary).unwrap_or(0);
         write!(f, "{}…", &self.0[..end])
     }
 }
@@ -125,10 +115,8 @@ fn is_quiet(route: &str) -> bool {
 /// client grow the metrics without bound).
 fn method_label(method: &Method) -> &'static str {
     const SERVED: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-    SERVED
-        .into_iter()
-        .find(|m| *m == method.as_str())
-        .unwrap_or("other")
+    let served = SERVED.into_iter().find(|m| *m == method.as_str());
+    served.unwrap_or("other")
 }
 
 /// Serves `GET /metrics` (Prometheus text) on the metrics listener until aborted.
@@ -184,12 +172,10 @@ mod tests {
     fn plain_request_ids_are_kept_and_odd_ones_dropped() {
         let kept = |id: &str| {
             let mut request = Request::new(axum::body::Body::empty());
-            request
-                .headers_mut()
-                .insert(&REQUEST_ID, id.parse().unwrap());
-            drop_odd_request_id(request)
-                .headers()
-                .contains_key(&REQUEST_ID)
+            let headers = request.headers_mut();
+            headers.insert(&REQUEST_ID, id.parse().unwrap());
+            let request = drop_odd_request_id(request);
+            request.headers().contains_key(&REQUEST_ID)
         };
         // The rest of the rule: tests/api/request_heads.rs.
         assert!(kept("4f1c2a9e-6b1d-4c3e-9a7b-2d5e8f0a1b2c"));

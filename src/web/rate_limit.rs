@@ -47,17 +47,11 @@ impl ClientLimiter {
 
     /// The request's client: the last hop of the configured header, else the peer; by its key.
     pub fn client(&self, request: &Request) -> Option<ClientAddr> {
-        let hop = self
-            .header
-            .as_ref()
-            .and_then(|name| last_hop(request.headers(), name));
-        let peer = || {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        };
-        hop.or_else(peer).map(|ip| ClientAddr(client::key(ip)))
+        let headers = request.headers();
+        let hop = self.header.as_ref().and_then(|h| last_hop(headers, h));
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+        let ip = hop.or(peer.map(|c| c.0.ip()))?;
+        Some(ClientAddr(client::key(ip)))
     }
 
     /// The 429 for a request over its client's quota on a limited route (run by the edge
@@ -82,9 +76,8 @@ impl ClientLimiter {
 fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
     let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     let hop = value.rsplit(',').next()?.trim();
-    hop.parse::<IpAddr>()
-        .ok()
-        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    let with_port = || hop.parse::<SocketAddr>().ok().map(|a| a.ip());
+    hop.parse::<IpAddr>().ok().or_else(with_port)
 }
 
 #[cfg(test)]

@@ -100,9 +100,8 @@ async fn callback(
 ) -> Result<Response> {
     let [code, returned_state, error, _] = parse_callback(query.as_deref())?;
     let Some(returned_state) = returned_state.filter(|s| !s.is_empty()) else {
-        return Err(AppError::BadRequest(
-            "The callback has no state parameter.".into(),
-        ));
+        let why = "The callback has no state parameter.";
+        return Err(AppError::BadRequest(why.into()));
     };
 
     // Find this session's pending login with that state, and remove it: a state works once.
@@ -114,9 +113,8 @@ async fn callback(
         bool::from(same) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
     });
     let Some(index) = found else {
-        return Err(AppError::BadRequest(
-            "This sign-in was not started in this browser, was already used, or is too old.".into(),
-        ));
+        let why = "This sign-in was not started in this browser, was already used, or is too old.";
+        return Err(AppError::BadRequest(why.into()));
     };
     let login = pending.remove(index);
     session.set_pending_logins(pending).await?;
@@ -126,9 +124,8 @@ async fn callback(
     if let Some(error) = error {
         let error = short_code(&error);
         return Err(if error == "access_denied" {
-            AppError::Denied(
-                "You declined to grant this integration access to your Webex account.".into(),
-            )
+            let why = "You declined to grant this integration access to your Webex account.";
+            AppError::Denied(why.into())
         } else {
             AppError::BadRequest(format!("Webex did not grant access ({error})."))
         });
@@ -137,21 +134,16 @@ async fn callback(
         return Err(AppError::BadRequest("The callback has no code.".into()));
     };
 
-    let redirect_uri = state.config().redirect_uri.as_str();
-    let exchanged = state
-        .webex()
-        .exchange_code(&code, &login.verifier, redirect_uri);
+    let uri = state.config().redirect_uri.as_str();
+    let exchanged = state.webex().exchange_code(&code, &login.verifier, uri);
     let response = match exchanged.await {
         Ok(response) => response,
         // A code Webex does not know, or one already used: a bad callback, not a Webex fault.
         Err(err) if err.oauth_code() == Some("invalid_grant") => {
-            tracing::warn!(
-                tracking_id = err.tracking_id(),
-                "Webex refused the authorization code"
-            );
-            return Err(AppError::BadRequest(
-                "Webex refused the authorization code (expired or already used).".into(),
-            ));
+            let tracking_id = err.tracking_id();
+            tracing::warn!(tracking_id, "Webex refused the authorization code");
+            let why = "Webex refused the authorization code (expired or already used).";
+            return Err(AppError::BadRequest(why.into()));
         }
         Err(err) => return Err(err.into()),
     };

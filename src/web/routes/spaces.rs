@@ -41,12 +41,8 @@ impl SpacesQuery {
     /// From the raw query string; the first `q` and the first `sort` count, the rest is ignored.
     pub fn from_raw(raw: Option<&str>) -> Self {
         let [q, sort] = super::first_values(raw, ["q", "sort"]);
-        let mut q: String = q
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(MAX_QUERY_CHARS)
-            .collect();
+        let q = q.unwrap_or_default();
+        let mut q: String = q.trim().chars().take(MAX_QUERY_CHARS).collect();
         q.truncate(q.trim_end().len());
         let sort = match sort.as_deref() {
             Some("title") => SortBy::Title,
@@ -60,17 +56,15 @@ impl SpacesQuery {
 /// rows, filtered and sorted as [`list`] does, in the template.
 pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemplate {
     let query = SpacesQuery::from_raw(raw_query);
-    let rooms = rooms
-        .into_iter()
-        .map(|room| {
-            RoomRow::new(
-                room.title.unwrap_or_else(|| "(untitled)".to_owned()),
-                room.kind.unwrap_or_default(),
-                room.last_activity.unwrap_or_default(),
-            )
-        })
-        .collect();
-    let (rooms, total) = list(rooms, &query);
+    let rooms = rooms.into_iter().map(|room| {
+        let title = room.title.unwrap_or_else(|| "(untitled)".to_owned());
+        RoomRow::new(
+            title,
+            room.kind.unwrap_or_default(),
+            room.last_activity.unwrap_or_default(),
+        )
+    });
+    let (rooms, total) = list(rooms.collect(), &query);
     SpacesTemplate {
         demo,
         rooms,
@@ -90,13 +84,10 @@ pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usiz
         let needle: String = fold(&query.q).collect();
         rooms.retain(|room| fold(&room.title).collect::<String>().contains(&needle));
     }
+    let by_title = |a: &RoomRow, b: &RoomRow| fold(&a.title).cmp(fold(&b.title));
     match query.sort {
         SortBy::Activity => rooms.sort_by(newest_first),
-        SortBy::Title => rooms.sort_by(|a, b| {
-            fold(&a.title)
-                .cmp(fold(&b.title))
-                .then_with(|| newest_first(a, b))
-        }),
+        SortBy::Title => rooms.sort_by(|a, b| by_title(a, b).then_with(|| newest_first(a, b))),
     }
     (rooms, total)
 }
