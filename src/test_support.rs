@@ -60,7 +60,8 @@ pub fn render_spaces_page(
 
 /// Every kind of `/problem?kind=` page (see `web::error`).
 pub fn problem_kinds() -> Vec<&'static str> {
-    crate::web::error::Kind::all()
+    crate::web::error::KINDS
+        .iter()
         .map(|kind| kind.name)
         .collect()
 }

@@ -37,10 +37,7 @@ pub struct Authed {
 impl FromRequestParts<AppState> for Authed {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = WebSession::from_request_parts(parts, state).await?;
         let tokens = session.tokens().await?.ok_or(AppError::NotSignedIn)?;
         session.touch_if_due(unix_now()).await?;

@@ -118,8 +118,8 @@ macro_rules! kinds {
             next_step: $next,
             hint: kinds!(@hint $($hint)?),
         };)*
-        /// Every kind, for `/problem?kind=`.
-        const KINDS: &[&Kind] = &[$(&$id),*];
+        /// Every kind, for `/problem?kind=` (and the tests, through `test_support`).
+        pub const KINDS: &[&Kind] = &[$(&$id),*];
     };
 }
 
@@ -188,12 +188,6 @@ impl Kind {
     /// The kind named `name`, if there is one.
     pub fn named(name: &str) -> Option<&'static Kind> {
         KINDS.iter().copied().find(|kind| kind.name == name)
-    }
-
-    /// Every kind (for the tests, through `test_support`).
-    #[cfg(feature = "test-support")]
-    pub fn all() -> impl Iterator<Item = &'static Kind> {
-        KINDS.iter().copied()
     }
 }
 

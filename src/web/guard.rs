@@ -71,8 +71,9 @@ pub fn finish(state: &AppState, response: Response) -> Response {
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
     headers.insert(header::REFERRER_POLICY, fixed("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff"));
-    let cache = headers.entry(header::CACHE_CONTROL);
-    cache.or_insert(fixed("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(fixed("no-store"));
     response
 }
 

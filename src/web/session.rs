@@ -12,7 +12,7 @@ use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::store::{Lock, OBJECT_TOKENS_KEY, SessionGuard, SessionLocks, TOKENS_KEY};
 use crate::tokens::TokenSet;
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Result as AppResult};
 use axum::extract::FromRequestParts;
 use axum::http::Method;
 use axum::http::request::Parts;
@@ -201,11 +201,7 @@ impl WebSession {
     /// Holds this session's `lock` (one at a time per session: in this process, and across
     /// instances with Redis), then reads the session again: another request may have changed
     /// it meanwhile. `None` for a session not yet saved, which no other request can share.
-    pub async fn lock(
-        &self,
-        locks: &SessionLocks,
-        lock: Lock,
-    ) -> Result<Option<SessionGuard>, AppError> {
+    pub async fn lock(&self, locks: &SessionLocks, lock: Lock) -> AppResult<Option<SessionGuard>> {
         // Keyed by the SHA-256 of the id: the id itself (the cookie value) is never handed out.
         let Some(id) = self.0.id() else {
             return Ok(None);

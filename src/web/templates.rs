@@ -143,10 +143,8 @@ mod tests {
             signed_in: false,
         });
         assert_eq!(page.status(), StatusCode::OK);
-        assert_eq!(
-            page.headers()[axum::http::header::CONTENT_TYPE],
-            "text/html; charset=utf-8"
-        );
+        let content_type = &page.headers()[axum::http::header::CONTENT_TYPE];
+        assert_eq!(content_type, "text/html; charset=utf-8");
         assert_eq!(page.headers().len(), 1);
     }
 }

@@ -237,10 +237,7 @@ mod tests {
     #[test]
     fn links_to_this_computer_are_recognised() {
         for (link, host) in [
-            (
-                "http://127.0.0.1:10060/verify?userCode=1",
-                Some("127.0.0.1"),
-            ),
+            ("http://127.0.0.1:10060/verify?code=1", Some("127.0.0.1")),
             ("http://127.9.8.7/verify", Some("127.9.8.7")),
             ("http://[::1]:8080/verify", Some("[::1]")),
             ("http://LocalHost:10060/verify", Some("localhost")),

@@ -136,9 +136,7 @@ mod tests {
         };
         let (shown, _) = list(rooms.into(), &query);
         let titles: Vec<_> = shown.iter().map(|r| &*r.title).collect();
-        assert_eq!(
-            titles,
-            ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"]
-        );
+        let want = ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"];
+        assert_eq!(titles, want);
     }
 }
