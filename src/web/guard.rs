@@ -21,10 +21,9 @@ pub fn content_security_policy(avatar_origins: &[String]) -> String {
 /// Longest query string accepted (the OAuth callback's is about 200 bytes).
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// What the guard refuses before a request runs: a request naming two hosts, or an HTTP/1.1
-/// one naming none (400 on every path, [`named_host`]), a host we do not serve (400: DNS
-/// rebinding; `/healthz` and `/readyz` answer any host), a query longer than
-/// [`MAX_QUERY_BYTES`] (414) and a cross-site POST (403, [`is_same_origin`]).
+/// What the guard refuses before a request runs, in this order: two hosts named, or none in
+/// HTTP/1.1 (400 on every path, [`named_host`]); a host we do not serve (400: DNS rebinding; the
+/// probes answer any host); a query over [`MAX_QUERY_BYTES`] (414); a cross-site POST (403).
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let uri = request.uri();
     let probe = matches!(uri.path(), "/healthz" | "/readyz");

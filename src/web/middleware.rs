@@ -18,8 +18,7 @@ pub struct SignedOut;
 /// 1. [`observe`] starts the clock; the client's address goes into the request's extensions
 ///    (`ClientAddr`, for the rate limit and the device flows' per-client cap);
 /// 2. the [`guard`] and the rate limit may refuse it at once, before any session is loaded;
-/// 3. the request runs; a session cookie is deleted only by sign-out
-///    ([`keep_cookie_unless_signed_out`]);
+/// 3. the request runs; only sign-out deletes a session cookie ([`keep_cookie_unless_signed_out`]);
 /// 4. the guard gives an error response its page and every response the security headers;
 /// 5. [`observe`] logs the response line and counts it.
 pub async fn edge(

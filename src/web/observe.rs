@@ -1,12 +1,11 @@
-//! What an operator sees of each request: the response log line (latency in milliseconds with
-//! microsecond precision; health checks and static files at debug level), the request id, the
-//! HTTP metrics, and the separate `/metrics` listener.
+//! What an operator sees of each request: the request id, the span, the response log line and
+//! the HTTP metrics; and the separate `/metrics` listener.
 
 use crate::state::AppState;
 use crate::telemetry::{self, PrometheusHandle};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, header};
 use axum::response::Response;
 use axum::routing::get;
 use std::time::{Duration, Instant};
@@ -18,9 +17,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client request id kept.
 const MAX_REQUEST_ID: usize = 64;
 
-/// Drops a client's request id that is not 1 to [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._-]`,
-/// so that `SetRequestIdLayer` makes one: it goes into every log line of the request, and into
-/// whatever parses those lines.
+/// Drops a client's request id that is not 1 to [`MAX_REQUEST_ID`] bytes of `[A-Za-z0-9._-]` (it
+/// goes into every log line, and whatever parses them), so that `SetRequestIdLayer` makes one.
 pub fn drop_odd_request_id(mut request: Request) -> Request {
     let plain = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
     if let Some(id) = request.headers().get(&REQUEST_ID)
@@ -73,9 +71,13 @@ pub struct Observation {
 
 impl Observation {
     pub fn start(request: &Request) -> Self {
+        // The methods we serve, by name; any other is `other` (a label value each would let a
+        // client grow the metrics without bound).
+        const SERVED: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+        let method = request.method().as_str();
         Self {
             started: Instant::now(),
-            method: method_label(request.method()),
+            method: SERVED.into_iter().find(|m| *m == method).unwrap_or("other"),
             route: request.extensions().get::<MatchedPath>().cloned(),
         }
     }
@@ -109,14 +111,6 @@ fn millis(latency: Duration) -> f64 {
 
 fn is_quiet(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/favicon.ico") || route.starts_with("/static/")
-}
-
-/// The methods we serve, by name; any other method is `other` (a label value each would let a
-/// client grow the metrics without bound).
-fn method_label(method: &Method) -> &'static str {
-    const SERVED: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-    let served = SERVED.into_iter().find(|m| *m == method.as_str());
-    served.unwrap_or("other")
 }
 
 /// Serves `GET /metrics` (Prometheus text) on the metrics listener until aborted.

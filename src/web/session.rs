@@ -110,12 +110,11 @@ impl WebSession {
         Ok(())
     }
 
-    /// The token set, kept under `TOKENS_KEY` as one JSON string: tower-sessions clones a value
-    /// each time it is read, and an object of six fields costs a dozen allocations a clone, a
-    /// string one. Older versions kept an object under `OBJECT_TOKENS_KEY`: still read, removed
-    /// on the next write. A new key, not a new layout under the old one: an older binary (a
-    /// rollback, a rolling upgrade sharing Redis) then finds no tokens and shows a signed-out
-    /// page, instead of failing to decode a string whose text (the tokens) its error would quote.
+    /// The token set, under `TOKENS_KEY` as one JSON string (tower-sessions clones a value at
+    /// each read: an object of six fields costs a dozen allocations, a string one). Older
+    /// versions kept an object under `OBJECT_TOKENS_KEY`: still read, removed on the next write.
+    /// A new key, not a new layout: an older binary (a rollback, a rolling upgrade sharing Redis)
+    /// then finds no tokens, instead of failing to decode a string its error would quote.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
         Ok(match self.0.get_value(TOKENS_KEY).await? {
             Some(Value::String(json)) => Some(serde_json::from_str(&json)?),

@@ -59,12 +59,11 @@ pub struct RoomRow {
 
 impl RoomRow {
     pub fn new(title: String, kind: String, last_activity: String) -> Self {
-        let activity = Timestamp::parse(&last_activity);
         Self {
+            activity: Timestamp::parse(&last_activity),
             title,
             kind,
             last_activity,
-            activity,
         }
     }
 }

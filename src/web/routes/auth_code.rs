@@ -81,10 +81,9 @@ fn parse_callback(query: Option<&str>) -> Result<[Option<String>; 4]> {
     const KEYS: [&str; 4] = ["code", "state", "error", "error_description"];
     let mut values = [const { None }; 4];
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let Some(i) = KEYS.iter().position(|k| *k == key) else {
-            continue;
-        };
-        if values[i].replace(value.into_owned()).is_some() {
+        if let Some(i) = KEYS.iter().position(|k| *k == key)
+            && values[i].replace(value.into_owned()).is_some()
+        {
             let repeated = format!("The callback repeats the parameter {key:?}.");
             return Err(AppError::BadRequest(repeated));
         }
