@@ -23,7 +23,8 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 
 /// What the guard refuses before a request runs, in this order: two hosts named, or none in
 /// HTTP/1.1 (400 on every path, [`named_host`]); a host we do not serve (400: DNS rebinding; the
-/// probes answer any host); a query over [`MAX_QUERY_BYTES`] (414); a cross-site POST (403).
+/// probes answer any host); a query over [`MAX_QUERY_BYTES`] (414); a cross-site POST (403,
+/// [`is_same_origin`]).
 pub fn refusal(state: &AppState, request: &Request) -> Option<AppError> {
     let uri = request.uri();
     let probe = matches!(uri.path(), "/healthz" | "/readyz");
@@ -70,9 +71,8 @@ pub fn finish(state: &AppState, response: Response) -> Response {
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp().clone());
     headers.insert(header::REFERRER_POLICY, fixed("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff"));
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(fixed("no-store"));
+    let cache = headers.entry(header::CACHE_CONTROL);
+    cache.or_insert(fixed("no-store"));
     response
 }
 
