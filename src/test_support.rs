@@ -61,10 +61,10 @@ pub struct Problem {
 
 /// Every kind of `/problem?kind=` page.
 pub fn problems() -> Vec<Problem> {
-    let problem = |kind: &crate::web::error::Kind| Problem {
+    let problem = |kind: &&crate::web::error::Kind| Problem {
         kind: kind.name,
         title: kind.title,
         status: kind.status.as_u16(),
     };
-    crate::web::error::Kind::all().map(problem).collect()
+    crate::web::error::KINDS.iter().map(problem).collect()
 }

@@ -23,10 +23,8 @@ pub fn router() -> Router<AppState> {
             .route(&file.url, serve(file, IMMUTABLE))
             .route(file.path, serve(file, REVALIDATE));
     }
-    router.route(
-        "/favicon.ico",
-        serve(&static_files::FAVICON_SVG, REVALIDATE),
-    )
+    let favicon = serve(&static_files::FAVICON_SVG, REVALIDATE);
+    router.route("/favicon.ico", favicon)
 }
 
 fn asset(file: &'static StaticFile, cache: &'static str, request: &HeaderMap) -> Response {
@@ -35,14 +33,11 @@ fn asset(file: &'static StaticFile, cache: &'static str, request: &HeaderMap) ->
         (header::CACHE_CONTROL, cache),
         (header::ETAG, file.etag.as_str()),
     ];
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim().trim_start_matches("W/") == file.etag || tag.trim() == "*")
-        });
-    if fresh {
+    let ours = |tag: &str| tag.trim().trim_start_matches("W/") == file.etag || tag.trim() == "*";
+    let tags = request.get(header::IF_NONE_MATCH).map(|v| v.to_str());
+    if let Some(Ok(tags)) = tags
+        && tags.split(',').any(ours)
+    {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     (headers, file.body).into_response()

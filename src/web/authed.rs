@@ -1,16 +1,13 @@
 //! [`Authed`]: the extractor of pages that need tokens; it calls Webex with a fresh access token.
 //!
-//! Rules (the Flask samples got each of these wrong):
-//! - tokens live server-side in the session store; the cookie only holds the session id;
-//! - refresh before a call when the access token expires within 60 s;
-//! - a call answered 401 refreshes once and retries once, whatever the 401 says (an API reply
-//!   has no OAuth code); a second 401 means "sign in again";
-//! - at most one refresh per request: a token Webex says lives 0 s serves the rest of the
-//!   request (every page of `/rooms`), it is not refreshed page by page;
-//! - one refresh at a time per session: concurrent requests wait on a lock, re-load the session
-//!   and re-check, so N parallel requests with an expired token make one refresh call;
-//! - keep the old refresh token when Webex omits it; `invalid_grant` clears the tokens;
-//! - a 429 is waited out once when `Retry-After` is 10 s or less.
+//! Rules (the Flask samples got each of these wrong): tokens live server-side in the session
+//! store, the cookie holds only the session id; refresh before a call when the access token
+//! expires within 60 s; a 401 (whatever it says: an API reply has no OAuth code) refreshes and
+//! retries once, a second one means "sign in again"; at most one refresh per request (a token
+//! Webex says lives 0 s serves every page of `/rooms`); one refresh at a time per session
+//! (concurrent requests wait on a lock, re-load the session and re-check, so N of them make one
+//! refresh call); keep the old refresh token when Webex omits it; `invalid_grant` clears the
+//! tokens; a 429 is waited out once when `Retry-After` is 10 s or less.
 
 use super::session::WebSession;
 use crate::clock::unix_now;
@@ -33,18 +30,14 @@ pub struct Authed {
     session: WebSession,
     tokens: TokenSet,
     state: AppState,
-    /// This request has refreshed the tokens (or found them refreshed by another): the one
-    /// refresh a request may make.
+    /// This request made its one refresh (or found the tokens refreshed by another).
     refreshed: bool,
 }
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = WebSession::from_request_parts(parts, state).await?;
         let tokens = session.tokens().await?.ok_or(AppError::NotSignedIn)?;
         session.touch_if_due(unix_now()).await?;
@@ -63,9 +56,12 @@ impl Authed {
         &self.tokens
     }
 
-    /// Runs `call` with a fresh access token: refreshes ahead of expiry, refreshes once and
-    /// retries once on 401, waits out one short 429. At most three calls in all, and one
-    /// refresh for all the calls of the request.
+    /// "NAME (EMAIL)" of who signed in, when an id_token proved it.
+    pub async fn signed_in_as(&self) -> Result<Option<String>, AppError> {
+        Ok(self.session.identity().await?.map(|who| who.shown()))
+    }
+
+    /// Runs `call` with a fresh access token, by the rules above: at most three calls in all.
     pub async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, AppError>
     where
         F: Fn(Secret) -> Fut,
@@ -93,10 +89,8 @@ impl Authed {
                     ..
                 }) if !waited && wait <= MAX_RETRY_AFTER => {
                     waited = true;
-                    tracing::info!(
-                        wait_secs = wait.as_secs(),
-                        "Webex rate limited us; waiting once"
-                    );
+                    let wait_secs = wait.as_secs();
+                    tracing::info!(wait_secs, "Webex rate limited us; waiting once");
                     tokio::time::sleep(wait).await;
                 }
                 Err(err) => return Err(err.into()),
@@ -104,16 +98,15 @@ impl Authed {
         }
     }
 
-    /// Refreshes under the session's lock. `rejected` is the token Webex just refused (refresh
-    /// unless someone already replaced it); `None` means "refresh if it is still near expiry".
-    /// Either way it is this request's one refresh.
+    /// This request's one refresh, under the session's lock: unless another request already
+    /// replaced `rejected` (the token Webex just refused) or, for `None`, the token near expiry.
     async fn refresh(&mut self, rejected: Option<&Secret>) -> Result<(), AppError> {
         self.refreshed = true;
-        let key = self.session.store_key().ok_or(AppError::NotSignedIn)?;
-        // One refresh at a time per session: in this process, then across instances (Redis).
-        let _guard = self.state.session_locks().lock(Lock::Refresh, &key).await?;
-        // Another request may have refreshed while we waited: read what the store has now.
-        self.session.reload().await?;
+        // One refresh at a time per session; another may have refreshed while we waited.
+        let locks = self.state.session_locks();
+        let Some(_guard) = self.session.lock(locks, Lock::Refresh).await? else {
+            return Err(AppError::NotSignedIn);
+        };
         let current = self.session.tokens().await?.ok_or(AppError::NotSignedIn)?;
         let still_needed = match rejected {
             Some(token) => current.access_token == *token,

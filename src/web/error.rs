@@ -1,17 +1,16 @@
 //! `AppError`: every failure becomes an HTML page with the right status, and is logged once.
 //!
 //! `into_response` logs an error (inside the request's span) and leaves an [`ErrorPage`] in the
-//! response's extensions; [`render_error_page`] (run by the guard on every response) renders it,
-//! and gives the same page to axum's plain-text rejections. A form post's failure answers a 303
-//! to `GET /problem?kind=…` instead ([`AppError::after_form_post`]), so a reload does not post
-//! again. Pages speak to the person; what the operator should check goes to the log (`hint`).
-//! The `From` impls convert lower layers' errors at the edge, keeping the cause as the source.
+//! response's extensions for [`render_error_page`], which also gives axum's plain-text rejections
+//! a page. A form post's failure answers a 303 to `/problem` ([`AppError::after_form_post`]).
+//! Pages speak to the person; what the operator should check goes to the log (`hint`).
 
 use crate::device_flow::FlowError;
 use crate::identity::IdentityError;
 use crate::store::StoreError;
 use crate::web::templates::{ErrorTemplate, render};
 use crate::webex::{WebexError, is_tracking_id};
+use axum::Extension;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -55,7 +54,7 @@ pub enum AppError {
     /// 503: too many device sign-ins pending on this server.
     #[error("too many device sign-ins are pending")]
     Busy,
-    /// 503: the session layer failed (its store did not answer, or a record did not decode).
+    /// 503: the session store did not answer, or a record did not decode.
     #[error("session: {}", session_error(.0))]
     Session(#[from] tower_sessions::session::Error),
     /// 503: the flow store or the refresh lock failed.
@@ -64,8 +63,7 @@ pub enum AppError {
     /// 502/503/504/403, depending on what Webex did.
     #[error(transparent)]
     Webex(#[from] WebexError),
-    /// 502 (400 for another login's nonce): the id_token did not verify; 502/503/504 when
-    /// Webex's keys could not be had. Nobody is signed in.
+    /// 502 (400 for another login's nonce), or 502/503 without Webex's keys: nobody signed in.
     #[error(transparent)]
     Identity(#[from] IdentityError),
     /// 500: a bug of ours.
@@ -77,12 +75,10 @@ pub enum AppError {
 /// without serde_json's message, which quotes what it could not read (a token, for one).
 fn session_error(err: &tower_sessions::session::Error) -> String {
     match err {
-        tower_sessions::session::Error::SerdeJson(err) => format!(
-            "a session value did not decode ({:?} error at line {}, column {})",
-            err.classify(),
-            err.line(),
-            err.column()
-        ),
+        tower_sessions::session::Error::SerdeJson(err) => {
+            let (kind, line, col) = (err.classify(), err.line(), err.column());
+            format!("a session value did not decode ({kind:?} error at line {line}, column {col})")
+        }
         other => other.to_string(),
     }
 }
@@ -97,8 +93,8 @@ impl From<FlowError> for AppError {
     }
 }
 
-/// One kind of failure page: its name in `/problem?kind=`, its status and its words. A page
-/// may say more than `message` (what exactly Webex answered); a `/problem` page says only this.
+/// One kind of failure page: its name in `/problem?kind=`, its status, its words (a page may
+/// say more than `message`, e.g. what Webex answered), and the operator's hint for the log.
 #[derive(Debug)]
 pub struct Kind {
     pub name: &'static str,
@@ -106,19 +102,24 @@ pub struct Kind {
     pub title: &'static str,
     message: &'static str,
     next_step: &'static str,
+    hint: Option<&'static str>,
 }
 
 macro_rules! kinds {
-    ($($id:ident = $name:literal, $status:ident, $title:literal, $message:literal, $next:literal;)*) => {
+    (@hint) => { None };
+    (@hint $hint:literal) => { Some($hint) };
+    ($($id:ident = $name:literal, $status:ident, $title:literal, $message:literal, $next:literal
+        $(, hint $hint:literal)?;)*) => {
         $(const $id: Kind = Kind {
             name: $name,
             status: StatusCode::$status,
             title: $title,
             message: $message,
             next_step: $next,
+            hint: kinds!(@hint $($hint)?),
         };)*
-        /// Every kind, for `/problem?kind=`.
-        const KINDS: &[&Kind] = &[$(&$id),*];
+        /// Every kind, for `/problem?kind=` (and the tests, through `test_support`).
+        pub const KINDS: &[&Kind] = &[$(&$id),*];
     };
 }
 
@@ -146,30 +147,38 @@ kinds! {
     TOO_MANY_FLOWS = "too-many-flows", TOO_MANY_REQUESTS, "Too many sign-ins in progress",
         "Too many sign-ins from your address are waiting for approval.", "Finish or cancel one, or wait until its code expires, then try again.";
     BUSY = "busy", SERVICE_UNAVAILABLE, "Too many sign-ins in progress",
-        "This server has too many device sign-ins waiting for approval.", "Try again in a few minutes.";
+        "This server has too many device sign-ins waiting for approval.", "Try again in a few minutes.",
+        hint "raise MAX_PENDING_DEVICE_FLOWS if this is normal load";
     SESSIONS = "sessions", SERVICE_UNAVAILABLE, "Sessions are unavailable",
-        "This server cannot keep track of sign-ins just now.", "Try again in a moment.";
+        "This server cannot keep track of sign-ins just now.", "Try again in a moment.",
+        hint "check SESSION_STORE and that its store answers";
     INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Something went wrong",
         "The server could not complete the request.", "Try again in a moment.";
     WEBEX_TIMEOUT = "webex-timeout", GATEWAY_TIMEOUT, "Webex did not answer in time",
-        "The request to Webex timed out.", "Try again in a moment; if it keeps happening, check https://status.webex.com.";
+        "The request to Webex timed out.", "Try again in a moment; if it keeps happening, check https://status.webex.com.",
+        hint "check WEBEX_API_BASE and the network";
     WEBEX_UNREACHABLE = "webex-unreachable", SERVICE_UNAVAILABLE, "Webex is unreachable",
-        "This server could not connect to Webex.", "Try again in a moment; if it keeps happening, check https://status.webex.com.";
+        "This server could not connect to Webex.", "Try again in a moment; if it keeps happening, check https://status.webex.com.",
+        hint "check WEBEX_API_BASE and the network";
     WEBEX_RATE_LIMITED = "webex-rate-limited", SERVICE_UNAVAILABLE, "Webex is rate limiting us",
         "Webex asked us to wait before the next request.", "Wait a minute, then try again.";
     WEBEX_FORBIDDEN = "webex-forbidden", FORBIDDEN, "Webex refused the request",
         "Your sign-in does not allow this: it needs permission to read your spaces (scope spark:rooms_read) or your profile (spark:people_read).",
-        "Sign out, then sign in again and allow what the app asks for; if it keeps happening, tell whoever runs this app.";
+        "Sign out, then sign in again and allow what the app asks for; if it keeps happening, tell whoever runs this app.",
+        hint "check WEBEX_SCOPES / WEBEX_DEVICE_SCOPES and the scopes registered on the integration";
     WEBEX_UNAUTHORIZED = "webex-unauthorized", BAD_GATEWAY, "Webex refused the credentials",
         "Webex did not accept the access token.", "Sign out and sign in again.";
     WEBEX_SETUP = "webex-setup", BAD_GATEWAY, "Webex refused this app",
-        "Webex did not accept this app's own credentials.", "Try again later: whoever runs this app needs to fix its Webex registration.";
+        "Webex did not accept this app's own credentials.", "Try again later: whoever runs this app needs to fix its Webex registration.",
+        hint "check WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET";
     WEBEX_ERROR = "webex-error", BAD_GATEWAY, "Webex returned an error",
         "Webex could not complete the request.", "Try again; if it keeps happening, quote the tracking id to Webex support.";
     WEBEX_UNEXPECTED = "webex-unexpected", BAD_GATEWAY, "Webex sent something unexpected",
-        "Webex sent an answer this server cannot use.", "Try again in a moment.";
+        "Webex sent an answer this server cannot use.", "Try again in a moment.",
+        hint "check WEBEX_API_BASE and the network";
     WEBEX_TOO_MUCH = "webex-too-much", BAD_GATEWAY, "Webex sent too much",
-        "Webex sent an answer larger than this server reads.", "Try again in a moment.";
+        "Webex sent an answer larger than this server reads.", "Try again in a moment.",
+        hint "check WEBEX_API_BASE and the network";
     IDENTITY = "identity", BAD_GATEWAY, "Your identity could not be verified",
         "Webex's answer did not prove who signed in, so nobody was signed in.",
         "Go back to the start page and sign in again; if it keeps happening, quote the tracking id to whoever runs this app.";
@@ -180,15 +189,9 @@ impl Kind {
     pub fn named(name: &str) -> Option<&'static Kind> {
         KINDS.iter().copied().find(|kind| kind.name == name)
     }
-
-    /// Every kind (for the tests, through `test_support`).
-    #[cfg(feature = "test-support")]
-    pub fn all() -> impl Iterator<Item = &'static Kind> {
-        KINDS.iter().copied()
-    }
 }
 
-/// What the error page shows. Lives in the response's extensions until the middleware renders it.
+/// What the error page shows, in the response's extensions until the edge renders it.
 #[derive(Clone, Debug)]
 pub struct ErrorPage {
     pub kind: &'static str,
@@ -197,7 +200,7 @@ pub struct ErrorPage {
     pub message: String,
     pub next_step: &'static str,
     pub tracking_id: Option<String>,
-    /// For the operator: goes to the log line, never to the page (e.g. which setting to check).
+    /// For the operator: goes to the log line, never to the page.
     pub hint: Option<&'static str>,
 }
 
@@ -211,7 +214,7 @@ impl ErrorPage {
             message: kind.message.into(),
             next_step: kind.next_step,
             tracking_id: None,
-            hint: None,
+            hint: kind.hint,
         }
     }
 
@@ -219,55 +222,9 @@ impl ErrorPage {
         self.message = message.into();
         self
     }
-
-    fn hint(mut self, hint: &'static str) -> Self {
-        self.hint = Some(hint);
-        self
-    }
-
-    /// The generic page for a status we have no details for (axum rejections, fallbacks).
-    pub fn for_status(status: StatusCode) -> Self {
-        let mut page = Self::of(match status {
-            StatusCode::NOT_FOUND => &NOT_FOUND,
-            StatusCode::METHOD_NOT_ALLOWED => &METHOD,
-            StatusCode::PAYLOAD_TOO_LARGE => &TOO_LARGE,
-            s if s.is_client_error() => &BAD_REQUEST,
-            _ => &INTERNAL,
-        });
-        page.status = status;
-        page
-    }
 }
 
 impl AppError {
-    /// The failure's page; `None` for the two that answer with a redirect.
-    fn page(&self) -> Option<ErrorPage> {
-        Some(match self {
-            Self::NotSignedIn | Self::SignInAgain => return None,
-            Self::BadRequest(message) => ErrorPage::of(&SIGN_IN_FAILED).saying(message.clone()),
-            Self::Denied(message) => ErrorPage::of(&DENIED).saying(message.clone()),
-            Self::CrossSite => ErrorPage::of(&CROSS_SITE),
-            Self::UnknownHost => ErrorPage::of(&UNKNOWN_HOST),
-            Self::QueryTooLong => ErrorPage::of(&QUERY_TOO_LONG),
-            Self::NotFound => ErrorPage::of(&NOT_FOUND),
-            Self::MethodNotAllowed => ErrorPage::of(&METHOD),
-            Self::TooManyRequests { retry_after } => ErrorPage::of(&RATE_LIMITED).saying(format!(
-                "Sign-ins from your address are limited; the next one is possible in {} seconds.",
-                retry_after.as_secs().max(1)
-            )),
-            Self::TooManyFlows => ErrorPage::of(&TOO_MANY_FLOWS),
-            Self::Busy => {
-                ErrorPage::of(&BUSY).hint("raise MAX_PENDING_DEVICE_FLOWS if this is normal load")
-            }
-            Self::Session(_) | Self::Store(_) => {
-                ErrorPage::of(&SESSIONS).hint("check SESSION_STORE and that its store answers")
-            }
-            Self::Internal(_) => ErrorPage::of(&INTERNAL),
-            Self::Webex(err) => webex_page(err),
-            Self::Identity(err) => identity_page(err),
-        })
-    }
-
     /// How a form post (`POST /sign-in`, `/sign-in/cancel`, `/logout`) answers this failure,
     /// logged here with its status: a 303 to `GET /problem?kind=…` (with Webex's tracking id,
     /// never a secret), so a reload does not post the form again.
@@ -276,51 +233,33 @@ impl AppError {
         let Some(page) = response.extensions().get::<ErrorPage>() else {
             return response; // a redirect already
         };
-        let path = "/problem?";
-        let mut target = url::form_urlencoded::Serializer::for_suffix(path.to_owned(), path.len());
-        target.append_pair("kind", page.kind);
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("kind", page.kind);
         if let Some(id) = page.tracking_id.as_deref().filter(|id| is_tracking_id(id)) {
-            target.append_pair("tracking", id);
+            query.append_pair("tracking", id);
         }
-        Redirect::to(&target.finish()).into_response()
+        Redirect::to(&format!("/problem?{}", query.finish())).into_response()
     }
-}
-
-/// `GET /problem?kind=<kind>&tracking=<id>`, the page a failed form post redirected to (an
-/// unknown kind is the 404 page). A 200 whatever the kind, its status shown only as text: the
-/// failure was logged and counted where it happened, and a 5xx here would let anyone raise the
-/// server's 5xx count and page an operator.
-pub fn problem_page(kind: &str, tracking_id: Option<&str>) -> Response {
-    let Some(kind) = Kind::named(kind) else {
-        return AppError::NotFound.into_response();
-    };
-    let mut page = ErrorPage::of(kind);
-    page.tracking_id = tracking_id
-        .filter(|id| is_tracking_id(id))
-        .map(str::to_owned);
-    let mut response = StatusCode::OK.into_response();
-    response.extensions_mut().insert(page);
-    response
 }
 
 /// Webex's failure as its page, with Webex's tracking id.
 fn webex_page(err: &WebexError) -> ErrorPage {
-    const CHECK_API_BASE: &str = "check WEBEX_API_BASE and the network";
     let page = match err {
-        WebexError::Timeout => ErrorPage::of(&WEBEX_TIMEOUT).hint(CHECK_API_BASE),
-        WebexError::Transport(_) => ErrorPage::of(&WEBEX_UNREACHABLE).hint(CHECK_API_BASE),
+        WebexError::Timeout => ErrorPage::of(&WEBEX_TIMEOUT),
+        WebexError::Transport(_) => ErrorPage::of(&WEBEX_UNREACHABLE),
         WebexError::RateLimited { retry_after, .. } => {
             let wait =
                 retry_after.map_or("a while".to_owned(), |d| format!("{} seconds", d.as_secs()));
-            ErrorPage::of(&WEBEX_RATE_LIMITED)
-                .saying(format!("Webex asked us to wait {wait} before the next request."))
+            let said = format!("Webex asked us to wait {wait} before the next request.");
+            ErrorPage::of(&WEBEX_RATE_LIMITED).saying(said)
         }
-        WebexError::Forbidden { message, .. } => ErrorPage::of(&WEBEX_FORBIDDEN)
-            .saying(format!("Webex said: {message}. {}", WEBEX_FORBIDDEN.message))
-            .hint("check WEBEX_SCOPES / WEBEX_DEVICE_SCOPES and the scopes registered on the integration"),
+        WebexError::Forbidden { message, .. } => {
+            let said = format!("Webex said: {message}. {}", WEBEX_FORBIDDEN.message);
+            ErrorPage::of(&WEBEX_FORBIDDEN).saying(said)
+        }
         WebexError::Unauthorized { .. } => ErrorPage::of(&WEBEX_UNAUTHORIZED),
         WebexError::Status { code, .. } if code.as_deref() == Some("invalid_client") => {
-            ErrorPage::of(&WEBEX_SETUP).hint("check WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET")
+            ErrorPage::of(&WEBEX_SETUP)
         }
         WebexError::Status {
             status,
@@ -333,17 +272,18 @@ fn webex_page(err: &WebexError) -> ErrorPage {
                 .saying(format!("Webex answered {} ({said}).", status.as_u16()))
         }
         WebexError::Decode { what, .. } => ErrorPage::of(&WEBEX_UNEXPECTED)
-            .saying(format!("Webex sent a {what} this server cannot read."))
-            .hint(CHECK_API_BASE),
-        WebexError::TooLarge { what, limit, .. } => ErrorPage::of(&WEBEX_TOO_MUCH)
-            .saying(format!(
-                "Webex sent a {what} larger than this server reads ({} KiB), so it was refused.",
-                limit / 1024
-            ))
-            .hint(CHECK_API_BASE),
-        WebexError::Invalid { what, problem, .. } => ErrorPage::of(&WEBEX_UNEXPECTED)
-            .saying(format!("Webex sent a {what} with {problem}, so it was refused."))
-            .hint(CHECK_API_BASE),
+            .saying(format!("Webex sent a {what} this server cannot read.")),
+        WebexError::TooLarge { what, limit, .. } => {
+            let kib = limit / 1024;
+            let said = format!(
+                "Webex sent a {what} larger than this server reads ({kib} KiB), so it was refused."
+            );
+            ErrorPage::of(&WEBEX_TOO_MUCH).saying(said)
+        }
+        WebexError::Invalid { what, problem, .. } => {
+            let said = format!("Webex sent a {what} with {problem}, so it was refused.");
+            ErrorPage::of(&WEBEX_UNEXPECTED).saying(said)
+        }
     };
     ErrorPage {
         tracking_id: err.tracking_id().map(str::to_owned),
@@ -394,16 +334,33 @@ fn identity_page(err: &IdentityError) -> ErrorPage {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let Some(page) = self.page() else {
-            if matches!(self, Self::SignInAgain) {
+        let page = match &self {
+            Self::NotSignedIn => return Redirect::to("/").into_response(),
+            Self::SignInAgain => {
                 tracing::info!("refresh token refused; the user must sign in again");
                 return Redirect::to("/?notice=reauth").into_response();
             }
-            return Redirect::to("/").into_response();
+            Self::BadRequest(message) => ErrorPage::of(&SIGN_IN_FAILED).saying(message.clone()),
+            Self::Denied(message) => ErrorPage::of(&DENIED).saying(message.clone()),
+            Self::CrossSite => ErrorPage::of(&CROSS_SITE),
+            Self::UnknownHost => ErrorPage::of(&UNKNOWN_HOST),
+            Self::QueryTooLong => ErrorPage::of(&QUERY_TOO_LONG),
+            Self::NotFound => ErrorPage::of(&NOT_FOUND),
+            Self::MethodNotAllowed => ErrorPage::of(&METHOD),
+            Self::TooManyRequests { retry_after } => ErrorPage::of(&RATE_LIMITED).saying(format!(
+                "Sign-ins from your address are limited; the next one is possible in {} seconds.",
+                retry_after.as_secs().max(1)
+            )),
+            Self::TooManyFlows => ErrorPage::of(&TOO_MANY_FLOWS),
+            Self::Busy => ErrorPage::of(&BUSY),
+            Self::Session(_) | Self::Store(_) => {
+                crate::telemetry::store_error("request");
+                ErrorPage::of(&SESSIONS)
+            }
+            Self::Internal(_) => ErrorPage::of(&INTERNAL),
+            Self::Webex(err) => webex_page(err),
+            Self::Identity(err) => identity_page(err),
         };
-        if matches!(self, Self::Session(_) | Self::Store(_)) {
-            crate::telemetry::store_error("request");
-        }
         // The Display of every variant is safe to log: no variant carries a token or a body.
         // A refused id_token is Webex's answer (or a forgery) refused as designed: a warning.
         let refused = matches!(self, Self::Identity(IdentityError::Refused { .. }));
@@ -413,26 +370,21 @@ impl IntoResponse for AppError {
         } else {
             tracing::warn!(status = status.as_u16(), tracking_id, hint, error = %self, "request refused");
         }
-        let mut response = status.into_response();
+        let mut response = (status, Extension(page)).into_response();
         if let Self::TooManyRequests { retry_after } = &self {
             // Whole seconds, rounded up: never tell a client to come back too early.
-            let secs = retry_after
-                .as_secs()
-                .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
+            let secs = retry_after.as_secs_f64().ceil() as u64;
             let value = header::HeaderValue::from(secs.max(1));
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        response.extensions_mut().insert(page);
         response
     }
 }
 
 /// Renders [`ErrorPage`]s (with the response's status: a `/problem` page's is 200), and gives an
 /// HTML page to any other error response without an HTML or JSON body (axum's rejections are
-/// plain text). `demo` shows the mode in the page's header.
-///
-/// A bare server error came from a layer, not from an [`AppError`] (which logs its own): the
-/// handler timeout's 504, or the panic catcher's 500. It is logged here, inside the request's span.
+/// plain text). A bare server error came from a layer (the handler timeout's 504, the panic
+/// catcher's 500), not from an [`AppError`], which logs its own: it is logged here.
 pub fn render_error_page(demo: bool, response: Response) -> Response {
     let status = response.status();
     let page = match response.extensions().get::<ErrorPage>() {
@@ -453,27 +405,25 @@ pub fn render_error_page(demo: bool, response: Response) -> Response {
                 };
                 tracing::error!(status = status.as_u16(), "{what}");
             }
-            ErrorPage::for_status(status)
+            // The generic page of a status with no details (axum's rejections, the layers').
+            let kind = match status {
+                StatusCode::NOT_FOUND => &NOT_FOUND,
+                StatusCode::METHOD_NOT_ALLOWED => &METHOD,
+                StatusCode::PAYLOAD_TOO_LARGE => &TOO_LARGE,
+                s if s.is_client_error() => &BAD_REQUEST,
+                _ => &INTERNAL,
+            };
+            ErrorPage {
+                status,
+                ..ErrorPage::of(kind)
+            }
         }
     };
     let (mut parts, _) = response.into_parts();
-    let mut page_response = render(&ErrorTemplate {
-        demo,
-        status: page.status.as_u16(),
-        title: page.title.into(),
-        message: page.message,
-        next_step: page.next_step.into(),
-        tracking_id: page.tracking_id,
-    });
-    *page_response.status_mut() = status;
     // Keep headers such as Allow and Retry-After; the body and its type are the page's.
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    page_response.headers_mut().extend(parts.headers);
-    page_response
+    parts.headers.remove(header::CONTENT_TYPE);
+    (parts, render(&ErrorTemplate { demo, page })).into_response()
 }
 
 #[cfg(test)]

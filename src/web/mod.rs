@@ -1,24 +1,20 @@
 //! The HTTP face of the app: the router and its layers, the typed session ([`session`]), the
 //! signed-in extractor ([`authed`]), the app's edge middleware, the static assets and the pages
 //! ([`routes`], [`templates`]), and every failure as its page ([`error`]).
-//!
-//! The guard, the rate limit, the cookie keeper and `observe` are steps of one middleware,
-//! [`edge::edge`]; the request id, the span, the timeout, compression and the panic page are
-//! tower-http's layers.
 
 mod assets;
 mod authed;
-mod edge;
 pub(crate) mod error;
 mod guard;
+mod middleware;
 mod observe;
 mod rate_limit;
 mod routes;
 mod session;
 pub(crate) mod templates;
 
-pub use edge::SignedOut;
 pub use guard::content_security_policy;
+pub use middleware::SignedOut;
 pub use observe::serve_metrics;
 pub use rate_limit::ClientLimiter;
 #[cfg(feature = "test-support")]
@@ -41,11 +37,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers, outermost first: compression, the request id, the request's
-/// span, the id copied onto the response, [`edge::edge`], the handler timeout (504), sessions,
-/// the panic catcher, the body limit. So the edge renders error pages for everything inside it
-/// (a failed session save, a panic, a timeout, which bounds the session load and save too),
-/// compressed, logged inside the request's span.
+/// The router with its layers, outermost first: tower-http's, and [`middleware::edge`] inside
+/// the span and outside the rest, so it renders the page of a failed session save, a panic or
+/// a timeout (which bounds the session load and save too), and that page is compressed.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.
@@ -64,22 +58,18 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
         .with_secure(state.config().secure_cookies())
         // Signed-in sessions; `WebSession` shortens it for sessions without tokens.
         .with_expiry(Expiry::OnInactivity(session::SIGNED_IN_INACTIVITY));
-    let edge = edge::Edge {
-        state: state.clone(),
-        limiter,
-    };
+    let request_id = observe::REQUEST_ID.clone();
+    let edge = axum::middleware::from_fn_with_state((state.clone(), limiter), middleware::edge);
+    let timeout = state.config().handler_timeout;
+    let timeout = TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, timeout);
     let layers = ServiceBuilder::new()
-        // zstd, else gzip, at their fastest levels (tower-http skips images and tiny bodies).
-        // On the 44.5 KB spaces page zstd-1 makes 2.7 KB in 28 µs and gzip-1 3.4 KB in 38 µs,
-        // where tower-http's default brotli (quality 4) took 149 µs for 2.8 KB; brotli's fast
-        // qualities lose to both on size and time, so it is not offered (benches/README.md).
+        // zstd, else gzip, at their fastest (tower-http skips images and tiny bodies): on the
+        // 44.5 KB spaces page zstd-1 makes 2.7 KB in 28 µs, gzip-1 3.4 KB in 38 µs, brotli 4
+        // 2.8 KB in 149 µs, and its fast qualities lose on both, so it is not offered.
         .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
         .map_request(observe::drop_odd_request_id)
-        .layer(SetRequestIdLayer::new(
-            observe::REQUEST_ID.clone(),
-            MakeRequestUuid,
-        ))
-        // The span only: the edge writes the response line (at debug for probes and assets).
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        // The span only: the edge writes the response line.
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(observe::request_span)
@@ -87,12 +77,9 @@ pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter)
                 .on_response(())
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID.clone()))
-        .layer(axum::middleware::from_fn_with_state(edge, edge::edge))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            state.config().handler_timeout,
-        ))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(edge)
+        .layer(timeout)
         .layer(sessions)
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));

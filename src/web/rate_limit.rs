@@ -1,12 +1,11 @@
 //! Per-client rate limit on the two routes that make us call Webex for a stranger: `GET /login`
-//! and `POST /sign-in` (`RATE_LIMIT_PER_MINUTE` per client address, a burst of that size). A
-//! `HEAD` is a `GET` without its body (axum answers it with the GET handler), so it counts.
+//! (and its `HEAD`, which axum answers with the GET handler) and `POST /sign-in`:
+//! `RATE_LIMIT_PER_MINUTE` per client address, a burst of that size, then the 429 page.
 //!
 //! The client address is the peer's, or, when `CLIENT_IP_HEADER` names a header (behind your
 //! proxy), the last hop that header gives: the one your proxy appended, which a client cannot
 //! forge; an IPv6 client counts by its /64 ([`client::key`]). The edge puts it in every
-//! request's extensions as [`ClientAddr`] (the device flow's per-client cap reads it there). A
-//! limited request gets the 429 page with `Retry-After`; other clients are unaffected.
+//! request's extensions as [`ClientAddr`] (the device flow's per-client cap reads it there).
 
 use crate::client;
 use crate::web::error::AppError;
@@ -18,8 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-/// The client a request comes from, as the per-client limits count it; in every request's
-/// extensions.
+/// The client a request comes from, as the per-client limits count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -49,23 +47,16 @@ impl ClientLimiter {
 
     /// The request's client: the last hop of the configured header, else the peer; by its key.
     pub fn client(&self, request: &Request) -> Option<ClientAddr> {
-        let hop = self
-            .header
-            .as_ref()
-            .and_then(|name| last_hop(request.headers(), name));
-        let peer = || {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        };
-        hop.or_else(peer).map(|ip| ClientAddr(client::key(ip)))
+        let headers = request.headers();
+        let hop = self.header.as_ref().and_then(|h| last_hop(headers, h));
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>();
+        let ip = hop.or(peer.map(|c| c.0.ip()))?;
+        Some(ClientAddr(client::key(ip)))
     }
 
-    /// The 429 for a request over its client's quota on a limited route (a step of the app's
-    /// edge, before the session is loaded, so a refused request writes no session).
+    /// The 429 for a request over its client's quota on a limited route (run by the edge
+    /// before the session is loaded, so a refused request writes no session).
     pub fn refusal(&self, request: &Request) -> Option<AppError> {
-        // The router serves a HEAD with the GET route, so the limit does too.
         let limited = matches!(
             (request.method(), request.uri().path()),
             (&Method::GET | &Method::HEAD, "/login") | (&Method::POST, "/sign-in")
@@ -75,7 +66,6 @@ impl ClientLimiter {
         }
         let ClientAddr(client) = *request.extensions().get::<ClientAddr>()?;
         let not_until = self.limiter.check_key(&client).err()?;
-        // The request's span carries the path (cut to 256 bytes).
         tracing::warn!("client rate limited");
         let retry_after = not_until.wait_time_from(DefaultClock::default().now());
         Some(AppError::TooManyRequests { retry_after })
@@ -86,9 +76,8 @@ impl ClientLimiter {
 fn last_hop(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
     let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     let hop = value.rsplit(',').next()?.trim();
-    hop.parse::<IpAddr>()
-        .ok()
-        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    let with_port = || hop.parse::<SocketAddr>().ok().map(|a| a.ip());
+    hop.parse::<IpAddr>().ok().or_else(with_port)
 }
 
 #[cfg(test)]

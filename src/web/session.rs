@@ -1,8 +1,6 @@
-//! [`WebSession`]: the one place that knows the session's keys; handlers use its typed methods
-//! and never a string key (in the manner of zero2prod's `TypedSession`).
-//!
-//! A session holds the pending authorization-code logins, the token set and who signed in, the
-//! id of its device flow, and when it was last renewed.
+//! [`WebSession`]: the one place that knows the session's keys (the pending logins, the tokens
+//! and who signed in, the device flow's id, the last renewal); handlers use its typed methods,
+//! never a string key (in the manner of zero2prod's `TypedSession`).
 //!
 //! A `HEAD` never starts a session: axum answers it with the GET handler (`GET /login` writes a
 //! pending login), so without a live session a HEAD gets a throwaway one (nothing stored, no
@@ -12,9 +10,9 @@ use crate::clock::unix_now;
 use crate::crypto::SessionKey;
 use crate::identity::Identity;
 use crate::secret::Secret;
-use crate::store::{OBJECT_TOKENS_KEY, TOKENS_KEY};
+use crate::store::{Lock, OBJECT_TOKENS_KEY, SessionGuard, SessionLocks, TOKENS_KEY};
 use crate::tokens::TokenSet;
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Result as AppResult};
 use axum::extract::FromRequestParts;
 use axum::http::Method;
 use axum::http::request::Parts;
@@ -26,11 +24,6 @@ use tower_sessions::session::Error;
 use tower_sessions::{Expiry, MemoryStore, Session};
 
 const PENDING_LOGINS_KEY: &str = "oauth.pending";
-// The token set lives under `store::TOKENS_KEY` as one JSON string ([`WebSession::tokens`]).
-// Older versions kept a JSON object under `store::OBJECT_TOKENS_KEY`: still read, removed on the
-// next write. A new key rather than a new layout under the old one: an older binary (a
-// rollback, a rolling upgrade sharing Redis) then finds no tokens and shows a signed-out page,
-// instead of failing to decode a string whose text (the tokens) its error would quote.
 /// Who signed in, as a verified id_token said (Login with Webex); absent without one.
 const IDENTITY_KEY: &str = "oidc.identity";
 const FLOW_KEY: &str = "device.flow";
@@ -46,7 +39,7 @@ pub const SIGNED_IN_INACTIVITY: time::Duration = time::Duration::days(30);
 /// its last write, so a script hammering `/login` cannot fill the store for a month.
 const ANONYMOUS_LIFETIME: time::Duration = time::Duration::minutes(15);
 
-type Result<T> = std::result::Result<T, Error>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One authorization-code login between `/login` and `/oauth`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,10 +62,7 @@ pub struct WebSession(Session);
 impl<S: Send + Sync> FromRequestParts<S> for WebSession {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, msg)| AppError::Internal(msg.to_owned()))?;
@@ -81,16 +71,16 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSession {
         if parts.method != Method::HEAD || (session.0.id().is_some() && !session.is_gone().await?) {
             return Ok(session);
         }
-        // Not the layer's session: what the handler writes here goes nowhere.
-        Ok(Self(Session::new(
-            None,
-            Arc::new(MemoryStore::default()),
-            None,
-        )))
+        Ok(Self::throwaway())
     }
 }
 
 impl WebSession {
+    /// Not the layer's session: what a handler writes here goes nowhere.
+    fn throwaway() -> Self {
+        Self(Session::new(None, Arc::new(MemoryStore::default()), None))
+    }
+
     /// The logins started in this browser and not yet completed (oldest first).
     pub async fn pending_logins(&self) -> Result<Vec<PendingLogin>> {
         Ok(self.0.get(PENDING_LOGINS_KEY).await?.unwrap_or_default())
@@ -120,8 +110,11 @@ impl WebSession {
         Ok(())
     }
 
-    /// The token set, kept as one JSON string: tower-sessions clones a value each time it is
-    /// read, and an object of six fields costs a dozen allocations a clone, a string one.
+    /// The token set, under `TOKENS_KEY` as one JSON string (tower-sessions clones a value at
+    /// each read: an object of six fields costs a dozen allocations, a string one). Older
+    /// versions kept an object under `OBJECT_TOKENS_KEY`: still read, removed on the next write.
+    /// A new key, not a new layout: an older binary (a rollback, a rolling upgrade sharing Redis)
+    /// then finds no tokens, instead of failing to decode a string its error would quote.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
         Ok(match self.0.get_value(TOKENS_KEY).await? {
             Some(Value::String(json)) => Some(serde_json::from_str(&json)?),
@@ -149,11 +142,9 @@ impl WebSession {
         self.0
             .set_expiry(Some(Expiry::OnInactivity(SIGNED_IN_INACTIVITY)));
         self.put_tokens(tokens).await?;
-        match identity {
-            Some(identity) => self.0.insert(IDENTITY_KEY, identity).await?,
-            None => {
-                self.0.remove_value(IDENTITY_KEY).await?;
-            }
+        self.0.remove_value(IDENTITY_KEY).await?;
+        if let Some(identity) = identity {
+            self.0.insert(IDENTITY_KEY, identity).await?;
         }
         self.0.insert(TOUCHED_KEY, unix_now()).await?;
         self.0.cycle_id().await
@@ -206,19 +197,21 @@ impl WebSession {
         self.0.remove(FLOW_KEY).await
     }
 
-    /// The session's store key (the SHA-256 of its id; none before the first save), to key a
-    /// lock. The id itself (the cookie value) is never handed out.
-    pub fn store_key(&self) -> Option<SessionKey> {
-        self.0.id().map(|id| SessionKey::of(&id.to_string()))
-    }
-
-    /// Reads the session again from the store (another request may have changed it).
-    pub async fn reload(&self) -> Result<()> {
-        self.0.load().await
+    /// Holds this session's `lock` (one at a time per session: in this process, and across
+    /// instances with Redis), then reads the session again: another request may have changed
+    /// it meanwhile. `None` for a session not yet saved, which no other request can share.
+    pub async fn lock(&self, locks: &SessionLocks, lock: Lock) -> AppResult<Option<SessionGuard>> {
+        // Keyed by the SHA-256 of the id: the id itself (the cookie value) is never handed out.
+        let Some(id) = self.0.id() else {
+            return Ok(None);
+        };
+        let guard = locks.lock(lock, &SessionKey::of(&id.to_string())).await?;
+        self.0.load().await?;
+        Ok(Some(guard))
     }
 
     /// True when the session had an id but its record is gone from the store (after
-    /// [`reload`](Self::reload): another request cycled the id, or signed out).
+    /// [`lock`](Self::lock): another request cycled the id, or signed out).
     pub async fn is_gone(&self) -> Result<bool> {
         let had_id = self.0.id().is_some();
         // Reading loads the record; tower-sessions drops an id whose record is not found.
@@ -239,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_token_set_is_one_string_under_a_new_key_and_the_older_object_still_reads() {
-        let session = WebSession(Session::new(None, Arc::new(MemoryStore::default()), None));
+        let session = WebSession::throwaway();
         let tokens = TokenSet {
             access_token: Secret::new("access"),
             access_expires_at: 1_900_000_000,
@@ -248,20 +241,11 @@ mod tests {
             scope: Some("spark:people_read".to_owned()),
             grant: Grant::Device,
         };
-        // What a session read gives back of the tokens, and whether `key` holds a string.
-        let read = async || {
-            let t = session.tokens().await.unwrap()?;
-            let refresh = t.refresh_token.map(|r| r.expose().to_owned());
-            Some((t.access_token.expose().to_owned(), refresh, t.grant))
-        };
-        let want = Some((
-            "access".to_owned(),
-            Some("refresh".to_owned()),
-            Grant::Device,
-        ));
+        // Every field of the token set a session read gives back.
+        let read = async || serde_json::to_value(session.tokens().await.unwrap()).unwrap();
+        let want = serde_json::to_value(Some(&tokens)).unwrap();
         let string_at =
             async |key| matches!(session.0.get_value(key).await, Ok(Some(Value::String(_))));
-
         let ada = Identity {
             sub: "u-1".into(),
             name: Some("Ada".into()),
@@ -288,7 +272,7 @@ mod tests {
         session.sign_in(&tokens, Some(&ada)).await.unwrap();
         session.forget_tokens().await.unwrap();
         assert_eq!(session.identity().await.unwrap(), None);
-        assert_eq!(read().await, None);
+        assert_eq!(read().await, Value::Null);
         assert!(!session.has_tokens().await.unwrap());
     }
 }

@@ -1,7 +1,6 @@
-//! One askama struct per page; every page extends `templates/base.html`.
-//!
-//! Every struct carries `demo` for the shared header. Askama escapes every `{{ }}` in `.html`
-//! templates, so room titles and profile fields are always shown as text.
+//! One askama struct per page; every page extends `templates/base.html`, and every struct
+//! carries `demo` for its header. Askama escapes every `{{ }}` in `.html` templates, so room
+//! titles and profile fields are always shown as text.
 
 use crate::clock::Timestamp;
 use askama::Template;
@@ -15,11 +14,8 @@ pub fn render(template: &impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "template failed to render");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error: a page failed to render.",
-            )
-                .into_response()
+            let text = "Internal error: a page failed to render.";
+            (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
         }
     }
 }
@@ -55,22 +51,19 @@ pub struct RoomRow {
     pub title: String,
     /// "group" or "direct" (as Webex says it).
     pub kind: String,
-    /// Webex's timestamp as given ("" when absent): the `datetime` attribute, or the text
-    /// itself when it does not parse.
+    /// Webex's timestamp as given ("" when absent), shown as it is when it does not parse.
     pub last_activity: String,
-    /// `last_activity` read, when it is RFC 3339.
+    /// `last_activity` read, when it is RFC 3339 (parsed once, by [`RoomRow::new`]).
     pub activity: Option<Timestamp>,
 }
 
 impl RoomRow {
-    /// A row; `last_activity` is parsed here, once.
     pub fn new(title: String, kind: String, last_activity: String) -> Self {
-        let activity = Timestamp::parse(&last_activity);
         Self {
+            activity: Timestamp::parse(&last_activity),
             title,
             kind,
             last_activity,
-            activity,
         }
     }
 }
@@ -101,8 +94,7 @@ pub struct SignInTemplate {
     pub verification_uri_complete: String,
     /// `data:image/png;base64,...` of the QR code of `verification_uri_complete`.
     pub qr_data_uri: String,
-    /// The host of `verification_uri_complete` when it is this computer (`127.0.0.1`, `::1`,
-    /// `localhost`): no phone can open the QR code, and the page says so.
+    /// The link's host when it is this computer: no phone can open the QR code; the page says so.
     pub loopback_host: Option<String>,
     /// Seconds left before the code expires, of its whole lifetime (for the progress bar).
     pub expires_in: u64,
@@ -110,7 +102,7 @@ pub struct SignInTemplate {
     /// As `/device/status` says it (pending, granted, denied, expired, error), and in words.
     pub status: &'static str,
     pub status_text: &'static str,
-    /// The flow has ended (denied, expired, error): show "start again" instead of the QR code.
+    /// The flow has ended: the page offers "start again" instead of the QR code.
     pub finished: bool,
 }
 
@@ -129,16 +121,13 @@ pub struct WhoamiTemplate {
     pub signed_in_as: Option<String>,
 }
 
-/// Every failure: what happened, what to do next.
+/// Every failure: what happened (with the failure's status, which a `/problem` page shows
+/// though it answers 200), what to do next.
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorTemplate {
     pub demo: bool,
-    pub status: u16,
-    pub title: String,
-    pub message: String,
-    pub next_step: String,
-    pub tracking_id: Option<String>,
+    pub page: crate::web::error::ErrorPage,
 }
 
 #[cfg(test)]
@@ -153,10 +142,8 @@ mod tests {
             signed_in: false,
         });
         assert_eq!(page.status(), StatusCode::OK);
-        assert_eq!(
-            page.headers()[axum::http::header::CONTENT_TYPE],
-            "text/html; charset=utf-8"
-        );
+        let content_type = &page.headers()[axum::http::header::CONTENT_TYPE];
+        assert_eq!(content_type, "text/html; charset=utf-8");
         assert_eq!(page.headers().len(), 1);
     }
 }

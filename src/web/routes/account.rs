@@ -6,7 +6,6 @@ use crate::clock::unix_now;
 use crate::state::AppState;
 use crate::web::authed::Authed;
 use crate::web::error::Result;
-use crate::web::session::WebSession;
 use crate::web::templates::{GrantedTemplate, WhoamiTemplate, render};
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -20,24 +19,15 @@ pub fn router() -> Router<AppState> {
         .route("/whoami", get(whoami))
 }
 
-/// "NAME (EMAIL)" of who signed in, when an id_token proved it.
-async fn signed_in_as(session: &WebSession) -> Result<Option<String>> {
-    Ok(session.identity().await?.map(|who| who.shown()))
-}
-
 /// `GET /granted`: who signed in, what the tokens allow, and when they expire.
-async fn granted(
-    State(state): State<AppState>,
-    session: WebSession,
-    authed: Authed,
-) -> Result<Response> {
+async fn granted(State(state): State<AppState>, authed: Authed) -> Result<Response> {
     let tokens = authed.tokens();
     Ok(render(&GrantedTemplate {
         demo: state.is_demo(),
         via: tokens.grant.describe(),
         scope: tokens.scope.clone().unwrap_or_default(),
         expires_in_words: in_words(tokens.expires_in(unix_now())),
-        signed_in_as: signed_in_as(&session).await?,
+        signed_in_as: authed.signed_in_as().await?,
     }))
 }
 
@@ -46,7 +36,6 @@ async fn granted(
 async fn spaces(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-    session: WebSession,
     mut authed: Authed,
 ) -> Result<Response> {
     let webex = state.webex();
@@ -61,16 +50,12 @@ async fn spaces(
         next = page.next;
     }
     let mut page = spaces::page(state.is_demo(), rooms, raw.as_deref());
-    page.signed_in_as = signed_in_as(&session).await?;
+    page.signed_in_as = authed.signed_in_as().await?;
     Ok(render(&page))
 }
 
 /// `GET /whoami`: the profile from `/people/me`.
-async fn whoami(
-    State(state): State<AppState>,
-    session: WebSession,
-    mut authed: Authed,
-) -> Result<Response> {
+async fn whoami(State(state): State<AppState>, mut authed: Authed) -> Result<Response> {
     let webex = state.webex();
     let person = authed
         .call(|token| async move { webex.people_me(&token).await })
@@ -83,7 +68,7 @@ async fn whoami(
         emails: person.emails,
         org_id: person.org_id,
         status: person.status,
-        signed_in_as: signed_in_as(&session).await?,
+        signed_in_as: authed.signed_in_as().await?,
     }))
 }
 

@@ -1,25 +1,21 @@
 //! The authorization-code flow with PKCE (the Flask sample's GRANT button), and sign-out.
 //!
-//! 1. `GET /login` makes a random `state` and PKCE verifier (and a nonce when the scopes ask for
-//!    `openid`), keeps them in this session, and sends the browser to Webex's `/authorize` with
-//!    the state, the nonce and the verifier's S256 challenge.
+//! 1. `GET /login` keeps a random `state` and PKCE verifier (and a nonce when the scopes ask for
+//!    `openid`) in this session, and sends the browser to Webex's `/authorize` with the state,
+//!    the nonce and the verifier's S256 challenge. Up to [`MAX_PENDING_LOGINS`] may be pending
+//!    per session (two tabs can each sign in), each for [`LOGIN_TTL_SECS`].
 //! 2. The user approves (or declines) on Webex, which sends the browser to `GET /oauth`.
 //! 3. `/oauth` checks the state against this session's (constant time, single use), exchanges
-//!    the code plus verifier for tokens, verifies the id_token (`crate::identity`: any failure
-//!    refuses the sign-in), stores the tokens and who signed in server-side, cycles the session
-//!    id, and goes to `/granted`.
-//!
-//! Up to [`MAX_PENDING_LOGINS`] logins may be pending per session, so two tabs can each
-//! sign in; each state is good for [`LOGIN_TTL_SECS`].
+//!    the code plus verifier for tokens, verifies the id_token (any failure refuses the
+//!    sign-in), keeps the tokens and who signed in, cycles the session id, and goes to `/granted`.
 
 use crate::clock::unix_now;
-use crate::identity::{Identity, wants_openid};
+use crate::identity::wants_openid;
 use crate::secret::{Secret, random_token};
 use crate::state::AppState;
 use crate::tokens::{Grant, TokenSet};
 use crate::web::error::{AppError, Result};
 use crate::web::session::{PendingLogin, WebSession};
-use crate::webex::TokenResponse;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
@@ -79,33 +75,20 @@ async fn login(
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
-/// The callback's query, read by hand so that nothing a caller sends can make it fail.
-#[derive(Default)]
-struct Callback {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-fn parse_callback(query: Option<&str>) -> Result<Callback> {
-    let mut callback = Callback::default();
+/// The callback's `code`, `state`, `error` and `error_description`, read by hand so that nothing
+/// a caller sends can make it fail, except a parameter given twice.
+fn parse_callback(query: Option<&str>) -> Result<[Option<String>; 4]> {
+    const KEYS: [&str; 4] = ["code", "state", "error", "error_description"];
+    let mut values = [const { None }; 4];
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let slot = match &*key {
-            "code" => &mut callback.code,
-            "state" => &mut callback.state,
-            "error" => &mut callback.error,
-            "error_description" => &mut callback.error_description,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(AppError::BadRequest(format!(
-                "The callback repeats the parameter {key:?}."
-            )));
+        if let Some(i) = KEYS.iter().position(|k| *k == key)
+            && values[i].replace(value.into_owned()).is_some()
+        {
+            let repeated = format!("The callback repeats the parameter {key:?}.");
+            return Err(AppError::BadRequest(repeated));
         }
-        *slot = Some(value.into_owned());
     }
-    Ok(callback)
+    Ok(values)
 }
 
 /// `GET /oauth`: Webex's redirect back, with the code (or an error) and our state.
@@ -114,99 +97,76 @@ async fn callback(
     session: WebSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let callback = parse_callback(query.as_deref())?;
-    let Some(returned_state) = callback.state.filter(|s| !s.is_empty()) else {
-        return Err(AppError::BadRequest(
-            "The callback has no state parameter.".into(),
-        ));
+    let [code, returned_state, error, _] = parse_callback(query.as_deref())?;
+    let Some(returned_state) = returned_state.filter(|s| !s.is_empty()) else {
+        let why = "The callback has no state parameter.";
+        return Err(AppError::BadRequest(why.into()));
     };
 
     // Find this session's pending login with that state, and remove it: a state works once.
     let now = unix_now();
     let mut pending = session.pending_logins().await?;
+    let returned = returned_state.as_bytes();
     let found = pending.iter().position(|p| {
-        bool::from(
-            p.oauth_state
-                .expose()
-                .as_bytes()
-                .ct_eq(returned_state.as_bytes()),
-        ) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
+        let same = p.oauth_state.expose().as_bytes().ct_eq(returned);
+        bool::from(same) && p.started_at.saturating_add(LOGIN_TTL_SECS) > now
     });
     let Some(index) = found else {
-        return Err(AppError::BadRequest(
-            "This sign-in was not started in this browser, was already used, or is too old.".into(),
-        ));
+        let why = "This sign-in was not started in this browser, was already used, or is too old.";
+        return Err(AppError::BadRequest(why.into()));
     };
     let login = pending.remove(index);
     session.set_pending_logins(pending).await?;
     // Used up now, durably: even if the exchange below fails, this callback URL is dead.
     session.save_now().await?;
 
-    if let Some(error) = callback.error {
+    if let Some(error) = error {
         let error = short_code(&error);
         return Err(if error == "access_denied" {
-            AppError::Denied(
-                "You declined to grant this integration access to your Webex account.".into(),
-            )
+            let why = "You declined to grant this integration access to your Webex account.";
+            AppError::Denied(why.into())
         } else {
             AppError::BadRequest(format!("Webex did not grant access ({error})."))
         });
     }
-    let Some(code) = callback.code.filter(|c| !c.is_empty()).map(Secret::new) else {
+    let Some(code) = code.filter(|c| !c.is_empty()).map(Secret::new) else {
         return Err(AppError::BadRequest("The callback has no code.".into()));
     };
 
-    let response = match state
-        .webex()
-        .exchange_code(&code, &login.verifier, state.config().redirect_uri.as_str())
-        .await
-    {
+    let uri = state.config().redirect_uri.as_str();
+    let exchanged = state.webex().exchange_code(&code, &login.verifier, uri);
+    let response = match exchanged.await {
         Ok(response) => response,
         // A code Webex does not know, or one already used: a bad callback, not a Webex fault.
         Err(err) if err.oauth_code() == Some("invalid_grant") => {
-            tracing::warn!(
-                tracking_id = err.tracking_id(),
-                "Webex refused the authorization code"
-            );
-            return Err(AppError::BadRequest(
-                "Webex refused the authorization code (expired or already used).".into(),
-            ));
+            let tracking_id = err.tracking_id();
+            tracing::warn!(tracking_id, "Webex refused the authorization code");
+            let why = "Webex refused the authorization code (expired or already used).";
+            return Err(AppError::BadRequest(why.into()));
         }
         Err(err) => return Err(err.into()),
     };
-    let identity = identify(&state, &response, login.nonce.as_ref()).await?;
-    session
-        .sign_in(
-            &TokenSet::new(response, Grant::AuthorizationCode),
-            identity.as_ref(),
-        )
-        .await?;
+    // Who signed in, when the scopes ask for `openid`: the id_token, verified with this login's
+    // nonce. One that does not verify refuses the sign-in (the login is already used up); an
+    // answer without one signs in as before, and says so in the log.
+    let mut identity = None;
+    if wants_openid(&state.config().scopes) {
+        let nonce = login.nonce.as_ref();
+        identity = state.identity().identify(&response, nonce).await?;
+        if identity.is_none() {
+            tracing::warn!(
+                tracking_id = response.tracking_id.as_deref(),
+                "Webex sent no id_token although the scopes ask for openid; signed in without a verified identity"
+            );
+        }
+    }
+    let tokens = TokenSet::new(response, Grant::AuthorizationCode);
+    session.sign_in(&tokens, identity.as_ref()).await?;
     tracing::info!(
         verified_identity = identity.is_some(),
         "signed in with the authorization code flow"
     );
     Ok(Redirect::to("/granted").into_response())
-}
-
-/// Who signed in, when the scopes ask for `openid`: the answer's id_token, verified with this
-/// login's nonce. A token that does not verify refuses the sign-in (the login is already used
-/// up); an answer without one signs in as before, and says so in the log.
-async fn identify(
-    state: &AppState,
-    response: &TokenResponse,
-    nonce: Option<&Secret>,
-) -> Result<Option<Identity>> {
-    if !wants_openid(&state.config().scopes) {
-        return Ok(None);
-    }
-    let identity = state.identity().identify(response, nonce).await?;
-    if identity.is_none() {
-        tracing::warn!(
-            tracking_id = response.tracking_id.as_deref(),
-            "Webex sent no id_token although the scopes ask for openid; signed in without a verified identity"
-        );
-    }
-    Ok(identity)
 }
 
 /// An error code from the URL, made safe to show: printable ASCII, bounded.
@@ -238,12 +198,11 @@ mod tests {
 
     #[test]
     fn callback_query_parsing_never_fails_on_odd_input_but_refuses_repeats() {
-        let c = parse_callback(Some("code=a%20b&state=s&x=1&error_description=%FF%FE")).unwrap();
-        assert_eq!(
-            (c.code.as_deref(), c.state.as_deref()),
-            (Some("a b"), Some("s"))
-        );
-        assert!(parse_callback(None).unwrap().state.is_none());
+        let query = "code=a%20b&state=s&x=1&error_description=%FF%FE";
+        let [code, state, ..] = parse_callback(Some(query)).unwrap();
+        let got = [code.as_deref(), state.as_deref()];
+        assert_eq!(got, [Some("a b"), Some("s")]);
+        assert!(parse_callback(None).unwrap()[1].is_none());
         assert!(parse_callback(Some("&&==&%%%")).is_ok());
         assert!(parse_callback(Some("state=a&state=b")).is_err());
     }

@@ -3,21 +3,20 @@
 //! 1. `POST /sign-in` asks Webex's `/device/authorize` for a user code, records the flow (it
 //!    replaces this session's old one), spawns its poller, and goes to `GET /sign-in`.
 //! 2. `GET /sign-in` shows the QR code, the user code and a countdown; `static/app.js` asks
-//!    `GET /device/status` every 2 s.
+//!    `GET /device/status` every 2 s. `POST /sign-in/cancel` stops the poller.
 //! 3. The user approves on another device; the poller gets the tokens and verifies their
 //!    id_token when the scopes ask for `openid` (one that does not verify fails the flow).
 //! 4. The next `/device/status` or `/sign-in` moves the tokens (and who signed in) into the
 //!    session, once, under a new session id; the page goes on to `/granted`.
 //!
-//! `POST /sign-in/cancel` stops the poller. The flow id lives only in the session, so no page
-//! can show another session's flow.
+//! The flow id lives only in the session, so no page can show another session's flow.
 
 use crate::device_flow::{FlowRecord, FlowStatus};
 use crate::identity::Verdict;
 use crate::qr;
 use crate::secret::fingerprint;
 use crate::state::AppState;
-use crate::store::{Lock, SessionGuard};
+use crate::store::Lock;
 use crate::web::error::{AppError, Result};
 use crate::web::rate_limit::ClientAddr;
 use crate::web::session::WebSession;
@@ -36,20 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/device/status", get(status))
 }
 
-/// Held while a request starts or claims this session's flow: one at a time per session (across
-/// instances with Redis), so ten racing `POST /sign-in` leave one pending flow, and two tabs
-/// seeing the grant both end signed in. `None` for a session not yet saved (no other request
-/// can share it).
-async fn flow_lock(state: &AppState, session: &WebSession) -> Result<Option<SessionGuard>> {
-    let Some(key) = session.store_key() else {
-        return Ok(None);
-    };
-    let guard = state.session_locks().lock(Lock::Flow, &key).await?;
-    // Another request may have changed the session while we waited.
-    session.reload().await?;
-    Ok(Some(guard))
-}
-
 /// `POST /sign-in`: a new device flow, then its page. A failure redirects to its `/problem`
 /// page, except a client over `MAX_PENDING_FLOWS_PER_CLIENT`: refused before anything started,
 /// it gets its 429 page at once, as the rate limit answers.
@@ -58,39 +43,34 @@ async fn start(
     client: Option<Extension<ClientAddr>>,
     session: WebSession,
 ) -> Response {
-    let client = client.map(|Extension(ClientAddr(ip))| ip);
-    match start_flow(&state, &session, client).await {
+    let started = async {
+        let flows = state.flows();
+        // One start or claim at a time per session: ten racing `POST /sign-in` leave one
+        // pending flow, and two tabs seeing the grant both end signed in.
+        let locked = session.lock(state.session_locks(), Lock::Flow).await?;
+        if let Some(old) = session.take_flow_id().await? {
+            flows.cancel(&old).await?;
+        }
+        // This client's place, held from before Webex is asked until the flow ends.
+        let client = client.map(|Extension(ClientAddr(ip))| ip);
+        let slot = flows.reserve(client).await?;
+        let scopes = &state.config().device_scopes;
+        let auth = state.webex().device_authorize(scopes).await?;
+        let lifetime = std::time::Duration::from_secs(auth.expires_in);
+        let id = flows.start(auth, slot).await?;
+        session.set_flow_id(&id, lifetime).await?;
+        if locked.is_some() {
+            // Saved before the lock opens, so the next request of this session sees this flow.
+            session.save_now().await?;
+        }
+        tracing::info!(flow = %fingerprint(&id), "device flow started");
+        Ok(Redirect::to("/sign-in").into_response())
+    };
+    match started.await {
         Ok(response) => response,
         Err(err @ AppError::TooManyFlows) => err.into_response(),
         Err(err) => err.after_form_post(),
     }
-}
-
-async fn start_flow(
-    state: &AppState,
-    session: &WebSession,
-    client: Option<std::net::IpAddr>,
-) -> Result<Response> {
-    let flows = state.flows();
-    let locked = flow_lock(state, session).await?;
-    if let Some(old) = session.take_flow_id().await? {
-        flows.cancel(&old).await?;
-    }
-    // This client's place, held from before Webex is asked until the flow ends.
-    let slot = flows.reserve(client).await?;
-    let auth = state
-        .webex()
-        .device_authorize(&state.config().device_scopes)
-        .await?;
-    let lifetime = std::time::Duration::from_secs(auth.expires_in);
-    let id = flows.start(auth, slot).await?;
-    session.set_flow_id(&id, lifetime).await?;
-    if locked.is_some() {
-        // Saved before the lock opens, so the next request of this session sees this flow.
-        session.save_now().await?;
-    }
-    tracing::info!(flow = %fingerprint(&id), "device flow started");
-    Ok(Redirect::to("/sign-in").into_response())
 }
 
 /// What this session's flow looks like now. Claims the tokens when the flow was granted.
@@ -128,7 +108,7 @@ async fn current(state: &AppState, session: &WebSession) -> Result<Current> {
     // Granted (or gone): claim under the session's lock. The tab that wins signs in under a
     // new session id; the other finds its old id deleted and must not touch the session (an
     // empty session would answer with a cookie deletion that could sign the user out).
-    let _locked = flow_lock(state, session).await?;
+    let _locked = session.lock(state.session_locks(), Lock::Flow).await?;
     if session.is_gone().await? {
         return Ok(Current::SignedIn);
     }
@@ -257,10 +237,7 @@ mod tests {
     #[test]
     fn links_to_this_computer_are_recognised() {
         for (link, host) in [
-            (
-                "http://127.0.0.1:10060/verify?userCode=1",
-                Some("127.0.0.1"),
-            ),
+            ("http://127.0.0.1:10060/verify?code=1", Some("127.0.0.1")),
             ("http://127.9.8.7/verify", Some("127.9.8.7")),
             ("http://[::1]:8080/verify", Some("[::1]")),
             ("http://LocalHost:10060/verify", Some("localhost")),

@@ -2,11 +2,12 @@
 //! `GET /problem` (the page a failed form post redirects to).
 
 use crate::state::AppState;
-use crate::web::error::Result;
+use crate::web::error::{AppError, ErrorPage, Kind, Result};
 use crate::web::session::WebSession;
 use crate::web::templates::{IndexTemplate, render};
+use crate::webex::is_tracking_id;
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -22,10 +23,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /problem?kind=<kind>&tracking=<id>`: where a failed form post sends the browser, so
-/// the error page can be reloaded without posting the form again (a 200 whatever the kind).
+/// the error page can be reloaded without posting the form again (an unknown kind is the 404
+/// page). A 200 whatever the kind, its status shown only as text: the failure was logged and
+/// counted where it happened, and a 5xx here would let anyone raise the server's 5xx count and
+/// page an operator.
 async fn problem(RawQuery(query): RawQuery) -> Response {
     let [kind, tracking] = super::first_values(query.as_deref(), ["kind", "tracking"]);
-    crate::web::error::problem_page(kind.as_deref().unwrap_or_default(), tracking.as_deref())
+    let Some(kind) = Kind::named(kind.as_deref().unwrap_or_default()) else {
+        return AppError::NotFound.into_response();
+    };
+    let page = ErrorPage {
+        tracking_id: tracking.filter(|id| is_tracking_id(id)),
+        ..ErrorPage::of(kind)
+    };
+    (StatusCode::OK, Extension(page)).into_response()
 }
 
 /// `GET /readyz`: 200 when the session store answers, 503 when it does not (JSON, for probes).

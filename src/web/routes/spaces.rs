@@ -41,12 +41,8 @@ impl SpacesQuery {
     /// From the raw query string; the first `q` and the first `sort` count, the rest is ignored.
     pub fn from_raw(raw: Option<&str>) -> Self {
         let [q, sort] = super::first_values(raw, ["q", "sort"]);
-        let mut q: String = q
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(MAX_QUERY_CHARS)
-            .collect();
+        let q = q.unwrap_or_default();
+        let mut q: String = q.trim().chars().take(MAX_QUERY_CHARS).collect();
         q.truncate(q.trim_end().len());
         let sort = match sort.as_deref() {
             Some("title") => SortBy::Title,
@@ -56,21 +52,18 @@ impl SpacesQuery {
     }
 }
 
-/// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string: the
-/// rows, filtered and sorted as [`list`] does, in the template.
+/// The page of `GET /spaces` for `rooms` (every page of `/rooms`) and the raw query string.
 pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemplate {
     let query = SpacesQuery::from_raw(raw_query);
-    let rooms = rooms
-        .into_iter()
-        .map(|room| {
-            RoomRow::new(
-                room.title.unwrap_or_else(|| "(untitled)".to_owned()),
-                room.kind.unwrap_or_default(),
-                room.last_activity.unwrap_or_default(),
-            )
-        })
-        .collect();
-    let (rooms, total) = list(rooms, &query);
+    let rooms = rooms.into_iter().map(|room| {
+        let title = room.title.unwrap_or_else(|| "(untitled)".to_owned());
+        RoomRow::new(
+            title,
+            room.kind.unwrap_or_default(),
+            room.last_activity.unwrap_or_default(),
+        )
+    });
+    let (rooms, total) = list(rooms.collect(), &query);
     SpacesTemplate {
         demo,
         rooms,
@@ -81,22 +74,18 @@ pub fn page(demo: bool, rooms: Vec<Room>, raw_query: Option<&str>) -> SpacesTemp
     }
 }
 
-/// Keeps the rooms whose title contains `query.q` (ignoring case, by Unicode's simple lowercase
-/// mapping, as the page's script does), in `query.sort` order. Returns them and how many there
-/// were in all.
+/// The rooms whose title contains `query.q` (ignoring case by Unicode's simple lowercase
+/// mapping, as the page's script does) in `query.sort` order, and how many there were in all.
 pub fn list(mut rooms: Vec<RoomRow>, query: &SpacesQuery) -> (Vec<RoomRow>, usize) {
     let total = rooms.len();
     if !query.q.is_empty() {
         let needle: String = fold(&query.q).collect();
         rooms.retain(|room| fold(&room.title).collect::<String>().contains(&needle));
     }
+    let by_title = |a: &RoomRow, b: &RoomRow| fold(&a.title).cmp(fold(&b.title));
     match query.sort {
         SortBy::Activity => rooms.sort_by(newest_first),
-        SortBy::Title => rooms.sort_by(|a, b| {
-            fold(&a.title)
-                .cmp(fold(&b.title))
-                .then_with(|| newest_first(a, b))
-        }),
+        SortBy::Title => rooms.sort_by(|a, b| by_title(a, b).then_with(|| newest_first(a, b))),
     }
     (rooms, total)
 }
@@ -113,24 +102,6 @@ fn newest_first(a: &RoomRow, b: &RoomRow) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn room(title: &str, at: &str) -> RoomRow {
-        RoomRow::new(title.to_owned(), "group".to_owned(), at.to_owned())
-    }
-
-    fn titles(rooms: &[RoomRow]) -> Vec<&str> {
-        rooms.iter().map(|r| &*r.title).collect()
-    }
-
-    fn rooms() -> Vec<RoomRow> {
-        vec![
-            room("beta", "2026-03-01T10:00:00.000Z"),
-            room("Alpha", ""),
-            room("東京オフィス", "2026-03-02T10:00:00.000Z"),
-            room("ÜBER team", "not a time"),
-            room("alpha", "2026-02-01T10:00:00Z"),
-        ]
-    }
 
     #[test]
     fn the_query_string_is_read_leniently() {
@@ -149,14 +120,17 @@ mod tests {
     /// The rest of the order and the filter: tests/api/spaces.rs.
     #[test]
     fn title_order_ignores_case_and_equal_titles_are_newest_first() {
-        let query = SpacesQuery {
-            sort: SortBy::Title,
-            ..SpacesQuery::default()
-        };
-        let (shown, _) = list(rooms(), &query);
-        assert_eq!(
-            titles(&shown),
-            ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"]
-        );
+        let rooms = [
+            ("beta", "2026-03-01T10:00:00.000Z"),
+            ("Alpha", ""),
+            ("東京オフィス", "2026-03-02T10:00:00.000Z"),
+            ("ÜBER team", "not a time"),
+            ("alpha", "2026-02-01T10:00:00Z"),
+        ];
+        let rooms = rooms.map(|(title, at)| RoomRow::new(title.into(), "group".into(), at.into()));
+        let (shown, _) = list(rooms.into(), &SpacesQuery::from_raw(Some("sort=title")));
+        let titles: Vec<_> = shown.iter().map(|r| &*r.title).collect();
+        let want = ["alpha", "Alpha", "beta", "ÜBER team", "東京オフィス"];
+        assert_eq!(titles, want);
     }
 }

@@ -1,7 +1,5 @@
 //! The app's edge: one `axum::middleware::from_fn_with_state` step inside the request's span
-//! (tower-http's request-id and trace layers open it) that refuses what must not run, and
-//! finishes every response: the cookie keeper, the error page, the security headers, the log
-//! line and the metrics.
+//! that refuses what must not run and finishes every response.
 
 use super::{guard, observe};
 use crate::state::AppState;
@@ -16,34 +14,28 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Copy)]
 pub struct SignedOut;
 
-/// What the edge needs: the app's state (for the guard) and the rate limit.
-#[derive(Clone)]
-pub struct Edge {
-    pub state: AppState,
-    pub limiter: ClientLimiter,
-}
-
 /// Every request, in order:
-/// 1. [`observe`] starts the clock, and the client's address goes into the request's
-///    extensions (`ClientAddr`, for the rate limit and the device flows' per-client cap);
-/// 2. the [`guard`] refuses a host we do not serve, a long query or a cross-site POST, and the
-///    rate limit a client over its quota on the routes that call Webex for a stranger; either
-///    answers at once, before any session is loaded;
-/// 3. the request runs (handler timeout, sessions, route); a session cookie is deleted only by
-///    sign-out ([`keep_cookie_unless_signed_out`]);
+/// 1. [`observe`] starts the clock; the client's address goes into the request's extensions
+///    (`ClientAddr`, for the rate limit and the device flows' per-client cap);
+/// 2. the [`guard`] and the rate limit may refuse it at once, before any session is loaded;
+/// 3. the request runs; only sign-out deletes a session cookie ([`keep_cookie_unless_signed_out`]);
 /// 4. the guard gives an error response its page and every response the security headers;
-/// 5. [`observe`] logs the response line (inside the request's span) and counts it.
-pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
+/// 5. [`observe`] logs the response line and counts it.
+pub async fn edge(
+    State((state, limiter)): State<(AppState, ClientLimiter)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let observation = observe::Observation::start(&request);
-    if let Some(client) = edge.limiter.client(&request) {
+    if let Some(client) = limiter.client(&request) {
         request.extensions_mut().insert(client);
     }
-    let refused = guard::refusal(&edge.state, &request).or_else(|| edge.limiter.refusal(&request));
+    let refused = guard::refusal(&state, &request).or_else(|| limiter.refusal(&request));
     let response = match refused {
         Some(err) => err.into_response(),
         None => keep_cookie_unless_signed_out(next.run(request).await),
     };
-    let response = guard::finish(&edge.state, response);
+    let response = guard::finish(&state, response);
     observation.finish(&response);
     response
 }
