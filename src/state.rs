@@ -1,12 +1,11 @@
-//! [`AppState`]: what every request shares, cloned as one reference count; handlers ask for
-//! the piece they use (`State<WebexClient>`, `State<DeviceFlows>`, …) through `FromRef`.
+//! [`AppState`]: what every request shares, cloned as one reference count; handlers take
+//! `State<AppState>` and read the piece they use through its accessors.
 
 use crate::config::Config;
 use crate::device_flow::DeviceFlows;
 use crate::identity::Verifier;
 use crate::store::{SessionBackend, SessionLocks};
 use crate::webex::WebexClient;
-use axum::extract::FromRef;
 use axum::http::HeaderValue;
 use std::sync::Arc;
 
@@ -98,23 +97,5 @@ impl AppState {
     /// Pages show a "demo mode" banner when this is true.
     pub fn is_demo(&self) -> bool {
         self.0.config.is_demo()
-    }
-}
-
-impl FromRef<AppState> for Arc<Config> {
-    fn from_ref(state: &AppState) -> Self {
-        state.0.config.clone()
-    }
-}
-
-impl FromRef<AppState> for WebexClient {
-    fn from_ref(state: &AppState) -> Self {
-        state.webex().clone()
-    }
-}
-
-impl FromRef<AppState> for DeviceFlows {
-    fn from_ref(state: &AppState) -> Self {
-        state.flows().clone()
     }
 }

@@ -187,6 +187,7 @@ impl DeviceFlows {
     }
 
     /// Number of flows recorded (pending or finished but not yet claimed or purged).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn len(&self) -> usize {
         self.store.len().await.unwrap_or(0)
     }
@@ -201,6 +202,7 @@ impl DeviceFlows {
     }
 
     /// Number of poller tasks running in this instance.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn active_pollers(&self) -> usize {
         self.pollers().len()
     }

@@ -164,6 +164,7 @@ impl<R: FlowData> MemoryFlows<R> {
             .count())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub fn len(&self) -> StoreResult<usize> {
         Ok(self.map().len())
     }

@@ -227,6 +227,7 @@ impl<R: FlowData> FlowStore<R> {
         fn count_pending() -> usize;
 
         /// Number of flows recorded (any state; Redis: pending ones).
+        #[cfg(any(test, feature = "test-support"))]
         fn len() -> usize;
 
         /// Forgets flows whose code expired more than `grace` ago (abandoned pages, unclaimed

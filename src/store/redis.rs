@@ -287,6 +287,7 @@ impl RedisFlows {
     }
 
     /// Only pending flows are counted (the others expire by themselves).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn len(&self) -> StoreResult<usize> {
         self.count_pending().await
     }

@@ -143,6 +143,7 @@ impl SessionCache {
     }
 
     /// How many entries each cache holds (signed-in, anonymous), pending evictions applied.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn counts(&self) -> (u64, u64) {
         self.signed_in.run_pending_tasks().await;
         self.anonymous.run_pending_tasks().await;

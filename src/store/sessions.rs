@@ -253,6 +253,7 @@ impl SessionBackend {
     }
 
     /// How many sessions the memory store holds: (signed in, anonymous); none elsewhere.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn cached(&self) -> (u64, u64) {
         match &*self.0 {
             Backend::Memory(cache) => cache.counts().await,

@@ -330,6 +330,7 @@ impl SqliteFlows {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn len(&self) -> StoreResult<usize> {
         let count: i64 = sqlx::query_scalar("select count(*) from device_flows")
             .fetch_one(&self.pool)
