@@ -14,7 +14,7 @@ mod session_lock;
 mod sessions;
 mod sqlite;
 
-pub use session_cache::TOKENS_KEY;
+pub use session_cache::{OBJECT_TOKENS_KEY, TOKENS_KEY};
 pub use session_lock::{Lock, SessionGuard, SessionLocks};
 use sessions::Db;
 pub use sessions::SessionBackend;

@@ -2,7 +2,7 @@
 //! tokens: a login or a device sign-in in progress) in another with a cap of its own, so a flood
 //! of anonymous sessions evicts only anonymous ones, never a signed-in user.
 //!
-//! A record is signed in when it holds a token set ([`TOKENS_KEY`]).
+//! A record is signed in when it holds a token set ([`TOKENS_KEY`] or [`OBJECT_TOKENS_KEY`]).
 //! Tokens come only under a new id (sign-in cycles it), so an id created anonymous stays so; one
 //! that loses its tokens stays in the signed-in cache. Every write of an id, to either cache,
 //! runs inside the signed-in cache's per-key compute, so the writes of one id never interleave.
@@ -18,6 +18,9 @@ use tower_sessions::session::{Id, Record};
 
 /// Where a session keeps its token set, as one JSON string (see `WebSession::tokens`).
 pub const TOKENS_KEY: &str = "webex.tokens.v2";
+/// Where versions before the string layout kept the token set, as a JSON object: still read, so
+/// their sessions stay signed in, and removed when the tokens are next written (a refresh).
+pub const OBJECT_TOKENS_KEY: &str = "webex.tokens";
 
 /// Signed-in sessions kept at most (the least used go first past it). Each is a completed
 /// sign-in at Webex, so no anonymous client can fill this.
@@ -36,7 +39,7 @@ pub struct SessionCache {
 
 /// Whether `record` holds a token set.
 pub fn signed_in(record: &Record) -> bool {
-    record.data.contains_key(TOKENS_KEY)
+    record.data.contains_key(TOKENS_KEY) || record.data.contains_key(OBJECT_TOKENS_KEY)
 }
 
 pub fn expires_at_ms(record: &Record) -> u64 {

@@ -10,7 +10,7 @@ use crate::clock::unix_now;
 use crate::crypto::SessionKey;
 use crate::identity::Identity;
 use crate::secret::Secret;
-use crate::store::{Lock, SessionGuard, SessionLocks, TOKENS_KEY};
+use crate::store::{Lock, OBJECT_TOKENS_KEY, SessionGuard, SessionLocks, TOKENS_KEY};
 use crate::tokens::TokenSet;
 use crate::web::error::{AppError, Result as AppResult};
 use axum::extract::FromRequestParts;
@@ -111,26 +111,28 @@ impl WebSession {
     }
 
     /// The token set, under `TOKENS_KEY` as one JSON string (tower-sessions clones a value at
-    /// each read: an object of six fields costs a dozen allocations, a string one). Versions
-    /// before it kept an object under another key: a session of theirs reads as signed out, and
-    /// an older binary (a rollback, a rolling upgrade sharing Redis) finds no tokens in a new one
-    /// instead of failing to decode a string its error would quote.
+    /// each read: an object of six fields costs a dozen allocations, a string one). Older
+    /// versions kept an object under `OBJECT_TOKENS_KEY`: still read, removed on the next write.
+    /// A new key, not a new layout: an older binary (a rollback, a rolling upgrade sharing Redis)
+    /// then finds no tokens, instead of failing to decode a string its error would quote.
     pub async fn tokens(&self) -> Result<Option<TokenSet>> {
         Ok(match self.0.get_value(TOKENS_KEY).await? {
             Some(Value::String(json)) => Some(serde_json::from_str(&json)?),
             Some(other) => Some(serde_json::from_value(other)?),
-            None => None,
+            None => self.0.get(OBJECT_TOKENS_KEY).await?,
         })
     }
 
     /// Presence only: no need to decode the token set.
     pub async fn has_tokens(&self) -> Result<bool> {
-        Ok(self.0.get_value(TOKENS_KEY).await?.is_some())
+        Ok(self.0.get_value(TOKENS_KEY).await?.is_some()
+            || self.0.get_value(OBJECT_TOKENS_KEY).await?.is_some())
     }
 
     async fn put_tokens(&self, tokens: &TokenSet) -> Result<()> {
         let json = serde_json::to_string(tokens)?;
         self.0.insert_value(TOKENS_KEY, Value::String(json)).await?;
+        self.0.remove_value(OBJECT_TOKENS_KEY).await?;
         Ok(())
     }
 
@@ -164,6 +166,7 @@ impl WebSession {
     pub async fn forget_tokens(&self) -> Result<()> {
         self.0.remove_value(IDENTITY_KEY).await?;
         self.0.remove_value(TOKENS_KEY).await?;
+        self.0.remove_value(OBJECT_TOKENS_KEY).await?;
         self.0.save().await
     }
 
@@ -228,7 +231,7 @@ mod tests {
     use crate::tokens::Grant;
 
     #[tokio::test]
-    async fn the_token_set_is_one_string_under_its_key_with_who_signed_in_beside_it() {
+    async fn the_token_set_is_one_string_under_a_new_key_and_the_older_object_still_reads() {
         let session = WebSession::throwaway();
         let tokens = TokenSet {
             access_token: Secret::new("access"),
@@ -253,8 +256,15 @@ mod tests {
         assert!(string_at(TOKENS_KEY).await, "not one string");
         assert_eq!(read().await, want);
 
+        // How versions before this one kept it: read, and replaced when the tokens are next
+        // written (a binary before this one, reading only the old key, then finds nothing).
+        session.0.remove_value(TOKENS_KEY).await.unwrap();
+        session.0.insert(OBJECT_TOKENS_KEY, &tokens).await.unwrap();
+        assert!(session.has_tokens().await.unwrap());
+        assert_eq!(read().await, want);
         session.save_refreshed(&tokens).await.unwrap();
-        assert!(string_at(TOKENS_KEY).await && read().await == want);
+        let old = session.0.get_value(OBJECT_TOKENS_KEY).await.unwrap();
+        assert!(old.is_none() && string_at(TOKENS_KEY).await);
 
         // A sign-in without an id_token forgets the last one's identity; so does losing the tokens.
         session.sign_in(&tokens, None).await.unwrap();

@@ -7,7 +7,7 @@ use serde_json::json;
 fn record(expires_in: time::Duration) -> Record {
     Record {
         id: Id::default(),
-        data: [(crate::store::TOKENS_KEY.to_owned(), json!("{}"))].into(),
+        data: [("webex.tokens".to_owned(), json!({ "access": "a" }))].into(),
         expiry_date: time::OffsetDateTime::now_utc() + expires_in,
     }
 }
