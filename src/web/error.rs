@@ -47,7 +47,7 @@ pub enum AppError {
     MethodNotAllowed,
     /// 429: this client started too many sign-ins in the last minute (`Retry-After` is set).
     #[error("client rate limited")]
-    TooManyRequests { retry_after: std::time::Duration },
+    TooManyRequests { retry_after_secs: u64 },
     /// 429: too many device sign-ins pending from this client address.
     #[error("too many device sign-ins from this client are pending")]
     TooManyFlows,
@@ -347,9 +347,9 @@ impl IntoResponse for AppError {
             Self::QueryTooLong => ErrorPage::of(&QUERY_TOO_LONG),
             Self::NotFound => ErrorPage::of(&NOT_FOUND),
             Self::MethodNotAllowed => ErrorPage::of(&METHOD),
-            Self::TooManyRequests { retry_after } => ErrorPage::of(&RATE_LIMITED).saying(format!(
+            Self::TooManyRequests { retry_after_secs } => ErrorPage::of(&RATE_LIMITED).saying(format!(
                 "Sign-ins from your address are limited; the next one is possible in {} seconds.",
-                retry_after.as_secs().max(1)
+                retry_after_secs
             )),
             Self::TooManyFlows => ErrorPage::of(&TOO_MANY_FLOWS),
             Self::Busy => ErrorPage::of(&BUSY),
@@ -371,10 +371,8 @@ impl IntoResponse for AppError {
             tracing::warn!(status = status.as_u16(), tracking_id, hint, error = %self, "request refused");
         }
         let mut response = (status, Extension(page)).into_response();
-        if let Self::TooManyRequests { retry_after } = &self {
-            // Whole seconds, rounded up: never tell a client to come back too early.
-            let secs = retry_after.as_secs_f64().ceil() as u64;
-            let value = header::HeaderValue::from(secs.max(1));
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            let value = header::HeaderValue::from(retry_after_secs);
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response

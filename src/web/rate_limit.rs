@@ -67,8 +67,10 @@ impl ClientLimiter {
         let ClientAddr(client) = *request.extensions().get::<ClientAddr>()?;
         let not_until = self.limiter.check_key(&client).err()?;
         tracing::warn!("client rate limited");
-        let retry_after = not_until.wait_time_from(DefaultClock::default().now());
-        Some(AppError::TooManyRequests { retry_after })
+        // Whole seconds, rounded up: the page and `Retry-After` never say to come back too early.
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let retry_after_secs = u64::try_from(wait.as_millis().div_ceil(1000).max(1)).unwrap_or(60);
+        Some(AppError::TooManyRequests { retry_after_secs })
     }
 }
 

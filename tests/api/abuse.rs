@@ -165,7 +165,14 @@ async fn sign_ins_are_rate_limited_per_client_address() {
     assert_eq!(refused.headers()["x-request-id"].len(), 36);
     assert!(refused.headers().contains_key("content-security-policy"));
     assert_eq!(refused.headers()["cache-control"], "no-store");
-    assert!(text(refused).await.contains("Too many sign-ins"));
+    let page = text(refused).await;
+    assert!(page.contains("Too many sign-ins"));
+    // The page says the wait the header gives (both rounded up to whole seconds).
+    let said = format!("possible in {wait} seconds");
+    assert!(
+        page.contains(&said),
+        "the page and Retry-After disagree: {wait}"
+    );
     let sign_in = flooder
         .post(app.url("/sign-in"))
         .form(&[("", "")])
