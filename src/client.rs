@@ -30,7 +30,7 @@ pub struct PerClient {
 #[derive(Debug)]
 pub struct Slot {
     key: IpAddr,
-    of: PerClient,
+    owner: PerClient,
 }
 
 impl PerClient {
@@ -47,20 +47,21 @@ impl PerClient {
 
     /// A slot for `client` (counted by its [`key`]), or `None` when it already holds `cap`.
     pub fn enter(&self, client: IpAddr) -> Option<Slot> {
-        let (key, of) = (key(client), self.clone());
+        let key = key(client);
         let mut counts = self.counts();
         let held = counts.get(&key).copied().unwrap_or(0);
         if held >= self.cap {
             return None;
         }
         counts.insert(key, held.saturating_add(1));
-        Some(Slot { key, of })
+        let owner = self.clone();
+        Some(Slot { key, owner })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = self.of.counts();
+        let mut counts = self.owner.counts();
         if let Some(held) = counts.get_mut(&self.key) {
             *held = held.saturating_sub(1);
             if *held == 0 {

@@ -88,10 +88,6 @@ impl FlowData for FlowRecord {
         self.status.as_str()
     }
 
-    fn is_pending(&self) -> bool {
-        self.status == FlowStatus::Pending
-    }
-
     fn expires_at_ms(&self) -> u64 {
         self.expires_at_ms
     }

@@ -37,9 +37,9 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Form posts here are tiny; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The router with its layers, outermost first: tower-http's, and [`middleware::edge`] inside
-/// the span and outside the rest, so it renders the page of a failed session save, a panic or
-/// a timeout (which bounds the session load and save too), and that page is compressed.
+/// The router with its layers, outermost first as listed: [`middleware::edge`] sits inside the
+/// span and outside the timeout, sessions and panic catcher, so it renders the page of a failed
+/// session save, a panic or a timeout (which bounds the session load and save too), compressed.
 pub fn router(state: AppState, sessions: SessionBackend, limiter: ClientLimiter) -> Router {
     // Over https the cookie takes the `__Host-` prefix: the browser then insists on Secure,
     // Path=/ and no Domain, so no subdomain can set or shadow it.

@@ -163,12 +163,9 @@ fn is_rel_next(param: &str) -> bool {
     let Some((name, value)) = param.split_once('=') else {
         return false;
     };
+    let rels = value.trim().trim_end_matches(',').trim().trim_matches('"');
     name.trim().eq_ignore_ascii_case("rel")
-        && value
-            .trim()
-            .trim_end_matches(',')
-            .trim()
-            .trim_matches('"')
+        && rels
             .split_whitespace()
             .any(|rel| rel.eq_ignore_ascii_case("next"))
 }

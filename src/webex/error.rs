@@ -189,23 +189,14 @@ pub fn tracking_id(headers: &HeaderMap) -> Option<String> {
 /// What Webex's tracking ids look like (`ROUTER_65F3…`, `WEBEX_…_0a1b-…`); anything else is not
 /// kept, shown, logged or put in a URL (a broken endpoint may echo our form there).
 pub fn is_tracking_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':');
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(allowed)
 }
 
 /// `Retry-After` in seconds (Webex documents seconds; an HTTP date is not used by Webex).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse().ok().map(Duration::from_secs)
 }
 
 /// What we read of an error body. Every field is optional; anything else is ignored.
