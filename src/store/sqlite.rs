@@ -163,6 +163,8 @@ async fn migrate(pool: &SqlitePool, path: &Path) -> StoreResult<()> {
         );
         let drop = "drop table if exists tower_sessions; drop table if exists device_flows; vacuum";
         sqlx::raw_sql(drop).execute(pool).await?;
+        // The vacuumed pages are in the WAL; until a checkpoint the file keeps the old ones.
+        checkpoint(pool).await;
     }
     sqlx::query(&format!("pragma user_version = {SCHEMA_VERSION}"))
         .execute(pool)

@@ -236,7 +236,7 @@ async fn a_sealed_session_copied_onto_another_row_reads_as_signed_out() {
     .unwrap();
     assert_eq!(copied.rows_affected(), 1);
     pool.close().await;
-    // A restart empties the cache in front of the file: the next read is the row's.
+    // Restarted, so nothing but the file plays a part: the next read is the row's.
     let mut app = app;
     let config = app.probe.config().clone();
     app = app.restart_with(config).await;
@@ -388,6 +388,51 @@ async fn a_key_file_readable_by_others_is_made_private_and_the_folder_is_private
             assert_eq!(mode(&path), 0o600, "{file}");
         }
     }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A file of a version that kept sessions and device flows in clear (tower-sessions' own
+/// `tower_sessions` table): at start-up both tables go, and no byte of their rows is left in the
+/// database or its WAL; the app then serves from tables of its own.
+#[crate::support::test]
+async fn a_file_of_the_clear_text_version_keeps_nothing_of_it_after_start_up() {
+    let dir = temp_dir("clear-text");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("sessions.db");
+    let old = ["old-clear-access-token", "old-clear-device-code"];
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    let old_tables = format!(
+        "create table tower_sessions (id text primary key, data blob, expiry_date integer);
+         insert into tower_sessions values ('s', '{}', 0);
+         create table device_flows (id text primary key, data text);
+         insert into device_flows values ('f', '{}');",
+        old[0], old[1]
+    );
+    sqlx::raw_sql(&old_tables).execute(&pool).await.unwrap();
+    pool.close().await;
+    let app = TestApp::spawn_with(Default::default(), |c| {
+        c.session_store = StoreConfig::Sqlite(db.clone())
+    })
+    .await;
+    for (file, bytes) in raw_files(&db) {
+        for text in old {
+            assert!(!contains(&bytes, text), "{file} still holds {text}");
+        }
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("select name from sqlite_master where type = 'table' order by name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tables, ["device_flows", "sessions"]);
+    pool.close().await;
+    assert_eq!(app.get("/login").await.status(), StatusCode::SEE_OTHER);
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
